@@ -1,0 +1,90 @@
+"""Replay storage in preallocated torch tensors.
+
+``terminated`` (the MDP ended: do not bootstrap) and ``truncated`` (a time limit cut the episode:
+do bootstrap) are stored apart, and ``next_obs`` always holds the real observation that followed
+the action, also at a time limit, so targets never bootstrap from a reset observation.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+
+class Batch(NamedTuple):
+    obs: torch.Tensor  # (B, *obs_shape) float32
+    action: torch.Tensor  # (B, *action_shape) float32, or (B,) int64 for discrete actions
+    reward: torch.Tensor  # (B,) float32
+    next_obs: torch.Tensor  # (B, *obs_shape) float32
+    terminated: torch.Tensor  # (B,) float32, 1.0 where the episode ended in a terminal state
+    truncated: torch.Tensor  # (B,) float32, 1.0 where a time limit cut the episode
+
+
+class ReplayBuffer:
+    def __init__(self, capacity: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...], *,
+                 discrete: bool = False, device: torch.device | str = "cpu", generator: torch.Generator | None = None):
+        self.capacity = int(capacity)
+        self.device = torch.device(device)
+        self.generator = generator
+        act_dtype = torch.int64 if discrete else torch.float32
+        self.obs = torch.zeros((self.capacity, *obs_shape), dtype=torch.float32, device=self.device)
+        self.next_obs = torch.zeros_like(self.obs)
+        self.action = torch.zeros((self.capacity, *action_shape), dtype=act_dtype, device=self.device)
+        self.reward = torch.zeros(self.capacity, dtype=torch.float32, device=self.device)
+        self.terminated = torch.zeros(self.capacity, dtype=torch.float32, device=self.device)
+        self.truncated = torch.zeros(self.capacity, dtype=torch.float32, device=self.device)
+        self.ptr = 0  # next slot to write
+        self.size = 0  # number of valid slots
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, obs, action, reward: float, next_obs, terminated: bool, truncated: bool) -> None:
+        i = self.ptr
+        self.obs[i] = torch.as_tensor(obs, dtype=torch.float32)
+        self.action[i] = torch.as_tensor(action, dtype=self.action.dtype)
+        self.reward[i] = float(reward)
+        self.next_obs[i] = torch.as_tensor(next_obs, dtype=torch.float32)
+        self.terminated[i] = float(terminated)
+        self.truncated[i] = float(truncated)
+        self.ptr = (i + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+
+    def add_batch(self, obs, action, reward, next_obs, terminated, truncated) -> None:
+        """Append many transitions at once (used to load offline datasets)."""
+        n = len(reward)
+        for start in range(0, n, self.capacity):
+            sl = slice(start, min(n, start + self.capacity))
+            m = sl.stop - sl.start
+            idx = (torch.arange(m) + self.ptr) % self.capacity
+            self.obs[idx] = torch.as_tensor(np.asarray(obs[sl]), dtype=torch.float32, device=self.device)
+            self.action[idx] = torch.as_tensor(np.asarray(action[sl]), dtype=self.action.dtype, device=self.device)
+            self.reward[idx] = torch.as_tensor(np.asarray(reward[sl]), dtype=torch.float32, device=self.device)
+            self.next_obs[idx] = torch.as_tensor(np.asarray(next_obs[sl]), dtype=torch.float32, device=self.device)
+            self.terminated[idx] = torch.as_tensor(np.asarray(terminated[sl]), dtype=torch.float32, device=self.device)
+            self.truncated[idx] = torch.as_tensor(np.asarray(truncated[sl]), dtype=torch.float32, device=self.device)
+            self.ptr = (self.ptr + m) % self.capacity
+            self.size = min(self.size + m, self.capacity)
+
+    def sample(self, batch_size: int) -> Batch:
+        idx = torch.randint(0, self.size, (batch_size,), generator=self.generator, device=self.device)
+        return Batch(self.obs[idx], self.action[idx], self.reward[idx], self.next_obs[idx],
+                     self.terminated[idx], self.truncated[idx])
+
+    def state_dict(self) -> dict:
+        n = self.size
+        # Store only the filled part, in slot order, so a checkpoint of a young run stays small.
+        return {"capacity": self.capacity, "ptr": self.ptr, "size": n,
+                "obs": self.obs[:n].cpu().clone(), "action": self.action[:n].cpu().clone(),
+                "reward": self.reward[:n].cpu().clone(), "next_obs": self.next_obs[:n].cpu().clone(),
+                "terminated": self.terminated[:n].cpu().clone(), "truncated": self.truncated[:n].cpu().clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["capacity"] != self.capacity:
+            raise ValueError(f"replay buffer capacity mismatch: checkpoint has {state['capacity']}, config has {self.capacity}")
+        n = state["size"]
+        for key in ("obs", "action", "reward", "next_obs", "terminated", "truncated"):
+            getattr(self, key)[:n] = state[key].to(self.device)
+        self.ptr, self.size = state["ptr"], n

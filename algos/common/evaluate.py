@@ -1,0 +1,29 @@
+"""Evaluation: the deterministic policy on its own environment, N episodes, mean and spread."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def evaluate(agent, env, episodes: int, seed: int) -> dict[str, float]:
+    """Run ``episodes`` deterministic episodes; episode ``i`` starts from ``reset(seed=seed + i)``.
+
+    The same seeds are used at every evaluation, so successive evaluations differ only by the policy.
+    Returns are the environment's own rewards (evaluation envs have no reward reshaping).
+    """
+    returns, lengths = [], []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        done, ret, length = False, 0.0, 0
+        while not done:
+            action = agent.act(obs, deterministic=True)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            ret += float(reward)
+            length += 1
+            done = terminated or truncated
+        returns.append(ret)
+        lengths.append(length)
+    r = np.asarray(returns)
+    return {"eval/return_mean": float(r.mean()), "eval/return_std": float(r.std()),
+            "eval/return_min": float(r.min()), "eval/return_max": float(r.max()),
+            "eval/length_mean": float(np.mean(lengths))}

@@ -1,0 +1,124 @@
+"""One logger for every run: a local ``metrics.jsonl`` always, and Weights & Biases when configured.
+
+Every row carries ``step`` (environment steps), the x-axis of every metric. Keys are sectioned:
+``train/``, ``eval/``, ``loss/``, ``time/``. The local file makes a run useful without W&B: plots
+and tests read it directly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+log = logging.getLogger(__name__)
+
+MODES = ("offline", "online", "disabled")
+
+
+@dataclass
+class LoggerConfig:
+    backend: str = "wandb"  # wandb | none (metrics.jsonl is written either way)
+    mode: str = "offline"  # offline | online | disabled (W&B mode)
+    project: str = "rlbase"  # W&B project
+    entity: Optional[str] = None  # W&B entity (team or user); None: the account's default
+    group: Optional[str] = None  # W&B group; None: <algo>-<env>
+    tags: list[str] = field(default_factory=list)  # extra tags (algo, env and seed are always added)
+    init_timeout: float = 30.0  # seconds wandb.init may wait in online mode
+
+
+def _scalar(v: Any) -> Any:
+    if isinstance(v, torch.Tensor):
+        return v.item()
+    return v
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:  # a torn last line after a hard kill
+                break
+    return rows
+
+
+class Logger:
+    def __init__(self, cfg: LoggerConfig, run_dir: str | Path, *, config: dict, group: str, name: str,
+                 tags: list[str], run_id: Optional[str] = None, resume_step: Optional[int] = None,
+                 job_type: str = "train"):
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / "metrics.jsonl"
+        if resume_step is not None:
+            # Drop rows written after the checkpoint we resume from, so steps never repeat.
+            rows = [r for r in read_metrics(self.path) if r["step"] <= resume_step]
+            self.path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        self._file = open(self.path, "a", buffering=1)
+        self.run = None
+        self.run_id = run_id
+        if cfg.backend == "wandb" and cfg.mode != "disabled":
+            self._init_wandb(cfg, config, group, name, tags, run_id, job_type)
+
+    def _init_wandb(self, cfg, config, group, name, tags, run_id, job_type) -> None:
+        os.environ.setdefault("WANDB_SILENT", "true")
+        import wandb
+
+        if cfg.mode == "online" and not (os.environ.get("WANDB_API_KEY") or _netrc_has_wandb()):
+            raise RuntimeError("logger.mode=online needs a W&B API key (set WANDB_API_KEY or run `wandb login`); "
+                               "use logger.mode=offline to log locally")
+        self.run_id = run_id or wandb.util.generate_id()
+        settings = wandb.Settings(init_timeout=cfg.init_timeout, console="off", silent=True)
+        kwargs = dict(project=cfg.project, entity=cfg.entity, group=cfg.group or group, name=name,
+                      tags=sorted(set(tags) | set(cfg.tags)), config=config, dir=str(self.run_dir),
+                      id=self.run_id, resume="allow", job_type=job_type, settings=settings)
+        try:
+            self.run = wandb.init(mode=cfg.mode, **kwargs)
+        except Exception as e:  # online init failed (no network): keep the run, log offline
+            if cfg.mode != "online":
+                raise
+            log.warning("W&B unreachable (%s); logging offline instead, sync later with `wandb sync`", str(e).splitlines()[0])
+            self.run = wandb.init(mode="offline", **kwargs)
+        self.run.define_metric("step")
+        self.run.define_metric("*", step_metric="step")
+
+    def log(self, step: int, metrics: dict[str, Any]) -> None:
+        row = {"step": int(step)}
+        for k, v in metrics.items():
+            v = _scalar(v)
+            row[k] = None if isinstance(v, float) and not math.isfinite(v) else v
+        self._file.write(json.dumps(row) + "\n")
+        if self.run is not None:
+            self.run.log(row)
+
+    def summary(self, values: dict[str, Any]) -> None:
+        if self.run is not None:
+            for k, v in values.items():
+                self.run.summary[k] = _scalar(v)
+
+    def close(self, exit_code: int = 0) -> None:
+        if not self._file.closed:
+            self._file.close()
+        if self.run is not None:
+            run, self.run = self.run, None
+            run.finish(exit_code=exit_code)
+            if run.settings.mode == "offline":
+                log.info("W&B offline run saved in %s; upload it with `wandb sync %s`", run.dir, Path(run.dir).parent)
+
+
+def _netrc_has_wandb() -> bool:
+    import netrc
+
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return False

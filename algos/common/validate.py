@@ -1,0 +1,85 @@
+"""Checks that types cannot express, run right after composition and before anything is built.
+
+Each failure is a :class:`ConfigError` whose message is one line naming the setting and what is allowed.
+"""
+
+from __future__ import annotations
+
+import torch
+from omegaconf import DictConfig
+
+import algos
+import envs
+from algos.common.logger import MODES
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _check(ok: bool, msg: str) -> None:
+    if not ok:
+        raise ConfigError(msg)
+
+
+def validate_run(cfg: DictConfig) -> None:
+    for key in ("total_steps", "eval_every", "eval_episodes", "checkpoint_every", "log_every"):
+        v = cfg[key]
+        _check(v > 0, f"{key}={v} must be a positive integer")
+    _check(cfg.seed >= 0, f"seed={cfg.seed} must be >= 0")
+
+
+def validate_algo(a: DictConfig) -> None:
+    for key, v in a.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        name = f"algo.{key}"
+        if key == "gamma":
+            _check(0.0 <= v <= 1.0, f"{name}={v} is out of range; allowed: 0 <= gamma <= 1")
+        elif key == "tau":
+            _check(0.0 < v <= 1.0, f"{name}={v} is out of range; allowed: 0 < tau <= 1")
+        elif key == "lr" or key.endswith("_lr"):
+            _check(v > 0, f"{name}={v} must be > 0")
+        elif key in ("batch_size", "buffer_size", "updates_per_step", "n_steps"):
+            _check(v > 0, f"{name}={v} must be a positive integer")
+        elif key.endswith(("_steps", "_every", "_size", "_freq")):
+            _check(v >= 0, f"{name}={v} must be >= 0")
+    if "batch_size" in a and "buffer_size" in a:
+        _check(a.batch_size <= a.buffer_size,
+               f"algo.batch_size={a.batch_size} is larger than algo.buffer_size={a.buffer_size}; allowed: batch_size <= buffer_size")
+    if "learning_starts" in a:
+        _check(a.learning_starts >= 1, f"algo.learning_starts={a.learning_starts} must be >= 1")
+
+
+def validate_hardware(h: DictConfig) -> None:
+    dev = str(h.device)
+    _check(dev == "cpu" or dev.startswith("cuda"), f"hardware.device={dev} is not supported; allowed: cpu, cuda, cuda:<index>")
+    if dev.startswith("cuda"):
+        _check(torch.cuda.is_available(), f"hardware.device={dev} but no CUDA device is available; use hardware=cpu")
+    _check(h.threads >= 0, f"hardware.threads={h.threads} must be >= 0 (0: torch's default)")
+
+
+def validate_logger(lg: DictConfig) -> None:
+    _check(lg.backend in ("wandb", "none"), f"logger.backend={lg.backend} is not supported; allowed: wandb, none")
+    _check(lg.mode in MODES, f"logger.mode={lg.mode} is not supported; allowed: {', '.join(MODES)}")
+
+
+def validate(cfg: DictConfig) -> envs.EnvSpec:
+    """Validate the composed config; returns the env's spec (the env is built once and closed)."""
+    validate_run(cfg)
+    try:
+        module = algos.get(cfg.algo.name)
+    except algos.UnknownAlgo as e:
+        raise ConfigError(str(e)) from e
+    validate_algo(cfg.algo)
+    validate_hardware(cfg.hardware)
+    validate_logger(cfg.logger)
+    try:
+        spec = envs.probe(cfg.env)
+    except envs.EnvError as e:
+        raise ConfigError(str(e)) from e
+    allowed = module.ACTION_SPACES
+    _check(spec.kind in allowed,
+           f"algo={cfg.algo.name} needs {' or '.join(allowed)} actions, but env={cfg.env.name} ({spec.id}) has "
+           f"{spec.kind} actions; pick an env with {' or '.join(allowed)} actions")
+    return spec

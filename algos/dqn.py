@@ -1,0 +1,120 @@
+"""DQN: deep Q-learning with replay memory and a target network.
+
+Paper: Mnih et al., "Human-level control through deep reinforcement learning", Nature 2015.
+Reference: the PyTorch "Reinforcement Learning (DQN) Tutorial" (CartPole), whose defaults we keep.
+
+Implementation details:
+1. Replay memory sampled uniformly; updates start once it holds ``learning_starts`` transitions
+   (the tutorial starts as soon as one batch is available: ``learning_starts = batch_size``).
+2. Epsilon-greedy exploration decaying exponentially from ``eps_start`` to ``eps_end`` with time
+   constant ``eps_decay`` (counted in exploratory actions, as in the tutorial).
+3. Target y = r + gamma * (1 - terminated) * max_a' Q_target(s', a'). Only *terminated* transitions
+   stop bootstrapping; an episode cut by a time limit (truncated) still bootstraps from s'.
+   With ``double=true`` the argmax comes from the online network (van Hasselt et al. 2016).
+4. Huber (smooth L1) loss, AdamW with amsgrad, gradients clipped by value (``grad_clip_value``).
+5. Target network updated softly every update with ``tau`` (the tutorial), or copied every
+   ``target_update_every`` updates when that is > 0 (Mnih et al.).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from algos.common.buffer import Batch
+from algos.common.loops import OffPolicyConfig
+from algos.common.nets import hard_update, mlp, soft_update
+from envs import EnvSpec
+
+ACTION_SPACES = ("discrete",)
+LOOP = "off_policy"
+
+
+@dataclass
+class DQNConfig(OffPolicyConfig):
+    name: str = "dqn"
+    batch_size: int = 128  # transitions per update
+    buffer_size: int = 10_000  # replay memory capacity
+    learning_starts: int = 128  # start updating once one batch is available
+    lr: float = 1e-4  # AdamW learning rate
+    amsgrad: bool = True  # AdamW's amsgrad variant, as in the tutorial
+    hidden: list[int] = field(default_factory=lambda: [128, 128])  # Q-network hidden sizes
+    eps_start: float = 0.9  # initial exploration rate
+    eps_end: float = 0.05  # final exploration rate
+    eps_decay: float = 1000.0  # time constant of the exponential decay, in exploratory actions
+    tau: float = 0.005  # soft target update rate (used when target_update_every == 0)
+    target_update_every: int = 0  # > 0: hard copy every this many updates instead of soft updates
+    double: bool = False  # Double DQN target
+    grad_clip_value: float = 100.0  # clip each gradient element to [-v, v]; <= 0 disables
+
+
+class DQN:
+    def __init__(self, cfg: DQNConfig, spec: EnvSpec, device: torch.device):
+        self.cfg, self.spec, self.device = cfg, spec, device
+        self.q = mlp(spec.obs_dim, cfg.hidden, spec.n_actions).to(device)
+        self.q_target = mlp(spec.obs_dim, cfg.hidden, spec.n_actions).to(device)
+        hard_update(self.q_target, self.q)
+        self.q_target.requires_grad_(False)
+        self.optimizer = torch.optim.AdamW(self.q.parameters(), lr=cfg.lr, amsgrad=cfg.amsgrad)
+        self.explore_steps = 0  # exploratory actions taken so far (drives epsilon)
+        self.updates = 0
+
+    def epsilon(self) -> float:
+        c = self.cfg
+        return c.eps_end + (c.eps_start - c.eps_end) * math.exp(-self.explore_steps / c.eps_decay)
+
+    @torch.inference_mode()
+    def act(self, obs: np.ndarray, deterministic: bool = False) -> int:
+        if not deterministic:
+            eps = self.epsilon()
+            self.explore_steps += 1
+            if random.random() < eps:
+                return random.randrange(self.spec.n_actions)
+        x = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
+        return int(self.q(x).argmax(dim=1).item())
+
+    def target(self, batch: Batch) -> torch.Tensor:
+        """y = r + gamma * (1 - terminated) * Q_target(s', argmax) -- eq. (2) of Mnih et al. 2015."""
+        with torch.no_grad():
+            next_q_all = self.q_target(batch.next_obs)
+            if self.cfg.double:
+                best = self.q(batch.next_obs).argmax(dim=1, keepdim=True)
+                next_q = next_q_all.gather(1, best).squeeze(1)
+            else:
+                next_q = next_q_all.max(dim=1).values
+            return batch.reward + self.cfg.gamma * (1.0 - batch.terminated) * next_q
+
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        target_q = self.target(batch)
+        q = self.q(batch.obs).gather(1, batch.action.view(-1, 1)).squeeze(1)
+        loss = F.smooth_l1_loss(q, target_q)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip_value > 0:
+            torch.nn.utils.clip_grad_value_(self.q.parameters(), self.cfg.grad_clip_value)
+        self.optimizer.step()
+        self.updates += 1
+        if self.cfg.target_update_every > 0:
+            if self.updates % self.cfg.target_update_every == 0:
+                hard_update(self.q_target, self.q)
+        else:
+            soft_update(self.q_target, self.q, self.cfg.tau)
+        return {"loss/q": loss.detach(), "train/q_mean": q.detach().mean(), "train/epsilon": self.epsilon()}
+
+    def state_dict(self) -> dict:
+        return {"q": self.q.state_dict(), "q_target": self.q_target.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "explore_steps": self.explore_steps, "updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.q.load_state_dict(state["q"])
+        self.q_target.load_state_dict(state["q_target"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.explore_steps, self.updates = state["explore_steps"], state["updates"]
+
+
+Config, Agent = DQNConfig, DQN

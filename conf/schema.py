@@ -1,0 +1,60 @@
+"""Config schemas, registered with Hydra's ConfigStore.
+
+Every group option names its schema in its own defaults list (``- /schema/algo/dqn@_here_``), so a
+wrong type, a misspelled key or another algorithm's key fails at composition, before anything runs.
+Algorithm schemas live at the top of each algorithm's module; this file only registers them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+import algos
+from algos.common.logger import LoggerConfig
+from envs import EnvConfig
+
+
+@dataclass
+class HardwareConfig:
+    device: str = "cpu"  # cpu | cuda | cuda:<index>
+    threads: int = 0  # torch intra-op threads; 0 keeps torch's default (one per core)
+
+
+@dataclass
+class RunConfig:
+    seed: int = 0  # seeds python, numpy, torch, the envs and the replay sampler
+    total_steps: int = MISSING  # env steps to train for (defaults to env.total_steps)
+    eval_every: int = MISSING  # env steps between evaluations (defaults to env.eval_every)
+    eval_episodes: int = 10  # deterministic episodes per evaluation
+    checkpoint_every: int = 20_000  # env steps between checkpoints (one is always written at the end)
+    log_every: int = 1_000  # env steps between rows of time/ and loss/ metrics
+    progress: bool = True  # show a progress bar
+    algo: Any = MISSING
+    env: EnvConfig = MISSING
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+
+
+_registered = False
+
+
+def register() -> None:
+    global _registered
+    if _registered:
+        return
+    cs = ConfigStore.instance()
+    cs.store(name="run_schema", node=RunConfig)
+    cs.store(group="schema", name="env", node=EnvConfig)
+    cs.store(group="schema", name="hardware", node=HardwareConfig)
+    cs.store(group="schema", name="logger", node=LoggerConfig)
+    for name, module in algos.ALGOS.items():
+        cs.store(group="schema/algo", name=name, node=importlib.import_module(module).Config)
+    _registered = True
+
+
+__all__ = ["HardwareConfig", "RunConfig", "register", "Optional"]

@@ -1,0 +1,163 @@
+"""Environment construction: ``make(cfg, seed) -> (env, EnvSpec)``.
+
+The config says what the user wants (an id, wrappers); the :class:`EnvSpec` says what the
+environment turned out to be (shapes, bounds, discrete or not, time limit). The spec travels
+beside the config instead of being written back into it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+# MuJoCo picks its GL backend at import time; without one, a render call aborts the process.
+# EGL renders headless on the CPU here; users can still override it (e.g. MUJOCO_GL=osmesa).
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import gymnasium as gym  # noqa: E402
+import numpy as np  # noqa: E402
+from omegaconf import MISSING  # noqa: E402
+
+
+class EnvError(ValueError):
+    """A problem with the requested environment, phrased for the user in one line."""
+
+
+@dataclass
+class EnvConfig:
+    name: str = MISSING  # short name used in run directories and W&B groups
+    id: str = MISSING  # gymnasium id, versioned (e.g. CartPole-v1)
+    max_episode_steps: Optional[int] = None  # override the registered time limit (None: keep it)
+    total_steps: int = 100_000  # default budget for this env; the top-level total_steps reads it
+    eval_every: int = 5_000  # default evaluation interval (env steps) for this env
+    normalize_obs: bool = False  # running mean/std observation normalisation (training env; eval shares stats)
+    reward_shift: float = 0.0  # training reward becomes (r + reward_shift) * reward_scale
+    reward_scale: float = 1.0  # e.g. Pendulum's (r + 8) / 8: env.reward_shift=8 env.reward_scale=0.125
+    kwargs: dict[str, Any] = field(default_factory=dict)  # extra keyword arguments for gym.make
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """Facts about an environment discovered at runtime."""
+
+    id: str
+    obs_shape: tuple[int, ...]
+    discrete: bool
+    n_actions: int  # number of discrete actions (0 for continuous)
+    action_shape: tuple[int, ...]  # () for discrete
+    action_low: Optional[np.ndarray]
+    action_high: Optional[np.ndarray]
+    max_episode_steps: Optional[int]
+
+    @property
+    def obs_dim(self) -> int:
+        return int(np.prod(self.obs_shape))
+
+    @property
+    def action_dim(self) -> int:
+        return int(np.prod(self.action_shape)) if not self.discrete else 1
+
+    @property
+    def kind(self) -> str:
+        return "discrete" if self.discrete else "continuous"
+
+
+def check_id(env_id: str) -> None:
+    """Fail with one line when ``env_id`` is not a registered, versioned gymnasium id."""
+    if env_id in gym.envs.registry:
+        return
+    close = difflib.get_close_matches(env_id, list(gym.envs.registry), n=3, cutoff=0.6)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    raise EnvError(
+        f"env.id={env_id!r} is not a registered gymnasium id{hint}; ids are versioned, e.g. CartPole-v1, Hopper-v5"
+    )
+
+
+def spec_of(env: gym.Env) -> EnvSpec:
+    obs_space, act_space = env.observation_space, env.action_space
+    if not isinstance(obs_space, gym.spaces.Box):
+        raise EnvError(f"{env.spec.id}: observation space {obs_space} is not a Box; only vector observations are supported")
+    if isinstance(act_space, gym.spaces.Discrete):
+        return EnvSpec(env.spec.id, tuple(obs_space.shape), True, int(act_space.n), (), None, None,
+                       env.spec.max_episode_steps)
+    if isinstance(act_space, gym.spaces.Box):
+        return EnvSpec(env.spec.id, tuple(obs_space.shape), False, 0, tuple(act_space.shape),
+                       act_space.low.astype(np.float32), act_space.high.astype(np.float32),
+                       env.spec.max_episode_steps)
+    raise EnvError(f"{env.spec.id}: action space {act_space} is neither Discrete nor Box")
+
+
+def _base(cfg: EnvConfig, render_mode: Optional[str] = None) -> gym.Env:
+    check_id(cfg.id)
+    kwargs = dict(cfg.kwargs)
+    if cfg.max_episode_steps is not None:
+        kwargs["max_episode_steps"] = cfg.max_episode_steps
+    try:
+        return gym.make(cfg.id, render_mode=render_mode, **kwargs)
+    except gym.error.DependencyNotInstalled as e:
+        raise EnvError(f"env.id={cfg.id}: a dependency is missing ({e}); install it with `pip install gymnasium[mujoco]`") from e
+
+
+def probe(cfg: EnvConfig) -> EnvSpec:
+    """Build the env once, read its spec and close it (used by validation before any run starts)."""
+    env = _base(cfg)
+    try:
+        return spec_of(env)
+    finally:
+        env.close()
+
+
+def make(cfg: EnvConfig, seed: int, *, train: bool = True, render_mode: Optional[str] = None) -> tuple[gym.Env, EnvSpec]:
+    """Build one environment with the configured wrappers and seed its RNGs.
+
+    Training envs get reward reshaping; evaluation envs (``train=False``) report the env's own reward.
+    Episode statistics are recorded before any reward change, so logged returns are always the raw ones.
+    """
+    env = _base(cfg, render_mode)
+    spec = spec_of(env)
+    env = gym.wrappers.RecordEpisodeStatistics(env)
+    if cfg.normalize_obs:
+        env = gym.wrappers.NormalizeObservation(env)
+        if not train:
+            env.update_running_mean = False
+    if train and (cfg.reward_shift != 0.0 or cfg.reward_scale != 1.0):
+        shift, scale = cfg.reward_shift, cfg.reward_scale
+        env = gym.wrappers.TransformReward(env, lambda r: (r + shift) * scale)
+    # The loop's first reset(seed=...) seeds the env itself; spaces have RNGs of their own.
+    env.action_space.seed(seed)
+    env.observation_space.seed(seed)
+    return env, spec
+
+
+def share_obs_stats(src: gym.Env, dst: gym.Env) -> None:
+    """Make the eval env normalise observations with the training env's running statistics."""
+    s, d = _find(src, gym.wrappers.NormalizeObservation), _find(dst, gym.wrappers.NormalizeObservation)
+    if s is not None and d is not None:
+        d.obs_rms = s.obs_rms
+
+
+def _find(env: gym.Env, cls: type) -> Optional[gym.Env]:
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, cls):
+            return env
+        env = env.env
+    return None
+
+
+def obs_stats(env: gym.Env) -> Optional[dict]:
+    w = _find(env, gym.wrappers.NormalizeObservation)
+    if w is None:
+        return None
+    rms = w.obs_rms
+    return {"mean": rms.mean.tolist(), "var": rms.var.tolist(), "count": float(rms.count)}
+
+
+def load_obs_stats(env: gym.Env, stats: Optional[dict]) -> None:
+    w = _find(env, gym.wrappers.NormalizeObservation)
+    if w is None or stats is None:
+        return
+    w.obs_rms.mean = np.asarray(stats["mean"], dtype=np.float64)
+    w.obs_rms.var = np.asarray(stats["var"], dtype=np.float64)
+    w.obs_rms.count = stats["count"]

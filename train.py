@@ -1,0 +1,125 @@
+"""The one entrypoint: compose -> validate -> seed -> build -> dispatch -> finish.
+
+    python train.py                                  # DQN on CartPole-v1
+    python train.py algo=ddpg env=walker2d
+    python train.py -m algo=td3,sac env=hopper,walker2d seed=0,1,2
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # before anything can import mujoco
+
+import hydra  # noqa: E402
+import torch  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+import algos  # noqa: E402
+import envs  # noqa: E402
+from algos.common import checkpoint, loops, seeding  # noqa: E402
+from algos.common.logger import Logger  # noqa: E402
+from algos.common.validate import ConfigError, validate  # noqa: E402
+from conf.schema import register  # noqa: E402
+
+log = logging.getLogger("train")
+CONF = Path(__file__).resolve().parent / "conf"
+GROUPS = ("algo", "env", "hardware", "logger")
+_SCI_INT = re.compile(r"^[+-]?\d+(\.\d*)?[eE]\+?\d+$")
+
+
+def fail(msg: str, code: int = 2) -> None:
+    print(f"error: {msg}", file=sys.stderr)
+    sys.exit(code)
+
+
+def precheck(argv: list[str]) -> list[str]:
+    """Checks on the raw command line, before Hydra creates a run directory.
+
+    Unknown group options get one line listing the allowed ones; integral step counts written as
+    ``1e6`` become ``1000000``; a finished run's directory is refused.
+    """
+    out = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if arg.startswith("-") or not sep or "(" in value:
+            out.append(arg)
+            continue
+        bare = key.lstrip("+~")
+        items = value.split(",")
+        if bare in GROUPS:
+            allowed = sorted(p.stem for p in (CONF / bare).glob("*.yaml"))
+            for choice in items:
+                if choice not in allowed:
+                    fail(f"unknown {bare} option {choice!r}; allowed: {', '.join(allowed)}")
+        items = [str(int(float(v))) if _SCI_INT.match(v) and float(v).is_integer() else v for v in items]
+        value = ",".join(items)
+        if bare == "hydra.run.dir" and checkpoint.is_done(value):
+            fail(f"{value} holds a finished run (results in {value}/metrics.jsonl); "
+                 "start a new run without hydra.run.dir or pick another directory")
+        out.append(f"{key}={value}")
+    return out
+
+
+def _remove_if_fresh(run_dir: Path) -> None:
+    """Delete a run directory Hydra made for a run that failed validation (nothing of value in it)."""
+    if run_dir.exists() and all(p.name in (".hydra", "train.log") for p in run_dir.iterdir()):
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def run(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> float:
+    seeding.set_threads(cfg.hardware.threads)
+    seeding.seed_everything(cfg.seed)
+    device = torch.device(cfg.hardware.device)
+    module = algos.get(cfg.algo.name)
+    resume = checkpoint.load(run_dir)
+    env, _ = envs.make(cfg.env, cfg.seed)
+    eval_env, _ = envs.make(cfg.env, cfg.seed + loops.EVAL_SEED_OFFSET, train=False)
+    agent = module.Agent(cfg.algo, spec, device)
+    logger = Logger(cfg.logger, run_dir, config=OmegaConf.to_container(cfg, resolve=True),
+                    group=f"{cfg.algo.name}-{cfg.env.name}", name=f"seed{cfg.seed}",
+                    tags=[cfg.algo.name, cfg.env.name, f"seed{cfg.seed}"],
+                    run_id=resume["wandb_id"] if resume else None, resume_step=resume["step"] if resume else None)
+    log.info("run dir: %s", run_dir)
+    exit_code = 1
+    try:
+        loop = getattr(loops, module.LOOP)
+        result = loop(cfg, agent, env, eval_env, spec, logger, run_dir, device, resume)
+        logger.summary({"eval/final_return": result["final"], "eval/best_return": result["best"]})
+        checkpoint.mark_done(run_dir)
+        exit_code = 0
+        log.info("finished: final eval return %.2f (best %.2f) after %d steps; results in %s",
+                 result["final"], result["best"], result["steps"], run_dir)
+        return result["final"]
+    except loops.Interrupted as e:
+        log.warning("%s at a checkpoint; resume with: python train.py %s hydra.run.dir=%s",
+                    e, " ".join(HydraConfig.get().overrides.task), run_dir)
+        exit_code = 128 + e.signum
+        sys.exit(exit_code)
+    finally:
+        logger.close(exit_code)
+        env.close()
+        eval_env.close()
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> float:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        spec = validate(cfg)
+    except ConfigError as e:
+        _remove_if_fresh(run_dir)
+        fail(str(e))
+    return run(cfg, spec, run_dir)
+
+
+if __name__ == "__main__":
+    register()
+    sys.argv[1:] = precheck(sys.argv[1:])
+    main()
