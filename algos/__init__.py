@@ -7,6 +7,9 @@ from types import ModuleType
 
 ALGOS: dict[str, str] = {
     "dqn": "algos.dqn",
+    "ddpg": "algos.ddpg",
+    "td3": "algos.td3",
+    "sac": "algos.sac",
 }
 
 

@@ -11,6 +11,8 @@ import json
 import logging
 import math
 import os
+import secrets
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -76,7 +78,7 @@ class Logger:
         if cfg.mode == "online" and not (os.environ.get("WANDB_API_KEY") or _netrc_has_wandb()):
             raise RuntimeError("logger.mode=online needs a W&B API key (set WANDB_API_KEY or run `wandb login`); "
                                "use logger.mode=offline to log locally")
-        self.run_id = run_id or wandb.util.generate_id()
+        self.run_id = run_id or _new_run_id()
         settings = wandb.Settings(init_timeout=cfg.init_timeout, console="off", silent=True)
         kwargs = dict(project=cfg.project, entity=cfg.entity, group=cfg.group or group, name=name,
                       tags=sorted(set(tags) | set(cfg.tags)), config=config, dir=str(self.run_dir),
@@ -113,6 +115,11 @@ class Logger:
             run.finish(exit_code=exit_code)
             if run.settings.mode == "offline":
                 log.info("W&B offline run saved in %s; upload it with `wandb sync %s`", run.dir, Path(run.dir).parent)
+
+
+def _new_run_id() -> str:
+    # secrets, not random: never consumes the seeded RNG streams.
+    return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
 
 
 def _netrc_has_wandb() -> bool:

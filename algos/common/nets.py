@@ -75,3 +75,49 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
 @torch.no_grad()
 def hard_update(target: nn.Module, source: nn.Module) -> None:
     target.load_state_dict(source.state_dict())
+
+
+class Critic(nn.Module):
+    """``k`` Q-networks Q(s, a) evaluated as one batched ensemble; returns (k, B).
+
+    ``action_layer`` says where the action enters: 0 concatenates it with the observation at the input
+    (Fujimoto's DDPG/TD3), 1 concatenates it with the first hidden layer's output (Lillicrap et al. 2016).
+    """
+
+    def __init__(self, k: int, obs_dim: int, action_dim: int, hidden: Sequence[int], action_layer: int = 0):
+        super().__init__()
+        if action_layer not in (0, 1) or (action_layer == 1 and len(hidden) < 2):
+            raise ValueError("action_layer must be 0, or 1 with at least two hidden layers")
+        self.k, self.action_layer = k, action_layer
+        dims = [obs_dim, *hidden, 1]
+        self.layers = nn.ModuleList()
+        for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+            extra = action_dim if i == action_layer else 0
+            self.layers.append(EnsembleLinear(k, a + extra, b))
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        x = obs.unsqueeze(0).expand(self.k, -1, -1)
+        act = action.unsqueeze(0).expand(self.k, -1, -1)
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            if i == self.action_layer:
+                x = torch.cat([x, act], dim=-1)
+            x = layer(x)
+            if i < last:
+                x = torch.relu(x)
+        return x.squeeze(-1)
+
+
+class ActionScaler(nn.Module):
+    """Maps [-1, 1] to the env's bounds [low, high] (and back), kept as buffers on the agent's device."""
+
+    def __init__(self, low, high):
+        super().__init__()
+        low, high = torch.as_tensor(low, dtype=torch.float32), torch.as_tensor(high, dtype=torch.float32)
+        self.register_buffer("scale", (high - low) / 2)
+        self.register_buffer("center", (high + low) / 2)
+        self.register_buffer("low", low)
+        self.register_buffer("high", high)
+
+    def forward(self, unit: torch.Tensor) -> torch.Tensor:
+        return self.center + self.scale * unit

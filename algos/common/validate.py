@@ -5,6 +5,8 @@ Each failure is a :class:`ConfigError` whose message is one line naming the sett
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from omegaconf import DictConfig
 
@@ -20,6 +22,14 @@ class ConfigError(ValueError):
 def _check(ok: bool, msg: str) -> None:
     if not ok:
         raise ConfigError(msg)
+
+
+def validate_keys(node: DictConfig, schema: type, prefix: str) -> None:
+    """Keys added with ``+`` bypass Hydra's struct check; refuse any key the schema does not declare."""
+    allowed = {f.name for f in dataclasses.fields(schema)}
+    for key in node.keys():
+        _check(key in allowed, f"{prefix}.{key} is not a setting of {prefix} "
+               f"({schema.__name__}); allowed: {', '.join(sorted(allowed))}")
 
 
 def validate_run(cfg: DictConfig) -> None:
@@ -71,6 +81,8 @@ def validate(cfg: DictConfig) -> envs.EnvSpec:
         module = algos.get(cfg.algo.name)
     except algos.UnknownAlgo as e:
         raise ConfigError(str(e)) from e
+    validate_keys(cfg.algo, module.Config, "algo")
+    validate_keys(cfg.env, envs.EnvConfig, "env")
     validate_algo(cfg.algo)
     validate_hardware(cfg.hardware)
     validate_logger(cfg.logger)

@@ -1,0 +1,114 @@
+"""Composition, schema errors and validation, through Hydra's compose API and through train.py."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException, HydraException
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+import algos
+from algos.common.validate import ConfigError, validate
+from tests.conftest import ROOT, run_train
+
+ALGOS = sorted(p.stem for p in (ROOT / "conf/algo").glob("*.yaml"))
+ENVS = sorted(p.stem for p in (ROOT / "conf/env").glob("*.yaml") if p.stem != "gym")
+
+
+def test_algo_files_match_registry(compose_cfg):
+    names = {compose_cfg(f"algo={a}").algo.name for a in ALGOS}
+    assert names == set(algos.ALGOS)
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+@pytest.mark.parametrize("env", ENVS)
+def test_every_algo_env_pair_composes(compose_cfg, algo, env):
+    cfg = compose_cfg(f"algo={algo}", f"env={env}")
+    container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    assert algo.startswith(container["algo"]["name"]) and container["env"]["name"] == env
+    assert container["total_steps"] == cfg.env.total_steps
+    module = algos.get(cfg.algo.name)
+    assert hasattr(module, "Agent") and hasattr(module, "Config")
+    try:
+        spec = validate(cfg)
+        assert spec.kind in module.ACTION_SPACES
+    except ConfigError as e:  # the only acceptable failure: the action space does not fit the algorithm
+        assert "actions" in str(e) and "\n" not in str(e)
+
+
+def test_generic_env_takes_any_id(compose_cfg):
+    cfg = compose_cfg("env=gym", "env.id=MountainCar-v0")
+    assert cfg.env.name == "MountainCar-v0"
+    assert validate(cfg).n_actions == 3
+
+
+def test_tuned_file_loads_only_for_its_pair(compose_cfg, tmp_path):
+    conf = tmp_path / "conf"
+    shutil.copytree(ROOT / "conf", conf)
+    (conf / "tuned" / "dqn_acrobot.yaml").write_text("# @package _global_\nalgo:\n  lr: 0.123\n")
+    assert compose_cfg("env=acrobot", config_dir=conf).algo.lr == 0.123
+    assert compose_cfg("env=cartpole", config_dir=conf).algo.lr != 0.123
+    assert compose_cfg("env=acrobot", "algo.lr=0.5", config_dir=conf).algo.lr == 0.5  # command line wins
+
+
+@pytest.mark.parametrize("override, error", [
+    ("algo=nope", HydraException),
+    ("algo.lr=abc", ValidationError),
+    ("algo.lrr=0.1", ConfigCompositionException),
+    ("algo.policy_noise=0.1", ConfigCompositionException),  # another algorithm's key
+    ("total_steps=abc", ValidationError),
+])
+def test_bad_overrides_fail_at_composition(compose_cfg, override, error):
+    with pytest.raises((error, ConfigKeyError, HydraException)):
+        compose_cfg(override)
+
+
+def test_misspelled_key_in_yaml_fails(compose_cfg, tmp_path):
+    conf = tmp_path / "conf"
+    shutil.copytree(ROOT / "conf", conf)
+    (conf / "algo" / "dqn_typo.yaml").write_text((conf / "algo" / "dqn.yaml").read_text() + "eps_decayy: 10\n")
+    with pytest.raises(HydraException, match="eps_decayy"):
+        compose_cfg("algo=dqn_typo", config_dir=conf)
+
+
+@pytest.mark.parametrize("overrides, needle", [
+    (["env=pendulum"], "needs discrete actions"),
+    (["algo.gamma=1.5"], "algo.gamma=1.5"),
+    (["algo.batch_size=20000"], "batch_size=20000 is larger than algo.buffer_size"),
+    (["total_steps=0"], "total_steps=0"),
+    (["total_steps=-5"], "total_steps=-5"),
+    (["algo.lr=-1"], "algo.lr=-1"),
+    (["algo.tau=0"], "algo.tau=0"),
+    (["env.id=CartPole"], "not a registered gymnasium id"),
+    (["logger.mode=sometimes"], "logger.mode=sometimes"),
+    (["+algo.new_key=1"], "algo.new_key is not a setting of algo"),
+])
+def test_validation_one_line_errors(compose_cfg, overrides, needle):
+    cfg = compose_cfg(*overrides)
+    with pytest.raises(ConfigError) as info:
+        validate(cfg)
+    msg = str(info.value)
+    assert needle in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["algo=nope"], "unknown algo option 'nope'; allowed: "),
+    (["env=pendulum"], "algo=dqn needs discrete actions"),
+    (["algo.gamma=2"], "algo.gamma=2"),
+])
+def test_train_refuses_bad_input_before_work(tmp_path, args, needle):
+    run_dir = tmp_path / "run"
+    proc = run_train(*args, run_dir=run_dir, check=False, timeout=120)
+    assert proc.returncode == 2
+    err_lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(err_lines) == 1 and needle in err_lines[0], proc.stderr
+    assert not run_dir.exists()  # no run directory left behind
+
+
+def test_scientific_step_counts_accepted(tmp_path):
+    run_dir = tmp_path / "run"
+    run_train("total_steps=3e2", "eval_every=3e2", "eval_episodes=1", run_dir=run_dir, timeout=120)
+    assert Path(run_dir / "done").exists()
+    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    assert cfg.total_steps == 300

@@ -1,0 +1,74 @@
+"""End to end through train.py: W&B offline files, metrics.jsonl keys, determinism, resume, signals."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+from tests.conftest import ROOT, eval_returns, read_rows, run_train
+
+SHORT = ["total_steps=1500", "eval_every=500", "eval_episodes=2", "log_every=250"]
+
+
+def test_wandb_offline_run_and_metrics_keys(tmp_path):
+    run_dir = tmp_path / "run"
+    run_train(*SHORT, "logger=wandb", "logger.mode=offline", run_dir=run_dir)
+    runs = list((run_dir / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1, list((run_dir / "wandb").iterdir())
+    assert list(runs[0].glob("run-*.wandb")), "no W&B offline log written"
+    rows = read_rows(run_dir)
+    keys = set().union(*rows)
+    for key in ("step", "eval/return_mean", "eval/return_std", "train/episode_return", "loss/q", "time/sps",
+                "time/updates_per_s"):
+        assert key in keys, key
+    steps = [r["step"] for r in rows]
+    assert steps == sorted(steps)
+    assert [s for s, _ in eval_returns(run_dir)] == [500, 1000, 1500]
+    assert (run_dir / "done").exists() and (run_dir / "checkpoint.pt").exists()
+
+
+def test_same_seed_same_returns(tmp_path):
+    a = run_train(*SHORT, "seed=3", run_dir=tmp_path / "a")
+    b = run_train(*SHORT, "seed=3", run_dir=tmp_path / "b")
+    assert a.returncode == b.returncode == 0
+    ra, rb = eval_returns(tmp_path / "a"), eval_returns(tmp_path / "b")
+    assert ra == rb and len(ra) == 3
+    c = run_train(*SHORT, "seed=4", run_dir=tmp_path / "c")
+    assert c.returncode == 0
+    train_a = [r["train/episode_return"] for r in read_rows(tmp_path / "a") if "train/episode_return" in r]
+    train_c = [r["train/episode_return"] for r in read_rows(tmp_path / "c") if "train/episode_return" in r]
+    assert train_a != train_c
+
+
+def test_finished_run_dir_is_refused(tmp_path):
+    run_dir = tmp_path / "run"
+    run_train(*SHORT, run_dir=run_dir)
+    before = (run_dir / "metrics.jsonl").read_bytes()
+    proc = run_train(*SHORT, run_dir=run_dir, check=False)
+    assert proc.returncode == 2 and "holds a finished run" in proc.stderr
+    assert (run_dir / "metrics.jsonl").read_bytes() == before
+
+
+def test_sigterm_checkpoints_then_resume_continues(tmp_path):
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, str(ROOT / "train.py"), "total_steps=40000", "eval_every=1000", "eval_episodes=1",
+           "checkpoint_every=1000", "logger=none", "progress=false", f"hydra.run.dir={run_dir}"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (run_dir / "checkpoint.pt").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "resume with" in out + err
+    state_step = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])["step"]
+    assert not (run_dir / "done").exists()
+    resumed = run_train("total_steps=4000", "eval_every=1000", "eval_episodes=1", "checkpoint_every=1000",
+                        run_dir=run_dir)
+    assert "resumed from step" in resumed.stdout + resumed.stderr
+    steps = [r["step"] for r in read_rows(run_dir)]
+    assert steps == sorted(steps), "steps went backwards after resume"
+    evals = [s for s, _ in eval_returns(run_dir)]
+    assert len(evals) == len(set(evals)) and evals[-1] == 4000
+    assert state_step <= 4000 and (run_dir / "done").exists()
