@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from algos.common.buffer import Batch
 from algos.common.loops import OffPolicyConfig
-from algos.common.nets import hard_update, mlp, soft_update
+from algos.common.nets import adam, hard_update, mlp, soft_update
 from envs import EnvSpec
 
 ACTION_SPACES = ("discrete",)
@@ -60,7 +60,7 @@ class DQN:
         self.q_target = mlp(spec.obs_dim, cfg.hidden, spec.n_actions).to(device)
         hard_update(self.q_target, self.q)
         self.q_target.requires_grad_(False)
-        self.optimizer = torch.optim.AdamW(self.q.parameters(), lr=cfg.lr, amsgrad=cfg.amsgrad)
+        self.optimizer = adam(self.q.parameters(), cfg.lr, 0.01, decoupled=True, amsgrad=cfg.amsgrad)
         self.explore_steps = 0  # exploratory actions taken so far (drives epsilon)
         self.updates = 0
 

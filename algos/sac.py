@@ -33,7 +33,7 @@ from torch import nn
 
 from algos.common.buffer import Batch
 from algos.common.loops import OffPolicyConfig
-from algos.common.nets import ActionScaler, Critic, hard_update, mlp, soft_update
+from algos.common.nets import ActionScaler, Critic, adam, hard_update, mlp, soft_update
 from envs import EnvSpec
 
 ACTION_SPACES = ("continuous",)
@@ -97,9 +97,9 @@ class SAC:
         self.critic_target.requires_grad_(False)
         self.log_alpha = torch.tensor(math.log(cfg.init_alpha), device=device, requires_grad=cfg.autotune)
         self.target_entropy = -float(spec.action_dim) if cfg.target_entropy is None else cfg.target_entropy
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr)
+        self.actor_opt = adam(self.actor.parameters(), cfg.actor_lr)
+        self.critic_opt = adam(self.critic.parameters(), cfg.critic_lr)
+        self.alpha_opt = adam([self.log_alpha], cfg.alpha_lr)
         self.updates = 0
 
     @property

@@ -27,7 +27,7 @@ from torch import nn
 
 from algos.common.buffer import Batch
 from algos.common.loops import OffPolicyConfig
-from algos.common.nets import ActionScaler, Critic, hard_update, mlp, soft_update
+from algos.common.nets import ActionScaler, Critic, adam, hard_update, mlp, soft_update
 from envs import EnvSpec
 
 ACTION_SPACES = ("continuous",)
@@ -77,9 +77,8 @@ class TD3:
         hard_update(self.critic_target, self.critic)
         self.actor_target.requires_grad_(False)
         self.critic_target.requires_grad_(False)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr,
-                                           weight_decay=cfg.critic_weight_decay)
+        self.actor_opt = adam(self.actor.parameters(), cfg.actor_lr)
+        self.critic_opt = adam(self.critic.parameters(), cfg.critic_lr, cfg.critic_weight_decay)
         self.scaler = self.actor.scaler
         self.updates = 0
         self._actor_loss = torch.zeros((), device=device)

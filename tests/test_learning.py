@@ -12,3 +12,14 @@ def test_dqn_learns_cartpole(tmp_path):
               timeout=900)
     best = max(r for _, r in eval_returns(run_dir))
     assert best >= 475, eval_returns(run_dir)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ["td3", "sac", "ddpg"])
+def test_continuous_control_learns_pendulum(tmp_path, algo):
+    # The acceptance bar is -250 within 20k env steps; all three get there well inside 8k, so 8k keeps CI short.
+    run_dir = tmp_path / algo
+    run_train(f"algo={algo}", "env=pendulum", "seed=0", "total_steps=8000", "eval_every=1000", run_dir=run_dir,
+              timeout=900)
+    returns = eval_returns(run_dir)
+    assert returns[-1][1] >= -250, returns

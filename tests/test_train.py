@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.conftest import ROOT, eval_returns, read_rows, run_train
 
 SHORT = ["total_steps=1500", "eval_every=500", "eval_episodes=2", "log_every=250"]
@@ -72,3 +74,13 @@ def test_sigterm_checkpoints_then_resume_continues(tmp_path):
     evals = [s for s, _ in eval_returns(run_dir)]
     assert len(evals) == len(set(evals)) and evals[-1] == 4000
     assert state_step <= 4000 and (run_dir / "done").exists()
+
+
+@pytest.mark.parametrize("algo", ["td3", "sac", "ddpg"])
+def test_smoke_continuous_on_hopper(tmp_path, algo):
+    run_dir = tmp_path / algo
+    run_train(f"algo={algo}", "env=hopper", "total_steps=2000", "eval_every=1000", "eval_episodes=2",
+              "algo.random_steps=500", "algo.learning_starts=500", "algo.buffer_size=5000", run_dir=run_dir)
+    rows = read_rows(run_dir)
+    assert max(r.get("train/updates", 0) for r in rows) == 2000 - 500 + 1  # from the 500th transition on
+    assert any("loss/critic" in r for r in rows) and len(eval_returns(run_dir)) == 2
