@@ -26,6 +26,13 @@ class HardwareConfig:
 
 
 @dataclass
+class EvalConfig:
+    video: bool = False  # record one deterministic evaluation episode every video_every evaluations
+    video_every: int = 5  # evaluations between videos (the first evaluation is always recorded)
+    fps: int = 30  # frames per second of the videos
+
+
+@dataclass
 class RunConfig:
     seed: int = 0  # seeds python, numpy, torch, the envs and the replay sampler
     total_steps: int = MISSING  # env steps to train for (defaults to env.total_steps)
@@ -34,6 +41,7 @@ class RunConfig:
     checkpoint_every: int = 20_000  # env steps between checkpoints (one is always written at the end)
     log_every: int = 1_000  # env steps between rows of time/ and loss/ metrics
     progress: bool = True  # show a progress bar
+    eval: EvalConfig = field(default_factory=EvalConfig)
     algo: Any = MISSING
     env: EnvConfig = MISSING
     hardware: HardwareConfig = field(default_factory=HardwareConfig)

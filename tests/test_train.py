@@ -84,3 +84,15 @@ def test_smoke_continuous_on_hopper(tmp_path, algo):
     rows = read_rows(run_dir)
     assert max(r.get("train/updates", 0) for r in rows) == 2000 - 500 + 1  # from the 500th transition on
     assert any("loss/critic" in r for r in rows) and len(eval_returns(run_dir)) == 2
+
+
+def test_evaluate_script_and_video(tmp_path):
+    run_dir = tmp_path / "run"
+    run_train("algo=td3", "env=inverted_double_pendulum", "total_steps=600", "eval_every=300", "eval_episodes=1", "algo.random_steps=200",
+              "algo.learning_starts=200", "eval.video=true", "eval.video_every=1", run_dir=run_dir)
+    videos = sorted((run_dir / "videos").iterdir())
+    assert [v.stem for v in videos] == ["step300", "step600"] and videos[0].stat().st_size > 1000
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts/evaluate.py"), str(run_dir), "--episodes", "2",
+                           "--video", str(tmp_path / "clip")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "over 2 episodes" in proc.stdout and list(tmp_path.glob("clip.*"))

@@ -102,6 +102,13 @@ class Logger:
         if self.run is not None:
             self.run.log(row)
 
+    def video(self, step: int, key: str, path: Path, fps: int) -> None:
+        self._file.write(json.dumps({"step": int(step), key: str(path)}) + "\n")
+        if self.run is not None:
+            import wandb
+
+            self.run.log({"step": int(step), key: wandb.Video(str(path), fps=fps)})
+
     def summary(self, values: dict[str, Any]) -> None:
         if self.run is not None:
             for k, v in values.items():

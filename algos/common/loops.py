@@ -20,6 +20,7 @@ import envs
 from algos.common import checkpoint, seeding
 from algos.common.buffer import ReplayBuffer
 from algos.common.evaluate import evaluate
+from algos.common.video import record_episode
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +95,13 @@ def off_policy(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: P
     gen.manual_seed(cfg.seed)
     buffer = ReplayBuffer(a.buffer_size, spec.obs_shape, spec.action_shape, discrete=spec.discrete,
                           device=device, generator=gen)
-    step = updates = episodes = 0
+    step = updates = episodes = evals = 0
     best = last = float("-inf")
     if resume is not None:
         agent.load_state_dict(resume["agent"])
         buffer.load_state_dict(resume["buffer"])
         step, updates, episodes = resume["step"], resume["updates"], resume["episodes"]
+        evals = resume.get("evals", 0)
         best, last = resume["best_eval"], resume["last_eval"]
         seeding.set_global_rng_state(resume["rng"])
         gen.set_state(resume["sample_rng"])
@@ -113,7 +115,7 @@ def off_policy(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: P
     eval_seed = cfg.seed + EVAL_SEED_OFFSET
 
     def state() -> dict[str, Any]:
-        return {"step": step, "updates": updates, "episodes": episodes, "best_eval": best, "last_eval": last,
+        return {"step": step, "updates": updates, "episodes": episodes, "evals": evals, "best_eval": best, "last_eval": last,
                 "agent": agent.state_dict(), "buffer": buffer.state_dict(), "rng": seeding.global_rng_state(),
                 "sample_rng": gen.get_state(), "env_rng": seeding.env_rng_state(env),
                 "obs_stats": envs.obs_stats(env), "wandb_id": logger.run_id}
@@ -121,6 +123,7 @@ def off_policy(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: P
     step_rate, update_rate = Rate(step), Rate(updates)
     metrics: dict[str, Any] = {}
     sps = 0.0
+    video_on = cfg.eval.video
     bar = tqdm(total=cfg.total_steps, initial=step, disable=not cfg.progress, unit="step", dynamic_ncols=True,
                desc=f"{a.name} {cfg.env.name}", mininterval=1.0)
     with SignalGuard() as guard:
@@ -154,6 +157,14 @@ def off_policy(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: P
                     last = result["eval/return_mean"]
                     best = max(best, last)
                     logger.log(step, result)
+                    if video_on and evals % cfg.eval.video_every == 0:
+                        video = record_episode(agent, cfg.env, eval_seed, run_dir / "videos" / f"step{step}",
+                                               cfg.eval.fps, envs.obs_stats(env))
+                        if video is None:
+                            video_on = False  # warned once; keep training without videos
+                        else:
+                            logger.video(step, "eval/video", video, cfg.eval.fps)
+                    evals += 1
                     bar.set_postfix_str(f"sps={sps:.0f} eval={last:.1f}", refresh=False)
                 if step % cfg.checkpoint_every == 0 or step == cfg.total_steps:
                     checkpoint.save(run_dir, state())
