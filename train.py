@@ -79,7 +79,10 @@ def run(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> float:
     device = torch.device(cfg.hardware.device)
     module = algos.get(cfg.algo.name)
     resume = checkpoint.load(run_dir)
-    env, _ = envs.make(cfg.env, cfg.seed)
+    if module.LOOP == "on_policy":
+        env, _ = envs.make_vector(cfg.env, cfg.seed, cfg.hardware.num_envs, cfg.hardware.vector)
+    else:
+        env, _ = envs.make(cfg.env, cfg.seed)
     eval_env, _ = envs.make(cfg.env, cfg.seed + loops.EVAL_SEED_OFFSET, train=False)
     agent = module.Agent(cfg.algo, spec, device)
     logger = Logger(cfg.logger, run_dir, config=OmegaConf.to_container(cfg, resolve=True),

@@ -10,6 +10,7 @@ ALGOS: dict[str, str] = {
     "ddpg": "algos.ddpg",
     "td3": "algos.td3",
     "sac": "algos.sac",
+    "a2c": "algos.a2c",
 }
 
 

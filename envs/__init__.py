@@ -161,3 +161,22 @@ def load_obs_stats(env: gym.Env, stats: Optional[dict]) -> None:
     w.obs_rms.mean = np.asarray(stats["mean"], dtype=np.float64)
     w.obs_rms.var = np.asarray(stats["var"], dtype=np.float64)
     w.obs_rms.count = stats["count"]
+
+
+def make_vector(cfg: EnvConfig, seed: int, num_envs: int, vector: str = "sync") -> tuple[gym.vector.VectorEnv, EnvSpec]:
+    """``num_envs`` copies of the env (wrappers as in :func:`make`) in one vector env.
+
+    Autoreset is SAME_STEP: when a sub-env's episode ends, the returned observation is already the next
+    episode's first one and the real final observation is in ``info["final_obs"]``. No fake transition
+    (final observation -> reset observation, as NEXT_STEP mode returns) ever reaches the caller.
+    """
+    spec = probe(cfg)
+    thunks = [lambda i=i: make(cfg, seed + i)[0] for i in range(num_envs)]
+    mode = gym.vector.AutoresetMode.SAME_STEP
+    if vector == "async":
+        env = gym.vector.AsyncVectorEnv(thunks, autoreset_mode=mode)
+    elif vector == "sync":
+        env = gym.vector.SyncVectorEnv(thunks, autoreset_mode=mode)
+    else:
+        raise EnvError(f"hardware.vector={vector} is not supported; allowed: sync, async")
+    return env, spec

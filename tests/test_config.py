@@ -27,7 +27,7 @@ def test_every_algo_env_pair_composes(compose_cfg, algo, env):
     cfg = compose_cfg(f"algo={algo}", f"env={env}")
     container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     assert algo.startswith(container["algo"]["name"]) and container["env"]["name"] == env
-    assert container["total_steps"] == cfg.env.total_steps
+    assert isinstance(container["total_steps"], int) and container["total_steps"] > 0
     module = algos.get(cfg.algo.name)
     assert hasattr(module, "Agent") and hasattr(module, "Config")
     try:

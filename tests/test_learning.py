@@ -23,3 +23,12 @@ def test_continuous_control_learns_pendulum(tmp_path, algo):
               timeout=900)
     returns = eval_returns(run_dir)
     assert returns[-1][1] >= -250, returns
+
+
+@pytest.mark.slow
+def test_a2c_learns_cartpole(tmp_path):
+    run_dir = tmp_path / "a2c"
+    run_train("algo=a2c", "env=cartpole", "seed=0", "total_steps=500000", "eval_every=10000", run_dir=run_dir,
+              timeout=900)
+    best = max(r for _, r in eval_returns(run_dir))
+    assert best >= 475, eval_returns(run_dir)

@@ -96,3 +96,13 @@ def test_evaluate_script_and_video(tmp_path):
                            "--video", str(tmp_path / "clip")], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "over 2 episodes" in proc.stdout and list(tmp_path.glob("clip.*"))
+
+
+@pytest.mark.parametrize("env", ["cartpole", "pendulum"])
+def test_smoke_a2c(tmp_path, env):
+    run_dir = tmp_path / env
+    run_train("algo=a2c", f"env={env}", "total_steps=4000", "eval_every=2000", "eval_episodes=2", "hardware.num_envs=4",
+              run_dir=run_dir)
+    rows = read_rows(run_dir)
+    assert [s for s, _ in eval_returns(run_dir)] == [2000, 4000]
+    assert max(r.get("train/updates", 0) for r in rows) == 4000 // 20 and any("loss/policy" in r for r in rows)

@@ -8,10 +8,12 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
 import torch
 from omegaconf import MISSING
 from tqdm import tqdm
@@ -20,6 +22,7 @@ import envs
 from algos.common import checkpoint, seeding
 from algos.common.buffer import ReplayBuffer
 from algos.common.evaluate import evaluate
+from algos.common.rollout import RolloutStorage
 from algos.common.video import record_episode
 
 log = logging.getLogger(__name__)
@@ -88,6 +91,106 @@ class Rate:
         return rate
 
 
+def crossed(before: int, after: int, every: int) -> bool:
+    """True when a multiple of ``every`` lies in (before, after]: loops that advance by N steps at a time
+    still evaluate, log and checkpoint once per interval."""
+    return after // every > before // every
+
+
+class Runner:
+    """What every loop shares: counters, periodic logging, evaluation (and video), checkpoints, signals and the
+    progress bar. A loop builds one, calls :meth:`episode` at each episode end and :meth:`advance` after each
+    chunk of env steps; ``loop_state`` returns the loop's own part of a checkpoint (agent, storage, env RNGs)."""
+
+    def __init__(self, cfg, agent, env, eval_env, logger, run_dir: Path, loop_state: Callable[[], dict[str, Any]],
+                 resume: Optional[dict[str, Any]] = None):
+        self.cfg, self.agent, self.env, self.eval_env, self.logger, self.run_dir = cfg, agent, env, eval_env, logger, run_dir
+        self.loop_state = loop_state
+        self.step = self.updates = self.episodes = self.evals = 0
+        self.best = self.last = float("-inf")
+        if resume is not None:
+            for key in ("step", "updates", "episodes", "evals"):
+                setattr(self, key, resume[key])
+            self.best, self.last = resume["best_eval"], resume["last_eval"]
+            log.info("resumed from step %d of %d", self.step, cfg.total_steps)
+        self.eval_seed = cfg.seed + EVAL_SEED_OFFSET
+        self.video_on = cfg.eval.video
+        self.metrics: dict[str, Any] = {}
+        self.sps = 0.0
+        self.step_rate, self.update_rate = Rate(self.step), Rate(self.updates)
+        self.guard = SignalGuard()
+        self.bar = tqdm(total=cfg.total_steps, initial=self.step, disable=not cfg.progress, unit="step",
+                        dynamic_ncols=True, desc=f"{cfg.algo.name} {cfg.env.name}", mininterval=1.0)
+
+    @property
+    def done(self) -> bool:
+        return self.step >= self.cfg.total_steps
+
+    def state(self) -> dict[str, Any]:
+        return {"step": self.step, "updates": self.updates, "episodes": self.episodes, "evals": self.evals,
+                "best_eval": self.best, "last_eval": self.last, "rng": seeding.global_rng_state(),
+                "wandb_id": self.logger.run_id, **self.loop_state()}
+
+    def save(self) -> None:
+        checkpoint.save(self.run_dir, self.state())
+
+    def episode(self, ret: float, length: int, at_step: int) -> None:
+        """Log one finished training episode at the env step that ended it."""
+        self.episodes += 1
+        self.logger.log(at_step, {"train/episode_return": float(ret), "train/episode_length": int(length),
+                                    "train/episodes": self.episodes})
+
+    def evaluate(self) -> None:
+        result = evaluate(self.agent, self.eval_env, self.cfg.eval_episodes, self.eval_seed)
+        self.last = result["eval/return_mean"]
+        self.best = max(self.best, self.last)
+        self.logger.log(self.step, result)
+        if self.video_on and self.evals % self.cfg.eval.video_every == 0:
+            video = record_episode(self.agent, self.cfg.env, self.eval_seed, self.run_dir / "videos" / f"step{self.step}",
+                                   self.cfg.eval.fps, envs.obs_stats(self.env))
+            if video is None:
+                self.video_on = False  # warned once; keep training without videos
+            else:
+                self.logger.video(self.step, "eval/video", video, self.cfg.eval.fps)
+        self.evals += 1
+
+    def advance(self, steps: int, updates: int, metrics: Optional[dict[str, Any]] = None) -> None:
+        cfg, before = self.cfg, self.step
+        self.step += steps
+        self.updates += updates
+        if metrics:
+            self.metrics = metrics
+        if crossed(before, self.step, cfg.log_every):
+            self.sps = self.step_rate.read(self.step)
+            self.logger.log(self.step, {**self.metrics, "time/sps": self.sps,
+                                        "time/updates_per_s": self.update_rate.read(self.updates),
+                                        "train/updates": self.updates})
+        if crossed(before, self.step, cfg.eval_every) or self.done:
+            self.evaluate()
+        if crossed(before, self.step, cfg.checkpoint_every) or self.done:
+            self.save()
+        self.bar.update(steps)
+        self.bar.set_postfix_str(f"sps={self.sps:.0f} eval={self.last:.1f}", refresh=False)
+        if self.guard.signum is not None:
+            self.save()
+            raise Interrupted(self.guard.signum)
+
+    def __enter__(self) -> Runner:
+        self.guard.__enter__()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is KeyboardInterrupt:
+                self.save()
+        finally:
+            self.bar.close()
+            self.guard.__exit__(exc_type, exc, tb)
+
+    def result(self) -> dict[str, float]:
+        return {"final": self.last, "best": self.best, "steps": self.step, "updates": self.updates}
+
+
 def off_policy(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: Path, device: torch.device,
                resume: Optional[dict[str, Any]] = None) -> dict[str, float]:
     a = cfg.algo
@@ -95,86 +198,94 @@ def off_policy(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: P
     gen.manual_seed(cfg.seed)
     buffer = ReplayBuffer(a.buffer_size, spec.obs_shape, spec.action_shape, discrete=spec.discrete,
                           device=device, generator=gen)
-    step = updates = episodes = evals = 0
-    best = last = float("-inf")
+
+    def loop_state() -> dict[str, Any]:
+        return {"agent": agent.state_dict(), "buffer": buffer.state_dict(), "sample_rng": gen.get_state(),
+                "env_rng": seeding.env_rng_state(env), "obs_stats": envs.obs_stats(env)}
+
+    run = Runner(cfg, agent, env, eval_env, logger, run_dir, loop_state, resume)
     if resume is not None:
         agent.load_state_dict(resume["agent"])
         buffer.load_state_dict(resume["buffer"])
-        step, updates, episodes = resume["step"], resume["updates"], resume["episodes"]
-        evals = resume.get("evals", 0)
-        best, last = resume["best_eval"], resume["last_eval"]
         seeding.set_global_rng_state(resume["rng"])
         gen.set_state(resume["sample_rng"])
         seeding.set_env_rng_state(env, resume["env_rng"])
         envs.load_obs_stats(env, resume.get("obs_stats"))
-        log.info("resumed from step %d of %d (a new episode starts at the resume point)", step, cfg.total_steps)
-        obs, _ = env.reset()
+        obs, _ = env.reset()  # the interrupted episode is not restored: a new one starts here
     else:
         obs, _ = env.reset(seed=cfg.seed)
     envs.share_obs_stats(env, eval_env)
-    eval_seed = cfg.seed + EVAL_SEED_OFFSET
 
-    def state() -> dict[str, Any]:
-        return {"step": step, "updates": updates, "episodes": episodes, "evals": evals, "best_eval": best, "last_eval": last,
-                "agent": agent.state_dict(), "buffer": buffer.state_dict(), "rng": seeding.global_rng_state(),
-                "sample_rng": gen.get_state(), "env_rng": seeding.env_rng_state(env),
-                "obs_stats": envs.obs_stats(env), "wandb_id": logger.run_id}
+    with run:
+        while not run.done:
+            if run.step < a.random_steps:
+                action = env.action_space.sample()
+            else:
+                action = agent.act(obs, deterministic=False)
+            next_obs, reward, terminated, truncated, info = env.step(action)
+            buffer.add(obs, action, reward, next_obs, terminated, truncated)
+            obs = next_obs
+            if terminated or truncated:
+                run.episode(info["episode"]["r"], info["episode"]["l"], at_step=run.step + 1)
+                obs, _ = env.reset()
+            metrics, n = None, 0
+            if len(buffer) >= a.learning_starts:
+                for _ in range(a.updates_per_step):
+                    metrics = agent.update(buffer.sample(a.batch_size))
+                n = a.updates_per_step
+            run.advance(1, n, metrics)
+    return run.result()
 
-    step_rate, update_rate = Rate(step), Rate(updates)
-    metrics: dict[str, Any] = {}
-    sps = 0.0
-    video_on = cfg.eval.video
-    bar = tqdm(total=cfg.total_steps, initial=step, disable=not cfg.progress, unit="step", dynamic_ncols=True,
-               desc=f"{a.name} {cfg.env.name}", mininterval=1.0)
-    with SignalGuard() as guard:
-        try:
-            while step < cfg.total_steps:
-                if step < a.random_steps:
-                    action = env.action_space.sample()
-                else:
-                    action = agent.act(obs, deterministic=False)
-                next_obs, reward, terminated, truncated, info = env.step(action)
-                buffer.add(obs, action, reward, next_obs, terminated, truncated)
-                obs = next_obs
-                step += 1
-                if terminated or truncated:
-                    episodes += 1
-                    ep = info["episode"]
-                    logger.log(step, {"train/episode_return": float(ep["r"]), "train/episode_length": int(ep["l"]),
-                                      "train/episodes": episodes})
-                    obs, _ = env.reset()
-                if len(buffer) >= a.learning_starts:
-                    for _ in range(a.updates_per_step):
-                        metrics = agent.update(buffer.sample(a.batch_size))
-                        updates += 1
-                if step % cfg.log_every == 0:
-                    sps = step_rate.read(step)
-                    logger.log(step, {**metrics, "time/sps": sps, "time/updates_per_s": update_rate.read(updates),
-                                      "train/updates": updates})
-                    bar.set_postfix_str(f"sps={sps:.0f} eval={last:.1f}", refresh=False)
-                if step % cfg.eval_every == 0 or step == cfg.total_steps:
-                    result = evaluate(agent, eval_env, cfg.eval_episodes, eval_seed)
-                    last = result["eval/return_mean"]
-                    best = max(best, last)
-                    logger.log(step, result)
-                    if video_on and evals % cfg.eval.video_every == 0:
-                        video = record_episode(agent, cfg.env, eval_seed, run_dir / "videos" / f"step{step}",
-                                               cfg.eval.fps, envs.obs_stats(env))
-                        if video is None:
-                            video_on = False  # warned once; keep training without videos
-                        else:
-                            logger.video(step, "eval/video", video, cfg.eval.fps)
-                    evals += 1
-                    bar.set_postfix_str(f"sps={sps:.0f} eval={last:.1f}", refresh=False)
-                if step % cfg.checkpoint_every == 0 or step == cfg.total_steps:
-                    checkpoint.save(run_dir, state())
-                bar.update(1)
-                if guard.signum is not None:
-                    checkpoint.save(run_dir, state())
-                    raise Interrupted(guard.signum)
-        except KeyboardInterrupt:
-            checkpoint.save(run_dir, state())
-            raise
-        finally:
-            bar.close()
-    return {"final": last, "best": best, "steps": step, "updates": updates}
+
+def collect_rollout(agent, env, storage: RolloutStorage, obs: np.ndarray, gamma: float,
+                    on_episode: Callable[[int, float, int], None]) -> np.ndarray:
+    """Step the vector env ``storage.n_steps`` times, filling ``storage``; returns the last observation.
+
+    A sub-env cut by its time limit (truncated, not terminated) gets gamma * V(real final observation) added to
+    its reward at that step, and the step is marked done: the return stops there but still bootstraps.
+    ``on_episode(t, return, length)`` is called for each finished episode.
+    """
+    for t in range(storage.n_steps):
+        action, env_action, value = agent.step(obs)
+        next_obs, reward, terminated, truncated, info = env.step(env_action)
+        reward = reward.astype(np.float32)
+        cut = truncated & ~terminated
+        if cut.any():
+            final = np.stack([info["final_obs"][i] for i in np.flatnonzero(cut)])
+            reward[cut] += gamma * agent.value(final).cpu().numpy()
+        storage.add(obs, action, reward, terminated | truncated, value)
+        obs = next_obs
+        if "final_info" in info and "episode" in info["final_info"]:
+            ep = info["final_info"]["episode"]
+            for i in np.flatnonzero(info["final_info"]["_episode"]):
+                on_episode(t, float(ep["r"][i]), int(ep["l"][i]))
+    return obs
+
+
+def on_policy(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: Path, device: torch.device,
+              resume: Optional[dict[str, Any]] = None) -> dict[str, float]:
+    """A2C's loop: N envs x ``n_steps`` per rollout, one update per rollout.
+
+    ``env`` is a vector env in SAME_STEP autoreset mode (see ``envs.make_vector``).
+    """
+    a, n = cfg.algo, env.num_envs
+    storage = RolloutStorage(a.n_steps, n, spec.obs_shape, spec.action_shape, spec.discrete, device)
+
+    def loop_state() -> dict[str, Any]:
+        return {"agent": agent.state_dict()}
+
+    run = Runner(cfg, agent, env, eval_env, logger, run_dir, loop_state, resume)
+    if resume is not None:
+        agent.load_state_dict(resume["agent"])
+        seeding.set_global_rng_state(resume["rng"])
+        obs, _ = env.reset(seed=cfg.seed + run.step)  # rollouts in flight are not restored: fresh episodes
+    else:
+        obs, _ = env.reset(seed=cfg.seed)
+    with run:
+        while not run.done:
+            obs = collect_rollout(agent, env, storage, obs, a.gamma,
+                                  lambda t, r, length: run.episode(r, length, at_step=run.step + (t + 1) * n))
+            batch = storage.batch(agent.value(obs), a.gamma, a.gae_lambda)
+            agent.set_progress(run.step / cfg.total_steps)
+            run.advance(a.n_steps * n, 1, agent.update(batch))
+    return run.result()

@@ -67,6 +67,9 @@ def validate_hardware(h: DictConfig) -> None:
     if dev.startswith("cuda"):
         _check(torch.cuda.is_available(), f"hardware.device={dev} but no CUDA device is available; use hardware=cpu")
     _check(h.threads >= 0, f"hardware.threads={h.threads} must be >= 0 (0: torch's default)")
+    _check(h.num_envs >= 1, f"hardware.num_envs={h.num_envs} must be >= 1")
+    _check(h.vector in ("sync", "async"), f"hardware.vector={h.vector} is not supported; allowed: sync, async")
+    _check(h.workers >= 0, f"hardware.workers={h.workers} must be >= 0 (0: one per CPU core)")
 
 
 def validate_logger(lg: DictConfig) -> None:
@@ -94,4 +97,7 @@ def validate(cfg: DictConfig) -> envs.EnvSpec:
     _check(spec.kind in allowed,
            f"algo={cfg.algo.name} needs {' or '.join(allowed)} actions, but env={cfg.env.name} ({spec.id}) has "
            f"{spec.kind} actions; pick an env with {' or '.join(allowed)} actions")
+    if module.LOOP != "off_policy":
+        _check(not cfg.env.normalize_obs, f"env.normalize_obs=true is not supported with algo={cfg.algo.name} yet; "
+               "allowed with: dqn, ddpg, td3, sac")
     return spec

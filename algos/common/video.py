@@ -46,8 +46,8 @@ def record_episode(agent, env_cfg, seed: int, path: Path, fps: int = 30, obs_sta
 def write_video(frames: list[np.ndarray], path: Path, fps: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        import imageio_ffmpeg  # noqa: F401
         import imageio.v2 as imageio
+        import imageio_ffmpeg  # noqa: F401
 
         out = path.with_suffix(".mp4")
         imageio.mimwrite(out, frames, fps=fps, macro_block_size=1)

@@ -1,0 +1,117 @@
+"""A2C: returns on hand-made rollouts, time-limit bootstrapping through the vector env, both action types."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import envs
+from algos.a2c import A2C, A2CConfig
+from algos.common.loops import collect_rollout
+from algos.common.rollout import RolloutStorage, compute_returns
+from envs import EnvConfig
+
+
+def test_nstep_returns_hand_computed():
+    g = 0.5
+    rewards = torch.tensor([[1.0], [2.0], [3.0]])
+    values = torch.tensor([[10.0], [20.0], [30.0]])
+    dones = torch.tensor([[0.0], [1.0], [0.0]])  # the episode ends at t=1; t=2 starts a new one
+    last = torch.tensor([40.0])
+    returns, adv = compute_returns(rewards, values, dones, last, g, gae_lambda=1.0)
+    # t=2: 3 + 0.5*40 = 23; t=1: done -> 2; t=0: 1 + 0.5*2 = 2
+    assert returns.squeeze(1).tolist() == [2.0, 2.0, 23.0]
+    assert torch.allclose(adv, returns - values)
+
+
+def test_gae_hand_computed():
+    g, lam = 0.9, 0.5
+    rewards, values = torch.tensor([[1.0], [1.0]]), torch.tensor([[0.5], [0.25]])
+    dones, last = torch.zeros(2, 1), torch.tensor([2.0])
+    _, adv = compute_returns(rewards, values, dones, last, g, lam)
+    d1 = 1 + g * 2.0 - 0.25
+    d0 = 1 + g * 0.25 - 0.5
+    assert torch.allclose(adv.squeeze(1), torch.tensor([d0 + g * lam * d1, d1]))
+
+
+class ConstantValueAgent:
+    """Always pushes left; V(s) = 100 + obs[0] so the bootstrap value is recognisable."""
+
+    def step(self, obs):
+        n = len(obs)
+        return torch.zeros(n, dtype=torch.int64), np.zeros(n, dtype=np.int64), self.value(obs)
+
+    def value(self, obs):
+        return torch.as_tensor(np.asarray(obs)[:, 0], dtype=torch.float32) + 100.0
+
+
+def test_truncation_bootstraps_from_real_final_obs_and_termination_does_not():
+    cfg = EnvConfig(name="cp", id="CartPole-v1", max_episode_steps=3)
+    venv, spec = envs.make_vector(cfg, seed=0, num_envs=2)
+    storage = RolloutStorage(7, 2, spec.obs_shape, (), True, torch.device("cpu"))
+    obs, _ = venv.reset(seed=0)
+    episodes = []
+    agent = ConstantValueAgent()
+    # Record what the env really returned to check the rollout against it.
+    real_final, real_obs = [], []
+    step = venv.step
+
+    def spy(action):
+        out = step(action)
+        real_final.append(out[4].get("final_obs"))
+        real_obs.append(out[0].copy())
+        return out
+
+    venv.step = spy
+    collect_rollout(agent, venv, storage, obs, 0.9, lambda t, r, length: episodes.append((t, r, length)))
+    # Every 3rd step ends an episode by the time limit: reward = 1 + 0.9 * V(final obs), done = 1.
+    for t in (2, 5):
+        for i in range(2):
+            expected = 1.0 + 0.9 * (100.0 + real_final[t][i][0])
+            assert storage.dones[t, i] == 1 and abs(storage.rewards[t, i].item() - expected) < 1e-4
+        # the stored observation after a reset is the new episode's first, never the terminal one
+        assert torch.allclose(storage.obs[t + 1], torch.as_tensor(real_obs[t]))
+    assert storage.rewards[0].tolist() == [1.0, 1.0] and storage.dones[0].tolist() == [0.0, 0.0]
+    assert [e[0] for e in episodes] == [2, 2, 5, 5] and all(e[2] == 3 for e in episodes)
+    venv.close()
+
+
+def test_termination_does_not_bootstrap():
+    cfg = EnvConfig(name="cp", id="CartPole-v1")  # always pushing left ends CartPole by termination (~10 steps)
+    venv, spec = envs.make_vector(cfg, seed=0, num_envs=1)
+    storage = RolloutStorage(30, 1, spec.obs_shape, (), True, torch.device("cpu"))
+    obs, _ = venv.reset(seed=0)
+    collect_rollout(ConstantValueAgent(), venv, storage, obs, 0.9, lambda *a: None)
+    ends = torch.nonzero(storage.dones[:, 0]).flatten()
+    assert len(ends) >= 1
+    assert all(storage.rewards[t, 0] == 1.0 for t in ends)
+    venv.close()
+
+
+@pytest.mark.parametrize("env_id, shared", [("CartPole-v1", False), ("Pendulum-v1", True)])
+def test_both_action_types_build_and_update(env_id, shared):
+    cfg = EnvConfig(name="x", id=env_id)
+    venv, spec = envs.make_vector(cfg, seed=0, num_envs=4)
+    torch.manual_seed(0)
+    agent = A2C(A2CConfig(shared_trunk=shared), spec, torch.device("cpu"))
+    storage = RolloutStorage(5, 4, spec.obs_shape, spec.action_shape, spec.discrete, torch.device("cpu"))
+    obs, _ = venv.reset(seed=0)
+    before = [p.clone() for p in agent.net.parameters()]
+    for _ in range(3):
+        obs = collect_rollout(agent, venv, storage, obs, 0.99, lambda *a: None)
+        metrics = agent.update(storage.batch(agent.value(obs), 0.99, 0.95))
+    assert all(np.isfinite(float(v)) for v in metrics.values())
+    assert any(not torch.equal(b, p) for b, p in zip(before, agent.net.parameters()))
+    a = agent.act(obs[0], deterministic=True)
+    if spec.discrete:
+        assert a in (0, 1)
+    else:
+        assert np.all(a >= spec.action_low) and np.all(a <= spec.action_high)
+    venv.close()
+
+
+def test_vector_env_never_returns_next_step_fake_transition():
+    cfg = EnvConfig(name="cp", id="CartPole-v1", max_episode_steps=2)
+    venv, _ = envs.make_vector(cfg, seed=0, num_envs=1)
+    assert venv.metadata["autoreset_mode"] == gym.vector.AutoresetMode.SAME_STEP
+    venv.close()
