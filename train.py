@@ -92,7 +92,7 @@ def run(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> float:
     log.info("run dir: %s", run_dir)
     exit_code = 1
     try:
-        loop = getattr(loops, module.LOOP)
+        loop = module.LOOP if callable(module.LOOP) else getattr(loops, module.LOOP)
         result = loop(cfg, agent, env, eval_env, spec, logger, run_dir, device, resume)
         logger.summary({"eval/final_return": result["final"], "eval/best_return": result["best"]})
         checkpoint.mark_done(run_dir)

@@ -11,6 +11,7 @@ ALGOS: dict[str, str] = {
     "td3": "algos.td3",
     "sac": "algos.sac",
     "a2c": "algos.a2c",
+    "a3c": "algos.a3c",
 }
 
 

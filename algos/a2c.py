@@ -131,6 +131,12 @@ class A2C:
                 group["lr"] = self.cfg.lr * max(1.0 - fraction, 0.0)
 
     def update(self, batch: RolloutBatch) -> dict[str, torch.Tensor]:
+        metrics = self.compute_grads(batch)
+        self.optimizer.step()
+        return metrics
+
+    def compute_grads(self, batch: RolloutBatch) -> dict[str, torch.Tensor]:
+        """Loss and clipped gradients in ``self.net``'s ``.grad`` (A3C workers hand them to the global model)."""
         c = self.cfg
         dist, values = self.net(batch.obs)
         log_prob = dist.log_prob(batch.actions)
@@ -147,7 +153,6 @@ class A2C:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), c.max_grad_norm if c.max_grad_norm > 0 else math.inf)
-        self.optimizer.step()
         return {"loss/policy": policy_loss.detach(), "loss/value": value_loss.detach(), "train/entropy": entropy_mean.detach(),
                 "train/grad_norm": grad_norm.detach()}
 

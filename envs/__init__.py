@@ -8,6 +8,7 @@ beside the config instead of being written back into it.
 from __future__ import annotations
 
 import difflib
+import importlib
 import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -65,7 +66,16 @@ class EnvSpec:
 
 
 def check_id(env_id: str) -> None:
-    """Fail with one line when ``env_id`` is not a registered, versioned gymnasium id."""
+    """Fail with one line when ``env_id`` is not a registered, versioned gymnasium id.
+
+    ``module:EnvName-v0`` imports ``module`` first (which registers its envs), as ``gym.make`` does.
+    """
+    if ":" in env_id:
+        module, _, env_id = env_id.partition(":")
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise EnvError(f"env.id: could not import module {module!r} ({e})") from e
     if env_id in gym.envs.registry:
         return
     close = difflib.get_close_matches(env_id, list(gym.envs.registry), n=3, cutoff=0.6)

@@ -1,0 +1,67 @@
+"""A3C lifecycle with real processes: clean start/stop, SIGTERM/SIGINT checkpoint with no orphans, worker crash."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import ROOT, eval_returns, run_train
+
+
+def worker_pids(text: str) -> list[int]:
+    m = re.search(r"A3C: \d+ workers \(pids ([\d ]+)\)", text)
+    assert m, text[-2000:]
+    return [int(p) for p in m.group(1).split()]
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a3c_runs_and_stops_cleanly(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_train("algo=a3c", "env=cartpole", "hardware.workers=2", "total_steps=6000", "eval_every=3000",
+                     "eval_episodes=2", run_dir=run_dir, timeout=300)
+    assert [s for s, _ in eval_returns(run_dir)] == [3000, 6000]
+    assert (run_dir / "done").exists()
+    pids = worker_pids(proc.stdout + proc.stderr)
+    assert len(pids) == 2 and not any(alive(p) for p in pids)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a3c_signal_checkpoints_and_leaves_no_orphans(tmp_path, sig):
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, str(ROOT / "train.py"), "algo=a3c", "env=cartpole", "hardware.workers=2",
+           "total_steps=10000000", "checkpoint_every=2000", "eval_every=100000", "logger=none", "progress=false",
+           f"hydra.run.dir={run_dir}"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while not (run_dir / "checkpoint.pt").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    assert (run_dir / "checkpoint.pt").exists()
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + sig, out[-2000:]
+    pids = worker_pids(out)
+    time.sleep(0.5)
+    assert not any(alive(p) for p in pids), "orphan A3C workers"
+    assert not (run_dir / "done").exists()
+
+
+def test_a3c_worker_crash_fails_the_run_with_its_message(tmp_path):
+    run_dir = tmp_path / "run"
+    env = {"PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = run_train("algo=a3c", "env=gym", "env.id=tests.crashing_env:CrashingCartPole-v0", "hardware.workers=2",
+                     "total_steps=100000", "eval_every=50000", run_dir=run_dir, check=False, timeout=300, env=env)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "A3C worker" in out and "injected crash in the env" in out
+    assert not any(alive(p) for p in worker_pids(out))
