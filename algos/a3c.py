@@ -121,8 +121,9 @@ def _worker(rank: int, cfg: dict, spec: envs.EnvSpec, global_net, shared_state, 
                 counter.value += a.n_steps
                 done_before = counter.value
             local.net.load_state_dict(global_net.state_dict())
-            episodes = []
-            obs = collect_rollout(local, env, storage, obs, a.gamma, lambda t, r, length: episodes.append((t, r, length)))
+            episodes: list[tuple[int, float, int]] = []
+            obs = collect_rollout(local, env, storage, obs, a.gamma,
+                                  lambda t, r, length, out=episodes: out.append((t, r, length)))
             batch = storage.batch(local.value(obs), a.gamma, a.gae_lambda)
             if a.lr_anneal:
                 for g in opt.param_groups:
@@ -170,7 +171,7 @@ def loop(cfg, agent: A3C, env, eval_env, spec: envs.EnvSpec, logger, run_dir, de
                 except queue_mod.Empty:
                     dead = [r for r in running if not workers[r].is_alive()]
                     if dead:
-                        raise RuntimeError(f"A3C worker {dead[0]} died (exit code {workers[dead[0]].exitcode})")
+                        raise RuntimeError(f"A3C worker {dead[0]} died (exit code {workers[dead[0]].exitcode})") from None
                     if run.guard.signum is not None:
                         run.advance(0, 0)  # checkpoints and raises Interrupted
                     continue
