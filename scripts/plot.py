@@ -1,0 +1,156 @@
+"""Summarise runs from their local files: a markdown table per algorithm x env, and learning curves.
+
+    python scripts/plot.py runs/results                 # every run dir below (any dir with metrics.jsonl)
+    python scripts/plot.py multirun/2026-11-21/10-00-00 --out report --threshold 475
+
+Reads each run's ``.hydra/config.yaml`` (algo, env, seed) and ``metrics.jsonl``. For each algo x env:
+number of seeds, final eval return (mean and 95% percentile-bootstrap CI over seeds), IQM over seeds,
+best eval return, first env step at which the eval return reached ``--threshold`` (per seed), and the
+median ``time/sps`` once updates have started. Curves (mean and bootstrap CI over seeds vs env steps) are
+written as PNG when matplotlib is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from algos.common.logger import read_metrics  # noqa: E402
+
+
+def bootstrap_ci(values, n_boot: int = 10_000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean over ``values`` (e.g. seeds)."""
+    v = np.asarray(values, dtype=float)
+    if len(v) < 2:
+        return float(v.mean()), float(v.mean())
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(lo), float(hi)
+
+
+def iqm(values) -> float:
+    """Interquartile mean (Agarwal et al. 2021): drop the lowest and highest 25% (rounded down), average the rest."""
+    v = np.sort(np.asarray(values, dtype=float))
+    cut = int(0.25 * len(v))
+    return float(v[cut:len(v) - cut].mean())
+
+
+def load_run(run_dir: Path) -> dict | None:
+    cfg_path = run_dir / ".hydra" / "config.yaml"
+    if not cfg_path.exists():
+        return None
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(cfg_path)
+    rows = read_metrics(run_dir / "metrics.jsonl")
+    evals = [(r["step"], r["eval/return_mean"]) for r in rows if r.get("eval/return_mean") is not None]
+    sps = [r["time/sps"] for r in rows if r.get("time/sps") and r.get("train/updates", 0) > 0]
+    return {"dir": run_dir, "algo": cfg.algo.name, "env": cfg.env.get("id") or cfg.env.name, "seed": cfg.seed,
+            "evals": evals, "sps": float(np.median(sps)) if sps else float("nan"), "done": (run_dir / "done").exists()}
+
+
+def find_runs(paths: list[Path]) -> list[dict]:
+    runs = []
+    for p in paths:
+        for m in sorted(p.rglob("metrics.jsonl")):
+            run = load_run(m.parent)
+            if run and run["evals"]:
+                runs.append(run)
+    return runs
+
+
+def first_reach(evals, threshold: float):
+    return next((s for s, r in evals if r >= threshold), None)
+
+
+def table(runs: list[dict], threshold: float | None) -> str:
+    groups = defaultdict(list)
+    for r in runs:
+        groups[(r["env"], r["algo"])].append(r)
+    head = "| env | algo | seeds | steps | final return (mean [95% CI]) | IQM | best | steps/s |"
+    sep = "|---|---|---|---|---|---|---|---|"
+    if threshold is not None:
+        head += f" first step with return ≥ {threshold:g} (per seed) |"
+        sep += "---|"
+    lines = [head, sep]
+    for (env, algo), rs in sorted(groups.items()):
+        rs = sorted(rs, key=lambda r: r["seed"])
+        finals = [r["evals"][-1][1] for r in rs]
+        lo, hi = bootstrap_ci(finals)
+        steps = sorted({r["evals"][-1][0] for r in rs})
+        line = (f"| {env} | {algo} | {len(rs)} ({', '.join(str(r['seed']) for r in rs)}) | {'/'.join(map(str, steps))} | "
+                f"{np.mean(finals):.1f} [{lo:.1f}, {hi:.1f}] | {iqm(finals):.1f} | "
+                f"{max(max(v for _, v in r['evals']) for r in rs):.1f} | {np.nanmedian([r['sps'] for r in rs]):.0f} |")
+        if threshold is not None:
+            line += " " + ", ".join(str(first_reach(r["evals"], threshold)) for r in rs) + " |"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def curves(runs: list[dict], out: Path) -> list[Path]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: skipping curves (pip install matplotlib)", file=sys.stderr)
+        return []
+    by_env = defaultdict(lambda: defaultdict(list))
+    for r in runs:
+        by_env[r["env"]][r["algo"]].append(r)
+    written = []
+    for env, algos in sorted(by_env.items()):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for algo, rs in sorted(algos.items()):
+            grid = sorted(set.intersection(*(set(s for s, _ in r["evals"]) for r in rs)))
+            if not grid:
+                continue
+            values = np.array([[dict(r["evals"])[s] for s in grid] for r in rs])
+            mean = values.mean(axis=0)
+            ci = np.array([bootstrap_ci(values[:, i], n_boot=2000) for i in range(len(grid))])
+            ax.plot(grid, mean, label=f"{algo} ({len(rs)} seeds)")
+            ax.fill_between(grid, ci[:, 0], ci[:, 1], alpha=0.2)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel("eval return")
+        ax.set_title(env)
+        ax.legend()
+        fig.tight_layout()
+        path = out / f"{env}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def main(argv=None) -> str:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("paths", nargs="+", type=Path, help="run directories or folders holding them")
+    p.add_argument("--out", type=Path, default=None, help="write report.md, summary.json and PNG curves here")
+    p.add_argument("--threshold", type=float, default=None, help="also report the first step reaching this return")
+    args = p.parse_args(argv)
+    runs = find_runs(args.paths)
+    if not runs:
+        raise SystemExit(f"error: no run with evaluations under {', '.join(map(str, args.paths))}")
+    md = table(runs, args.threshold)
+    print(md)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "report.md").write_text(md + "\n")
+        (args.out / "summary.json").write_text(json.dumps(
+            [{k: (str(v) if isinstance(v, Path) else v) for k, v in r.items()} for r in runs], indent=1))
+        for path in curves(runs, args.out):
+            print(f"wrote {path}", file=sys.stderr)
+    return md
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""scripts/plot.py: statistics on hand-computed cases, and a report from real run directories."""
+
+import subprocess
+import sys
+
+import numpy as np
+
+from scripts.plot import bootstrap_ci, iqm
+from tests.conftest import ROOT, run_train
+
+
+def test_iqm_hand_computed():
+    assert iqm([1, 2, 3, 4, 100, 5, 6, 7]) == 4.5  # sorted 1..7,100: drop two each side -> mean(3,4,5,6)
+    assert iqm([2.0]) == 2.0
+
+
+def test_bootstrap_ci_two_values():
+    # Resampled means of [0, 1] are 0, 0.5, 1 with probabilities 1/4, 1/2, 1/4: the 95% CI is [0, 1].
+    assert bootstrap_ci([0.0, 1.0]) == (0.0, 1.0)
+    lo, hi = bootstrap_ci(np.arange(100.0))
+    assert lo < 49.5 < hi and hi - lo < 15
+
+
+def test_report_from_runs(tmp_path):
+    for seed in (0, 1):
+        run_train("total_steps=600", "eval_every=300", "eval_episodes=1", f"seed={seed}", run_dir=tmp_path / f"s{seed}")
+    out = tmp_path / "report"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts/plot.py"), str(tmp_path), "--out", str(out),
+                           "--threshold", "5"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    md = (out / "report.md").read_text()
+    assert "| CartPole-v1 | dqn | 2 (0, 1) | 600 |" in md
+    assert (out / "CartPole-v1.png").stat().st_size > 1000
