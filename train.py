@@ -100,6 +100,10 @@ def run(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> float:
         log.info("finished: final eval return %.2f (best %.2f) after %d steps; results in %s",
                  result["final"], result["best"], result["steps"], run_dir)
         return result["final"]
+    except loops.NonFiniteError as e:
+        log.error("%s", e)
+        exit_code = 3
+        sys.exit(exit_code)
     except loops.Interrupted as e:
         log.warning("%s at a checkpoint; resume with: python train.py %s hydra.run.dir=%s",
                     e, " ".join(HydraConfig.get().overrides.task), run_dir)

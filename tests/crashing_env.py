@@ -16,3 +16,20 @@ class CrashingCartPole(CartPoleEnv):
 
 if "CrashingCartPole-v0" not in gym.envs.registry:
     gym.register("CrashingCartPole-v0", entry_point=CrashingCartPole, max_episode_steps=500)
+
+
+class NaNRewardCartPole(CartPoleEnv):
+    """Returns a NaN reward from its 1500th step on (in one process)."""
+
+    steps_in_process = 0
+
+    def step(self, action):
+        NaNRewardCartPole.steps_in_process += 1
+        obs, reward, terminated, truncated, info = super().step(action)
+        if NaNRewardCartPole.steps_in_process >= 1500:
+            reward = float("nan")
+        return obs, reward, terminated, truncated, info
+
+
+if "NaNRewardCartPole-v0" not in gym.envs.registry:
+    gym.register("NaNRewardCartPole-v0", entry_point=NaNRewardCartPole, max_episode_steps=500)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import time
 from collections.abc import Callable
@@ -41,6 +42,21 @@ class OffPolicyConfig:
     learning_starts: int = 1_000  # updates begin once the buffer holds this many transitions
     random_steps: int = 0  # uniform random actions for the first random_steps env steps
     updates_per_step: int = 1  # gradient updates per env step once learning has started
+
+
+class NonFiniteError(RuntimeError):
+    """A loss, gradient statistic, reward, observation or weight became NaN or infinite."""
+
+
+def _first_non_finite(tree, prefix: str = "") -> Optional[str]:
+    if torch.is_tensor(tree):
+        return prefix if tree.is_floating_point() and not bool(torch.isfinite(tree).all()) else None
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            found = _first_non_finite(v, f"{prefix}.{k}" if prefix else str(k))
+            if found:
+                return found
+    return None
 
 
 class Interrupted(Exception):
@@ -114,6 +130,7 @@ class Runner:
             self.best, self.last = resume["best_eval"], resume["last_eval"]
             log.info("resumed from step %d of %d", self.step, cfg.total_steps)
         self.eval_seed = cfg.seed + EVAL_SEED_OFFSET
+        self.last_saved: Optional[int] = self.step if resume is not None else None
         self.video_on = cfg.eval.video
         self.metrics: dict[str, Any] = {}
         self.sps = 0.0
@@ -132,7 +149,22 @@ class Runner:
                 "wandb_id": self.logger.run_id, **self.loop_state()}
 
     def save(self) -> None:
-        checkpoint.save(self.run_dir, self.state())
+        state = self.state()
+        bad = _first_non_finite(state["agent"])
+        if bad is not None:  # never write NaN weights over the last good checkpoint
+            self.fail(f"agent state {bad}")
+        checkpoint.save(self.run_dir, state)
+        self.last_saved = self.step
+
+    def fail(self, quantity: str, at_step: Optional[int] = None) -> None:
+        where = (f"the last good checkpoint is {self.run_dir / checkpoint.NAME} (step {self.last_saved})"
+                 if self.last_saved is not None else "no checkpoint was written")
+        raise NonFiniteError(f"non-finite {quantity} at env step {self.step if at_step is None else at_step}; {where}")
+
+    def check_finite(self, name: str, value, at_step: Optional[int] = None) -> None:
+        """Stop the run when an observation or reward from the env is NaN or infinite."""
+        if not np.all(np.isfinite(value)):
+            self.fail(name, at_step)
 
     def episode(self, ret: float, length: int, at_step: int) -> None:
         """Log one finished training episode at the env step that ended it."""
@@ -162,6 +194,9 @@ class Runner:
             self.metrics = metrics
         if crossed(before, self.step, cfg.log_every):
             self.sps = self.step_rate.read(self.step)
+            for key, value in self.metrics.items():
+                if not math.isfinite(float(value)):
+                    self.fail(key)
             self.logger.log(self.step, {**self.metrics, "time/sps": self.sps,
                                         "time/updates_per_s": self.update_rate.read(self.updates),
                                         "train/updates": self.updates})
@@ -223,6 +258,8 @@ def off_policy(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: P
             else:
                 action = agent.act(obs, deterministic=False)
             next_obs, reward, terminated, truncated, info = env.step(action)
+            run.check_finite("reward", reward, run.step + 1)
+            run.check_finite("observation", next_obs, run.step + 1)
             buffer.add(obs, action, reward, next_obs, terminated, truncated)
             obs = next_obs
             if terminated or truncated:
@@ -285,6 +322,8 @@ def on_policy(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: Pa
         while not run.done:
             obs = collect_rollout(agent, env, storage, obs, a.gamma,
                                   lambda t, r, length: run.episode(r, length, at_step=run.step + (t + 1) * n))
+            run.check_finite("reward", storage.rewards)
+            run.check_finite("observation", storage.obs)
             batch = storage.batch(agent.value(obs), a.gamma, a.gae_lambda)
             agent.set_progress(run.step / cfg.total_steps)
             run.advance(a.n_steps * n, 1, agent.update(batch))

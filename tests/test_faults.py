@@ -1,0 +1,29 @@
+"""Faults: a non-finite reward stops the run naming the step, the quantity and the last good checkpoint."""
+
+import os
+
+import torch
+
+from algos.common import checkpoint
+from algos.common.loops import _first_non_finite
+from tests.conftest import ROOT, run_train
+
+
+def test_nan_reward_stops_run_and_keeps_good_checkpoint(tmp_path):
+    run_dir = tmp_path / "run"
+    env = {"PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = run_train("env=gym", "env.id=tests.crashing_env:NaNRewardCartPole-v0", "total_steps=5000",
+                     "checkpoint_every=1000", "eval_every=1000", "eval_episodes=1", run_dir=run_dir, check=False, env=env)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 3, out[-2000:]
+    assert "non-finite reward at env step 1500" in out
+    assert f"last good checkpoint is {run_dir / 'checkpoint.pt'} (step 1000)" in out
+    state = checkpoint.load(run_dir)
+    assert state["step"] == 1000 and _first_non_finite(state["agent"]) is None
+    assert not (run_dir / "done").exists()
+
+
+def test_first_non_finite_names_the_tensor():
+    tree = {"q": {"w": torch.ones(2), "b": torch.tensor([1.0, float("inf")])}, "n": 3}
+    assert _first_non_finite(tree) == "q.b"
+    assert _first_non_finite({"q": {"w": torch.ones(2)}}) is None
