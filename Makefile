@@ -32,6 +32,10 @@ test-fast: $(STAMP) ## Run the tests without the slow learning tests
 lint: $(STAMP) ## Lint with ruff
 	$(VENV)/bin/ruff check .
 
+bench: $(STAMP) ## Speed benchmark against Stable-Baselines3 (installs requirements-bench.txt); see docs/results.md
+	$(PY) -m pip install --quiet -r requirements-bench.txt 2>&1 | sed '/is ignored: it is neither/d'
+	$(PY) scripts/bench.py --threads 2,1
+
 format: $(STAMP) ## Format with ruff
 	$(VENV)/bin/ruff format .
 

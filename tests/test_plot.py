@@ -31,3 +31,12 @@ def test_report_from_runs(tmp_path):
     md = (out / "report.md").read_text()
     assert "| CartPole-v1 | dqn | 2 (0, 1) | 600 |" in md
     assert (out / "CartPole-v1.png").stat().st_size > 1000
+
+
+def test_bench_quick_runs(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts/bench.py"), "--quick", "--no-sb3", "--threads", "1",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = __import__("json").loads((tmp_path / "bench.json").read_text())
+    assert {r["algo"] for r in rows} == {"td3", "sac", "ddpg", "dqn", "a2c"}
+    assert all(r["steps_per_s"] > 0 for r in rows)
