@@ -119,9 +119,13 @@ class Runner:
     chunk of env steps; ``loop_state`` returns the loop's own part of a checkpoint (agent, storage, env RNGs)."""
 
     def __init__(self, cfg, agent, env, eval_env, logger, run_dir: Path, loop_state: Callable[[], dict[str, Any]],
-                 resume: Optional[dict[str, Any]] = None):
+                 resume: Optional[dict[str, Any]] = None, episode_aligned: bool = False):
         self.cfg, self.agent, self.env, self.eval_env, self.logger, self.run_dir = cfg, agent, env, eval_env, logger, run_dir
         self.loop_state = loop_state
+        # Periodic checkpoints wait for the current episode's end (see episode_boundary): resuming then
+        # replays the uninterrupted run exactly, since a fresh reset from the saved RNG state is what it did next.
+        self.episode_aligned = episode_aligned
+        self.pending_since: Optional[int] = None
         self.step = self.updates = self.episodes = self.evals = 0
         self.best = self.last = float("-inf")
         if resume is not None:
@@ -148,7 +152,13 @@ class Runner:
                 "best_eval": self.best, "last_eval": self.last, "rng": seeding.global_rng_state(),
                 "wandb_id": self.logger.run_id, **self.loop_state()}
 
+    def episode_boundary(self) -> None:
+        """Called between an episode's end and the next reset: the place where a checkpoint resumes exactly."""
+        if self.pending_since is not None:
+            self.save()
+
     def save(self) -> None:
+        self.pending_since = None
         state = self.state()
         bad = _first_non_finite(state["agent"])
         if bad is not None:  # never write NaN weights over the last good checkpoint
@@ -202,8 +212,15 @@ class Runner:
                                         "train/updates": self.updates})
         if crossed(before, self.step, cfg.eval_every) or self.done:
             self.evaluate()
-        if crossed(before, self.step, cfg.checkpoint_every) or self.done:
+        if self.done:
             self.save()
+        elif crossed(before, self.step, cfg.checkpoint_every):
+            if self.episode_aligned:
+                self.pending_since = self.step if self.pending_since is None else self.pending_since
+            else:
+                self.save()
+        if self.pending_since is not None and self.step - self.pending_since >= cfg.checkpoint_every:
+            self.save()  # an episode that never ends must not starve checkpoints (resume is then not exact)
         self.bar.update(steps)
         self.bar.set_postfix_str(f"sps={self.sps:.0f} eval={self.last:.1f}", refresh=False)
         if self.guard.signum is not None:
@@ -238,7 +255,7 @@ def off_policy(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: P
         return {"agent": agent.state_dict(), "buffer": buffer.state_dict(), "sample_rng": gen.get_state(),
                 "env_rng": seeding.env_rng_state(env), "obs_stats": envs.obs_stats(env)}
 
-    run = Runner(cfg, agent, env, eval_env, logger, run_dir, loop_state, resume)
+    run = Runner(cfg, agent, env, eval_env, logger, run_dir, loop_state, resume, episode_aligned=True)
     if resume is not None:
         agent.load_state_dict(resume["agent"])
         buffer.load_state_dict(resume["buffer"])
@@ -246,7 +263,9 @@ def off_policy(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: P
         gen.set_state(resume["sample_rng"])
         seeding.set_env_rng_state(env, resume["env_rng"])
         envs.load_obs_stats(env, resume.get("obs_stats"))
-        obs, _ = env.reset()  # the interrupted episode is not restored: a new one starts here
+        # Periodic checkpoints are taken between an episode's end and the next reset, so this reset is the one the
+        # uninterrupted run made. (After a signal the checkpoint is mid-episode: that episode is dropped.)
+        obs, _ = env.reset()
     else:
         obs, _ = env.reset(seed=cfg.seed)
     envs.share_obs_stats(env, eval_env)
@@ -262,15 +281,17 @@ def off_policy(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: P
             run.check_finite("observation", next_obs, run.step + 1)
             buffer.add(obs, action, reward, next_obs, terminated, truncated)
             obs = next_obs
-            if terminated or truncated:
-                run.episode(info["episode"]["r"], info["episode"]["l"], at_step=run.step + 1)
-                obs, _ = env.reset()
             metrics, n = None, 0
             if len(buffer) >= a.learning_starts:
                 for _ in range(a.updates_per_step):
                     metrics = agent.update(buffer.sample(a.batch_size))
                 n = a.updates_per_step
+            if terminated or truncated:
+                run.episode(info["episode"]["r"], info["episode"]["l"], at_step=run.step + 1)
             run.advance(1, n, metrics)
+            if (terminated or truncated) and not run.done:
+                run.episode_boundary()
+                obs, _ = env.reset()
     return run.result()
 
 

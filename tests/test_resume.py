@@ -1,0 +1,60 @@
+"""Exact resume: a run killed (SIGKILL) after a checkpoint and resumed matches an uninterrupted run exactly."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from algos.common import checkpoint
+from tests.conftest import ROOT, eval_returns, read_rows, run_train
+
+CASES = {
+    "dqn": ["algo=dqn", "env=cartpole", "total_steps=3000", "checkpoint_every=500", "eval_every=1000"],
+    "td3": ["algo=td3", "env=pendulum", "total_steps=1400", "checkpoint_every=400", "eval_every=400",
+            "algo.random_steps=200", "algo.learning_starts=200"],
+    "sac": ["algo=sac", "env=pendulum", "total_steps=1400", "checkpoint_every=400", "eval_every=400",
+            "algo.random_steps=200", "algo.learning_starts=200"],
+}
+
+
+def final_params(run_dir):
+    return checkpoint.load(run_dir)["agent"]
+
+
+def assert_same_tree(a, b, path=""):
+    if torch.is_tensor(a):
+        assert torch.equal(a, b), path
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            assert_same_tree(a[k], b[k], f"{path}.{k}")
+    else:
+        assert a == b, path
+
+
+@pytest.mark.parametrize("algo", sorted(CASES))
+def test_sigkill_then_resume_is_exact(tmp_path, algo):
+    args = [*CASES[algo], "eval_episodes=2", "seed=1"]
+    straight = tmp_path / "straight"
+    run_train(*args, run_dir=straight)
+
+    killed = tmp_path / "killed"
+    cmd = [sys.executable, str(ROOT / "train.py"), *args, "logger=none", "progress=false", f"hydra.run.dir={killed}"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (killed / "checkpoint.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "done").exists(), "the run finished before it could be killed"
+    k = checkpoint.load(killed)["step"]
+    resumed = run_train(*args, run_dir=killed)
+    assert f"resumed from step {k}" in resumed.stdout + resumed.stderr
+
+    assert eval_returns(killed) == eval_returns(straight)
+    steps = [r["step"] for r in read_rows(killed)]
+    assert steps == sorted(steps)
+    assert_same_tree(final_params(killed), final_params(straight))
