@@ -19,12 +19,13 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # before anything can import mujoco
 import hydra  # noqa: E402
 import torch  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 import algos  # noqa: E402
 import envs  # noqa: E402
 from algos.common import checkpoint, loops, seeding  # noqa: E402
-from algos.common.logger import Logger  # noqa: E402
+from algos.common.logger import Logger, read_metrics  # noqa: E402
 from algos.common.validate import ConfigError, validate  # noqa: E402
 from conf.schema import register  # noqa: E402
 
@@ -103,7 +104,7 @@ def run(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> float:
     except loops.NonFiniteError as e:
         log.error("%s", e)
         exit_code = 3
-        sys.exit(exit_code)
+        raise
     except loops.Interrupted as e:
         log.warning("%s at a checkpoint; resume with: python train.py %s hydra.run.dir=%s",
                     e, " ".join(HydraConfig.get().overrides.task), run_dir)
@@ -118,12 +119,28 @@ def run(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> float:
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    if multirun and checkpoint.is_done(run_dir):
+        final = [r["eval/return_mean"] for r in read_metrics(run_dir / "metrics.jsonl") if "eval/return_mean" in r]
+        log.info("skipping finished job %s", run_dir)
+        return final[-1] if final else float("nan")
     try:
         spec = validate(cfg)
     except ConfigError as e:
         _remove_if_fresh(run_dir)
         fail(str(e))
-    return run(cfg, spec, run_dir)
+    try:
+        return run(cfg, spec, run_dir)
+    except loops.NonFiniteError:
+        if not multirun:
+            sys.exit(3)  # already reported in one line
+        return float("nan")
+    except Exception:
+        if not multirun:
+            raise
+        # One failed job must not take the sweep down: log it; the end-of-sweep report lists it.
+        log.exception("job failed: %s", run_dir)
+        return float("nan")
 
 
 if __name__ == "__main__":

@@ -71,6 +71,11 @@ def first_reach(evals, threshold: float):
     return next((s for s, r in evals if r >= threshold), None)
 
 
+def _median(values) -> str:
+    v = [x for x in values if x == x]
+    return f"{np.median(v):.0f}" if v else "—"
+
+
 def table(runs: list[dict], threshold: float | None) -> str:
     groups = defaultdict(list)
     for r in runs:
@@ -88,7 +93,7 @@ def table(runs: list[dict], threshold: float | None) -> str:
         steps = sorted({r["evals"][-1][0] for r in rs})
         line = (f"| {env} | {algo} | {len(rs)} ({', '.join(str(r['seed']) for r in rs)}) | {'/'.join(map(str, steps))} | "
                 f"{np.mean(finals):.1f} [{lo:.1f}, {hi:.1f}] | {iqm(finals):.1f} | "
-                f"{max(max(v for _, v in r['evals']) for r in rs):.1f} | {np.nanmedian([r['sps'] for r in rs]):.0f} |")
+                f"{max(max(v for _, v in r['evals']) for r in rs):.1f} | {_median(r['sps'] for r in rs)} |")
         if threshold is not None:
             line += " " + ", ".join(str(first_reach(r["evals"], threshold)) for r in rs) + " |"
         lines.append(line)

@@ -18,9 +18,10 @@ def test_nan_reward_stops_run_and_keeps_good_checkpoint(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 3, out[-2000:]
     assert re.search(r"non-finite reward at env step 1[0-4]\d\d;", out), out[-1000:]  # eval steps count too
-    assert f"last good checkpoint is {run_dir / 'checkpoint.pt'} (step 1000)" in out
     state = checkpoint.load(run_dir)
-    assert state["step"] == 1000 and _first_non_finite(state["agent"]) is None
+    # periodic checkpoints wait for the episode's end (exact resume), so the step is 1000 or a little after
+    assert 1000 <= state["step"] < 1500 and _first_non_finite(state["agent"]) is None
+    assert f"last good checkpoint is {run_dir / 'checkpoint.pt'} (step {state['step']})" in out
     assert not (run_dir / "done").exists()
 
 

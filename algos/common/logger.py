@@ -90,6 +90,9 @@ class Logger:
                 raise
             log.warning("W&B unreachable (%s); logging offline instead, sync later with `wandb sync`", str(e).splitlines()[0])
             self.run = wandb.init(mode="offline", **kwargs)
+        (self.run_dir / "wandb_run.json").write_text(json.dumps(
+            {"id": self.run_id, "project": cfg.project, "group": kwargs["group"], "name": name, "tags": kwargs["tags"],
+             "job_type": job_type, "mode": self.run.settings.mode}) + "\n")
         self.run.define_metric("step")
         self.run.define_metric("*", step_metric="step")
 

@@ -1,0 +1,48 @@
+"""End of a multirun: list failed jobs, write the report (table + curves) into the sweep directory.
+
+Registered as a Hydra callback in conf/config.yaml, so it runs after every ``-m`` sweep, whatever the launcher.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger("sweep")
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    return sorted(p.parent for p in sweep_dir.rglob(".hydra") if (p / "overrides.yaml").exists())
+
+
+def summarize(sweep_dir: Path) -> tuple[list[Path], list[Path]]:
+    """(finished, unfinished) job directories of a sweep."""
+    jobs = job_dirs(sweep_dir)
+    return [j for j in jobs if (j / "done").exists()], [j for j in jobs if not (j / "done").exists()]
+
+
+class SweepReport(Callback):
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        finished, failed = summarize(sweep_dir)
+        log.info("sweep %s: %d jobs finished, %d failed or unfinished", sweep_dir, len(finished), len(failed))
+        for job in failed:
+            overrides = " ".join(OmegaConf.load(job / ".hydra" / "overrides.yaml"))
+            log.warning("  failed: %s  (log: %s)", overrides, job / "train.log")
+        if failed:
+            log.warning("rerun the same command to run only these jobs (finished ones are skipped)")
+        if finished:
+            import sys
+
+            sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+            from scripts.plot import main as plot
+
+            try:
+                plot([str(sweep_dir), "--out", str(sweep_dir / "report")])
+                log.info("report: %s", sweep_dir / "report" / "report.md")
+            except SystemExit as e:  # no evaluations yet
+                log.warning("no report: %s", e)
