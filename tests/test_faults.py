@@ -2,7 +2,9 @@
 
 import os
 import re
+import time
 
+import pytest
 import torch
 
 from algos.common import checkpoint
@@ -29,3 +31,33 @@ def test_first_non_finite_names_the_tensor():
     tree = {"q": {"w": torch.ones(2), "b": torch.tensor([1.0, float("inf")])}, "n": 3}
     assert _first_non_finite(tree) == "q.b"
     assert _first_non_finite({"q": {"w": torch.ones(2)}}) is None
+
+
+def test_full_disk_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    checkpoint.save(tmp_path, {"step": 1, "w": torch.ones(3)})
+    real_open = open
+
+    def full_disk_open(path, mode="r", *args, **kwargs):
+        if str(path).endswith(".tmp") and "w" in mode:
+            raise OSError(28, "No space left on device")
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", full_disk_open)
+    with pytest.raises(checkpoint.CheckpointError) as info:
+        checkpoint.save(tmp_path, {"step": 2, "w": torch.zeros(3)})
+    monkeypatch.undo()
+    msg = str(info.value)
+    assert "No space left on device" in msg and str(tmp_path) in msg and "\n" not in msg
+    assert checkpoint.load(tmp_path)["step"] == 1
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_online_wandb_without_key_fails_fast(tmp_path):
+    env = {"WANDB_API_KEY": "", "HOME": str(tmp_path), "WANDB_MODE": ""}
+    start = time.time()
+    proc = run_train("total_steps=300", "logger=wandb", "logger.mode=online", run_dir=tmp_path / "run", check=False,
+                     env=env, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2 and "needs a W&B API key" in out
+    assert not (tmp_path / "run").exists()
+    assert time.time() - start < 60

@@ -75,7 +75,7 @@ class Logger:
         os.environ.setdefault("WANDB_SILENT", "true")
         import wandb
 
-        if cfg.mode == "online" and not (os.environ.get("WANDB_API_KEY") or _netrc_has_wandb()):
+        if cfg.mode == "online" and not has_wandb_key():
             raise RuntimeError("logger.mode=online needs a W&B API key (set WANDB_API_KEY or run `wandb login`); "
                                "use logger.mode=offline to log locally")
         self.run_id = run_id or _new_run_id()
@@ -130,6 +130,10 @@ class Logger:
 def _new_run_id() -> str:
     # secrets, not random: never consumes the seeded RNG streams.
     return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+
+
+def has_wandb_key() -> bool:
+    return bool(os.environ.get("WANDB_API_KEY")) or _netrc_has_wandb()
 
 
 def _netrc_has_wandb() -> bool:

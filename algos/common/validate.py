@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 import algos
 import envs
-from algos.common.logger import MODES
+from algos.common.logger import MODES, has_wandb_key
 
 
 class ConfigError(ValueError):
@@ -75,6 +75,9 @@ def validate_hardware(h: DictConfig) -> None:
 def validate_logger(lg: DictConfig) -> None:
     _check(lg.backend in ("wandb", "none"), f"logger.backend={lg.backend} is not supported; allowed: wandb, none")
     _check(lg.mode in MODES, f"logger.mode={lg.mode} is not supported; allowed: {', '.join(MODES)}")
+    if lg.backend == "wandb" and lg.mode == "online":
+        _check(has_wandb_key(), "logger.mode=online needs a W&B API key (set WANDB_API_KEY or run `wandb login`); "
+               "allowed without one: logger.mode=offline (sync later with `wandb sync`) or logger=none")
 
 
 def validate(cfg: DictConfig) -> envs.EnvSpec:
