@@ -46,6 +46,7 @@ def precheck(argv: list[str]) -> list[str]:
     Unknown group options get one line listing the allowed ones; integral step counts written as
     ``1e6`` become ``1000000``; a finished run's directory is refused.
     """
+    argv = expand_resume(argv)
     out = []
     for arg in argv:
         key, sep, value = arg.partition("=")
@@ -66,6 +67,26 @@ def precheck(argv: list[str]) -> list[str]:
                  "start a new run without hydra.run.dir or pick another directory")
         out.append(f"{key}={value}")
     return out
+
+
+def expand_resume(argv: list[str]) -> list[str]:
+    """``resume=<run dir>`` becomes that run's own overrides plus ``hydra.run.dir=<run dir>``."""
+    rest = [a for a in argv if not a.startswith("resume=")]
+    if len(rest) == len(argv):
+        return argv
+    run_dir = Path(next(a for a in argv if a.startswith("resume=")).partition("=")[2])
+    saved = run_dir / ".hydra" / "overrides.yaml"
+    if not saved.exists():
+        fail(f"resume={run_dir}: no run there ({saved} not found); pass the directory of an unfinished run")
+    if checkpoint.is_done(run_dir):
+        fail(f"resume={run_dir}: that run is finished (results in {run_dir}/metrics.jsonl); nothing to resume")
+    from omegaconf import OmegaConf
+
+    merged: dict[str, str] = {}  # later overrides of the same key win
+    for arg in [*OmegaConf.load(saved), *rest]:
+        merged[arg.partition("=")[0]] = arg
+    merged["hydra.run.dir"] = f"hydra.run.dir={run_dir}"
+    return list(merged.values())
 
 
 def _remove_if_fresh(run_dir: Path) -> None:

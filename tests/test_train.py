@@ -66,8 +66,8 @@ def test_sigterm_checkpoints_then_resume_continues(tmp_path):
     assert "resume with" in out + err
     state_step = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])["step"]
     assert not (run_dir / "done").exists()
-    resumed = run_train("total_steps=4000", "eval_every=1000", "eval_episodes=1", "checkpoint_every=1000",
-                        run_dir=run_dir)
+    # resume=<dir> reuses the run's own overrides; total_steps is lowered here to finish quickly
+    resumed = run_train(f"resume={run_dir}", "total_steps=4000", run_dir=run_dir)
     assert "resumed from step" in resumed.stdout + resumed.stderr
     steps = [r["step"] for r in read_rows(run_dir)]
     assert steps == sorted(steps), "steps went backwards after resume"
