@@ -93,6 +93,13 @@ class SignalGuard:
         for s, h in self._old.items():
             signal.signal(s, h)
 
+    def chain(self) -> None:
+        """After our checkpoint, hand the signal to the handler that was there before (e.g. submitit's requeue
+        on SIGUSR2 at a Slurm time limit), so both coexist."""
+        old = self._old.get(self.signum)
+        if callable(old) and old not in (signal.default_int_handler,):
+            old(self.signum, None)
+
 
 class Rate:
     """Counts events since the last read and returns events per second."""
@@ -225,6 +232,7 @@ class Runner:
         self.bar.set_postfix_str(f"sps={self.sps:.0f} eval={self.last:.1f}", refresh=False)
         if self.guard.signum is not None:
             self.save()
+            self.guard.chain()
             raise Interrupted(self.guard.signum)
 
     def __enter__(self) -> Runner:
