@@ -1,45 +1,33 @@
-"""Learning tests: each algorithm reaches a stated return within a fixed budget (marked slow)."""
+"""Learning tests: each algorithm reaches a stated return within a fixed budget (marked slow).
+
+Budgets are the smallest that still prove learning on 2 CPU cores; the acceptance runs at full budgets are
+in docs/results.md with the commands that made them.
+"""
 
 import pytest
 
 from tests.conftest import eval_returns, run_train
 
+CASES = {
+    # name: (overrides, threshold, which eval counts)
+    "dqn-cartpole": (["algo=dqn", "env=cartpole", "total_steps=100000", "eval_every=5000"], 475, "best"),
+    # -250 within 20k env steps is the acceptance bar; all three reach it well inside 8k.
+    "td3-pendulum": (["algo=td3", "env=pendulum", "total_steps=8000", "eval_every=1000"], -250, "final"),
+    "sac-pendulum": (["algo=sac", "env=pendulum", "total_steps=8000", "eval_every=1000"], -250, "final"),
+    "ddpg-pendulum": (["algo=ddpg", "env=pendulum", "total_steps=8000", "eval_every=1000"], -250, "final"),
+    "a2c-cartpole": (["algo=a2c", "env=cartpole", "total_steps=500000", "eval_every=10000"], 475, "best"),
+    # Asynchronous, hence not bit-reproducible: the bar leaves room for scheduling noise.
+    "a3c-cartpole": (["algo=a3c", "env=cartpole", "hardware.workers=2", "total_steps=150000", "eval_every=10000"],
+                     200, "best"),
+}
+
 
 @pytest.mark.slow
-def test_dqn_learns_cartpole(tmp_path):
-    run_dir = tmp_path / "dqn"
-    run_train("algo=dqn", "env=cartpole", "seed=0", "total_steps=100000", "eval_every=5000", run_dir=run_dir,
-              timeout=900)
-    best = max(r for _, r in eval_returns(run_dir))
-    assert best >= 475, eval_returns(run_dir)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("algo", ["td3", "sac", "ddpg"])
-def test_continuous_control_learns_pendulum(tmp_path, algo):
-    # The acceptance bar is -250 within 20k env steps; all three get there well inside 8k, so 8k keeps CI short.
-    run_dir = tmp_path / algo
-    run_train(f"algo={algo}", "env=pendulum", "seed=0", "total_steps=8000", "eval_every=1000", run_dir=run_dir,
-              timeout=900)
+@pytest.mark.parametrize("name", list(CASES))
+def test_learns(tmp_path, name):
+    overrides, threshold, which = CASES[name]
+    run_dir = tmp_path / name
+    run_train(*overrides, "seed=0", run_dir=run_dir, timeout=900)
     returns = eval_returns(run_dir)
-    assert returns[-1][1] >= -250, returns
-
-
-@pytest.mark.slow
-def test_a2c_learns_cartpole(tmp_path):
-    run_dir = tmp_path / "a2c"
-    run_train("algo=a2c", "env=cartpole", "seed=0", "total_steps=500000", "eval_every=10000", run_dir=run_dir,
-              timeout=900)
-    best = max(r for _, r in eval_returns(run_dir))
-    assert best >= 475, eval_returns(run_dir)
-
-
-@pytest.mark.slow
-def test_a3c_learns_cartpole(tmp_path):
-    # Asynchronous, hence not bit-reproducible: the bar leaves room for scheduling noise. The 475-in-1M
-    # acceptance run is in docs/results.md.
-    run_dir = tmp_path / "a3c"
-    run_train("algo=a3c", "env=cartpole", "hardware.workers=2", "total_steps=150000", "eval_every=10000", run_dir=run_dir,
-              timeout=900)
-    best = max(r for _, r in eval_returns(run_dir))
-    assert best >= 200, eval_returns(run_dir)
+    value = max(r for _, r in returns) if which == "best" else returns[-1][1]
+    assert value >= threshold, returns
