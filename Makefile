@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast lint format bench clean
+.PHONY: help install train test test-fast lint format bench datasets clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -35,6 +35,15 @@ lint: $(STAMP) ## Lint with ruff
 bench: $(STAMP) ## Speed benchmark against Stable-Baselines3 (installs requirements-bench.txt); see docs/results.md
 	$(PY) -m pip install --quiet -r requirements-bench.txt 2>&1 | sed '/is ignored: it is neither/d'
 	$(PY) scripts/bench.py --threads 2,1
+
+datasets: $(STAMP) ## Build the reference offline datasets in datasets/ (Pendulum ~3 min, Hopper ~20 min on 2 cores)
+	$(PY) train.py algo=sac env=pendulum seed=0 dataset.record=true logger=none hydra.run.dir=datasets/runs/pendulum_sac
+	cp datasets/runs/pendulum_sac/dataset.npz datasets/pendulum_sac_replay.npz
+	cp datasets/runs/pendulum_sac/dataset.json datasets/pendulum_sac_replay.json
+	$(PY) train.py algo=td3 env=hopper seed=0 total_steps=100000 dataset.record=true logger=none hydra.run.dir=datasets/runs/hopper_td3
+	cp datasets/runs/hopper_td3/dataset.npz datasets/hopper_td3_replay.npz
+	cp datasets/runs/hopper_td3/dataset.json datasets/hopper_td3_replay.json
+	$(PY) scripts/collect.py datasets/runs/hopper_td3 --steps 100000 --noise 0.1 --out datasets/hopper_td3_medium
 
 format: $(STAMP) ## Format with ruff
 	$(VENV)/bin/ruff format .

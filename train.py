@@ -31,7 +31,7 @@ from conf.schema import register  # noqa: E402
 
 log = logging.getLogger("train")
 CONF = Path(__file__).resolve().parent / "conf"
-GROUPS = ("algo", "env", "hardware", "logger")
+GROUPS = ("algo", "env", "hardware", "logger", "dataset")
 _SCI_INT = re.compile(r"^[+-]?\d+(\.\d*)?[eE]\+?\d+$")
 
 

@@ -16,6 +16,7 @@ from omegaconf import MISSING
 
 import algos
 from algos.common.logger import LoggerConfig
+from data import DatasetConfig
 from envs import EnvConfig
 
 
@@ -49,6 +50,7 @@ class RunConfig:
     env: EnvConfig = MISSING
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
 
 
 _registered = False
@@ -63,6 +65,7 @@ def register() -> None:
     cs.store(group="schema", name="env", node=EnvConfig)
     cs.store(group="schema", name="hardware", node=HardwareConfig)
     cs.store(group="schema", name="logger", node=LoggerConfig)
+    cs.store(group="schema", name="dataset", node=DatasetConfig)
     for name, module in algos.ALGOS.items():
         cs.store(group="schema/algo", name=name, node=importlib.import_module(module).Config)
     _registered = True

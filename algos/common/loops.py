@@ -16,9 +16,10 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 from tqdm import tqdm
 
+import data
 import envs
 from algos.common import checkpoint, seeding
 from algos.common.buffer import ReplayBuffer
@@ -300,6 +301,11 @@ def off_policy(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: P
             if (terminated or truncated) and not run.done:
                 run.episode_boundary()
                 obs, _ = env.reset()
+    if cfg.dataset.record:
+        path = data.from_buffer(buffer, run_dir / "dataset", env_id=spec.id, discrete=spec.discrete,
+                                source={"kind": "online run", "run_dir": str(run_dir),
+                                        "config": OmegaConf.to_container(cfg, resolve=True)})
+        log.info("recorded %d transitions: %s", len(buffer), path)
     return run.result()
 
 

@@ -11,6 +11,7 @@ import torch
 from omegaconf import DictConfig
 
 import algos
+import data
 import envs
 from algos.common.logger import MODES, has_wandb_key
 
@@ -80,6 +81,23 @@ def validate_logger(lg: DictConfig) -> None:
                "allowed without one: logger.mode=offline (sync later with `wandb sync`) or logger=none")
 
 
+def validate_dataset(cfg: DictConfig, module, spec: envs.EnvSpec) -> None:
+    d = cfg.dataset
+    if d.record:
+        _check(module.LOOP == "off_policy", f"dataset.record=true records the replay buffer of off-policy runs; "
+               f"allowed with: dqn, ddpg, td3, sac (not algo={cfg.algo.name})")
+        _check(cfg.algo.buffer_size >= cfg.total_steps, f"dataset.record=true needs algo.buffer_size "
+               f"({cfg.algo.buffer_size}) >= total_steps ({cfg.total_steps}) so no transition is overwritten")
+    if d.path is not None:
+        offline = getattr(module, "OFFLINE", False)
+        _check(offline, f"dataset={d.name or d.path} is training data for offline algorithms; algo={cfg.algo.name} "
+               "learns online (to record an online run use dataset.record=true)")
+        try:
+            data.read(d.path, spec)
+        except data.DatasetError as e:
+            raise ConfigError(str(e)) from e
+
+
 def validate(cfg: DictConfig) -> envs.EnvSpec:
     """Validate the composed config; returns the env's spec (the env is built once and closed)."""
     validate_run(cfg)
@@ -100,6 +118,7 @@ def validate(cfg: DictConfig) -> envs.EnvSpec:
     _check(spec.kind in allowed,
            f"algo={cfg.algo.name} needs {' or '.join(allowed)} actions, but env={cfg.env.name} ({spec.id}) has "
            f"{spec.kind} actions; pick an env with {' or '.join(allowed)} actions")
+    validate_dataset(cfg, module, spec)
     if module.LOOP != "off_policy":
         _check(not cfg.env.normalize_obs, f"env.normalize_obs=true is not supported with algo={cfg.algo.name} yet; "
                "allowed with: dqn, ddpg, td3, sac")

@@ -1,0 +1,90 @@
+"""Offline datasets: exact round trip, recording a run, collecting from a checkpoint, and bad inputs."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import data
+from envs import EnvSpec
+from tests.conftest import ROOT, run_train
+
+
+def tiny(n=7, discrete=False):
+    rng = np.random.default_rng(0)
+    term = np.zeros(n, bool)
+    trunc = np.zeros(n, bool)
+    term[2], trunc[5] = True, True
+    acts = rng.integers(0, 2, n) if discrete else rng.normal(size=(n, 2)).astype(np.float32)
+    return (rng.normal(size=(n, 3)).astype(np.float32), acts, np.arange(n, dtype=np.float32),
+            rng.normal(size=(n, 3)).astype(np.float32), term, trunc)
+
+
+def test_round_trip_is_exact(tmp_path):
+    arrays = tiny()
+    path = data.write(tmp_path / "d", *arrays, env_id="Fake-v0", source={"kind": "test"}, discrete=False)
+    loaded, meta = data.read(path)
+    for key, original in zip(data.FIELDS, arrays):
+        assert np.array_equal(loaded[key], original), key
+    assert loaded["episode_ids"].tolist() == [0, 0, 0, 1, 1, 1, 2]
+    assert meta["size"] == 7 and meta["episodes"] == {"count": 2, "return_mean": 7.5, "return_std": 4.5,
+                                                      "return_min": 3.0, "return_max": 12.0}
+    assert meta["source"] == {"kind": "test"} and meta["env_id"] == "Fake-v0" and "created" in meta
+
+
+def test_bad_datasets_fail_with_one_line(tmp_path):
+    path = data.write(tmp_path / "d", *tiny(), env_id="Fake-v0", source={}, discrete=False)
+    cases = {}
+    with pytest.raises(data.DatasetError) as e:
+        data.read(tmp_path / "missing.npz")
+    cases["missing"] = str(e.value)
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0x01  # one flipped bit
+    path.write_bytes(bytes(raw))
+    with pytest.raises(data.DatasetError) as e:
+        data.read(path)
+    cases["corrupt"] = str(e.value)
+    path.write_bytes(bytes(raw[: len(raw) // 2]))  # truncated
+    with pytest.raises(data.DatasetError) as e:
+        data.read(path)
+    cases["truncated"] = str(e.value)
+    good = data.write(tmp_path / "g", *tiny(), env_id="Fake-v0", source={}, discrete=False)
+    spec = EnvSpec("Other-v0", (5,), False, 0, (2,), None, None, 10)
+    with pytest.raises(data.DatasetError) as e:
+        data.read(good, spec)
+    cases["shape"] = str(e.value)
+    assert "not found" in cases["missing"] and "corrupted or truncated" in cases["corrupt"]
+    assert "corrupted or truncated" in cases["truncated"] and "does not match env Other-v0" in cases["shape"]
+    assert all("\n" not in m and ".npz" in m for m in cases.values())
+
+
+def test_record_run_and_collect_from_checkpoint(tmp_path):
+    run_dir = tmp_path / "run"
+    run_train("algo=dqn", "env=cartpole", "total_steps=800", "eval_every=400", "eval_episodes=1",
+              "algo.buffer_size=1000", "dataset.record=true", run_dir=run_dir)
+    arrays, meta = data.read(run_dir / "dataset.npz")
+    assert meta["size"] == 800 and meta["source"]["kind"] == "online run" and meta["discrete"]
+    assert meta["source"]["config"]["algo"]["name"] == "dqn"
+    # the real next observation follows each step; resets only after episode ends
+    ends = arrays["terminations"] | arrays["truncations"]
+    same = np.all(arrays["next_observations"][:-1] == arrays["observations"][1:], axis=1)
+    assert np.array_equal(same, ~ends[:-1])
+    out = tmp_path / "collected"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts/collect.py"), str(run_dir), "--steps", "300",
+                           "--noise", "0.5", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    meta2 = json.loads(out.with_suffix(".json").read_text())
+    assert meta2["size"] == 300 and meta2["source"]["noise"] == 0.5 and meta2["source"]["kind"] == "policy rollouts"
+
+
+def test_record_needs_a_buffer_that_keeps_everything(tmp_path):
+    proc = run_train("algo=dqn", "total_steps=20000", "dataset.record=true", run_dir=tmp_path / "r", check=False)
+    assert proc.returncode == 2 and "dataset.record=true needs algo.buffer_size (10000) >= total_steps (20000)" in proc.stderr
+
+
+def test_dataset_for_online_algo_is_refused(tmp_path):
+    path = data.write(tmp_path / "d", *tiny(discrete=True), env_id="CartPole-v1", source={}, discrete=True)
+    proc = run_train("algo=dqn", f"dataset.path={path}", run_dir=tmp_path / "r", check=False)
+    assert proc.returncode == 2 and "learns online" in proc.stderr
