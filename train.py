@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import sys
+import time
 from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # before anything can import mujoco
@@ -112,11 +113,12 @@ def run(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> float:
                     tags=[cfg.algo.name, cfg.env.name, f"seed{cfg.seed}"],
                     run_id=resume["wandb_id"] if resume else None, resume_step=resume["step"] if resume else None)
     log.info("run dir: %s", run_dir)
-    exit_code = 1
+    exit_code, start = 1, time.time()
     try:
         loop = module.LOOP if callable(module.LOOP) else getattr(loops, module.LOOP)
         result = loop(cfg, agent, env, eval_env, spec, logger, run_dir, device, resume)
-        logger.summary({"eval/final_return": result["final"], "eval/best_return": result["best"]})
+        logger.summary({"eval/final_return": result["final"], "eval/best_return": result["best"],
+                        "time/total_s": time.time() - start})
         checkpoint.mark_done(run_dir)
         exit_code = 0
         log.info("finished: final eval return %.2f (best %.2f) after %d steps; results in %s",
@@ -127,8 +129,7 @@ def run(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> float:
         exit_code = 3
         raise
     except loops.Interrupted as e:
-        log.warning("%s at a checkpoint; resume with: python train.py %s hydra.run.dir=%s",
-                    e, " ".join(HydraConfig.get().overrides.task), run_dir)
+        log.warning("%s at a checkpoint; resume with: python train.py resume=%s", e, run_dir)
         exit_code = 128 + e.signum
         sys.exit(exit_code)
     finally:
@@ -155,6 +156,11 @@ def main(cfg: DictConfig) -> float:
     except loops.NonFiniteError:
         if not multirun:
             sys.exit(3)  # already reported in one line
+        return float("nan")
+    except checkpoint.CheckpointError as e:  # every checkpoint in the run dir is unreadable
+        if not multirun:
+            fail(str(e), 1)
+        log.error("%s", e)
         return float("nan")
     except Exception:
         if not multirun:
