@@ -11,10 +11,10 @@ from tests.conftest import eval_returns, run_train
 CASES = {
     # name: (overrides, threshold, which eval counts)
     "dqn-cartpole": (["algo=dqn", "env=cartpole", "total_steps=100000", "eval_every=5000"], 475, "best"),
-    # -250 within 20k env steps is the acceptance bar; all three reach it well inside 8k.
-    "td3-pendulum": (["algo=td3", "env=pendulum", "total_steps=8000", "eval_every=1000"], -250, "final"),
-    "sac-pendulum": (["algo=sac", "env=pendulum", "total_steps=8000", "eval_every=1000"], -250, "final"),
-    "ddpg-pendulum": (["algo=ddpg", "env=pendulum", "total_steps=8000", "eval_every=1000"], -250, "final"),
+    # -250 within 20k env steps is the acceptance bar; all three reach it by about 7k (10k leaves a margin).
+    "td3-pendulum": (["algo=td3", "env=pendulum", "total_steps=10000", "eval_every=1000"], -250, "final"),
+    "sac-pendulum": (["algo=sac", "env=pendulum", "total_steps=10000", "eval_every=1000"], -250, "final"),
+    "ddpg-pendulum": (["algo=ddpg", "env=pendulum", "total_steps=10000", "eval_every=1000"], -250, "final"),
     "a2c-cartpole": (["algo=a2c", "env=cartpole", "total_steps=500000", "eval_every=10000"], 475, "best"),
     # Asynchronous, hence not bit-reproducible: the bar leaves room for scheduling noise.
     "a3c-cartpole": (["algo=a3c", "env=cartpole", "hardware.workers=2", "total_steps=150000", "eval_every=10000"],
