@@ -65,3 +65,24 @@ def test_a3c_worker_crash_fails_the_run_with_its_message(tmp_path):
     assert proc.returncode != 0
     assert "A3C worker" in out and "injected crash in the env" in out
     assert not any(alive(p) for p in worker_pids(out))
+
+
+def test_a3c_resumes_and_keeps_learning(tmp_path):
+    """A3C cannot replay exactly (worker interleaving is up to the OS); it must resume and keep learning."""
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, str(ROOT / "train.py"), "algo=a3c", "env=cartpole", "hardware.workers=2",
+           "total_steps=10000000", "checkpoint_every=5000", "eval_every=100000", "logger=none", "progress=false",
+           f"hydra.run.dir={run_dir}"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (run_dir / "checkpoint.pt").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    from algos.common import checkpoint
+
+    k = checkpoint.load(run_dir)["step"]
+    out = run_train(f"resume={run_dir}", f"total_steps={k + 40000}", "eval_every=10000", run_dir=run_dir, timeout=300)
+    assert f"resumed from step {k}" in out.stdout + out.stderr
+    returns = eval_returns(run_dir)
+    assert returns[-1][0] == k + 40000 and max(r for _, r in returns) >= 50, returns
