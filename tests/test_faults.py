@@ -12,10 +12,11 @@ from algos.common.loops import _first_non_finite
 from tests.conftest import ROOT, run_train
 
 
-def test_nan_reward_stops_run_and_keeps_good_checkpoint(tmp_path):
+@pytest.mark.parametrize("algo", ["dqn", "a2c"])
+def test_nan_reward_stops_run_and_keeps_good_checkpoint(tmp_path, algo):
     run_dir = tmp_path / "run"
     env = {"PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = run_train("env=gym", "env.id=tests.crashing_env:NaNRewardCartPole-v0", "total_steps=5000",
+    proc = run_train(f"algo={algo}", "env=gym", "env.id=tests.crashing_env:NaNRewardCartPole-v0", "total_steps=5000",
                      "checkpoint_every=1000", "eval_every=1000", "eval_episodes=1", run_dir=run_dir, check=False, env=env)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 3, out[-2000:]

@@ -181,7 +181,8 @@ class Runner:
 
     def check_finite(self, name: str, value, at_step: Optional[int] = None) -> None:
         """Stop the run when an observation or reward from the env is NaN or infinite."""
-        if not np.all(np.isfinite(value)):
+        finite = bool(torch.isfinite(value).all()) if torch.is_tensor(value) else bool(np.all(np.isfinite(value)))
+        if not finite:
             self.fail(name, at_step)
 
     def episode(self, ret: float, length: int, at_step: int) -> None:
