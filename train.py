@@ -102,6 +102,9 @@ def run(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> float:
     device = torch.device(cfg.hardware.device)
     module = algos.get(cfg.algo.name)
     resume = checkpoint.load(run_dir)
+    if resume is not None and resume["step"] > cfg.total_steps:
+        fail(f"total_steps={cfg.total_steps} is below the step of the checkpoint in {run_dir} ({resume['step']}); "
+             f"allowed: total_steps >= {resume['step']}")
     if module.LOOP == "on_policy":
         env, _ = envs.make_vector(cfg.env, cfg.seed, cfg.hardware.num_envs, cfg.hardware.vector)
     else:

@@ -66,6 +66,8 @@ def test_sigterm_checkpoints_then_resume_continues(tmp_path):
     assert "resume with" in out + err
     state_step = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])["step"]
     assert not (run_dir / "done").exists()
+    too_short = run_train(f"resume={run_dir}", "total_steps=10", run_dir=run_dir, check=False)
+    assert too_short.returncode == 2 and "total_steps=10 is below the step of the checkpoint" in too_short.stderr
     # resume=<dir> reuses the run's own overrides; total_steps is lowered here to finish quickly
     resumed = run_train(f"resume={run_dir}", "total_steps=4000", run_dir=run_dir)
     assert "resumed from step" in resumed.stdout + resumed.stderr

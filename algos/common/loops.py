@@ -231,7 +231,8 @@ class Runner:
         if self.pending_since is not None and self.step - self.pending_since >= cfg.checkpoint_every:
             self.save()  # an episode that never ends must not starve checkpoints (resume is then not exact)
         self.bar.update(steps)
-        self.bar.set_postfix_str(f"sps={self.sps:.0f} eval={self.last:.1f}", refresh=False)
+        shown = f"{self.last:.1f}" if self.evals else "-"
+        self.bar.set_postfix_str(f"sps={self.sps:.0f} eval={shown}", refresh=False)
         if self.guard.signum is not None:
             self.save()
             self.guard.chain()
