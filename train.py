@@ -24,6 +24,7 @@ from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 import algos  # noqa: E402
+import data  # noqa: E402
 import envs  # noqa: E402
 from algos.common import checkpoint, loops, seeding  # noqa: E402
 from algos.common.logger import Logger, read_metrics  # noqa: E402
@@ -102,9 +103,10 @@ def run(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> float:
     device = torch.device(cfg.hardware.device)
     module = algos.get(cfg.algo.name)
     resume = checkpoint.load(run_dir)
-    if resume is not None and resume["step"] > cfg.total_steps:
-        fail(f"total_steps={cfg.total_steps} is below the step of the checkpoint in {run_dir} ({resume['step']}); "
-             f"allowed: total_steps >= {resume['step']}")
+    key = "total_updates" if getattr(module, "OFFLINE", False) else "total_steps"
+    if resume is not None and resume["step"] > cfg[key]:
+        fail(f"{key}={cfg[key]} is below the step of the checkpoint in {run_dir} ({resume['step']}); "
+             f"allowed: {key} >= {resume['step']}")
     if module.LOOP == "on_policy":
         env, _ = envs.make_vector(cfg.env, cfg.seed, cfg.hardware.num_envs, cfg.hardware.vector)
     else:
@@ -160,7 +162,7 @@ def main(cfg: DictConfig) -> float:
         if not multirun:
             sys.exit(3)  # already reported in one line
         return float("nan")
-    except checkpoint.CheckpointError as e:  # every checkpoint in the run dir is unreadable
+    except (checkpoint.CheckpointError, data.DatasetError) as e:  # unreadable checkpoints; dataset changed on resume
         if not multirun:
             fail(str(e), 1)
         log.error("%s", e)

@@ -1,4 +1,5 @@
-"""Algorithm registry: name -> module. Each module defines ``Config``, ``Agent``, ``LOOP`` and ``ACTION_SPACES``."""
+"""Algorithm registry: name -> module. Each module defines ``Config``, ``Agent``, ``LOOP`` and ``ACTION_SPACES``
+(offline ones also ``OFFLINE = True``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,11 @@ ALGOS: dict[str, str] = {
     "sac": "algos.sac",
     "a2c": "algos.a2c",
     "a3c": "algos.a3c",
+    # offline (trained from a dataset; the env is used for evaluation only)
+    "cql": "algos.cql",
+    "bcq": "algos.bcq",
+    "bc": "algos.bc",
+    "sac_offline": "algos.sac_offline",
 }
 
 

@@ -40,7 +40,8 @@ class EvalConfig:
 class RunConfig:
     seed: int = 0  # seeds python, numpy, torch, the envs and the replay sampler
     total_steps: int = MISSING  # env steps to train for (defaults to env.total_steps)
-    eval_every: int = MISSING  # env steps between evaluations (defaults to env.eval_every)
+    total_updates: int = 100_000  # offline algorithms (cql, bcq, bc, sac_offline): gradient updates to train for
+    eval_every: int = MISSING  # env steps (offline: updates) between evaluations (defaults to env.eval_every)
     eval_episodes: int = 10  # deterministic episodes per evaluation
     checkpoint_every: int = 20_000  # env steps between checkpoints (one is always written at the end)
     log_every: int = 1_000  # env steps between rows of time/ and loss/ metrics

@@ -1,6 +1,9 @@
 """Training loops. Agents never step envs, log or write files: the loop does all three.
 
 ``off_policy`` drives DQN, DDPG, TD3 and SAC: act -> step -> store -> update -> evaluate -> log -> checkpoint.
+``on_policy`` drives A2C (rollouts of N vector envs, one update per rollout).
+``offline`` drives CQL, BCQ, BC and offline SAC: sample the fixed dataset -> update -> evaluate; the env is
+only ever used for evaluation, and the x-axis (``step``) counts gradient updates.
 """
 
 from __future__ import annotations
@@ -43,6 +46,15 @@ class OffPolicyConfig:
     learning_starts: int = 1_000  # updates begin once the buffer holds this many transitions
     random_steps: int = 0  # uniform random actions for the first random_steps env steps
     updates_per_step: int = 1  # gradient updates per env step once learning has started
+
+
+@dataclass
+class OfflineConfig:
+    """Settings every offline algorithm shares (CQL and offline SAC extend SAC's config instead)."""
+
+    name: str = MISSING
+    gamma: float = 0.99  # discount
+    batch_size: int = 256  # transitions per gradient update
 
 
 class NonFiniteError(RuntimeError):
@@ -127,7 +139,8 @@ class Runner:
     chunk of env steps; ``loop_state`` returns the loop's own part of a checkpoint (agent, storage, env RNGs)."""
 
     def __init__(self, cfg, agent, env, eval_env, logger, run_dir: Path, loop_state: Callable[[], dict[str, Any]],
-                 resume: Optional[dict[str, Any]] = None, episode_aligned: bool = False):
+                 resume: Optional[dict[str, Any]] = None, episode_aligned: bool = False, total: Optional[int] = None):
+        self.total = cfg.total_steps if total is None else total  # env steps (online) or updates (offline)
         self.cfg, self.agent, self.env, self.eval_env, self.logger, self.run_dir = cfg, agent, env, eval_env, logger, run_dir
         self.loop_state = loop_state
         # Periodic checkpoints wait for the current episode's end (see episode_boundary): resuming then
@@ -140,7 +153,7 @@ class Runner:
             for key in ("step", "updates", "episodes", "evals"):
                 setattr(self, key, resume[key])
             self.best, self.last = resume["best_eval"], resume["last_eval"]
-            log.info("resumed from step %d of %d", self.step, cfg.total_steps)
+            log.info("resumed from step %d of %d", self.step, self.total)
         self.eval_seed = cfg.seed + EVAL_SEED_OFFSET
         self.last_saved: Optional[int] = self.step if resume is not None else None
         self.video_on = cfg.eval.video
@@ -148,12 +161,12 @@ class Runner:
         self.sps = 0.0
         self.step_rate, self.update_rate = Rate(self.step), Rate(self.updates)
         self.guard = SignalGuard()
-        self.bar = tqdm(total=cfg.total_steps, initial=self.step, disable=not cfg.progress, unit="step",
+        self.bar = tqdm(total=self.total, initial=self.step, disable=not cfg.progress, unit="step" if total is None else "update",
                         dynamic_ncols=True, desc=f"{cfg.algo.name} {cfg.env.name}", mininterval=1.0)
 
     @property
     def done(self) -> bool:
-        return self.step >= self.cfg.total_steps
+        return self.step >= self.total
 
     def state(self) -> dict[str, Any]:
         return {"step": self.step, "updates": self.updates, "episodes": self.episodes, "evals": self.evals,
@@ -308,6 +321,41 @@ def off_policy(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: P
                                 source={"kind": "online run", "run_dir": str(run_dir),
                                         "config": OmegaConf.to_container(cfg, resolve=True)})
         log.info("recorded %d transitions: %s", len(buffer), path)
+    return run.result()
+
+
+def offline(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: Path, device: torch.device,
+            resume: Optional[dict[str, Any]] = None) -> dict[str, float]:
+    """Offline RL: ``total_updates`` gradient updates on minibatches of the dataset, evaluation in the real env
+    every ``eval_every`` updates (evaluation only: no transition of it is ever trained on). Logged ``step``
+    counts updates. A checkpoint holds the agent and the sampler's RNG; the dataset itself is re-read (and its
+    checksum verified) on resume, so checkpoints stay small."""
+    arrays, meta = data.read(cfg.dataset.path, spec)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(cfg.seed)
+    buffer = ReplayBuffer(meta["size"], spec.obs_shape, spec.action_shape, discrete=spec.discrete,
+                          device=device, generator=gen)
+    buffer.add_batch(arrays["observations"], arrays["actions"], arrays["rewards"], arrays["next_observations"],
+                     arrays["terminations"], arrays["truncations"])
+    log.info("dataset %s: %d transitions, %s finished episodes (mean return %s)", cfg.dataset.path, meta["size"],
+             meta["episodes"]["count"], meta["episodes"].get("return_mean"))
+
+    def loop_state() -> dict[str, Any]:
+        return {"agent": agent.state_dict(), "sample_rng": gen.get_state(), "dataset_sha256": meta["sha256"]}
+
+    run = Runner(cfg, agent, env, eval_env, logger, run_dir, loop_state, resume, total=cfg.total_updates)
+    if resume is not None:
+        if resume.get("dataset_sha256") != meta["sha256"]:
+            raise data.DatasetError(f"dataset {cfg.dataset.path} differs from the one the checkpoint in {run_dir} "
+                                    "was trained on; resume with the same dataset or start a new run")
+        agent.load_state_dict(resume["agent"])
+        seeding.set_global_rng_state(resume["rng"])
+        gen.set_state(resume["sample_rng"])
+    if hasattr(agent, "set_dataset"):
+        agent.set_dataset(buffer)
+    with run:
+        while not run.done:
+            run.advance(1, 1, agent.update(buffer.sample(cfg.algo.batch_size)))
     return run.result()
 
 

@@ -122,8 +122,22 @@ class ActionScaler(nn.Module):
     def forward(self, unit: torch.Tensor) -> torch.Tensor:
         return self.center + self.scale * unit
 
+    def unit(self, action: torch.Tensor) -> torch.Tensor:
+        """The inverse map: env actions in [low, high] to [-1, 1]."""
+        return (action - self.center) / self.scale
+
 
 def adam(params, lr: float, weight_decay: float = 0.0, *, decoupled: bool = False, amsgrad: bool = False) -> torch.optim.Optimizer:
     """Adam (or AdamW with ``decoupled``) with the fused kernel: same math, about 3x faster steps on CPU."""
     cls = torch.optim.AdamW if decoupled else torch.optim.Adam
     return cls(params, lr=lr, weight_decay=weight_decay, amsgrad=amsgrad, fused=True)
+
+
+def state_of(obj, names: Sequence[str]) -> dict:
+    """``state_dict()`` of each named network or optimizer attribute of ``obj``."""
+    return {name: getattr(obj, name).state_dict() for name in names}
+
+
+def load_state_of(obj, names: Sequence[str], state: dict) -> None:
+    for name in names:
+        getattr(obj, name).load_state_dict(state[name])

@@ -6,6 +6,7 @@ Each failure is a :class:`ConfigError` whose message is one line naming the sett
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
@@ -14,6 +15,8 @@ import algos
 import data
 import envs
 from algos.common.logger import MODES, has_wandb_key
+
+DATASET_CONF = Path(__file__).resolve().parents[2] / "conf" / "dataset"
 
 
 class ConfigError(ValueError):
@@ -34,7 +37,7 @@ def validate_keys(node: DictConfig, schema: type, prefix: str) -> None:
 
 
 def validate_run(cfg: DictConfig) -> None:
-    for key in ("total_steps", "eval_every", "eval_episodes", "checkpoint_every", "log_every"):
+    for key in ("total_steps", "total_updates", "eval_every", "eval_episodes", "checkpoint_every", "log_every"):
         v = cfg[key]
         _check(v > 0, f"{key}={v} must be a positive integer")
     _check(cfg.seed >= 0, f"seed={cfg.seed} must be >= 0")
@@ -88,8 +91,12 @@ def validate_dataset(cfg: DictConfig, module, spec: envs.EnvSpec) -> None:
                f"allowed with: dqn, ddpg, td3, sac (not algo={cfg.algo.name})")
         _check(cfg.algo.buffer_size >= cfg.total_steps, f"dataset.record=true needs algo.buffer_size "
                f"({cfg.algo.buffer_size}) >= total_steps ({cfg.total_steps}) so no transition is overwritten")
+    offline = getattr(module, "OFFLINE", False)
+    if offline:
+        named = sorted(p.stem for p in DATASET_CONF.glob("*.yaml") if p.stem != "none")
+        _check(d.path is not None, f"algo={cfg.algo.name} learns from a fixed dataset; set dataset=<name> "
+               f"(allowed: {', '.join(named)}) or dataset.path=<file>.npz")
     if d.path is not None:
-        offline = getattr(module, "OFFLINE", False)
         _check(offline, f"dataset={d.name or d.path} is training data for offline algorithms; algo={cfg.algo.name} "
                "learns online (to record an online run use dataset.record=true)")
         try:

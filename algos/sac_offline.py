@@ -1,0 +1,24 @@
+"""Offline SAC: SAC's update, unchanged, trained only on a fixed dataset (the baseline offline methods must beat).
+
+Nothing stops its critics from valuing actions the data never shows; the policy climbs toward those
+overestimated values (extrapolation error, Fujimoto et al. 2019; Kumar et al. 2019), which is what BCQ
+and CQL are built to prevent. Same networks and settings as ``algo=sac``; trained by the ``offline`` loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from algos.sac import SAC, SACConfig
+
+ACTION_SPACES = ("continuous",)
+LOOP = "offline"
+OFFLINE = True
+
+
+@dataclass
+class SACOfflineConfig(SACConfig):
+    name: str = "sac_offline"
+
+
+Config, Agent = SACOfflineConfig, SAC

@@ -1,0 +1,240 @@
+"""Offline RL: the CQL penalty on hand-built cases, BCQ's perturbation bound, configuration checks, exact
+resume of an offline run, and short learning tests of CQL and BCQ on a Pendulum dataset made in the test."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import algos
+import data
+import envs
+from algos.common.buffer import Batch
+from algos.sac import SAC
+from tests.conftest import eval_returns, read_rows, run_train
+
+
+def pendulum_spec(low=-2.0, high=2.0):
+    return envs.EnvSpec(id="Pendulum-v1", obs_shape=(3,), action_shape=(1,), discrete=False, n_actions=0,
+                        action_low=np.array([low], np.float32), action_high=np.array([high], np.float32),
+                        max_episode_steps=200)
+
+
+def make_batch(b=4, obs_dim=3, action_dim=1, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return Batch(torch.randn(b, obs_dim, generator=g), torch.rand(b, action_dim, generator=g) * 2 - 1,
+                 torch.randn(b, generator=g), torch.randn(b, obs_dim, generator=g), torch.zeros(b), torch.zeros(b))
+
+
+class ConstQ(torch.nn.Module):
+    """Q_i(s, a) = c_i + w_i * sum(a): a hand-computable stand-in for the twin critics."""
+
+    def __init__(self, c=(1.0, -2.0), w=(0.0, 0.0)):
+        super().__init__()
+        self.c, self.w = torch.tensor(c)[:, None], torch.tensor(w)[:, None]
+        self.k = len(c)
+
+    def forward(self, obs, action):
+        return self.c + self.w * action.sum(-1)[None]
+
+
+class StubPolicy:
+    """Returns fixed actions and log-probabilities: a1/lp1 at states, a2/lp2 at next states (told apart by a flag
+    in the first observation coordinate)."""
+
+    def __init__(self, a1, lp1, a2, lp2):
+        self.v = (a1, lp1, a2, lp2)
+
+    def sample(self, obs):
+        nxt = obs[:, 0] > 50
+        a1, lp1, a2, lp2 = self.v
+        a = torch.where(nxt[:, None], torch.full((len(obs), 1), a2), torch.full((len(obs), 1), a1))
+        return a, torch.where(nxt, torch.tensor(lp2), torch.tensor(lp1))
+
+
+def cql_agent(**overrides):
+    module = algos.get("cql")
+    cfg = module.Config(**{"num_random": 3, "critic_hidden": [8], "actor_hidden": [8], **overrides})
+    return module.Agent(cfg, pendulum_spec(), torch.device("cpu"))
+
+
+def test_cql_uniform_and_policy_terms_match_hand_computation():
+    agent = cql_agent()
+    batch = make_batch()
+    batch = batch._replace(next_obs=batch.next_obs + 100.0)  # flag next states for the stub policy
+    n = agent.cfg.num_random
+    # Constant Q: the uniform samples' values are known exactly whatever they are.
+    agent.critic = ConstQ(c=(1.0, -2.0))
+    agent.actor.sample = StubPolicy(0.5, -0.3, -0.5, 0.7).sample
+    log_u = -math.log(4.0)  # uniform density over [-2, 2]
+    assert agent.log_uniform == pytest.approx(log_u)
+    gap, lse, q_data = agent.conservative_gap(batch)
+    for i, c in enumerate((1.0, -2.0)):
+        expected = math.log(n * math.exp(c - log_u) + n * math.exp(c + 0.3) + n * math.exp(c - 0.7))
+        assert lse[i].numpy() == pytest.approx(np.full(4, expected), rel=1e-5)
+        assert gap[i].item() == pytest.approx(expected - c, rel=1e-5)
+    # Action-dependent Q: the policy terms use the policy's actions at s and at s' (both valued at s); the
+    # uniform actions are fixed through the uniform_actions hook.
+    agent.critic = ConstQ(c=(0.0, 0.0), w=(2.0, -1.0))
+    agent.uniform_actions = lambda m: torch.full((m, 1), 1.5)
+    gap, lse, q_data = agent.conservative_gap(batch)
+    for i, w in enumerate((2.0, -1.0)):
+        expected = math.log(n * math.exp(w * 1.5 - log_u) + n * math.exp(w * 0.5 + 0.3) + n * math.exp(-w * 0.5 - 0.7))
+        assert lse[i].numpy() == pytest.approx(np.full(4, expected), rel=1e-5)
+        assert q_data[i].numpy() == pytest.approx(w * batch.action[:, 0].numpy(), rel=1e-5)
+        assert gap[i].item() == pytest.approx(float((expected - w * batch.action[:, 0]).mean()), rel=1e-5)
+
+
+def test_cql_temperature_and_weight():
+    agent = cql_agent(temperature=2.0, cql_alpha=3.0)
+    batch = make_batch()._replace(next_obs=make_batch().next_obs + 100.0)
+    agent.critic = ConstQ(c=(1.0, 1.0))
+    agent.actor.sample = StubPolicy(0.0, 0.0, 0.0, 0.0).sample
+    n, log_u = agent.cfg.num_random, -math.log(4.0)
+    gap, _, _ = agent.conservative_gap(batch)
+    lse = 2.0 * math.log(n * math.exp((1 - log_u) / 2) + 2 * n * math.exp(1 / 2))
+    assert gap[0].item() == pytest.approx(lse - 1.0, rel=1e-5)
+    # The penalty enters the critic loss with weight cql_alpha, summed over the two critics.
+    total, metrics = agent.critic_loss(batch)
+    base, _ = SAC.critic_loss(agent, batch)
+    assert (total - base).item() == pytest.approx(3.0 * 2 * (lse - 1.0), rel=1e-5)
+    assert metrics["loss/cql_penalty"].item() == pytest.approx(3.0 * 2 * (lse - 1.0), rel=1e-5)
+
+
+def test_cql_pushes_down_unseen_actions():
+    """A few hundred updates on data with a single action: Q at that action ends above Q elsewhere."""
+    torch.manual_seed(0)
+    agent = cql_agent(cql_alpha=5.0, critic_hidden=[32, 32], actor_hidden=[32, 32])
+    b = 64
+    obs = torch.randn(b, 3)
+    batch = Batch(obs, torch.full((b, 1), 1.0), torch.zeros(b), obs, torch.zeros(b), torch.zeros(b))
+    for _ in range(300):
+        agent.update(batch)
+    with torch.no_grad():
+        q_data = agent.critic(obs, torch.full((b, 1), 1.0)).mean()
+        q_other = agent.critic(obs, torch.full((b, 1), -1.5)).mean()
+    assert q_data > q_other + 1.0
+
+
+def test_cql_lagrange_raises_weight_when_gap_is_large():
+    agent = cql_agent(lagrange=True, target_gap=-100.0)  # any gap exceeds it: alpha' must grow
+    batch = make_batch(b=32)
+    before = agent.alpha_prime.item()
+    for _ in range(20):
+        metrics = agent.update(batch)
+    assert agent.alpha_prime.item() > before
+    assert "train/alpha_prime" in metrics
+
+
+@pytest.mark.parametrize("low,high,phi", [(-2.0, 2.0, 0.05), (0.0, 10.0, 0.2)])
+def test_bcq_perturbation_stays_within_phi(low, high, phi):
+    module = algos.get("bcq")
+    spec = pendulum_spec(low, high)
+    agent = module.Agent(module.Config(phi=phi, n_act=16), spec, torch.device("cpu"))
+    with torch.no_grad():  # saturate the perturbation network: its tanh output becomes +-1
+        for p in agent.actor.parameters():
+            p.mul_(1000.0)
+    obs = torch.randn(512, 3) * 5
+    generated = agent.vae.decode(obs)
+    perturbed = agent.actor(obs, generated)
+    half = (high - low) / 2
+    step = (agent.scaler(perturbed) - agent.scaler(generated)).abs()
+    assert step.max().item() <= phi * half + 1e-5
+    assert step.max().item() >= 0.5 * phi * half  # saturated: the bound is reached, not trivially met
+    # acting returns in-bounds actions
+    for o in obs[:20].numpy():
+        a = agent.act(o)
+        assert low <= a[0] <= high
+
+
+def test_discrete_bcq_only_picks_allowed_actions():
+    module = algos.get("bcq")
+    spec = envs.EnvSpec(id="CartPole-v1", obs_shape=(4,), action_shape=(), discrete=True, n_actions=2,
+                        action_low=None, action_high=None, max_episode_steps=500)
+    agent = module.Agent(module.Config(threshold=0.3), spec, torch.device("cpu"))
+    q = torch.tensor([[5.0, 1.0], [5.0, 1.0]])
+    logits = torch.tensor([[math.log(0.1), math.log(0.9)], [math.log(0.4), math.log(0.6)]])
+    # row 0: action 0 has 0.1/0.9 < 0.3 of the top probability, so the lower-valued action 1 is chosen
+    assert agent.best_allowed(q, logits).tolist() == [1, 0]
+
+
+def test_offline_algo_needs_a_dataset(tmp_path):
+    proc = run_train("algo=cql", "env=pendulum", run_dir=tmp_path / "run", check=False)
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "dataset=<name>" in lines[0] and "pendulum_sac_replay" in lines[0]
+    assert not (tmp_path / "run").exists()
+
+
+# ---- learning: a Pendulum dataset made in the test, half random episodes, half a noisy swing-up controller
+
+
+def swing_up(obs: np.ndarray) -> np.ndarray:
+    """Energy-pumping swing-up with a PD balance near the top (returns about -140 on Pendulum-v1)."""
+    c, s, w = obs
+    if c > 0.9:
+        u = -(12.0 * np.arctan2(s, c) + 3.0 * w)
+    else:  # pendulum energy 0.5 w^2 + 15 cos(theta) is 15 upright at rest: pump toward it
+        u = 2.0 * np.sign(w) * np.sign(15.5 - (0.5 * w * w + 15.0 * c)) if w != 0 else 2.0
+    return np.clip(np.array([u], np.float32), -2.0, 2.0)
+
+
+def pendulum_dataset(path, episodes=30, seed=0):
+    env = envs.make(envs.EnvConfig(name="pendulum", id="Pendulum-v1"), seed, train=False)[0]
+    rng = np.random.default_rng(seed)
+    cols = [[] for _ in range(6)]
+    for ep in range(episodes):
+        obs, _ = env.reset(seed=seed + ep)
+        done = False
+        while not done:
+            if ep % 3 == 2:
+                action = env.action_space.sample()
+            else:
+                action = np.clip(swing_up(obs) + rng.normal(0, 0.5, 1), -2, 2).astype(np.float32)
+            next_obs, reward, terminated, truncated, _ = env.step(action)
+            for col, v in zip(cols, (obs, action, reward, next_obs, terminated, truncated)):
+                col.append(v)
+            obs, done = next_obs, terminated or truncated
+    env.close()
+    return data.write(path, *(np.asarray(c) for c in cols), env_id="Pendulum-v1", discrete=False,
+                      source={"kind": "test: swing-up controller + random"})
+
+
+@pytest.fixture(scope="module")
+def pendulum_mixed(tmp_path_factory):
+    path = pendulum_dataset(tmp_path_factory.mktemp("data") / "pendulum_mixed")
+    meta = data.read(path)[1]
+    assert -900 < meta["episodes"]["return_mean"] < -400  # mixed: neither expert nor random
+    return path
+
+
+SMALL = {
+    "cql": ["algo.actor_hidden=[64,64]", "algo.critic_hidden=[64,64]", "algo.num_random=4", "algo.batch_size=128"],
+    "bcq": ["algo.vae_hidden=[128,128]", "algo.actor_hidden=[64,64]", "algo.critic_hidden=[64,64]", "algo.n_act=20"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ["cql", "bcq"])
+def test_offline_learns_from_mixed_data(tmp_path, pendulum_mixed, algo):
+    run_dir = tmp_path / algo
+    run_train(f"algo={algo}", "env=pendulum", f"dataset.path={pendulum_mixed}", "total_updates=3000",
+              "eval_every=1000", "eval_episodes=5", *SMALL[algo], run_dir=run_dir, timeout=600)
+    returns = eval_returns(run_dir)
+    assert returns[-1][0] == 3000
+    assert returns[-1][1] >= -400, returns  # random actions score about -1200, the data's mean is about -650
+
+
+def test_offline_resume_is_exact(tmp_path, pendulum_mixed):
+    args = ["algo=bcq", "env=pendulum", f"dataset.path={pendulum_mixed}", "total_updates=60", "eval_every=30",
+            "eval_episodes=1", "checkpoint_every=30", *SMALL["bcq"]]
+    run_train(*args, run_dir=tmp_path / "full")
+    # a run stopped at update 30 (as if killed right after that checkpoint), then resumed in its own directory
+    part = tmp_path / "part"
+    run_train(*[a if not a.startswith("total_updates") else "total_updates=30" for a in args], run_dir=part)
+    (part / "done").unlink()
+    run_train(*args, run_dir=part)
+    assert eval_returns(part) == eval_returns(tmp_path / "full")
+    steps = [r["step"] for r in read_rows(part)]
+    assert steps == sorted(steps)
