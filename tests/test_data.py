@@ -88,3 +88,24 @@ def test_dataset_for_online_algo_is_refused(tmp_path):
     path = data.write(tmp_path / "d", *tiny(discrete=True), env_id="CartPole-v1", source={}, discrete=True)
     proc = run_train("algo=dqn", f"dataset.path={path}", run_dir=tmp_path / "r", check=False)
     assert proc.returncode == 2 and "learns online" in proc.stderr
+
+
+def test_offline_runs_refuse_bad_datasets_before_starting(tmp_path):
+    """End to end: each bad dataset stops train.py with exit 2 and one error line, and leaves no run directory."""
+    good = data.write(tmp_path / "pend", *tiny(), env_id="Pendulum-v1", source={}, discrete=False)
+    bad = data.write(tmp_path / "bad", *tiny(), env_id="Pendulum-v1", source={}, discrete=False)
+    raw = bytearray(bad.read_bytes())
+    raw[len(raw) // 3] ^= 0x10
+    bad.write_bytes(bytes(raw))
+    cases = {
+        # the named dataset is resolved relative to the working directory, where it was never built
+        "not found (build it with `make datasets`": ["algo=cql", "env=pendulum", "dataset=pendulum_sac_replay"],
+        "corrupted or truncated": ["algo=bcq", "env=pendulum", f"dataset.path={bad}"],
+        "does not match env Hopper-v5": ["algo=bcq", "env=hopper", f"dataset.path={good}"],
+    }
+    for i, (expected, args) in enumerate(cases.items()):
+        run_dir = tmp_path / f"run{i}"
+        proc = run_train(*args, run_dir=run_dir, check=False)
+        errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+        assert proc.returncode == 2 and len(errors) == 1 and expected in errors[0], proc.stderr[-2000:]
+        assert not run_dir.exists()
