@@ -19,6 +19,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 from omegaconf import MISSING  # noqa: E402
 
 
@@ -190,3 +191,76 @@ def make_vector(cfg: EnvConfig, seed: int, num_envs: int, vector: str = "sync") 
     else:
         raise EnvError(f"hardware.vector={vector} is not supported; allowed: sync, async")
     return env, spec
+
+
+_SIMPLE = (bool, int, float, str, type(None), np.ndarray, np.generic)
+
+
+def _simple_vars(obj) -> dict[str, Any]:
+    """An object's plain-data attributes (numbers, arrays, None), arrays as tensors so weights-only loads work."""
+    out: dict[str, Any] = {}
+    for key, value in vars(obj).items():
+        if key in ("env", "spec", "_cached_spec", "_saved_kwargs", "_np_random") or not isinstance(value, _SIMPLE):
+            continue
+        if isinstance(value, np.ndarray):
+            out[key] = {"array": torch.from_numpy(value.copy()), "dtype": str(value.dtype)}
+        else:
+            out[key] = value.item() if isinstance(value, np.generic) else value
+    return out
+
+
+def _set_simple_vars(obj, state: dict[str, Any]) -> None:
+    for key, value in state.items():
+        if isinstance(value, dict) and "array" in value:
+            value = value["array"].numpy().astype(value["dtype"])
+        setattr(obj, key, value)
+
+
+def _sub_env_state(env: gym.Env) -> dict[str, Any]:
+    wrappers, w = [], env
+    while isinstance(w, gym.Wrapper):
+        wrappers.append(_simple_vars(w))
+        w = w.env
+    u = env.unwrapped
+    state = {"wrappers": wrappers, "rng": u.np_random.bit_generator.state,
+             "action_rng": env.action_space.np_random.bit_generator.state}
+    if hasattr(u, "model") and hasattr(u, "data"):  # MuJoCo: the full integration state (qpos, qvel, warm start, ...)
+        import mujoco
+
+        spec = mujoco.mjtState.mjSTATE_INTEGRATION
+        buf = np.empty(mujoco.mj_stateSize(u.model, spec), np.float64)
+        mujoco.mj_getState(u.model, u.data, buf, spec)
+        state["mujoco"] = torch.from_numpy(buf)
+    else:
+        state["unwrapped"] = _simple_vars(u)
+    return state
+
+
+def _load_sub_env_state(env: gym.Env, state: dict[str, Any]) -> None:
+    w, i = env, 0
+    while isinstance(w, gym.Wrapper):
+        _set_simple_vars(w, state["wrappers"][i])
+        w, i = w.env, i + 1
+    u = env.unwrapped
+    u.np_random.bit_generator.state = state["rng"]
+    env.action_space.np_random.bit_generator.state = state["action_rng"]
+    if "mujoco" in state:
+        import mujoco
+
+        mujoco.mj_setState(u.model, u.data, state["mujoco"].numpy(), mujoco.mjtState.mjSTATE_INTEGRATION)
+    else:
+        _set_simple_vars(u, state["unwrapped"])
+
+
+def vector_state(env) -> Optional[list[dict[str, Any]]]:
+    """Everything needed to continue a sync vector env's episodes exactly where they are (each sub-env's
+    physics, time-limit counter, episode statistics and RNGs); None for async vector envs (their sub-envs live
+    in other processes), which then restart episodes on resume."""
+    if not isinstance(env, gym.vector.SyncVectorEnv):
+        return None
+    return [_sub_env_state(e) for e in env.envs]
+
+
+def load_vector_state(env, state: list[dict[str, Any]]) -> None:
+    for e, s in zip(env.envs, state):
+        _load_sub_env_state(e, s)

@@ -12,6 +12,7 @@ from algos.common import checkpoint
 from tests.conftest import ROOT, eval_returns, read_rows, run_train
 
 CASES = {
+    "a2c": ["algo=a2c", "env=cartpole", "total_steps=12000", "checkpoint_every=4000", "eval_every=4000"],
     "dqn": ["algo=dqn", "env=cartpole", "total_steps=3000", "checkpoint_every=500", "eval_every=1000"],
     "td3": ["algo=td3", "env=pendulum", "total_steps=1400", "checkpoint_every=400", "eval_every=400",
             "algo.random_steps=200", "algo.learning_starts=200"],

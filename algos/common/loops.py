@@ -393,14 +393,22 @@ def on_policy(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: Pa
     a, n = cfg.algo, env.num_envs
     storage = RolloutStorage(a.n_steps, n, spec.obs_shape, spec.action_shape, spec.discrete, device)
 
+    obs = None
+
     def loop_state() -> dict[str, Any]:
-        return {"agent": agent.state_dict()}
+        return {"agent": agent.state_dict(), "vector_env": envs.vector_state(env), "obs": torch.as_tensor(obs)}
 
     run = Runner(cfg, agent, env, eval_env, logger, run_dir, loop_state, resume)
     if resume is not None:
         agent.load_state_dict(resume["agent"])
         seeding.set_global_rng_state(resume["rng"])
-        obs, _ = env.reset(seed=cfg.seed + run.step)  # rollouts in flight are not restored: fresh episodes
+        if resume.get("vector_env") is not None:  # sync envs: continue every episode exactly where it was
+            env.reset(seed=cfg.seed)
+            envs.load_vector_state(env, resume["vector_env"])
+            obs = resume["obs"].numpy()
+        else:  # async envs live in other processes: fresh episodes (resume is then not exact)
+            obs, _ = env.reset(seed=cfg.seed + run.step)
+            log.warning("resume with hardware.vector=async restarts the episodes in flight (not an exact resume)")
     else:
         obs, _ = env.reset(seed=cfg.seed)
     with run:
