@@ -97,6 +97,15 @@ def _remove_if_fresh(run_dir: Path) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
+def log_artifacts(cfg: DictConfig, logger: Logger, run_dir: Path) -> None:
+    """``logger.artifacts=true``: the final checkpoint (type model) and a recorded dataset (type dataset)."""
+    base = f"{cfg.algo.name}-{cfg.env.name}-seed{cfg.seed}"
+    logger.artifact(f"{base}-checkpoint", "model", [run_dir / checkpoint.NAME], {"algo": cfg.algo.name, "env": cfg.env.id})
+    if cfg.dataset.record:
+        logger.artifact(f"{base}-dataset", "dataset", [run_dir / "dataset.npz", run_dir / "dataset.json"],
+                        {"env": cfg.env.id})
+
+
 def run(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> float:
     seeding.set_threads(cfg.hardware.threads)
     seeding.seed_everything(cfg.seed)
@@ -124,6 +133,8 @@ def run(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> float:
         result = loop(cfg, agent, env, eval_env, spec, logger, run_dir, device, resume)
         logger.summary({"eval/final_return": result["final"], "eval/best_return": result["best"],
                         "time/total_s": time.time() - start})
+        if cfg.logger.artifacts:
+            log_artifacts(cfg, logger, run_dir)
         checkpoint.mark_done(run_dir)
         exit_code = 0
         log.info("finished: final eval return %.2f (best %.2f) after %d steps; results in %s",

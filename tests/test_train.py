@@ -108,3 +108,12 @@ def test_smoke_a2c(tmp_path, env):
     rows = read_rows(run_dir)
     assert [s for s, _ in eval_returns(run_dir)] == [2000, 4000]
     assert max(r.get("train/updates", 0) for r in rows) == 4000 // 20 and any("loss/policy" in r for r in rows)
+
+
+def test_wandb_artifacts_by_config(tmp_path):
+    """logger.artifacts=true logs the final checkpoint and the recorded dataset as artifacts of the offline run."""
+    run_dir = tmp_path / "run"
+    run_train(*SHORT, "logger=wandb", "logger.mode=offline", "logger.artifacts=true", "dataset.record=true",
+              run_dir=run_dir, env={"WANDB_CACHE_DIR": str(tmp_path / "cache"), "WANDB_DATA_DIR": str(tmp_path / "data")})
+    log = next((run_dir / "wandb").glob("offline-run-*/run-*.wandb")).read_bytes()
+    assert b"dqn-cartpole-seed0-checkpoint" in log and b"dqn-cartpole-seed0-dataset" in log

@@ -33,6 +33,7 @@ class LoggerConfig:
     group: Optional[str] = None  # W&B group; None: <algo>-<env>
     tags: list[str] = field(default_factory=list)  # extra tags (algo, env and seed are always added)
     init_timeout: float = 30.0  # seconds wandb.init may wait in online mode
+    artifacts: bool = False  # at the end of a run, log its checkpoint (and a recorded dataset) as W&B artifacts
 
 
 def _scalar(v: Any) -> Any:
@@ -111,6 +112,17 @@ class Logger:
             import wandb
 
             self.run.log({"step": int(step), key: wandb.Video(str(path), fps=fps)})
+
+    def artifact(self, name: str, kind: str, paths: list[Path], metadata: Optional[dict] = None) -> None:
+        """Log files as one W&B artifact (stored with the offline run and uploaded by ``wandb sync``)."""
+        if self.run is None:
+            return
+        import wandb
+
+        art = wandb.Artifact(name, type=kind, metadata=metadata or {})
+        for p in paths:
+            art.add_file(str(p))
+        self.run.log_artifact(art)
 
     def summary(self, values: dict[str, Any]) -> None:
         if self.run is not None:
