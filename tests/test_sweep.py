@@ -2,8 +2,11 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -52,3 +55,57 @@ def test_failed_job_is_listed_and_only_it_reruns(tmp_path):
 def test_sweep_preset_sets_multirun(compose_cfg):
     cfg = compose_cfg("+sweep=classic", "algo=dqn", "env=cartpole")
     assert cfg.logger.group == "classic"
+
+
+def test_submitit_timeout_requeues_and_resumes(tmp_path):
+    """submitit_local sends SIGUSR2 30 s before its time limit (as Slurm does before its own): the run checkpoints,
+    submitit requeues the job, and the job resumes from the checkpoint and finishes; env steps continue, no row
+    repeats. With a 1-minute limit the signal comes 30 s in; 20k DQN steps take longer than that."""
+    args = ["env=cartpole", "seed=0", "logger=none", "total_steps=20000", "eval_every=5000", "log_every=1000",
+            "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=1", "+hydra.launcher.max_num_timeout=20"]
+    proc = sweep(tmp_path, *args, timeout=900)
+    job = tmp_path / "sweep" / "dqn" / "cartpole" / "seed0"
+    log = (job / "train.log").read_text() if (job / "train.log").exists() else ""
+    assert proc.returncode == 0 and (job / "done").exists(), (proc.stdout + proc.stderr)[-3000:] + log[-3000:]
+    assert "SIGUSR2: checkpoint written at step" in log and "resumed from step" in log, log[-3000:]
+    rows = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "eval/return_mean" in r] == [5000, 10000, 15000, 20000]
+    logged = [r["step"] for r in rows if "time/sps" in r]
+    assert logged == list(range(1000, 20001, 1000))  # env steps continue across the requeue, none repeated
+
+
+def _pid_holding(path):
+    """The process that has ``path`` open (Linux /proc), or None."""
+    target = str(path)
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            if any(os.readlink(fd) == target for fd in fd_dir.iterdir()):
+                return int(fd_dir.parent.name)
+        except OSError:  # processes come and go
+            continue
+    return None
+
+
+def test_killed_job_leaves_others_and_rerun_completes_only_it(tmp_path):
+    """Two jobs run side by side under submitit_local; one is SIGKILLed mid-run. The other finishes; re-running
+    the same sweep skips the finished job and resumes the killed one from its checkpoint."""
+    args = ["env=cartpole", "seed=0,1", "logger=none", "total_steps=6000", "eval_every=2000", "checkpoint_every=1000",
+            "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"]
+    cmd = [sys.executable, str(ROOT / "train.py"), "-m", *SHORT, *args, f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    sweep_proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    victim = tmp_path / "sweep" / "dqn" / "cartpole" / "seed1"
+    deadline = time.time() + 300
+    while not (victim / "checkpoint.pt").exists() and time.time() < deadline and sweep_proc.poll() is None:
+        time.sleep(0.1)
+    pid = _pid_holding(victim / "metrics.jsonl")
+    assert pid is not None, "the job's process was not found"
+    os.kill(pid, signal.SIGKILL)
+    sweep_proc.communicate(timeout=600)
+    other = tmp_path / "sweep" / "dqn" / "cartpole" / "seed0"
+    assert (other / "done").exists() and not (victim / "done").exists()
+    rerun = sweep(tmp_path, *args)
+    out = rerun.stdout + rerun.stderr
+    assert rerun.returncode == 0 and (victim / "done").exists(), out[-3000:]
+    assert "skipping finished job" in (other / "train.log").read_text()
+    assert "resumed from step" in (victim / "train.log").read_text()

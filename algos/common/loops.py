@@ -248,7 +248,8 @@ class Runner:
         self.bar.set_postfix_str(f"sps={self.sps:.0f} eval={shown}", refresh=False)
         if self.guard.signum is not None:
             self.save()
-            self.guard.chain()
+            log.warning("%s: checkpoint written at step %d", signal.Signals(self.guard.signum).name, self.step)
+            self.guard.chain()  # e.g. submitit's requeue handler, which exits the process
             raise Interrupted(self.guard.signum)
 
     def __enter__(self) -> Runner:
