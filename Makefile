@@ -37,10 +37,11 @@ bench: $(STAMP) ## Speed benchmark against Stable-Baselines3 (installs requireme
 	$(PY) scripts/bench.py --threads 2,1
 
 datasets: $(STAMP) ## Build the reference offline datasets in datasets/ (Pendulum ~3 min, Hopper ~20 min on 2 cores)
-	$(PY) train.py algo=sac env=pendulum seed=0 dataset.record=true logger=none hydra.run.dir=datasets/runs/pendulum_sac
+	rm -rf datasets/runs/pendulum_sac datasets/runs/hopper_td3  # rebuilt from scratch
+	$(PY) train.py algo=sac env=pendulum seed=0 dataset.record=true logger=none hardware.threads=1 hydra.run.dir=datasets/runs/pendulum_sac
 	cp datasets/runs/pendulum_sac/dataset.npz datasets/pendulum_sac_replay.npz
 	cp datasets/runs/pendulum_sac/dataset.json datasets/pendulum_sac_replay.json
-	$(PY) train.py algo=td3 env=hopper seed=0 total_steps=100000 dataset.record=true logger=none hydra.run.dir=datasets/runs/hopper_td3
+	$(PY) train.py algo=td3 env=hopper seed=0 total_steps=100000 dataset.record=true logger=none hardware.threads=1 hydra.run.dir=datasets/runs/hopper_td3
 	cp datasets/runs/hopper_td3/dataset.npz datasets/hopper_td3_replay.npz
 	cp datasets/runs/hopper_td3/dataset.json datasets/hopper_td3_replay.json
 	$(PY) scripts/collect.py datasets/runs/hopper_td3 --steps 100000 --noise 0.1 --out datasets/hopper_td3_medium

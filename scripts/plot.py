@@ -2,6 +2,7 @@
 
     python scripts/plot.py runs/results                 # every run dir below (any dir with metrics.jsonl)
     python scripts/plot.py multirun/2026-11-21/10-00-00 --out report --threshold 475
+    python scripts/plot.py runs/results/offline --max-step 10000    # offline runs: steps are gradient updates
 
 Reads each run's ``.hydra/config.yaml`` (algo, env, seed) and ``metrics.jsonl``. For each algo x env:
 number of seeds, final eval return (mean and 95% percentile-bootstrap CI over seeds), IQM over seeds,
@@ -43,7 +44,7 @@ def iqm(values) -> float:
     return float(v[cut:len(v) - cut].mean())
 
 
-def load_run(run_dir: Path) -> dict | None:
+def load_run(run_dir: Path, max_step: int | None = None) -> dict | None:
     cfg_path = run_dir / ".hydra" / "config.yaml"
     if not cfg_path.exists():
         return None
@@ -51,17 +52,20 @@ def load_run(run_dir: Path) -> dict | None:
 
     cfg = OmegaConf.load(cfg_path)
     rows = read_metrics(run_dir / "metrics.jsonl")
-    evals = [(r["step"], r["eval/return_mean"]) for r in rows if r.get("eval/return_mean") is not None]
+    evals = [(r["step"], r["eval/return_mean"]) for r in rows if r.get("eval/return_mean") is not None
+             and (max_step is None or r["step"] <= max_step)]
+    offline = bool(cfg.get("dataset", {}).get("path")) and not cfg.get("dataset", {}).get("record", False)
     sps = [r["time/sps"] for r in rows if r.get("time/sps") and r.get("train/updates", 0) > 0]
     return {"dir": run_dir, "algo": cfg.algo.name, "env": cfg.env.get("id") or cfg.env.name, "seed": cfg.seed,
-            "evals": evals, "sps": float(np.median(sps)) if sps else float("nan"), "done": (run_dir / "done").exists()}
+            "evals": evals, "sps": float(np.median(sps)) if sps else float("nan"), "done": (run_dir / "done").exists(),
+            "offline": offline}
 
 
-def find_runs(paths: list[Path]) -> list[dict]:
+def find_runs(paths: list[Path], max_step: int | None = None) -> list[dict]:
     runs = []
     for p in paths:
         for m in sorted(p.rglob("metrics.jsonl")):
-            run = load_run(m.parent)
+            run = load_run(m.parent, max_step)
             if run and run["evals"]:
                 runs.append(run)
     return runs
@@ -81,6 +85,8 @@ def table(runs: list[dict], threshold: float | None) -> str:
     for r in runs:
         groups[(r["env"], r["algo"])].append(r)
     head = "| env | algo | seeds | steps | final return (mean [95% CI]) | IQM | best | steps/s |"
+    if runs and all(r["offline"] for r in runs):  # offline runs count gradient updates, not env steps
+        head = "| env | algo | seeds | updates | final return (mean [95% CI]) | IQM | best | updates/s |"
     sep = "|---|---|---|---|---|---|---|---|"
     if threshold is not None:
         head += f" first step with return ≥ {threshold:g} (per seed) |"
@@ -124,7 +130,7 @@ def curves(runs: list[dict], out: Path) -> list[Path]:
             ci = np.array([bootstrap_ci(values[:, i], n_boot=2000) for i in range(len(grid))])
             ax.plot(grid, mean, label=f"{algo} ({len(rs)} seeds)")
             ax.fill_between(grid, ci[:, 0], ci[:, 1], alpha=0.2)
-        ax.set_xlabel("env steps")
+        ax.set_xlabel("gradient updates" if all(r["offline"] for rs in algos.values() for r in rs) else "env steps")
         ax.set_ylabel("eval return")
         ax.set_title(env)
         ax.legend()
@@ -141,8 +147,9 @@ def main(argv=None) -> str:
     p.add_argument("paths", nargs="+", type=Path, help="run directories or folders holding them")
     p.add_argument("--out", type=Path, default=None, help="write report.md, summary.json and PNG curves here")
     p.add_argument("--threshold", type=float, default=None, help="also report the first step reaching this return")
+    p.add_argument("--max-step", type=int, default=None, help="use evaluations up to this step only")
     args = p.parse_args(argv)
-    runs = find_runs(args.paths)
+    runs = find_runs(args.paths, args.max_step)
     if not runs:
         raise SystemExit(f"error: no run with evaluations under {', '.join(map(str, args.paths))}")
     md = table(runs, args.threshold)
