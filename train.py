@@ -68,7 +68,66 @@ def precheck(argv: list[str]) -> list[str]:
             fail(f"{value} holds a finished run (results in {value}/metrics.jsonl); "
                  "start a new run without hydra.run.dir or pick another directory")
         out.append(f"{key}={value}")
+    compose_check(out)
     return out
+
+
+def _first_choice(value: str) -> str:
+    """The first item of a sweep ``a,b,c`` (commas inside brackets or quotes belong to the item)."""
+    depth, quote = 0, None
+    for i, ch in enumerate(value):
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[{(":
+            depth += 1
+        elif ch in "]})":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            return value[:i]
+    return value
+
+
+def compose_check(argv: list[str]) -> None:
+    """Compose the config as Hydra will (the first value of each sweep), so a wrong type or an unknown key fails
+    in one line before Hydra starts, instead of Hydra's multi-line report."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    overrides = [a for a in argv if not a.startswith("-") and "=" in a
+                 and not a.lstrip("+~").startswith(("hydra.", "hydra/"))]
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    if multirun:
+        overrides = [f"{a.partition('=')[0]}={_first_choice(a.partition('=')[2])}" for a in overrides]
+    register()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            try:
+                compose(config_name="config", overrides=overrides)
+            except Exception as e:  # Hydra's and OmegaConf's composition errors
+                parts = [str(e).splitlines()[0].rstrip(".")] if str(e) else []
+                if e.__cause__ is not None and str(e.__cause__):
+                    parts.append(str(e.__cause__).splitlines()[0])
+                allowed = _allowed_keys(compose, overrides, " ".join(parts))
+                fail(": ".join(parts) + (f"; allowed keys there: {allowed}" if allowed else ""))
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def _allowed_keys(compose, overrides: list[str], message: str) -> str:
+    """For an unknown key ``a.b.c``: the keys that ``a.b`` does have."""
+    m = re.search(r"override '([\w.]+)'", message)
+    if not m or "." not in m.group(1):
+        return ""
+    parent = m.group(1).rsplit(".", 1)[0]
+    rest = [o for o in overrides if o.partition("=")[0].lstrip("+~") != m.group(1)]
+    try:
+        node = OmegaConf.select(compose(config_name="config", overrides=rest), parent)
+        return ", ".join(sorted(node.keys())) if node is not None else ""
+    except Exception:
+        return ""
 
 
 def expand_resume(argv: list[str]) -> list[str]:

@@ -111,6 +111,13 @@ def test_validation_one_line_errors(compose_cfg, overrides, needle):
     (["algo=nope"], "unknown algo option 'nope'; allowed: "),
     (["env=pendulum"], "algo=dqn needs discrete actions"),
     (["algo.gamma=2"], "algo.gamma=2"),
+    (["algo.lr=abc"], "algo.lr=abc: Value 'abc' of type 'str' could not be converted to Float"),
+    (["algo.lrr=0.1"], "Key 'lrr' not in 'DQNConfig'; allowed keys there: amsgrad, batch_size"),
+    (["+algo.new_key=1"], "algo.new_key is not a setting of algo (DQNConfig); allowed: "),
+    (["env=nope"], "unknown env option 'nope'; allowed: acrobot, ant, cartpole"),
+    (["env=gym", "env.id=Hopper"], "is not a registered gymnasium id"),
+    (["algo=td3", "env=pendulum", "algo.buffer_size=-3"], "algo.buffer_size=-3 must be a positive integer"),
+    (["-m", "seed=0,1", "algo.tau=x"], "algo.tau=x: Value 'x' of type 'str' could not be converted to Float"),
 ])
 def test_train_refuses_bad_input_before_work(tmp_path, args, needle):
     run_dir = tmp_path / "run"

@@ -2,6 +2,9 @@
 
 import os
 import re
+import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -62,3 +65,22 @@ def test_online_wandb_without_key_fails_fast(tmp_path):
     assert proc.returncode == 2 and "needs a W&B API key" in out
     assert not (tmp_path / "run").exists()
     assert time.time() - start < 60
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2])
+def test_signal_checkpoints_finishes_wandb_and_exits_with_its_code(tmp_path, sig):
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, str(ROOT / "train.py"), "total_steps=40000", "eval_every=1000", "eval_episodes=1",
+           "checkpoint_every=1000", "logger=wandb", "logger.mode=offline", "progress=false", f"hydra.run.dir={run_dir}"]
+    env = {**os.environ, "WANDB_DIR": str(tmp_path)}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 120
+    while not (run_dir / "checkpoint.pt").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + sig, err[-2000:]
+    log = out + err
+    assert f"{signal.Signals(sig).name}: checkpoint written at step" in log and "resume with" in log
+    assert "W&B offline run saved in" in log  # the W&B run was finished before exiting
+    assert (run_dir / "checkpoint.pt").exists() and not (run_dir / "done").exists()
