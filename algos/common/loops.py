@@ -352,8 +352,6 @@ def offline(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: Path
         agent.load_state_dict(resume["agent"])
         seeding.set_global_rng_state(resume["rng"])
         gen.set_state(resume["sample_rng"])
-    if hasattr(agent, "set_dataset"):
-        agent.set_dataset(buffer)
     with run:
         while not run.done:
             run.advance(1, 1, agent.update(buffer.sample(cfg.algo.batch_size)))
