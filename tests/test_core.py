@@ -99,6 +99,9 @@ def test_checkpoint_roundtrip_safe_load_and_fallback(tmp_path):
     checkpoint.save(tmp_path, state)
     checkpoint.save(tmp_path, {**state, "step": 6})
     assert checkpoint.load(tmp_path)["step"] == 6
+    # The file itself loads with torch's safe default (the checksum footer after the zip payload is ignored).
+    plain = torch.load(tmp_path / checkpoint.NAME, weights_only=True)
+    assert plain["step"] == 6 and torch.equal(plain["w"], torch.arange(4.0))
     # Corrupt the newest file: loading falls back to the previous good one.
     path = tmp_path / checkpoint.NAME
     raw = bytearray(path.read_bytes())
