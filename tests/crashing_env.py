@@ -1,4 +1,6 @@
-"""A test-only env that raises after a number of steps in one process (to test worker failure handling)."""
+"""Test-only envs: one raises after some steps (worker failure handling), one returns NaN rewards, one is slow."""
+
+import time
 
 import gymnasium as gym
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
@@ -33,3 +35,15 @@ class NaNRewardCartPole(CartPoleEnv):
 
 if "NaNRewardCartPole-v0" not in gym.envs.registry:
     gym.register("NaNRewardCartPole-v0", entry_point=NaNRewardCartPole, max_episode_steps=500)
+
+
+class SlowCartPole(CartPoleEnv):
+    """Sleeps 2.5 ms per step, so a run's wall time is set by the step count, not by the machine's speed."""
+
+    def step(self, action):
+        time.sleep(0.0025)
+        return super().step(action)
+
+
+if "SlowCartPole-v0" not in gym.envs.registry:
+    gym.register("SlowCartPole-v0", entry_point=SlowCartPole, max_episode_steps=500)
