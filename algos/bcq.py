@@ -35,7 +35,7 @@ from torch import nn
 
 from algos.common.buffer import Batch
 from algos.common.loops import OfflineConfig
-from algos.common.nets import ActionScaler, Critic, adam, hard_update, load_state_of, mlp, soft_update, state_of
+from algos.common.nets import ActionScaler, Critic, adam, hard_update, load_state_of, minimize, mlp, soft_update, state_of
 from envs import EnvSpec
 
 ACTION_SPACES = ("continuous", "discrete")
@@ -148,18 +148,13 @@ class BCQ:
             target_q = batch.reward + c.gamma * (1.0 - batch.terminated) * q.view(b, n).max(dim=1).values
         q = self.critic(batch.obs, action)
         critic_loss = F.mse_loss(q, target_q.expand_as(q), reduction="none").mean(dim=1).sum()
-        self.critic_opt.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_opt.step()
+        minimize(self.critic_opt, critic_loss)
 
         with torch.no_grad():
             sampled = self.vae.decode(batch.obs)
-        self.critic.requires_grad_(False)
-        actor_loss = -self.critic(batch.obs, self.actor(batch.obs, sampled))[0].mean()
-        self.critic.requires_grad_(True)
-        self.actor_opt.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        self.actor_opt.step()
+        # the actor maximises Q1; ``minimize`` gives gradients to the actor's parameters only
+        actor_loss = -self.critic(batch.obs, self.actor(batch.obs, sampled), members=1)[0].mean()
+        minimize(self.actor_opt, actor_loss)
 
         soft_update(self.critic_target, self.critic, c.tau)
         soft_update(self.actor_target, self.actor, c.tau)

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from algos.common.buffer import Batch
 from algos.common.loops import OffPolicyConfig
-from algos.common.nets import adam, hard_update, mlp, soft_update
+from algos.common.nets import adam, hard_update, minimize, mlp, soft_update
 from envs import EnvSpec
 
 ACTION_SPACES = ("discrete",)
@@ -93,11 +93,7 @@ class DQN:
         target_q = self.target(batch)
         q = self.q(batch.obs).gather(1, batch.action.view(-1, 1)).squeeze(1)
         loss = F.smooth_l1_loss(q, target_q)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.cfg.grad_clip_value > 0:
-            torch.nn.utils.clip_grad_value_(self.q.parameters(), self.cfg.grad_clip_value)
-        self.optimizer.step()
+        minimize(self.optimizer, loss, clip_value=self.cfg.grad_clip_value)  # clips each gradient element first
         self.updates += 1
         if self.cfg.target_update_every > 0:
             if self.updates % self.cfg.target_update_every == 0:

@@ -33,7 +33,7 @@ from torch import nn
 
 from algos.common.buffer import Batch
 from algos.common.loops import OffPolicyConfig
-from algos.common.nets import ActionScaler, Critic, adam, hard_update, mlp, soft_update
+from algos.common.nets import ActionScaler, Critic, adam, hard_update, minimize, mlp, soft_update
 from envs import EnvSpec
 
 ACTION_SPACES = ("continuous",)
@@ -83,6 +83,11 @@ class TanhGaussianPolicy(nn.Module):
         u = mean + log_std.exp() * torch.randn_like(mean)
         return self.scaler(torch.tanh(u)), self.log_prob(u, mean, log_std)
 
+    def sample_action(self, obs: torch.Tensor) -> torch.Tensor:
+        """An action sample alone (acting needs no log-probability); draws the same noise as ``sample``."""
+        mean, log_std = self.dist_params(obs)
+        return self.scaler(torch.tanh(mean + log_std.exp() * torch.randn_like(mean)))
+
     def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
         return self.scaler(torch.tanh(self.dist_params(obs)[0]))
 
@@ -109,7 +114,7 @@ class SAC:
     @torch.inference_mode()
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
         x = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
-        action = self.actor.deterministic(x) if deterministic else self.actor.sample(x)[0]
+        action = self.actor.deterministic(x) if deterministic else self.actor.sample_action(x)
         return action[0].cpu().numpy()
 
     def target(self, batch: Batch) -> torch.Tensor:
@@ -127,24 +132,18 @@ class SAC:
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         critic_loss, metrics = self.critic_loss(batch)
-        self.critic_opt.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_opt.step()
+        minimize(self.critic_opt, critic_loss)
 
+        # ``minimize`` differentiates with respect to the policy's parameters only: the critics get no
+        # gradient from the policy loss.
         action, log_prob = self.actor.sample(batch.obs)
-        self.critic.requires_grad_(False)  # the policy loss must not train the critics
         q_pi = self.critic(batch.obs, action).min(dim=0).values
-        self.critic.requires_grad_(True)
         actor_loss = (self.alpha * log_prob - q_pi).mean()
-        self.actor_opt.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        self.actor_opt.step()
+        minimize(self.actor_opt, actor_loss)
 
         if self.cfg.autotune:
             alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
-            self.alpha_opt.zero_grad(set_to_none=True)
-            alpha_loss.backward()
-            self.alpha_opt.step()
+            minimize(self.alpha_opt, alpha_loss)
         soft_update(self.critic_target, self.critic, self.cfg.tau)
         self.updates += 1
         return {**metrics, "loss/critic": critic_loss.detach(), "loss/actor": actor_loss.detach(),

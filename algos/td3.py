@@ -27,7 +27,7 @@ from torch import nn
 
 from algos.common.buffer import Batch
 from algos.common.loops import OffPolicyConfig
-from algos.common.nets import ActionScaler, Critic, adam, hard_update, mlp, soft_update
+from algos.common.nets import ActionScaler, Critic, adam, hard_update, minimize, mlp, soft_update
 from envs import EnvSpec
 
 ACTION_SPACES = ("continuous",)
@@ -108,19 +108,14 @@ class TD3:
         q = self.critic(batch.obs, batch.action)  # (k, B)
         # Sum over critics of each critic's MSE, as in the reference (mse(Q1) + mse(Q2)).
         critic_loss = F.mse_loss(q, target_q.expand_as(q), reduction="none").mean(dim=1).sum()
-        self.critic_opt.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_opt.step()
+        minimize(self.critic_opt, critic_loss)
         self.updates += 1
 
         if self.updates % self.cfg.policy_freq == 0:
-            # The actor maximises Q1; the critic's weights get no gradient from this loss.
-            self.critic.requires_grad_(False)
-            actor_loss = -self.critic(batch.obs, self.actor(batch.obs))[0].mean()
-            self.critic.requires_grad_(True)
-            self.actor_opt.zero_grad(set_to_none=True)
-            actor_loss.backward()
-            self.actor_opt.step()
+            # The actor maximises Q1, so only the first critic is evaluated; ``minimize`` differentiates with
+            # respect to the actor's parameters only, so the critic's weights get no gradient from this loss.
+            actor_loss = -self.critic(batch.obs, self.actor(batch.obs), members=1)[0].mean()
+            minimize(self.actor_opt, actor_loss)
             soft_update(self.critic_target, self.critic, self.cfg.tau)
             soft_update(self.actor_target, self.actor, self.cfg.tau)
             self._actor_loss = actor_loss.detach()

@@ -7,6 +7,7 @@ the action, also at a time limit, so targets never bootstrap from a reset observ
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -23,20 +24,42 @@ class Batch(NamedTuple):
 
 
 class ReplayBuffer:
+    """Transitions in one preallocated (capacity, width) float32 table, one row per transition.
+
+    A row holds obs | action | reward | terminated | truncated | next_obs (discrete actions live in their own
+    int64 column vector), so ``sample`` gathers a whole minibatch with one ``index_select`` instead of one
+    indexing op per field; ``obs``, ``action``, ... are views of the table's columns.
+    """
+
     def __init__(self, capacity: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...], *,
                  discrete: bool = False, device: torch.device | str = "cpu", generator: torch.Generator | None = None):
         self.capacity = int(capacity)
         self.device = torch.device(device)
         self.generator = generator
-        act_dtype = torch.int64 if discrete else torch.float32
-        self.obs = torch.zeros((self.capacity, *obs_shape), dtype=torch.float32, device=self.device)
-        self.next_obs = torch.zeros_like(self.obs)
-        self.action = torch.zeros((self.capacity, *action_shape), dtype=act_dtype, device=self.device)
-        self.reward = torch.zeros(self.capacity, dtype=torch.float32, device=self.device)
-        self.terminated = torch.zeros(self.capacity, dtype=torch.float32, device=self.device)
-        self.truncated = torch.zeros(self.capacity, dtype=torch.float32, device=self.device)
+        self.discrete = discrete
+        self.obs_shape, self.action_shape = tuple(obs_shape), tuple(action_shape)
+        n_obs, n_act = math.prod(obs_shape), (0 if discrete else math.prod(action_shape))
+        # column ranges of each field in a row
+        self._cols = {"obs": (0, n_obs), "action": (n_obs, n_obs + n_act), "reward": (n_obs + n_act,),
+                      "terminated": (n_obs + n_act + 1,), "truncated": (n_obs + n_act + 2,),
+                      "next_obs": (n_obs + n_act + 3, 2 * n_obs + n_act + 3)}
+        self.width = 2 * n_obs + n_act + 3
+        self.table = torch.zeros((self.capacity, self.width), dtype=torch.float32, device=self.device)
+        self.obs, self.reward, self.terminated, self.truncated, self.next_obs = self._fields(self.table)[:5]
+        if discrete:
+            self.action = torch.zeros((self.capacity, *action_shape), dtype=torch.int64, device=self.device)
+        else:
+            self.action = self._fields(self.table)[5]
         self.ptr = 0  # next slot to write
         self.size = 0  # number of valid slots
+
+    def _fields(self, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Views of obs, reward, terminated, truncated, next_obs and (continuous) action in a block of rows."""
+        c = self._cols
+        obs = rows[:, c["obs"][0]:c["obs"][1]].unflatten(1, self.obs_shape)
+        nxt = rows[:, c["next_obs"][0]:c["next_obs"][1]].unflatten(1, self.obs_shape)
+        act = rows[:, c["action"][0]:c["action"][1]].unflatten(1, self.action_shape or (0,))
+        return obs, rows[:, c["reward"][0]], rows[:, c["terminated"][0]], rows[:, c["truncated"][0]], nxt, act
 
     def __len__(self) -> int:
         return self.size
@@ -45,10 +68,9 @@ class ReplayBuffer:
         i = self.ptr
         self.obs[i] = torch.as_tensor(obs, dtype=torch.float32)
         self.action[i] = torch.as_tensor(action, dtype=self.action.dtype)
-        self.reward[i] = float(reward)
+        self.table[i, self._cols["reward"][0]:self._cols["truncated"][0] + 1] = torch.tensor(
+            (float(reward), float(terminated), float(truncated)))
         self.next_obs[i] = torch.as_tensor(next_obs, dtype=torch.float32)
-        self.terminated[i] = float(terminated)
-        self.truncated[i] = float(truncated)
         self.ptr = (i + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
 
@@ -69,9 +91,13 @@ class ReplayBuffer:
             self.size = min(self.size + m, self.capacity)
 
     def sample(self, batch_size: int) -> Batch:
+        """A uniform minibatch (indices from the buffer's generator); fresh tensors, safe to keep."""
         idx = torch.randint(0, self.size, (batch_size,), generator=self.generator, device=self.device)
-        return Batch(self.obs[idx], self.action[idx], self.reward[idx], self.next_obs[idx],
-                     self.terminated[idx], self.truncated[idx])
+        rows = self.table.index_select(0, idx)
+        obs, reward, terminated, truncated, next_obs, action = self._fields(rows)
+        if self.discrete:
+            action = self.action.index_select(0, idx)
+        return Batch(obs, action, reward, next_obs, terminated, truncated)
 
     def state_dict(self) -> dict:
         n = self.size
