@@ -1,7 +1,7 @@
 """Speed benchmark: env steps/s, gradient updates/s, act latency and the machine's matmul peak, in one process.
 
     python scripts/bench.py                      # TD3/SAC/DDPG on Hopper-v5, DQN on CartPole-v1, A2C on CartPole-v1
-    python scripts/bench.py --threads 1,2 --algos td3,sac
+    python scripts/bench.py --threads 1,2 --algos td3,sac --rounds 5
     python scripts/bench.py --quick              # a few steps of each, to check the script runs (CI)
 
 Settings follow the peers' defaults for the comparison (batch 256, learning starts 1000, one update per env
@@ -10,8 +10,10 @@ step; DQN batch 128). For each thread count and algorithm it measures, after a w
 - ``updates/s``: updates alone on a filled buffer;
 - ``act (us)``: one exploratory action for one observation;
 - ``% bound``: updates/s as a fraction of the FLOP bound (analytic FLOPs per update / measured matmul peak).
-If stable-baselines3 is installed (``pip install -r requirements-bench.txt``), SB3 runs the same env steps in
-the same process, alternating with ours, and the ratio is printed. The load average is recorded with each row.
+If stable-baselines3 is installed (``pip install -r requirements-bench.txt``), SB3 trains the same env at the
+same settings in the same process. Ours and SB3's timed blocks alternate (``--rounds`` of each, both models
+kept warm between blocks), so drift of this noisy machine hits both; the table gives the median of each and
+the median of the per-round ratios. The 1-minute load average is recorded with each row.
 """
 
 from __future__ import annotations
@@ -57,29 +59,45 @@ def matmul_peak(n: int = 1024, reps: int = 20) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
 
 
-def linear_flops(batch: int, dims: list[int], backward: bool) -> float:
-    """Forward 2*B*i*o per layer; backward adds grad-input and grad-weight products (4*B*i*o)."""
-    f = sum(2 * batch * i * o for i, o in zip(dims[:-1], dims[1:]))
-    return f * 3 if backward else f
+def mlp_flops(batch: int, dims: list[int], *, weight_grad: bool = False, input_grad: bool = False,
+              first_input_grad: bool = False) -> float:
+    """Matmul FLOPs of an MLP: forward 2*B*i*o per layer; each backward product (gradient of the weights, of the
+    layer's input) costs the same again. The first layer's input gradient is only needed when the network's
+    input is itself differentiated (a critic's action input in an actor loss)."""
+    total = 0.0
+    for n, (i, o) in enumerate(zip(dims[:-1], dims[1:])):
+        f = 2 * batch * i * o
+        total += f + (f if weight_grad else 0) + (f if input_grad and (n > 0 or first_input_grad) else 0)
+    return total
+
+
+def n_params(dims: list[int]) -> int:
+    return sum(i * o + o for i, o in zip(dims[:-1], dims[1:]))
 
 
 def flops_per_update(algo: str, spec, cfg) -> float:
-    """Analytic FLOPs of one gradient update (matmuls, plus ~10 FLOPs per parameter for Adam and Polyak)."""
+    """Analytic FLOPs of one gradient update: the matmuls of every forward and backward product the update
+    needs, plus ~12 FLOPs per parameter per Adam step and 3 per Polyak-averaged parameter."""
     B, obs, act = cfg.batch_size, spec.obs_dim, spec.action_dim
     if algo == "dqn":
         q = [obs, *cfg.hidden, spec.n_actions]
-        params = sum(i * o + o for i, o in zip(q[:-1], q[1:]))
-        return linear_flops(B, q, True) + linear_flops(B, q, False) + 12 * params
+        train = mlp_flops(B, q, weight_grad=True, input_grad=True)
+        target = mlp_flops(B, q) * (2 if cfg.double else 1)
+        return train + target + (12 + 3) * n_params(q)
     a_dims = [obs, *cfg.actor_hidden, act * (2 if algo == "sac" else 1)]
     c_dims = [obs + act, *cfg.critic_hidden, 1]
-    k = 1 if algo == "ddpg" else 2
-    a_params = sum(i * o + o for i, o in zip(a_dims[:-1], a_dims[1:]))
-    c_params = k * sum(i * o + o for i, o in zip(c_dims[:-1], c_dims[1:]))
-    critic = k * linear_flops(B, c_dims, True) + linear_flops(B, a_dims, False) + k * linear_flops(B, c_dims, False)
-    # actor step: actor fwd+bwd, critic fwd and its input-gradient backward (2/3 of a full backward)
-    actor = linear_flops(B, a_dims, True) + (k if algo == "sac" else 1) * linear_flops(B, c_dims, False) * (1 + 2)
+    k = 1 if algo == "ddpg" else 2  # critics
+    m = 2 if algo == "sac" else 1  # critics in the actor loss (TD3: Q1 only; SAC: min of both)
+    actor_fb = mlp_flops(B, a_dims, weight_grad=True, input_grad=True)
+    critic_fb = mlp_flops(B, c_dims, weight_grad=True, input_grad=True)
+    critic_through = mlp_flops(B, c_dims, input_grad=True, first_input_grad=True)  # to the action, no weight grads
+    critic_step = k * critic_fb + mlp_flops(B, a_dims) + k * mlp_flops(B, c_dims)  # + target actor/critics forward
+    actor_step = actor_fb + m * critic_through
     freq = getattr(cfg, "policy_freq", 1)
-    return critic + actor / freq + 10 * (c_params + a_params / freq) + 4 * (c_params + (a_params if algo != "sac" else 0)) / freq
+    a_params, c_params = n_params(a_dims), k * n_params(c_dims)
+    optim = 12 * (c_params + a_params / freq)
+    polyak = 3 * (c_params + (a_params if algo != "sac" else 0)) / freq if algo != "sac" else 3 * c_params
+    return critic_step + actor_step / freq + optim + polyak
 
 
 def make_agent(algo: str, env_id: str, overrides: dict):
@@ -89,15 +107,22 @@ def make_agent(algo: str, env_id: str, overrides: dict):
     return module, cfg, spec, module.Agent(cfg, spec, torch.device("cpu"))
 
 
-def bench_off_policy(algo: str, env_id: str, overrides: dict, steps: int, updates: int, learning_starts: int) -> dict:
-    module, cfg, spec, agent = make_agent(algo, env_id, overrides)
-    env, _ = envs.make(EnvConfig(name=env_id, id=env_id), seed=0)
-    gen = torch.Generator().manual_seed(0)
-    buf = ReplayBuffer(100_000, spec.obs_shape, spec.action_shape, discrete=spec.discrete, generator=gen)
-    obs, _ = env.reset(seed=0)
+class Ours:
+    """Our agent in the loop a training run uses: act -> env step -> store -> one update."""
 
-    def run(n: int, learn: bool) -> float:
-        nonlocal obs
+    def __init__(self, algo: str, env_id: str, overrides: dict, learning_starts: int):
+        self.algo = algo
+        module, self.cfg, self.spec, self.agent = make_agent(algo, env_id, overrides)
+        self.env, _ = envs.make(EnvConfig(name=env_id, id=env_id), seed=0)
+        gen = torch.Generator().manual_seed(0)
+        self.buf = ReplayBuffer(100_000, self.spec.obs_shape, self.spec.action_shape, discrete=self.spec.discrete,
+                                generator=gen)
+        self.obs, _ = self.env.reset(seed=0)
+        self.run(learning_starts, learn=False)
+
+    def run(self, n: int, learn: bool = True) -> float:
+        agent, env, buf, batch = self.agent, self.env, self.buf, self.cfg.batch_size
+        obs = self.obs
         t = time.perf_counter()
         for _ in range(n):
             action = agent.act(obs) if learn else env.action_space.sample()
@@ -105,22 +130,57 @@ def bench_off_policy(algo: str, env_id: str, overrides: dict, steps: int, update
             buf.add(obs, action, r, nxt, term, trunc)
             obs = env.reset()[0] if term or trunc else nxt
             if learn:
-                agent.update(buf.sample(cfg.batch_size))
+                agent.update(buf.sample(batch))
+        self.obs = obs
         return n / (time.perf_counter() - t)
 
-    run(learning_starts, learn=False)
-    run(max(steps // 10, 10), learn=True)  # warm-up
-    sps = run(steps, learn=True)
-    t = time.perf_counter()
-    for _ in range(updates):
-        agent.update(buf.sample(cfg.batch_size))
-    ups = updates / (time.perf_counter() - t)
-    t = time.perf_counter()
-    for _ in range(200):
-        agent.act(obs)
-    act_us = (time.perf_counter() - t) / 200 * 1e6
-    env.close()
-    return {"steps_per_s": sps, "updates_per_s": ups, "act_us": act_us, "flops_per_update": flops_per_update(algo, spec, cfg)}
+    def updates_per_s(self, n: int) -> float:
+        t = time.perf_counter()
+        for _ in range(n):
+            self.agent.update(self.buf.sample(self.cfg.batch_size))
+        return n / (time.perf_counter() - t)
+
+    def act_us(self, n: int = 500) -> float:
+        t = time.perf_counter()
+        for _ in range(n):
+            self.agent.act(self.obs)
+        return (time.perf_counter() - t) / n * 1e6
+
+    def flops(self) -> float:
+        return flops_per_update(self.algo, self.spec, self.cfg)
+
+
+class SB3:
+    """Stable-Baselines3 at our settings (same network sizes, batch, learning start, one update per step,
+    same exploration noise); ``run(n)`` continues training for n more env steps and returns their rate."""
+
+    def __init__(self, algo: str, env_id: str, overrides: dict, learning_starts: int):
+        import gymnasium as gym
+        import stable_baselines3 as sb3
+        from stable_baselines3.common.noise import NormalActionNoise
+
+        _, cfg, spec, _ = make_agent(algo, env_id, overrides)
+        env = gym.make(env_id)
+        common = dict(batch_size=cfg.batch_size, learning_starts=learning_starts, train_freq=1, gradient_steps=1,
+                      seed=0, device="cpu", verbose=0)
+        if algo == "dqn":
+            # ours: soft target update every step (the PyTorch tutorial's DQN), so SB3 gets the same
+            self.model = sb3.DQN("MlpPolicy", env, policy_kwargs={"net_arch": list(cfg.hidden)}, tau=cfg.tau,
+                                 target_update_interval=1, buffer_size=cfg.buffer_size, **common)
+        else:
+            arch = {"pi": list(cfg.actor_hidden), "qf": list(cfg.critic_hidden)}
+            extra = {}
+            if algo in ("td3", "ddpg"):
+                half = (spec.action_high - spec.action_low) / 2
+                extra["action_noise"] = NormalActionNoise(np.zeros(spec.action_dim), cfg.expl_noise * half)
+            cls = {"td3": sb3.TD3, "sac": sb3.SAC, "ddpg": sb3.DDPG}[algo]
+            self.model = cls("MlpPolicy", env, policy_kwargs={"net_arch": arch}, **extra, **common)
+        self.model.learn(total_timesteps=learning_starts)
+
+    def run(self, n: int) -> float:
+        t = time.perf_counter()
+        self.model.learn(total_timesteps=n, reset_num_timesteps=False)
+        return n / (time.perf_counter() - t)
 
 
 def bench_a2c(env_id: str, steps: int) -> dict:
@@ -149,52 +209,47 @@ def bench_a2c(env_id: str, steps: int) -> dict:
     return {"steps_per_s": sps, "updates_per_s": ups, "act_us": float("nan"), "flops_per_update": float("nan")}
 
 
-def bench_sb3(algo: str, env_id: str, overrides: dict, steps: int, learning_starts: int) -> float | None:
-    """SB3's env steps/s after learning starts, same batch size and network sizes as ours."""
-    try:
-        import stable_baselines3 as sb3
-    except ImportError:
-        return None
-    import gymnasium as gym
-    from stable_baselines3.common.callbacks import BaseCallback
-
-    module, cfg, spec, _ = make_agent(algo, env_id, overrides)
-    env = gym.make(env_id)
-    if algo == "dqn":
-        model = sb3.DQN("MlpPolicy", env, batch_size=cfg.batch_size, learning_starts=learning_starts, train_freq=1,
-                        gradient_steps=1, policy_kwargs={"net_arch": list(cfg.hidden)}, seed=0, device="cpu")
-    else:
-        arch = {"pi": list(cfg.actor_hidden), "qf": list(cfg.critic_hidden)}
-        cls = {"td3": sb3.TD3, "sac": sb3.SAC, "ddpg": sb3.DDPG}[algo]
-        model = cls("MlpPolicy", env, batch_size=cfg.batch_size, learning_starts=learning_starts, train_freq=1,
-                    gradient_steps=1, policy_kwargs={"net_arch": arch}, seed=0, device="cpu")
-
-    class Timer(BaseCallback):
-        def __init__(self):
-            super().__init__()
-            self.t0 = None
-            self.n0 = learning_starts + max(steps // 10, 10)
-
-        def _on_step(self) -> bool:
-            if self.num_timesteps == self.n0:
-                self.t0 = time.perf_counter()
-            return True
-
-    timer = Timer()
-    total = timer.n0 + steps
-    model.learn(total_timesteps=total, callback=timer)
-    return steps / (time.perf_counter() - timer.t0)
+def bench_off_policy(algo: str, env_id: str, overrides: dict, args, with_sb3: bool) -> dict:
+    """Alternate timed blocks of ours and SB3's (both warmed up first); medians over ``args.rounds``."""
+    ours = Ours(algo, env_id, overrides, args.learning_starts)
+    ours.run(max(args.steps // 10, 10))  # warm-up
+    sb3 = SB3(algo, env_id, overrides, args.learning_starts) if with_sb3 else None
+    if sb3 is not None:
+        sb3.run(max(args.steps // 10, 10))
+    mine, theirs, loads = [], [], []
+    for _ in range(args.rounds):
+        mine.append(ours.run(args.steps))
+        if sb3 is not None:
+            theirs.append(sb3.run(args.steps))
+        loads.append(load())
+    res = {"steps_per_s": float(np.median(mine)), "steps_per_s_rounds": mine,
+           "updates_per_s": ours.updates_per_s(args.updates), "act_us": ours.act_us(),
+           "flops_per_update": ours.flops(), "load": max(loads)}
+    if sb3 is not None:
+        res.update(sb3_steps_per_s=float(np.median(theirs)), sb3_steps_per_s_rounds=theirs,
+                   ratio_vs_sb3=float(np.median([a / b for a, b in zip(mine, theirs)])))
+    ours.env.close()
+    return res
 
 
 def fmt(v: float, digits: int = 0) -> str:
     return "—" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.{digits}f}"
 
 
+def have_sb3() -> bool:
+    try:
+        import stable_baselines3  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def main(argv=None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--algos", default="td3,sac,ddpg,dqn,a2c")
     p.add_argument("--threads", default="2", help="comma-separated torch thread counts")
-    p.add_argument("--steps", type=int, default=2000, help="timed env steps per measurement (after warm-up)")
+    p.add_argument("--steps", type=int, default=1000, help="timed env steps per block (after warm-up)")
+    p.add_argument("--rounds", type=int, default=3, help="timed blocks of ours and of SB3's, alternating")
     p.add_argument("--updates", type=int, default=500, help="timed updates on a filled buffer")
     p.add_argument("--learning-starts", type=int, default=1000)
     p.add_argument("--no-sb3", action="store_true", help="skip the SB3 comparison even if installed")
@@ -202,7 +257,14 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--out", type=Path, default=Path("bench_results"))
     args = p.parse_args(argv)
     if args.quick:
-        args.steps, args.updates, args.learning_starts = 60, 20, 300
+        args.steps, args.updates, args.learning_starts, args.rounds = 60, 20, 300, 1
+    known = set(CASES)
+    for algo in args.algos.split(","):
+        if algo not in known:
+            p.error(f"unknown algo {algo!r} in --algos; allowed: {', '.join(sorted(known))}")
+    with_sb3 = not args.no_sb3 and have_sb3()
+    if not args.no_sb3 and not with_sb3:
+        print("stable-baselines3 is not installed: no comparison (pip install -r requirements-bench.txt)", flush=True)
     rows = []
     for threads in [int(t) for t in args.threads.split(",")]:
         torch.set_num_threads(threads)
@@ -211,24 +273,29 @@ def main(argv=None) -> list[dict]:
         for algo in args.algos.split(","):
             env_id, overrides = CASES[algo]
             if algo == "a2c":
-                res = bench_a2c(env_id, args.steps * 10)
+                res = {**bench_a2c(env_id, args.steps * 20), "load": load()}
             else:
-                res = bench_off_policy(algo, env_id, overrides, args.steps, args.updates, args.learning_starts)
-            sb3 = None if args.no_sb3 or algo == "a2c" else bench_sb3(algo, env_id, overrides, args.steps, args.learning_starts)
-            bound = peak * 1e9 / res["flops_per_update"] if res["flops_per_update"] == res["flops_per_update"] else float("nan")
-            row = {"algo": algo, "env": env_id, "threads": threads, "load": load(), "matmul_gflops": peak, **res,
-                   "flop_bound_updates_per_s": bound, "fraction_of_bound": res["updates_per_s"] / bound,
-                   "sb3_steps_per_s": sb3, "ratio_vs_sb3": (res["steps_per_s"] / sb3) if sb3 else None}
+                res = bench_off_policy(algo, env_id, overrides, args, with_sb3)
+            flops = res["flops_per_update"]
+            bound = peak * 1e9 / flops if flops == flops else float("nan")
+            row = {"algo": algo, "env": env_id, "threads": threads, "matmul_gflops": peak, "sb3_steps_per_s": None,
+                   "ratio_vs_sb3": None, **res, "flop_bound_updates_per_s": bound,
+                   "fraction_of_bound": res["updates_per_s"] / bound}
             rows.append(row)
             print(f"  {algo:5s} {env_id:12s} steps/s {fmt(row['steps_per_s'])}  updates/s {fmt(row['updates_per_s'])}  "
                   f"act {fmt(row['act_us'])} us  bound {fmt(100 * row['fraction_of_bound'])}%  "
-                  f"SB3 {fmt(sb3)} ({fmt(row['ratio_vs_sb3'], 2)}x)  load {row['load']:.2f}", flush=True)
-    md = ["| algo | env | threads | steps/s | updates/s | act (us) | FLOP bound (updates/s) | % of bound | SB3 steps/s | ratio | load |",
-          "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  f"SB3 {fmt(row['sb3_steps_per_s'])} ({fmt(row['ratio_vs_sb3'], 2)}x)  load {row['load']:.2f}", flush=True)
+    md = ["| algo | env | threads | steps/s | updates/s | act (us) | MFLOP/update | FLOP bound (updates/s) | % of bound "
+          "| SB3 steps/s | ratio | load |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         md.append(f"| {r['algo']} | {r['env']} | {r['threads']} | {fmt(r['steps_per_s'])} | {fmt(r['updates_per_s'])} | "
-                  f"{fmt(r['act_us'])} | {fmt(r['flop_bound_updates_per_s'])} | {fmt(100 * r['fraction_of_bound'])} | "
-                  f"{fmt(r['sb3_steps_per_s'])} | {fmt(r['ratio_vs_sb3'], 2)} | {r['load']:.2f} |")
+                  f"{fmt(r['act_us'])} | {fmt(r['flops_per_update'] / 1e6)} | {fmt(r['flop_bound_updates_per_s'])} | "
+                  f"{fmt(100 * r['fraction_of_bound'])} | {fmt(r['sb3_steps_per_s'])} | {fmt(r['ratio_vs_sb3'], 2)} | "
+                  f"{r['load']:.2f} |")
+    peaks = ", ".join(sorted({f"{r['matmul_gflops']:.0f} GFLOP/s at {r['threads']} thread(s)" for r in rows}))
+    md.append(f"\nMatmul peak (1024x1024 float32) in this run: {peaks}. Ratio: median of per-round ratios "
+              f"({args.rounds} alternating rounds of {args.steps} env steps).")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench.md").write_text("\n".join(md) + "\n")
     (args.out / "bench.json").write_text(json.dumps(rows, indent=1))
