@@ -8,7 +8,7 @@ import torch
 
 from algos.common import checkpoint, seeding
 from algos.common.buffer import ReplayBuffer
-from algos.common.nets import EnsembleMLP, hard_update, mlp, soft_update
+from algos.common.nets import Critic, EnsembleMLP, adam, hard_update, minimize, mlp, soft_update
 
 
 def fill(buf: ReplayBuffer, n: int, start: int = 0):
@@ -120,3 +120,71 @@ def test_rng_state_roundtrip():
     a = (random.random(), np.random.rand(), torch.rand(1).item())
     seeding.set_global_rng_state(st)
     assert a == (random.random(), np.random.rand(), torch.rand(1).item())
+
+
+@pytest.mark.parametrize("decoupled, amsgrad, weight_decay, clip", [(False, False, 0.0, 0.0), (True, True, 0.01, 100.0),
+                                                                    (True, True, 0.01, 1e-3), (False, False, 0.1, 0.0)])
+def test_minimize_is_bit_identical_to_optimizer_step(decoupled, amsgrad, weight_decay, clip):
+    """``minimize`` calls the fused Adam kernel directly; parameters and optimizer state must equal
+    ``zero_grad(); backward(); clip_grad_value_(); step()`` exactly, also after a checkpoint round trip."""
+    torch.manual_seed(0)
+    ref = mlp(4, [16, 16], 2)
+    new = mlp(4, [16, 16], 2)
+    hard_update(new, ref)
+    ref_opt = adam(ref.parameters(), 1e-3, weight_decay, decoupled=decoupled, amsgrad=amsgrad)
+    new_opt = adam(new.parameters(), 1e-3, weight_decay, decoupled=decoupled, amsgrad=amsgrad)
+    for i in range(6):
+        x = torch.randn(32, 4) * 10
+        ref_opt.zero_grad(set_to_none=True)
+        ref(x).pow(2).mean().backward()
+        if clip:
+            torch.nn.utils.clip_grad_value_(ref.parameters(), clip)
+        ref_opt.step()
+        minimize(new_opt, new(x).pow(2).mean(), clip_value=clip)
+        if i == 2:  # resume the fast path from a saved state
+            state = new_opt.state_dict()
+            new_opt = adam(new.parameters(), 1e-3, weight_decay, decoupled=decoupled, amsgrad=amsgrad)
+            new_opt.load_state_dict(state)
+    assert all(torch.equal(p, q) for p, q in zip(ref.parameters(), new.parameters()))
+    for p, q in zip(ref.parameters(), new.parameters()):
+        for key, value in ref_opt.state[p].items():
+            assert torch.equal(value, new_opt.state[q][key]), key
+    assert all(p.grad is None for p in new.parameters())
+
+
+def test_minimize_trains_only_its_own_parameters():
+    """An actor loss that passes through the critic must leave the critic's weights (and .grad) untouched."""
+    torch.manual_seed(0)
+    actor, critic = mlp(3, [8], 2), Critic(2, 3, 2, [8, 8])
+    before = [p.clone() for p in critic.parameters()]
+    obs = torch.randn(16, 3)
+    minimize(adam(actor.parameters(), 1e-2), -critic(obs, actor(obs), members=1)[0].mean())
+    assert all(torch.equal(b, p) for b, p in zip(before, critic.parameters()))
+    assert all(p.grad is None for p in critic.parameters())
+
+
+def test_critic_members_evaluates_the_first_critics_exactly():
+    torch.manual_seed(0)
+    critic = Critic(2, 5, 3, [16, 16])
+    obs, act = torch.randn(32, 5), torch.randn(32, 3, requires_grad=True)
+    full = critic(obs, act)
+    one = critic(obs, act, members=1)
+    assert one.shape == (1, 32) and torch.allclose(one[0], full[0], atol=1e-6)
+    (g_full,) = torch.autograd.grad(full[0].sum(), act)
+    (g_one,) = torch.autograd.grad(critic(obs, act, members=1)[0].sum(), act)
+    assert torch.allclose(g_full, g_one, atol=1e-6)
+
+
+def test_sampled_batch_fields_come_from_the_same_transition():
+    buf = ReplayBuffer(64, (3,), (2,), generator=torch.Generator().manual_seed(0))
+    fill(buf, 50)
+    b = buf.sample(40)
+    i = b.reward.long()
+    assert torch.equal(b.obs[:, 0], b.reward) and torch.equal(b.next_obs[:, 2], b.reward + 0.5)
+    assert torch.equal(b.action[:, 1], -b.reward)
+    assert torch.equal(b.terminated.bool(), i % 7 == 0) and torch.equal(b.truncated.bool(), i % 5 == 0)
+    d = ReplayBuffer(8, (2,), (), discrete=True, generator=torch.Generator().manual_seed(0))
+    for k in range(8):
+        d.add(np.full(2, k), k % 3, float(k), np.full(2, k), False, False)
+    b = d.sample(16)
+    assert b.action.dtype == torch.int64 and torch.equal(b.action, b.reward.long() % 3)

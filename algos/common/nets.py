@@ -15,7 +15,8 @@ def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, activation: type[nn.Mo
     layers: list[nn.Module] = []
     last = in_dim
     for h in hidden:
-        layers += [nn.Linear(last, h), activation()]
+        # ReLU in place: a Linear's backward needs its input, not its output, so nothing saved is overwritten
+        layers += [nn.Linear(last, h), nn.ReLU(inplace=True) if activation is nn.ReLU else activation()]
         last = h
     layers.append(nn.Linear(last, out_dim))
     if out_activation is not None:
