@@ -34,7 +34,7 @@ lint: $(STAMP) ## Lint with ruff
 
 bench: $(STAMP) ## Speed benchmark against Stable-Baselines3 (installs requirements-bench.txt); see docs/results.md
 	$(PY) -m pip install --quiet -r requirements-bench.txt 2>&1 | sed '/is ignored: it is neither/d'
-	$(PY) scripts/bench.py --threads 2,1
+	$(PY) scripts/bench.py --threads 2,1 --profile
 
 datasets: $(STAMP) ## Build the reference offline datasets in datasets/ (Pendulum ~3 min, Hopper ~20 min on 2 cores)
 	rm -rf datasets/runs/pendulum_sac datasets/runs/hopper_td3  # rebuilt from scratch

@@ -140,6 +140,18 @@ class Ours:
             self.agent.update(self.buf.sample(self.cfg.batch_size))
         return n / (time.perf_counter() - t)
 
+    def matmul_share(self, n: int = 100) -> tuple[float, float]:
+        """Profile n updates: the fraction of their CPU time spent in matmul kernels, and those kernels' GFLOP/s
+        (analytic matmul FLOPs over their measured time) -- how close the update is to its matmul floor."""
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            self.updates_per_s(n)
+        events = prof.key_averages()
+        total = sum(e.self_cpu_time_total for e in events)
+        mm = sum(e.self_cpu_time_total for e in events if e.key in ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"))
+        return mm / total, self.flops() * n / (mm * 1e-6) / 1e9
+
     def act_us(self, n: int = 500) -> float:
         t = time.perf_counter()
         for _ in range(n):
@@ -228,6 +240,8 @@ def bench_off_policy(algo: str, env_id: str, overrides: dict, args, with_sb3: bo
     if sb3 is not None:
         res.update(sb3_steps_per_s=float(np.median(theirs)), sb3_steps_per_s_rounds=theirs,
                    ratio_vs_sb3=float(np.median([a / b for a, b in zip(mine, theirs)])))
+    if args.profile:
+        res["matmul_share"], res["matmul_gflops_in_update"] = ours.matmul_share()
     ours.env.close()
     return res
 
@@ -248,11 +262,13 @@ def main(argv=None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--algos", default="td3,sac,ddpg,dqn,a2c")
     p.add_argument("--threads", default="2", help="comma-separated torch thread counts")
-    p.add_argument("--steps", type=int, default=1000, help="timed env steps per block (after warm-up)")
-    p.add_argument("--rounds", type=int, default=3, help="timed blocks of ours and of SB3's, alternating")
+    p.add_argument("--steps", type=int, default=600, help="timed env steps per block (after warm-up)")
+    p.add_argument("--rounds", type=int, default=5, help="timed blocks of ours and of SB3's, alternating")
     p.add_argument("--updates", type=int, default=500, help="timed updates on a filled buffer")
     p.add_argument("--learning-starts", type=int, default=1000)
     p.add_argument("--no-sb3", action="store_true", help="skip the SB3 comparison even if installed")
+    p.add_argument("--profile", action="store_true",
+                   help="also profile 100 updates: share of time in matmul kernels and their GFLOP/s there")
     p.add_argument("--quick", action="store_true", help="tiny budgets: only checks that everything runs")
     p.add_argument("--out", type=Path, default=Path("bench_results"))
     args = p.parse_args(argv)
@@ -285,6 +301,9 @@ def main(argv=None) -> list[dict]:
             print(f"  {algo:5s} {env_id:12s} steps/s {fmt(row['steps_per_s'])}  updates/s {fmt(row['updates_per_s'])}  "
                   f"act {fmt(row['act_us'])} us  bound {fmt(100 * row['fraction_of_bound'])}%  "
                   f"SB3 {fmt(row['sb3_steps_per_s'])} ({fmt(row['ratio_vs_sb3'], 2)}x)  load {row['load']:.2f}", flush=True)
+            if "matmul_share" in row:
+                print(f"        matmul kernels: {100 * row['matmul_share']:.0f}% of the update's CPU time, "
+                      f"{row['matmul_gflops_in_update']:.0f} GFLOP/s there (profiled)", flush=True)
     md = ["| algo | env | threads | steps/s | updates/s | act (us) | MFLOP/update | FLOP bound (updates/s) | % of bound "
           "| SB3 steps/s | ratio | load |",
           "|---|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -243,9 +243,10 @@ class Runner:
                 self.save()
         if self.pending_since is not None and self.step - self.pending_since >= cfg.checkpoint_every:
             self.save()  # an episode that never ends must not starve checkpoints (resume is then not exact)
+        if crossed(before, self.step, cfg.log_every) or crossed(before, self.step, cfg.eval_every):
+            shown = f"{self.last:.1f}" if self.evals else "-"  # formatted only when it changes, not every step
+            self.bar.set_postfix_str(f"sps={self.sps:.0f} eval={shown}", refresh=False)
         self.bar.update(steps)
-        shown = f"{self.last:.1f}" if self.evals else "-"
-        self.bar.set_postfix_str(f"sps={self.sps:.0f} eval={shown}", refresh=False)
         if self.guard.signum is not None:
             self.save()
             log.warning("%s: checkpoint written at step %d", signal.Signals(self.guard.signum).name, self.step)
