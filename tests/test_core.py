@@ -188,3 +188,15 @@ def test_sampled_batch_fields_come_from_the_same_transition():
         d.add(np.full(2, k), k % 3, float(k), np.full(2, k), False, False)
     b = d.sample(16)
     assert b.action.dtype == torch.int64 and torch.equal(b.action, b.reward.long() % 3)
+
+
+def test_minimize_falls_back_for_other_optimizers():
+    """Two parameter groups or a non-fused optimizer take torch's own step, with every group's gradient."""
+    torch.manual_seed(0)
+    net = mlp(3, [8], 1)
+    first, last = list(net[0].parameters()), list(net[2].parameters())
+    opt = torch.optim.SGD([{"params": first}, {"params": last, "lr": 0.5}], lr=0.1)
+    before = [p.clone() for p in net.parameters()]
+    minimize(opt, net(torch.randn(16, 3)).pow(2).mean())
+    assert all(not torch.equal(b, p) for b, p in zip(before, net.parameters()))
+    assert all(p.grad is None for p in net.parameters())

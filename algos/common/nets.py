@@ -147,7 +147,7 @@ def minimize(opt: torch.optim.Optimizer, loss: torch.Tensor, clip_value: float =
     is called directly. ``clip_value > 0`` clamps each gradient element to [-v, v] first.
     """
     group = opt.param_groups[0]
-    params = group["params"]
+    params = [p for g in opt.param_groups for p in g["params"]]
     grads = list(torch.autograd.grad(loss, params))
     if clip_value > 0:
         torch._foreach_clamp_min_(grads, -clip_value)
