@@ -96,7 +96,8 @@ def flops_per_update(algo: str, spec, cfg) -> float:
     freq = getattr(cfg, "policy_freq", 1)
     a_params, c_params = n_params(a_dims), k * n_params(c_dims)
     optim = 12 * (c_params + a_params / freq)
-    polyak = 3 * (c_params + (a_params if algo != "sac" else 0)) / freq if algo != "sac" else 3 * c_params
+    # target critics (and TD3/DDPG's target actor) are averaged when the actor steps; SAC every update, no target actor
+    polyak = 3 * c_params if algo == "sac" else 3 * (c_params + a_params) / freq
     return critic_step + actor_step / freq + optim + polyak
 
 
