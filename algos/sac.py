@@ -10,7 +10,9 @@ Implementation details:
 2. Log-probability by the change of variables (appendix C of the 2018 paper):
    log pi(a|s) = log N(u; mu, sigma) - sum_i log(1 - tanh(u_i)^2) - sum_i log(scale_i), where
    log(1 - tanh(u)^2) = 2 * (log 2 - u - softplus(-2u)) is evaluated on u itself (stable for large |u|,
-   unlike log(1 - a^2 + eps) on the squashed action).
+   unlike log(1 - a^2 + eps) on the squashed action). ``log_prob_eps > 0`` selects that inexact form instead
+   (SB3 and CleanRL use eps = 1e-6): it caps the penalty of a saturated action dimension at -log(eps) = 13.8 nats,
+   so saturated actions look more entropic and the learned temperature moves; kept for parity comparisons.
 3. Twin critics (one batched ensemble) and target critics updated by Polyak averaging with ``tau``;
    soft target y = r + gamma * (1 - terminated) * (min_i Q_i'(s', a') - alpha * log pi(a'|s')), a' ~ pi(s').
 4. Temperature: alpha = exp(log_alpha), learned to keep the entropy near ``target_entropy``
@@ -58,11 +60,14 @@ class SACConfig(OffPolicyConfig):
     target_entropy: Optional[float] = None  # None: -|A|
     log_std_min: float = -20.0  # clamp of the policy's log-std
     log_std_max: float = 2.0
+    log_prob_eps: float = 0.0  # 0: exact log(1 - tanh(u)^2); > 0: log(1 - tanh(u)^2 + eps), as SB3 and CleanRL (1e-6)
 
 
 class TanhGaussianPolicy(nn.Module):
-    def __init__(self, obs_dim: int, hidden: list[int], spec: EnvSpec, log_std_min: float, log_std_max: float):
+    def __init__(self, obs_dim: int, hidden: list[int], spec: EnvSpec, log_std_min: float, log_std_max: float,
+                 log_prob_eps: float = 0.0):
         super().__init__()
+        self.log_prob_eps = log_prob_eps
         self.net = mlp(obs_dim, hidden, 2 * spec.action_dim)
         self.scaler = ActionScaler(spec.action_low, spec.action_high)
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
@@ -74,7 +79,10 @@ class TanhGaussianPolicy(nn.Module):
     def log_prob(self, u: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
         """log-density of the action center + scale * tanh(u), given the pre-squash sample u."""
         gauss = -0.5 * ((u - mean) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)
-        log_det_tanh = 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))  # log(1 - tanh(u)^2), stable
+        if self.log_prob_eps > 0:
+            log_det_tanh = torch.log(1.0 - torch.tanh(u) ** 2 + self.log_prob_eps)
+        else:
+            log_det_tanh = 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))  # log(1 - tanh(u)^2), stable
         return (gauss - log_det_tanh).sum(-1) - self.scaler.scale.log().sum()
 
     def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,7 +103,8 @@ class TanhGaussianPolicy(nn.Module):
 class SAC:
     def __init__(self, cfg: SACConfig, spec: EnvSpec, device: torch.device):
         self.cfg, self.spec, self.device = cfg, spec, device
-        self.actor = TanhGaussianPolicy(spec.obs_dim, cfg.actor_hidden, spec, cfg.log_std_min, cfg.log_std_max).to(device)
+        self.actor = TanhGaussianPolicy(spec.obs_dim, cfg.actor_hidden, spec, cfg.log_std_min, cfg.log_std_max,
+                                        cfg.log_prob_eps).to(device)
         self.critic = Critic(2, spec.obs_dim, spec.action_dim, cfg.critic_hidden).to(device)
         self.critic_target = Critic(2, spec.obs_dim, spec.action_dim, cfg.critic_hidden).to(device)
         hard_update(self.critic_target, self.critic)

@@ -1,0 +1,393 @@
+"""Learning side by side with Stable-Baselines3: the same settings, the same evaluation, over seeds.
+
+    python scripts/parity.py run sac_halfcheetah sac_hopper td3_hopper --seeds 0-4     # two jobs at a time
+    python scripts/parity.py report                                                     # table + plot only
+    python scripts/parity.py list                                                       # the cases
+
+Each case is one algorithm x env x budget. Our side runs through the real ``train.py`` (its loop, Runner,
+checks and logging, ``logger=none``); the SB3 side (``pip install -r requirements-bench.txt``) gets every
+setting from the *same composed Hydra config* -- network sizes, batch, learning rates, gamma, tau, random and
+learning starts, updates per step, exploration and target noise, entropy target and initial temperature --
+so a setting cannot drift between the two. Both are evaluated by one function (``algos.common.evaluate``:
+``eval_episodes`` deterministic episodes every ``eval_every`` env steps, episode i reset with seed
+``seed + 10000 + i``) on an evaluation env built by ``envs.make``; SB3 trains on an env built by
+``envs.make`` too (same wrappers).
+
+Jobs run ``--jobs`` at a time (default 2) with one torch thread each, ours and SB3's of the same seed side by
+side, so both see the same load. A rerun skips finished jobs; one of ours that was stopped resumes from its
+checkpoint (exactly); an unfinished SB3 job restarts. Output in ``runs/parity/`` (``--out``):
+``<case>/<lib>/seed<k>/metrics.jsonl`` per job, then ``report.md``, ``report.json`` and ``curves.png``: per
+case, budget and library the mean, 95% bootstrap CI and IQM over seeds, the difference of means (ours - SB3)
+with its 95% bootstrap CI, and a verdict -- "ours worse" or "ours better" only when that CI excludes zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+from scripts.plot import bootstrap_ci, iqm  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Case:
+    algo: str
+    env: str
+    steps: int
+    eval_every: int
+    budgets: tuple[int, ...]  # env steps at which the report compares
+    overrides: tuple[str, ...] = ()  # extra train.py overrides (both libraries read them from the composed config)
+    aligned: str = ""  # what had to be aligned by hand, said in the report
+    name_suffix: str = ""  # a variant of ours; its SB3 side is the base case's (``sb3_case``)
+
+    @property
+    def name(self) -> str:
+        return f"{self.algo}_{self.env}{self.name_suffix}"
+
+    @property
+    def sb3_case(self) -> str:
+        return f"{self.algo}_{self.env}"
+
+    def train_overrides(self) -> list[str]:
+        return [f"algo={self.algo}", f"env={self.env}", f"total_steps={self.steps}", f"eval_every={self.eval_every}",
+                *self.overrides]
+
+
+_STARTS_5K = ("algo.random_steps=5000", "algo.learning_starts=5000")
+CASES = {c.name: c for c in [
+    Case("sac", "halfcheetah", 30_000, 5000, (20_000, 25_000, 30_000), _STARTS_5K,
+         "action bounds are +-1, so the log-probability's action-scale term is zero in both"),
+    Case("sac", "hopper", 30_000, 5000, (20_000, 25_000, 30_000), _STARTS_5K,
+         "action bounds are +-1, so the log-probability's action-scale term is zero in both"),
+    Case("sac", "halfcheetah", 30_000, 5000, (20_000, 25_000, 30_000), (*_STARTS_5K, "algo.log_prob_eps=1e-6"),
+         "ours with SB3's 1e-6 inside log(1 - tanh(u)^2) (ablation of the one difference found)", "_eps"),
+    Case("td3", "hopper", 30_000, 5000, (20_000, 25_000, 30_000), _STARTS_5K,
+         "SB3's TD3 at our learning rate 3e-4 (its default is 1e-3) and 256-256 networks (its default 400-300)"),
+    Case("dqn", "cartpole", 100_000, 5000, (50_000, 100_000), (),
+         "SB3's linear epsilon schedule replaced by ours (exponential decay); soft target updates every step"),
+    Case("a2c", "cartpole", 200_000, 10_000, (100_000, 200_000), (),
+         "SB3's A2C with our optimizer (Adam), entropy/value coefficients, n_steps and 16 envs"),
+]}
+
+
+def compose(case: Case, seed: int):
+    """The run config ``train.py`` would compose for this case and seed."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from conf.schema import register
+
+    register()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = hydra_compose(config_name="config", overrides=[*case.train_overrides(), f"seed={seed}"])
+    GlobalHydra.instance().clear()
+    return cfg
+
+
+# ----------------------------------------------------------------------------------------------- SB3 side
+class _SB3Policy:
+    """The ``act(obs, deterministic)`` interface our ``evaluate`` calls, over an SB3 model."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def act(self, obs, deterministic: bool = True):
+        return self.model.predict(obs, deterministic=deterministic)[0]
+
+
+def _same(values: dict, what: str):
+    distinct = set(values.values())
+    if len(distinct) != 1:
+        raise SystemExit(f"error: SB3 uses one {what} for all networks; ours differ: {values}")
+    return distinct.pop()
+
+
+def sb3_model(cfg, env):
+    """An SB3 model with the settings of our composed config ``cfg`` (only the ones both libraries have)."""
+    import stable_baselines3 as sb3
+    from stable_baselines3.common.noise import NormalActionNoise
+
+    a, name = cfg.algo, cfg.algo.name
+    common = dict(seed=cfg.seed, device="cpu", verbose=0, gamma=a.gamma)
+    if name in ("sac", "td3"):
+        if a.random_steps != a.learning_starts:
+            raise SystemExit("error: SB3 acts at random exactly until learning_starts; set random_steps equal to it")
+        off = dict(buffer_size=a.buffer_size, learning_starts=a.learning_starts, batch_size=a.batch_size, tau=a.tau,
+                   train_freq=1, gradient_steps=a.updates_per_step,
+                   policy_kwargs=dict(net_arch=dict(pi=list(a.actor_hidden), qf=list(a.critic_hidden))))
+    if name == "sac":
+        lr = _same({"actor_lr": a.actor_lr, "critic_lr": a.critic_lr, "alpha_lr": a.alpha_lr}, "learning rate")
+        ent = f"auto_{a.init_alpha}" if a.autotune else a.init_alpha
+        target = "auto" if a.target_entropy is None else a.target_entropy
+        return sb3.SAC("MlpPolicy", env, learning_rate=lr, ent_coef=ent, target_entropy=target, **off, **common)
+    if name == "td3":
+        lr = _same({"actor_lr": a.actor_lr, "critic_lr": a.critic_lr}, "learning rate")
+        n = env.action_space.shape[0]
+        # SB3 adds its noise to the action scaled to [-1, 1]; ours is expl_noise times the half-width: the same.
+        noise = NormalActionNoise(np.zeros(n), a.expl_noise * np.ones(n)) if a.expl_noise > 0 else None
+        return sb3.TD3("MlpPolicy", env, learning_rate=lr, action_noise=noise, policy_delay=a.policy_freq,
+                       target_policy_noise=a.policy_noise, target_noise_clip=a.noise_clip, **off, **common)
+    if name == "dqn":
+        model = sb3.DQN("MlpPolicy", env, learning_rate=a.lr, buffer_size=a.buffer_size, learning_starts=a.learning_starts,
+                        batch_size=a.batch_size, tau=a.tau, train_freq=a.train_every, gradient_steps=a.updates_per_step,
+                        target_update_interval=max(a.target_update_every, 1),
+                        max_grad_norm=1e9 if a.grad_clip_value <= 0 else a.grad_clip_norm_for_sb3,
+                        policy_kwargs=dict(net_arch=list(a.hidden)), **common)
+        return model
+    if name == "a2c":
+        raise SystemExit("error: a2c parity is not wired yet")
+    raise SystemExit(f"error: no SB3 counterpart for algo {name}")
+
+
+def sb3_job(case: Case, seed: int, run_dir: Path) -> None:
+    """Train SB3 on this case and seed, evaluating with our function; rows go to ``run_dir/metrics.jsonl``."""
+    import torch
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    import envs
+    from algos.common.evaluate import evaluate
+    from algos.common.loops import EVAL_SEED_OFFSET
+
+    torch.set_num_threads(1)
+    cfg = compose(case, seed)
+    env, _ = envs.make(cfg.env, cfg.seed)
+    eval_env, _ = envs.make(cfg.env, cfg.seed + EVAL_SEED_OFFSET, train=False)
+    model = sb3_model(cfg, env)
+    if cfg.algo.name == "dqn":  # our exponential epsilon decay in place of SB3's linear schedule
+        a, total = cfg.algo, cfg.total_steps
+        model.exploration_schedule = lambda remaining: a.eps_end + (a.eps_start - a.eps_end) * np.exp(
+            -(1.0 - remaining) * total / a.eps_decay)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    out = open(run_dir / "metrics.jsonl", "w")
+    start = time.time()
+
+    class Eval(BaseCallback):
+        def _on_step(self) -> bool:
+            t = self.model.num_timesteps
+            if t % cfg.eval_every == 0 or t == cfg.total_steps:
+                row = evaluate(_SB3Policy(self.model), eval_env, cfg.eval_episodes, cfg.seed + EVAL_SEED_OFFSET)
+                out.write(json.dumps({"step": t, **row, "time/wall_s": time.time() - start}) + "\n")
+                out.flush()
+            return True
+
+    model.learn(total_timesteps=cfg.total_steps, callback=Eval())
+    out.close()
+    (run_dir / "done").write_text("")
+
+
+# ----------------------------------------------------------------------------------------------- harness
+def _job_dir(out: Path, case: Case, lib: str, seed: int) -> Path:
+    return out / case.name / lib / f"seed{seed}"
+
+
+def run_job(out: Path, case: Case, lib: str, seed: int) -> str:
+    d = _job_dir(out, case, lib, seed)
+    if (d / "done").exists():
+        return f"{case.name} {lib} seed{seed}: finished before"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    if lib == "ours":
+        if (d / "checkpoint.pt").exists():
+            args = [f"resume={d}"]
+        else:
+            shutil.rmtree(d, ignore_errors=True)
+            args = [*case.train_overrides(), f"seed={seed}", "hardware.threads=1", "logger=none", "progress=false",
+                    f"hydra.run.dir={d}"]
+        cmd = [sys.executable, str(ROOT / "train.py"), *args]
+    else:
+        shutil.rmtree(d, ignore_errors=True)
+        cmd = [sys.executable, str(Path(__file__).resolve()), "_sb3", case.name, str(seed), str(d)]
+    d.parent.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    with open(d.parent / f"seed{seed}.log", "a") as logf:
+        rc = subprocess.call(cmd, cwd=ROOT, env=env, stdout=logf, stderr=subprocess.STDOUT)
+    wall = time.time() - start
+    if rc == 0 and d.exists():
+        (d / "wall_s").write_text(f"{wall:.1f}\n")
+    return f"{case.name} {lib} seed{seed}: rc={rc} in {wall:.0f} s"
+
+
+def parse_seeds(text: str) -> list[int]:
+    seeds: list[int] = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        seeds += list(range(int(lo), int(hi or lo) + 1))
+    return seeds
+
+
+def _evals(run_dir: Path) -> dict[int, float]:
+    from algos.common.logger import read_metrics
+
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return {}
+    return {int(r["step"]): float(r["eval/return_mean"]) for r in read_metrics(path) if "eval/return_mean" in r}
+
+
+def diff_ci(a, b, n_boot: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile-bootstrap CI of mean(a) - mean(b), seeds resampled within each group."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    rng = np.random.default_rng(seed)
+    da = a[rng.integers(0, len(a), (n_boot, len(a)))].mean(1)
+    db = b[rng.integers(0, len(b), (n_boot, len(b)))].mean(1)
+    lo, hi = np.quantile(da - db, [0.025, 0.975])
+    return float(lo), float(hi)
+
+
+def verdict(lo: float, hi: float) -> str:
+    return "ours worse" if hi < 0 else "ours better" if lo > 0 else "no difference resolved"
+
+
+def report(out: Path, names: list[str]) -> None:
+    rows, table, curves = [], [], {}
+    for name in names:
+        case = CASES[name]
+        libs = {}
+        for lib in ("ours", "sb3"):
+            base = out / (case.sb3_case if lib == "sb3" else name) / lib
+            runs = sorted(base.glob("seed*/")) if base.exists() else []
+            libs[lib] = {int(d.name[4:]): (_evals(d), (d / "done").exists(), d) for d in runs if d.is_dir()}
+        if not any(libs.values()):
+            continue
+        curves[name] = libs
+        for budget in case.budgets:
+            entry = {"case": name, "budget": budget, "aligned": case.aligned}
+            for lib, runs in libs.items():
+                vals = {s: ev[budget] for s, (ev, _, _) in runs.items() if budget in ev}
+                v = list(vals.values())
+                entry[lib] = {"seeds": sorted(vals), "values": v,
+                              "mean": float(np.mean(v)) if v else None,
+                              "ci": bootstrap_ci(v) if v else None, "iqm": iqm(v) if v else None}
+            o, s = entry["ours"]["values"], entry["sb3"]["values"]
+            if len(o) >= 2 and len(s) >= 2:
+                lo, hi = diff_ci(o, s)
+                entry.update(diff=float(np.mean(o) - np.mean(s)), diff_ci=(lo, hi), verdict=verdict(lo, hi))
+            else:
+                entry.update(diff=None, diff_ci=None, verdict="too few seeds")
+            rows.append(entry)
+        walls = {lib: [float((d / "wall_s").read_text()) for _, (_, done, d) in runs.items()
+                       if done and (d / "wall_s").exists()] for lib, runs in libs.items()}
+        table.append((name, {lib: (len([1 for _, (_, done, _) in runs.items() if done]), len(runs),
+                                   np.median(walls[lib]) if walls[lib] else float("nan")) for lib, runs in libs.items()}))
+
+    def fmt(e):
+        if e["mean"] is None:
+            return "-", "-", "-"
+        return f"{e['mean']:.0f}", f"[{e['ci'][0]:.0f}, {e['ci'][1]:.0f}]", f"{e['iqm']:.0f}"
+
+    lines = ["| case | env steps | ours: seeds | mean | 95% CI | IQM | SB3: seeds | mean | 95% CI | IQM "
+             "| ours - SB3 [95% CI] | verdict |", "|" + "---|" * 12]
+    for e in rows:
+        om, oc, oi = fmt(e["ours"])
+        sm, sc, si = fmt(e["sb3"])
+        d = (f"{e['diff']:+.0f} [{e['diff_ci'][0]:+.0f}, {e['diff_ci'][1]:+.0f}]" if e["diff"] is not None else "-")
+        lines.append(f"| {e['case']} | {e['budget']} | {len(e['ours']['values'])} | {om} | {oc} | {oi} | "
+                     f"{len(e['sb3']['values'])} | {sm} | {sc} | {si} | {d} | {e['verdict']} |")
+    lines += ["", "| case | ours: finished / started | median wall s | SB3: finished / started | median wall s | aligned |",
+              "|---|---|---|---|---|---|"]
+    for name, t in table:
+        o, s = t.get("ours", (0, 0, float("nan"))), t.get("sb3", (0, 0, float("nan")))
+        lines.append(f"| {name} | {o[0]} / {o[1]} | {o[2]:.0f} | {s[0]} / {s[1]} | {s[2]:.0f} | {CASES[name].aligned} |")
+    per_seed = ["", "Per seed (final budget):", ""]
+    for e in rows:
+        if e["budget"] == CASES[e["case"]].budgets[-1]:
+            for lib in ("ours", "sb3"):
+                vals = ", ".join(f"s{s} {v:.0f}" for s, v in zip(e[lib]["seeds"], e[lib]["values"]))
+                per_seed.append(f"- {e['case']} {lib}: {vals or '-'}")
+    text = "\n".join(lines + per_seed) + "\n"
+    (out / "report.md").write_text(text)
+    (out / "report.json").write_text(json.dumps(rows, indent=1))
+    print(text)
+    _plot(out, curves)
+
+
+def _plot(out: Path, curves: dict) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.3), squeeze=False)
+    for ax, (name, libs) in zip(axes[0], curves.items()):
+        for lib, runs in libs.items():
+            steps = sorted(set.intersection(*[set(ev) for ev, _, _ in runs.values()])) if runs else []
+            if not steps:
+                continue
+            vals = np.array([[ev[t] for t in steps] for ev, _, _ in runs.values()])
+            ci = np.array([bootstrap_ci(vals[:, j]) for j in range(len(steps))])
+            ax.plot(steps, vals.mean(0), label=f"{lib} ({len(vals)} seeds)")
+            ax.fill_between(steps, ci[:, 0], ci[:, 1], alpha=0.2)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("env steps")
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("eval return (mean, 95% CI)")
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="run the cases' jobs (skipping finished ones), then report")
+    r.add_argument("cases", nargs="+", choices=sorted(CASES))
+    r.add_argument("--seeds", default="0-4")
+    r.add_argument("--jobs", type=int, default=2, help="jobs at a time (one torch thread each; at most the cores)")
+    r.add_argument("--libs", default="ours,sb3")
+    r.add_argument("--out", type=Path, default=ROOT / "runs" / "parity")
+    rep = sub.add_parser("report", help="write the table and plot from what has finished so far")
+    rep.add_argument("cases", nargs="*")
+    rep.add_argument("--out", type=Path, default=ROOT / "runs" / "parity")
+    sub.add_parser("list", help="list the cases")
+    j = sub.add_parser("_sb3")  # internal: one SB3 job
+    j.add_argument("case")
+    j.add_argument("seed", type=int)
+    j.add_argument("dir", type=Path)
+    args = p.parse_args(argv)
+
+    if args.cmd == "list":
+        for c in CASES.values():
+            print(f"{c.name:22s} {' '.join(c.train_overrides())}  | budgets {c.budgets}")
+        return
+    if args.cmd == "_sb3":
+        sb3_job(CASES[args.case], args.seed, args.dir)
+        return
+    if args.cmd == "report":
+        report(args.out, args.cases or [n for n in CASES if (args.out / n).exists()])
+        return
+    if args.jobs > (os.cpu_count() or 1):
+        raise SystemExit(f"error: --jobs {args.jobs} exceeds the {os.cpu_count()} cores; allowed: 1..{os.cpu_count()}")
+    libs = args.libs.split(",")
+    if "sb3" in libs:
+        try:
+            import stable_baselines3  # noqa: F401
+        except ImportError:
+            raise SystemExit("error: stable-baselines3 is not installed; pip install -r requirements-bench.txt")
+    jobs = [(CASES[c], lib, s) for c in args.cases for s in parse_seeds(args.seeds) for lib in libs
+            if not (lib == "sb3" and CASES[c].name_suffix)]  # an ablation of ours has no SB3 side of its own
+    print(f"{len(jobs)} jobs, {args.jobs} at a time, 1 torch thread each; output in {args.out}", flush=True)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for msg in pool.map(lambda job: run_job(args.out, *job), jobs):
+            print(time.strftime("%H:%M:%S"), msg, flush=True)
+    report(args.out, list(dict.fromkeys(args.cases)))
+
+
+if __name__ == "__main__":
+    main()
