@@ -1,5 +1,6 @@
 """Algorithm registry: name -> module. Each module defines ``Config``, ``Agent``, ``LOOP`` and ``ACTION_SPACES``
-(offline ones also ``OFFLINE = True``)."""
+(offline ones also ``OFFLINE = True``). A named variant (``conf/algo/<variant>.yaml`` with ``name: <variant>``) maps
+to its base algorithm's module."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from types import ModuleType
 
 ALGOS: dict[str, str] = {
     "dqn": "algos.dqn",
+    "dqn_tutorial": "algos.dqn",  # variants: their own name, so their own run directory, W&B group and report row
     "ddpg": "algos.ddpg",
+    "ddpg_lillicrap": "algos.ddpg",
     "td3": "algos.td3",
     "sac": "algos.sac",
     "a2c": "algos.a2c",

@@ -79,8 +79,8 @@ CASES = {c.name: c for c in [
          "SB3's TD3 at our learning rate 3e-4 (its default is 1e-3) and 256-256 networks (its default 400-300)"),
     Case("dqn", "cartpole", 100_000, 5000, (50_000, 100_000), (),
          "SB3's linear epsilon schedule replaced by ours (exponential decay); soft target updates every step"),
-    Case("a2c", "cartpole", 200_000, 10_000, (100_000, 200_000), (),
-         "SB3's A2C with our optimizer (Adam), entropy/value coefficients, n_steps and 16 envs"),
+    Case("a2c", "cartpole", 500_000, 10_000, (100_000, 250_000, 500_000), (),
+         "SB3's A2C without its orthogonal init (ours has none) and with our entropy coefficient 0.01 (its default 0)"),
 ]}
 
 
@@ -121,6 +121,7 @@ def _same(values: dict, what: str):
 def sb3_model(cfg, env):
     """An SB3 model with the settings of our composed config ``cfg`` (only the ones both libraries have)."""
     import stable_baselines3 as sb3
+    import torch
     from stable_baselines3.common.noise import NormalActionNoise
 
     a, name = cfg.algo, cfg.algo.name
@@ -129,7 +130,7 @@ def sb3_model(cfg, env):
         if a.random_steps != a.learning_starts:
             raise SystemExit("error: SB3 acts at random exactly until learning_starts; set random_steps equal to it")
         off = dict(buffer_size=a.buffer_size, learning_starts=a.learning_starts, batch_size=a.batch_size, tau=a.tau,
-                   train_freq=1, gradient_steps=a.updates_per_step,
+                   train_freq=a.train_every, gradient_steps=a.gradient_steps,
                    policy_kwargs=dict(net_arch=dict(pi=list(a.actor_hidden), qf=list(a.critic_hidden))))
     if name == "sac":
         lr = _same({"actor_lr": a.actor_lr, "critic_lr": a.critic_lr, "alpha_lr": a.alpha_lr}, "learning rate")
@@ -144,14 +145,32 @@ def sb3_model(cfg, env):
         return sb3.TD3("MlpPolicy", env, learning_rate=lr, action_noise=noise, policy_delay=a.policy_freq,
                        target_policy_noise=a.policy_noise, target_noise_clip=a.noise_clip, **off, **common)
     if name == "dqn":
-        model = sb3.DQN("MlpPolicy", env, learning_rate=a.lr, buffer_size=a.buffer_size, learning_starts=a.learning_starts,
-                        batch_size=a.batch_size, tau=a.tau, train_freq=a.train_every, gradient_steps=a.updates_per_step,
-                        target_update_interval=max(a.target_update_every, 1),
-                        max_grad_norm=1e9 if a.grad_clip_value <= 0 else a.grad_clip_norm_for_sb3,
-                        policy_kwargs=dict(net_arch=list(a.hidden)), **common)
-        return model
+        if a.random_steps != a.learning_starts:
+            raise SystemExit("error: SB3 acts at random exactly until learning_starts; set random_steps equal to it")
+        if a.grad_clip_value > 0 or a.double:
+            raise SystemExit("error: SB3's DQN has no per-element gradient clipping and no double-Q target")
+        if a.target_update_every > 0:  # SB3 counts its target interval in env steps, ours in updates
+            tau, interval = 1.0, max(1, a.target_update_every * a.train_every // a.gradient_steps)
+        elif a.train_every == a.gradient_steps == 1:
+            tau, interval = a.tau, 1
+        else:
+            raise SystemExit("error: soft target updates every update need train_every = gradient_steps = 1 in SB3")
+        opt = dict(optimizer_class=torch.optim.AdamW, optimizer_kwargs=dict(weight_decay=a.weight_decay, amsgrad=a.amsgrad))
+        return sb3.DQN("MlpPolicy", env, learning_rate=a.lr, buffer_size=a.buffer_size, learning_starts=a.learning_starts,
+                       batch_size=a.batch_size, tau=tau, train_freq=a.train_every, gradient_steps=a.gradient_steps,
+                       target_update_interval=interval, max_grad_norm=a.grad_clip_norm if a.grad_clip_norm > 0 else 1e9,
+                       policy_kwargs=dict(net_arch=list(a.hidden), **opt), **common)
     if name == "a2c":
-        raise SystemExit("error: a2c parity is not wired yet")
+        if a.rms_alpha != 0.99 or a.lr_anneal or a.shared_trunk:
+            raise SystemExit("error: SB3's A2C has RMSprop alpha 0.99, a constant learning rate and separate networks")
+        kwargs = dict(net_arch=dict(pi=list(a.hidden), vf=list(a.hidden)), activation_fn=torch.nn.Tanh,
+                      ortho_init=False, log_std_init=a.log_std_init)
+        if a.optimizer == "adam":
+            kwargs.update(optimizer_class=torch.optim.Adam, optimizer_kwargs=dict(eps=a.eps))
+        return sb3.A2C("MlpPolicy", env, learning_rate=a.lr, n_steps=a.n_steps, gae_lambda=a.gae_lambda,
+                       ent_coef=a.entropy_coef, vf_coef=a.value_coef, max_grad_norm=a.max_grad_norm,
+                       use_rms_prop=a.optimizer == "rmsprop", rms_prop_eps=a.eps, normalize_advantage=a.normalize_advantage,
+                       policy_kwargs=kwargs, **common)
     raise SystemExit(f"error: no SB3 counterpart for algo {name}")
 
 
@@ -166,21 +185,29 @@ def sb3_job(case: Case, seed: int, run_dir: Path) -> None:
 
     torch.set_num_threads(1)
     cfg = compose(case, seed)
-    env, _ = envs.make(cfg.env, cfg.seed)
+    if cfg.algo.name == "a2c":  # the same sub-envs as ours: env i seeded seed + i
+        from stable_baselines3.common.vec_env import DummyVecEnv
+
+        env = DummyVecEnv([lambda i=i: envs.make(cfg.env, cfg.seed + i)[0] for i in range(cfg.hardware.num_envs)])
+    else:
+        env, _ = envs.make(cfg.env, cfg.seed)
     eval_env, _ = envs.make(cfg.env, cfg.seed + EVAL_SEED_OFFSET, train=False)
     model = sb3_model(cfg, env)
-    if cfg.algo.name == "dqn":  # our exponential epsilon decay in place of SB3's linear schedule
+    if cfg.algo.name == "dqn":  # our exponential epsilon decay (counted after the random steps) for SB3's linear one
         a, total = cfg.algo, cfg.total_steps
         model.exploration_schedule = lambda remaining: a.eps_end + (a.eps_start - a.eps_end) * np.exp(
-            -(1.0 - remaining) * total / a.eps_decay)
+            -max(0.0, (1.0 - remaining) * total - a.random_steps) / a.eps_decay)
     run_dir.mkdir(parents=True, exist_ok=True)
     out = open(run_dir / "metrics.jsonl", "w")
     start = time.time()
 
     class Eval(BaseCallback):
+        last = 0
+
         def _on_step(self) -> bool:
-            t = self.model.num_timesteps
-            if t % cfg.eval_every == 0 or t == cfg.total_steps:
+            t = self.model.num_timesteps  # vector envs advance by num_envs: evaluate once per interval, as ours
+            crossed, Eval.last = t // cfg.eval_every > Eval.last // cfg.eval_every, t
+            if crossed or t >= cfg.total_steps:
                 row = evaluate(_SB3Policy(self.model), eval_env, cfg.eval_episodes, cfg.seed + EVAL_SEED_OFFSET)
                 out.write(json.dumps({"step": t, **row, "time/wall_s": time.time() - start}) + "\n")
                 out.flush()

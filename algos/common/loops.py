@@ -45,7 +45,8 @@ class OffPolicyConfig:
     buffer_size: int = 1_000_000  # replay capacity (transitions)
     learning_starts: int = 1_000  # updates begin once the buffer holds this many transitions
     random_steps: int = 0  # uniform random actions for the first random_steps env steps
-    updates_per_step: int = 1  # gradient updates per env step once learning has started
+    train_every: int = 1  # env steps between update phases (SB3's train_freq); 1: after every env step
+    gradient_steps: int = 1  # gradient updates in each update phase, once learning has started
 
 
 @dataclass
@@ -308,10 +309,10 @@ def off_policy(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: P
             buffer.add(obs, action, reward, next_obs, terminated, truncated)
             obs = next_obs
             metrics, n = None, 0
-            if len(buffer) >= a.learning_starts:
-                for _ in range(a.updates_per_step):
+            if len(buffer) >= a.learning_starts and (run.step + 1) % a.train_every == 0:
+                for _ in range(a.gradient_steps):
                     metrics = agent.update(buffer.sample(a.batch_size))
-                n = a.updates_per_step
+                n = a.gradient_steps
             if terminated or truncated:
                 run.episode(info["episode"]["r"], info["episode"]["l"], at_step=run.step + 1)
             run.advance(1, n, metrics)
