@@ -40,6 +40,7 @@ from envs import EnvSpec
 
 ACTION_SPACES = ("discrete",)
 LOOP = "off_policy"
+DEFAULT_THREADS = 1  # hardware.threads=0: one torch thread (as fast as two for these networks; docs/results.md)
 
 
 @dataclass

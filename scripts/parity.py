@@ -405,8 +405,8 @@ def main(argv=None) -> None:
     if "sb3" in libs:
         try:
             import stable_baselines3  # noqa: F401
-        except ImportError:
-            raise SystemExit("error: stable-baselines3 is not installed; pip install -r requirements-bench.txt")
+        except ImportError as e:
+            raise SystemExit("error: stable-baselines3 is not installed; pip install -r requirements-bench.txt") from e
     jobs = [(CASES[c], lib, s) for c in args.cases for s in parse_seeds(args.seeds) for lib in libs
             if not (lib == "sb3" and CASES[c].name_suffix)]  # an ablation of ours has no SB3 side of its own
     print(f"{len(jobs)} jobs, {args.jobs} at a time, 1 torch thread each; output in {args.out}", flush=True)

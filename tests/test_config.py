@@ -90,7 +90,7 @@ def test_misspelled_key_in_yaml_fails(compose_cfg, tmp_path):
 @pytest.mark.parametrize("overrides, needle", [
     (["env=pendulum"], "needs discrete actions"),
     (["algo.gamma=1.5"], "algo.gamma=1.5"),
-    (["algo.batch_size=20000"], "batch_size=20000 is larger than algo.buffer_size"),
+    (["algo.batch_size=200000"], "batch_size=200000 is larger than algo.buffer_size"),
     (["total_steps=0"], "total_steps=0"),
     (["total_steps=-5"], "total_steps=-5"),
     (["algo.lr=-1"], "algo.lr=-1"),

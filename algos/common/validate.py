@@ -65,12 +65,40 @@ def validate_algo(a: DictConfig) -> None:
         _check(a.learning_starts >= 1, f"algo.learning_starts={a.learning_starts} must be >= 1")
 
 
+STARTS = ("random_steps", "learning_starts")
+STARTS_SHARE = 0.1  # defaults above this share of total_steps are scaled down to it
+
+
+def fit_starts(cfg: DictConfig, explicit: set[str]) -> list[str]:
+    """Random and learning starts that fit the budget.
+
+    The algorithms' defaults follow the 1M-step protocol (TD3/DDPG 25k, SAC 10k). A default that exceeds
+    ``STARTS_SHARE`` of ``total_steps`` is scaled down to that share (at least one batch), and each change is
+    returned as one line to print; values set on the command line (``explicit``, as ``algo.<key>``) are kept, but one that is not below ``total_steps`` -- a run that would never update or
+    only act at random -- is refused. Offline and on-policy configs have no starts and are left alone.
+    """
+    a, total, notes = cfg.algo, cfg.total_steps, []
+    for key in STARTS:
+        if key not in a:
+            continue
+        if f"algo.{key}" in explicit:
+            _check(a[key] < total, f"algo.{key}={a[key]} is not below total_steps={total}: the run would "
+                   f"{'never update' if key == 'learning_starts' else 'act at random throughout'}; "
+                   f"allowed: algo.{key} < total_steps")
+        elif a[key] > STARTS_SHARE * total:
+            new = max(int(STARTS_SHARE * total), min(a.get("batch_size", 1), a[key]), 1)
+            notes.append(f"algo.{key}: the default {a[key]} is over {STARTS_SHARE:.0%} of total_steps={total}; "
+                         f"using {new} (set algo.{key} to choose)")
+            a[key] = new
+    return notes
+
+
 def validate_hardware(h: DictConfig) -> None:
     dev = str(h.device)
     _check(dev == "cpu" or dev.startswith("cuda"), f"hardware.device={dev} is not supported; allowed: cpu, cuda, cuda:<index>")
     if dev.startswith("cuda"):
         _check(torch.cuda.is_available(), f"hardware.device={dev} but no CUDA device is available; use hardware=cpu")
-    _check(h.threads >= 0, f"hardware.threads={h.threads} must be >= 0 (0: torch's default)")
+    _check(h.threads >= 0, f"hardware.threads={h.threads} must be >= 0 (0: auto)")
     _check(h.num_envs >= 1, f"hardware.num_envs={h.num_envs} must be >= 1")
     _check(h.vector in ("sync", "async"), f"hardware.vector={h.vector} is not supported; allowed: sync, async")
     _check(h.workers >= 0, f"hardware.workers={h.workers} must be >= 0 (0: one per CPU core)")
