@@ -223,10 +223,25 @@ def _job_dir(out: Path, case: Case, lib: str, seed: int) -> Path:
     return out / case.name / lib / f"seed{seed}"
 
 
+def _running_elsewhere(d: Path) -> bool:
+    """A process (an earlier harness's job) is already writing this job's directory."""
+    me = str(os.getpid())
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            args = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if proc.name != me and {str(d), f"hydra.run.dir={d}", f"resume={d}"} & set(args):
+            return True
+    return False
+
+
 def run_job(out: Path, case: Case, lib: str, seed: int) -> str:
     d = _job_dir(out, case, lib, seed)
     if (d / "done").exists():
         return f"{case.name} {lib} seed{seed}: finished before"
+    if _running_elsewhere(d):
+        return f"{case.name} {lib} seed{seed}: running in another process; left to it"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     if lib == "ours":
         if (d / "checkpoint.pt").exists():
@@ -407,7 +422,8 @@ def main(argv=None) -> None:
             import stable_baselines3  # noqa: F401
         except ImportError as e:
             raise SystemExit("error: stable-baselines3 is not installed; pip install -r requirements-bench.txt") from e
-    jobs = [(CASES[c], lib, s) for c in args.cases for s in parse_seeds(args.seeds) for lib in libs
+    # Seed-major order: stopped part way, every case has the same seeds finished.
+    jobs = [(CASES[c], lib, s) for s in parse_seeds(args.seeds) for c in args.cases for lib in libs
             if not (lib == "sb3" and CASES[c].name_suffix)]  # an ablation of ours has no SB3 side of its own
     print(f"{len(jobs)} jobs, {args.jobs} at a time, 1 torch thread each; output in {args.out}", flush=True)
     with ThreadPoolExecutor(args.jobs) as pool:
