@@ -4,14 +4,20 @@
     python scripts/bench.py --threads 1,2 --algos td3,sac --rounds 5
     python scripts/bench.py --quick              # a few steps of each, to check the script runs (CI)
 
-Settings follow the peers' defaults for the comparison (batch 256, learning starts 1000, one update per env
-step; DQN batch 128). For each thread count and algorithm it measures, after a warm-up:
-- ``steps/s``: act -> env step -> store -> update, learning already started (what a training run sees);
-- ``updates/s``: updates alone on a filled buffer;
+Settings are the composed run config of ``python train.py algo=<algo> env=<env>`` (our defaults, with 1000
+random/learning starts), and SB3 gets the same ones from that config (``scripts/parity.py``'s mapping). For
+each thread count and algorithm it measures, after a warm-up:
+- ``steps/s``: ``python train.py``'s own path -- ``train.run`` in this process with its loop, Runner, finite
+  checks and logging (to ``metrics.jsonl`` only, ``logger=none``), continued block by block from its own
+  checkpoint as a resumed run is; the rate is the Runner's ``time/sps`` inside each block (start-up, the
+  resume and the block's final evaluation and checkpoint are outside it);
+- ``bare steps/s``: the same agent in a bare act -> env step -> store -> update loop, no Runner; the gap
+  between the two is what the real path costs beyond the update;
+- ``updates/s``: updates alone on a filled buffer, and SB3's ``train()`` alone on its filled buffer;
 - ``act (us)``: one exploratory action for one observation;
 - ``% bound``: updates/s as a fraction of the FLOP bound (analytic FLOPs per update / measured matmul peak).
-If stable-baselines3 is installed (``pip install -r requirements-bench.txt``), SB3 trains the same env at the
-same settings in the same process. Ours and SB3's timed blocks alternate (``--rounds`` of each, both models
+If stable-baselines3 is installed (``pip install -r requirements-bench.txt``), SB3's ``learn()`` trains the same
+env at the same settings in the same process. Ours and SB3's timed blocks alternate (``--rounds`` of each, both models
 kept warm between blocks), so drift of this noisy machine hits both; the table gives the median of each and
 the median of the per-round ratios. The 1-minute load average is recorded with each row.
 """
@@ -36,12 +42,12 @@ import envs  # noqa: E402
 from algos.common.buffer import ReplayBuffer  # noqa: E402
 from envs import EnvConfig  # noqa: E402
 
-CASES = {  # algo -> (env id, config overrides)
-    "td3": ("Hopper-v5", {"batch_size": 256}),
-    "sac": ("Hopper-v5", {"batch_size": 256}),
-    "ddpg": ("Hopper-v5", {"batch_size": 256}),
-    "dqn": ("CartPole-v1", {"batch_size": 128}),
-    "a2c": ("CartPole-v1", {}),
+CASES = {  # algo -> (env option, env id)
+    "td3": ("hopper", "Hopper-v5"),
+    "sac": ("hopper", "Hopper-v5"),
+    "ddpg": ("hopper", "Hopper-v5"),
+    "dqn": ("cartpole", "CartPole-v1"),
+    "a2c": ("cartpole", "CartPole-v1"),
 }
 
 
@@ -108,30 +114,74 @@ def make_agent(algo: str, env_id: str, overrides: dict):
     return module, cfg, spec, module.Agent(cfg, spec, torch.device("cpu"))
 
 
-class Ours:
-    """Our agent in the loop a training run uses: act -> env step -> store -> one update."""
+def run_overrides(algo: str, env: str, learning_starts: int, block: int) -> list[str]:
+    """``train.py`` overrides of the benchmarked runs: defaults, plus starts, logging and no periodic work."""
+    return [f"algo={algo}", f"env={env}", f"algo.random_steps={learning_starts}",
+            f"algo.learning_starts={learning_starts}", "logger=none", "progress=false", "eval_episodes=1",
+            f"log_every={max(block // 3, 1)}", "eval_every=1000000000", "checkpoint_every=1000000000"]
 
-    def __init__(self, algo: str, env_id: str, overrides: dict, learning_starts: int):
-        self.algo = algo
-        module, self.cfg, self.spec, self.agent = make_agent(algo, env_id, overrides)
-        self.env, _ = envs.make(EnvConfig(name=env_id, id=env_id), seed=0)
+
+class TrainPath:
+    """Our side as ``python train.py`` runs it: ``train.run`` in-process, extended by ``n`` env steps per call and
+    resumed from its own checkpoint each time. ``run`` returns the Runner's logged env steps/s inside the block
+    (its first interval, which holds the resume, is left out)."""
+
+    def __init__(self, overrides: list[str], learning_starts: int, run_dir: Path):
+        import shutil
+
+        from scripts.parity import compose_overrides
+
+        self.overrides, self.dir, self.total = overrides, run_dir, learning_starts
+        self.compose = compose_overrides
+        shutil.rmtree(run_dir, ignore_errors=True)
+        run_dir.mkdir(parents=True)
+        self._run()
+
+    def _run(self) -> None:
+        import train
+
+        cfg = self.compose([*self.overrides, f"total_steps={self.total}", f"hardware.threads={torch.get_num_threads()}"])
+        train.run(cfg, envs.probe(cfg.env), self.dir)
+
+    def run(self, n: int) -> float:
+        from algos.common.logger import read_metrics
+
+        before, self.total = self.total, self.total + n
+        t = time.perf_counter()
+        self._run()
+        rates = [r["time/sps"] for r in read_metrics(self.dir / "metrics.jsonl") if "time/sps" in r and r["step"] > before]
+        if not rates:  # a block shorter than log_every (warm-up): the whole call, start-up included
+            return n / (time.perf_counter() - t)
+        return float(np.mean(rates[1:] if len(rates) > 1 else rates))
+
+
+class Ours:
+    """Our agent in a bare loop: act -> env step -> store -> update (no Runner, checks or logging)."""
+
+    def __init__(self, algo: str, cfg, learning_starts: int):
+        self.algo, self.cfg = algo, cfg.algo
+        self.spec = envs.probe(cfg.env)
+        self.agent = algos.get(algo).Agent(cfg.algo, self.spec, torch.device("cpu"))
+        self.env, _ = envs.make(cfg.env, seed=0)
         gen = torch.Generator().manual_seed(0)
-        self.buf = ReplayBuffer(100_000, self.spec.obs_shape, self.spec.action_shape, discrete=self.spec.discrete,
+        self.buf = ReplayBuffer(min(self.cfg.buffer_size, 100_000), self.spec.obs_shape, self.spec.action_shape, discrete=self.spec.discrete,
                                 generator=gen)
         self.obs, _ = self.env.reset(seed=0)
         self.run(learning_starts, learn=False)
 
     def run(self, n: int, learn: bool = True) -> float:
         agent, env, buf, batch = self.agent, self.env, self.buf, self.cfg.batch_size
+        every, k = self.cfg.train_every, self.cfg.gradient_steps
         obs = self.obs
         t = time.perf_counter()
-        for _ in range(n):
+        for i in range(n):
             action = agent.act(obs) if learn else env.action_space.sample()
             nxt, r, term, trunc, _ = env.step(action)
             buf.add(obs, action, r, nxt, term, trunc)
             obs = env.reset()[0] if term or trunc else nxt
-            if learn:
-                agent.update(buf.sample(batch))
+            if learn and (i + 1) % every == 0:
+                for _ in range(k):
+                    agent.update(buf.sample(batch))
         self.obs = obs
         return n / (time.perf_counter() - t)
 
@@ -164,35 +214,24 @@ class Ours:
 
 
 class SB3:
-    """Stable-Baselines3 at our settings (same network sizes, batch, learning start, one update per step,
-    same exploration noise); ``run(n)`` continues training for n more env steps and returns their rate."""
+    """Stable-Baselines3's ``learn()`` at the settings of our composed config (``scripts/parity.py``'s mapping);
+    ``run(n)`` continues training for n more env steps and returns their rate."""
 
-    def __init__(self, algo: str, env_id: str, overrides: dict, learning_starts: int):
-        import gymnasium as gym
-        import stable_baselines3 as sb3
-        from stable_baselines3.common.noise import NormalActionNoise
+    def __init__(self, cfg, learning_starts: int):
+        from scripts.parity import sb3_model
 
-        _, cfg, spec, _ = make_agent(algo, env_id, overrides)
-        env = gym.make(env_id)
-        common = dict(batch_size=cfg.batch_size, learning_starts=learning_starts, train_freq=1, gradient_steps=1,
-                      seed=0, device="cpu", verbose=0)
-        if algo == "dqn":
-            # ours: soft target update every step (the PyTorch tutorial's DQN), so SB3 gets the same
-            self.model = sb3.DQN("MlpPolicy", env, policy_kwargs={"net_arch": list(cfg.hidden)}, tau=cfg.tau,
-                                 target_update_interval=1, buffer_size=cfg.buffer_size, **common)
-        else:
-            arch = {"pi": list(cfg.actor_hidden), "qf": list(cfg.critic_hidden)}
-            extra = {}
-            if algo in ("td3", "ddpg"):
-                half = (spec.action_high - spec.action_low) / 2
-                extra["action_noise"] = NormalActionNoise(np.zeros(spec.action_dim), cfg.expl_noise * half)
-            cls = {"td3": sb3.TD3, "sac": sb3.SAC, "ddpg": sb3.DDPG}[algo]
-            self.model = cls("MlpPolicy", env, policy_kwargs={"net_arch": arch}, **extra, **common)
+        self.cfg = cfg
+        self.model = sb3_model(cfg, envs.make(cfg.env, seed=0)[0])
         self.model.learn(total_timesteps=learning_starts)
 
     def run(self, n: int) -> float:
         t = time.perf_counter()
         self.model.learn(total_timesteps=n, reset_num_timesteps=False)
+        return n / (time.perf_counter() - t)
+
+    def updates_per_s(self, n: int) -> float:
+        t = time.perf_counter()
+        self.model.train(gradient_steps=n, batch_size=self.cfg.algo.batch_size)
         return n / (time.perf_counter() - t)
 
 
@@ -222,25 +261,38 @@ def bench_a2c(env_id: str, steps: int) -> dict:
     return {"steps_per_s": sps, "updates_per_s": ups, "act_us": float("nan"), "flops_per_update": float("nan")}
 
 
-def bench_off_policy(algo: str, env_id: str, overrides: dict, args, with_sb3: bool) -> dict:
-    """Alternate timed blocks of ours and SB3's (both warmed up first); medians over ``args.rounds``."""
-    ours = Ours(algo, env_id, overrides, args.learning_starts)
-    ours.run(max(args.steps // 10, 10))  # warm-up
-    sb3 = SB3(algo, env_id, overrides, args.learning_starts) if with_sb3 else None
+def bench_off_policy(algo: str, env: str, args, with_sb3: bool) -> dict:
+    """Alternate timed blocks of the train.py path, SB3's learn() and the bare loop (all warmed up first);
+    medians over ``args.rounds``."""
+    from scripts.parity import compose_overrides
+
+    cfg = compose_overrides(run_overrides(algo, env, args.learning_starts, args.steps))
+    every = cfg.algo.train_every  # blocks of whole update phases (DQN on CartPole: 128 updates every 256 steps)
+    args = argparse.Namespace(**{**vars(args), "steps": max(args.steps // every, 1) * every})
+    overrides = run_overrides(algo, env, args.learning_starts, args.steps)
+    path = TrainPath(overrides, args.learning_starts, args.out / "runs" / f"{algo}_{env}_t{torch.get_num_threads()}")
+    path.run(max(args.steps // 10, 10))  # warm-up
+    ours = Ours(algo, cfg, args.learning_starts)
+    ours.run(max(args.steps // 10, 10))
+    sb3 = SB3(cfg, args.learning_starts) if with_sb3 else None
     if sb3 is not None:
         sb3.run(max(args.steps // 10, 10))
-    mine, theirs, loads = [], [], []
+    mine, bare, theirs, loads = [], [], [], []
     for _ in range(args.rounds):
-        mine.append(ours.run(args.steps))
+        mine.append(path.run(args.steps))
         if sb3 is not None:
             theirs.append(sb3.run(args.steps))
+        bare.append(ours.run(args.steps))
         loads.append(load())
-    res = {"steps_per_s": float(np.median(mine)), "steps_per_s_rounds": mine,
-           "updates_per_s": ours.updates_per_s(args.updates), "act_us": ours.act_us(),
-           "flops_per_update": ours.flops(), "load": max(loads)}
+    ups = ours.updates_per_s(args.updates)
+    res = {"steps_per_s": float(np.median(mine)), "steps_per_s_rounds": mine, "bare_steps_per_s": float(np.median(bare)),
+           "path_overhead": 1.0 - float(np.median([a / b for a, b in zip(mine, bare)])),
+           "updates_per_s": ups, "act_us": ours.act_us(), "flops_per_update": ours.flops(), "load": max(loads)}
     if sb3 is not None:
+        sb3_ups = sb3.updates_per_s(args.updates)
         res.update(sb3_steps_per_s=float(np.median(theirs)), sb3_steps_per_s_rounds=theirs,
-                   ratio_vs_sb3=float(np.median([a / b for a, b in zip(mine, theirs)])))
+                   ratio_vs_sb3=float(np.median([a / b for a, b in zip(mine, theirs)])),
+                   sb3_updates_per_s=sb3_ups, update_ratio_vs_sb3=ups / sb3_ups)
     if args.profile:
         res["matmul_share"], res["matmul_gflops_in_update"] = ours.matmul_share()
     ours.env.close()
@@ -288,31 +340,36 @@ def main(argv=None) -> list[dict]:
         peak = matmul_peak(512 if args.quick else 1024, 3 if args.quick else 20)
         print(f"threads={threads} matmul peak {peak:.0f} GFLOP/s (load {load():.2f})", flush=True)
         for algo in args.algos.split(","):
-            env_id, overrides = CASES[algo]
+            env, env_id = CASES[algo]
             if algo == "a2c":
                 res = {**bench_a2c(env_id, args.steps * 20), "load": load()}
             else:
-                res = bench_off_policy(algo, env_id, overrides, args, with_sb3)
+                res = bench_off_policy(algo, env, args, with_sb3)
             flops = res["flops_per_update"]
             bound = peak * 1e9 / flops if flops == flops else float("nan")
             row = {"algo": algo, "env": env_id, "threads": threads, "matmul_gflops": peak, "sb3_steps_per_s": None,
-                   "ratio_vs_sb3": None, **res, "flop_bound_updates_per_s": bound,
+                   "ratio_vs_sb3": None, "bare_steps_per_s": None, "path_overhead": None, "sb3_updates_per_s": None,
+                   "update_ratio_vs_sb3": None, **res, "flop_bound_updates_per_s": bound,
                    "fraction_of_bound": res["updates_per_s"] / bound}
             rows.append(row)
-            print(f"  {algo:5s} {env_id:12s} steps/s {fmt(row['steps_per_s'])}  updates/s {fmt(row['updates_per_s'])}  "
+            print(f"  {algo:5s} {env_id:12s} steps/s {fmt(row['steps_per_s'])} (bare {fmt(row['bare_steps_per_s'])})  "
+                  f"updates/s {fmt(row['updates_per_s'])} (SB3 {fmt(row['sb3_updates_per_s'])})  "
                   f"act {fmt(row['act_us'])} us  bound {fmt(100 * row['fraction_of_bound'])}%  "
                   f"SB3 {fmt(row['sb3_steps_per_s'])} ({fmt(row['ratio_vs_sb3'], 2)}x)  load {row['load']:.2f}", flush=True)
             if "matmul_share" in row:
                 print(f"        matmul kernels: {100 * row['matmul_share']:.0f}% of the update's CPU time, "
                       f"{row['matmul_gflops_in_update']:.0f} GFLOP/s there (profiled)", flush=True)
-    md = ["| algo | env | threads | steps/s | updates/s | act (us) | MFLOP/update | FLOP bound (updates/s) | % of bound "
-          "| SB3 steps/s | ratio | load |",
-          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    md = ["| algo | env | threads | train.py steps/s | bare loop steps/s | path overhead | SB3 learn() steps/s "
+          "| end-to-end ratio | updates/s | SB3 updates/s | update ratio | act (us) | MFLOP/update "
+          "| FLOP bound (updates/s) | % of bound | load |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        md.append(f"| {r['algo']} | {r['env']} | {r['threads']} | {fmt(r['steps_per_s'])} | {fmt(r['updates_per_s'])} | "
-                  f"{fmt(r['act_us'])} | {fmt(r['flops_per_update'] / 1e6)} | {fmt(r['flop_bound_updates_per_s'])} | "
-                  f"{fmt(100 * r['fraction_of_bound'])} | {fmt(r['sb3_steps_per_s'])} | {fmt(r['ratio_vs_sb3'], 2)} | "
-                  f"{r['load']:.2f} |")
+        over = fmt(100 * r["path_overhead"]) + "%" if r["path_overhead"] is not None else "—"
+        md.append(f"| {r['algo']} | {r['env']} | {r['threads']} | {fmt(r['steps_per_s'])} | {fmt(r['bare_steps_per_s'])} "
+                  f"| {over} | {fmt(r['sb3_steps_per_s'])} | {fmt(r['ratio_vs_sb3'], 2)} | {fmt(r['updates_per_s'])} "
+                  f"| {fmt(r['sb3_updates_per_s'])} | {fmt(r['update_ratio_vs_sb3'], 2)} | {fmt(r['act_us'])} "
+                  f"| {fmt(r['flops_per_update'] / 1e6)} | {fmt(r['flop_bound_updates_per_s'])} "
+                  f"| {fmt(100 * r['fraction_of_bound'])} | {r['load']:.2f} |")
     peaks = ", ".join(sorted({f"{r['matmul_gflops']:.0f} GFLOP/s at {r['threads']} thread(s)" for r in rows}))
     md.append(f"\nMatmul peak (1024x1024 float32) in this run: {peaks}. Ratio: median of per-round ratios "
               f"({args.rounds} alternating rounds of {args.steps} env steps).")

@@ -84,8 +84,8 @@ CASES = {c.name: c for c in [
 ]}
 
 
-def compose(case: Case, seed: int):
-    """The run config ``train.py`` would compose for this case and seed."""
+def compose_overrides(overrides: list[str]):
+    """The run config ``train.py`` composes from these command-line overrides (nothing is run)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -95,9 +95,14 @@ def compose(case: Case, seed: int):
     register()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = hydra_compose(config_name="config", overrides=[*case.train_overrides(), f"seed={seed}"])
+        cfg = hydra_compose(config_name="config", overrides=list(overrides))
     GlobalHydra.instance().clear()
     return cfg
+
+
+def compose(case: Case, seed: int):
+    """The run config ``train.py`` would compose for this case and seed."""
+    return compose_overrides([*case.train_overrides(), f"seed={seed}"])
 
 
 # ----------------------------------------------------------------------------------------------- SB3 side
