@@ -95,6 +95,8 @@ def test_misspelled_key_in_yaml_fails(compose_cfg, tmp_path):
     (["total_steps=-5"], "total_steps=-5"),
     (["algo.lr=-1"], "algo.lr=-1"),
     (["algo.tau=0"], "algo.tau=0"),
+    (["algo=td3", "env=pendulum", "algo.policy_freq=0"], "algo.policy_freq=0 must be a positive integer"),
+    (["algo.train_every=0"], "algo.train_every=0 must be a positive integer"),
     (["env.id=CartPole"], "not a registered gymnasium id"),
     (["logger.mode=sometimes"], "logger.mode=sometimes"),
     (["+algo.new_key=1"], "algo.new_key is not a setting of algo"),

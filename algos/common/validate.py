@@ -54,7 +54,7 @@ def validate_algo(a: DictConfig) -> None:
             _check(0.0 < v <= 1.0, f"{name}={v} is out of range; allowed: 0 < tau <= 1")
         elif key == "lr" or key.endswith("_lr"):
             _check(v > 0, f"{name}={v} must be > 0")
-        elif key in ("batch_size", "buffer_size", "gradient_steps", "train_every", "n_steps"):
+        elif key in ("batch_size", "buffer_size", "gradient_steps", "train_every", "n_steps", "policy_freq"):
             _check(v > 0, f"{name}={v} must be a positive integer")
         elif key.endswith(("_steps", "_every", "_size", "_freq")):
             _check(v >= 0, f"{name}={v} must be >= 0")
