@@ -42,6 +42,44 @@ def fail(msg: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+_LOCKS: dict[str, object] = {}
+
+
+class RunDirBusy(RuntimeError):
+    pass
+
+
+def own(run_dir: Path) -> None:
+    """Make this process the one writer of ``run_dir``: an exclusive lock on ``run_dir/.lock``, held until the
+    process exits (the OS drops it on any exit, SIGKILL included, so a crashed run leaves nothing stuck). A
+    second live run aimed at the same directory is refused before it writes anything there."""
+    import fcntl
+
+    key = str(run_dir.resolve())
+    if key in _LOCKS:
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    f = open(run_dir / ".lock", "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        pid = f.read().strip() or "?"
+        f.close()
+        raise RunDirBusy(f"{run_dir} is in use by another live run (pid {pid}); wait for it to end, "
+                         "or pick another directory") from None
+    f.truncate(0)
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    _LOCKS[key] = f
+
+
+def release(run_dir: Path) -> None:
+    f = _LOCKS.pop(str(run_dir.resolve()), None)
+    if f is not None:
+        f.close()
+
+
 def precheck(argv: list[str]) -> list[str]:
     """Checks on the raw command line, before Hydra creates a run directory.
 
@@ -67,6 +105,11 @@ def precheck(argv: list[str]) -> list[str]:
         if bare == "hydra.run.dir" and checkpoint.is_done(value):
             fail(f"{value} holds a finished run (results in {value}/metrics.jsonl); "
                  "start a new run without hydra.run.dir or pick another directory")
+        if bare == "hydra.run.dir" and "-m" not in argv and "--multirun" not in argv:
+            try:
+                own(Path(value))  # before Hydra writes the run's .hydra/ files there
+            except RunDirBusy as e:
+                fail(str(e))
         out.append(f"{key}={value}")
     compose_check(out)
     return out
@@ -152,7 +195,7 @@ def expand_resume(argv: list[str]) -> list[str]:
 
 def _remove_if_fresh(run_dir: Path) -> None:
     """Delete a run directory Hydra made for a run that failed validation (nothing of value in it)."""
-    if run_dir.exists() and all(p.name in (".hydra", "train.log") for p in run_dir.iterdir()):
+    if run_dir.exists() and all(p.name in (".hydra", "train.log", ".lock") for p in run_dir.iterdir()):
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
@@ -250,6 +293,21 @@ def main(cfg: DictConfig) -> float:
         final = [r["eval/return_mean"] for r in read_metrics(run_dir / "metrics.jsonl") if "eval/return_mean" in r]
         log.info("skipping finished job %s", run_dir)
         return final[-1] if final else float("nan")
+    try:
+        own(run_dir)
+    except RunDirBusy as e:
+        if not multirun:
+            fail(str(e))
+        log.error("%s", e)
+        return float("nan")
+    try:
+        return _job(cfg, run_dir, multirun)
+    finally:
+        if multirun:
+            release(run_dir)  # the next job of a sequential sweep runs in this process
+
+
+def _job(cfg: DictConfig, run_dir: Path, multirun: bool) -> float:
     try:
         spec = validate(cfg)
         notes = fit_starts(cfg, explicit_keys())

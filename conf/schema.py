@@ -8,11 +8,12 @@ Algorithm schemas live at the top of each algorithm's module; this file only reg
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 import algos
 from algos.common.logger import LoggerConfig
@@ -69,6 +70,8 @@ def register() -> None:
     cs.store(group="schema", name="dataset", node=DatasetConfig)
     for name, module in algos.ALGOS.items():
         cs.store(group="schema/algo", name=name, node=importlib.import_module(module).Config)
+    # ${pid:} in the default run directory: two runs started in the same second get different directories
+    OmegaConf.register_new_resolver("pid", lambda: str(os.getpid()), replace=True)
     _registered = True
 
 

@@ -1,0 +1,43 @@
+"""A run owns its directory: a second live writer is refused before it writes; default directories are unique."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from omegaconf import OmegaConf
+
+from tests.conftest import ROOT, run_train
+
+
+def test_second_live_writer_refused_then_resume_after_kill(tmp_path):
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, str(ROOT / "train.py"), "total_steps=200000", "eval_every=100000", "checkpoint_every=500",
+           "logger=none", "progress=false", f"hydra.run.dir={run_dir}"]
+    first = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not (run_dir / "checkpoint.pt").exists() and time.time() < deadline:
+            time.sleep(0.5)
+        assert (run_dir / "checkpoint.pt").exists()
+        saved = (run_dir / ".hydra" / "overrides.yaml").read_text()
+        second = run_train("total_steps=300", "algo.lr=0.001", run_dir=run_dir, check=False)
+        assert second.returncode == 2
+        assert "is in use by another live run" in second.stderr and len(second.stderr.strip().splitlines()) == 1
+        assert (run_dir / ".hydra" / "overrides.yaml").read_text() == saved  # the first run's record is intact
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    # the OS dropped the lock with the process: the run resumes
+    from algos.common import checkpoint
+
+    step = checkpoint.load(run_dir)["step"]
+    resumed = run_train(f"resume={run_dir}", f"total_steps={step + 300}", run_dir=run_dir, check=False)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+
+def test_default_run_dir_has_the_pid(compose_cfg):
+    node = OmegaConf.create({"d": "${pid:}"})
+    assert node.d == str(os.getpid())
+    assert "${pid:}" in (ROOT / "conf" / "config.yaml").read_text()
