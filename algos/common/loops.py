@@ -156,6 +156,8 @@ class Runner:
             self.best, self.last = resume["best_eval"], resume["last_eval"]
             log.info("resumed from step %d of %d", self.step, self.total)
         self.eval_seed = cfg.seed + EVAL_SEED_OFFSET
+        # Read once: an OmegaConf attribute costs microseconds, and advance() runs every env step.
+        self.log_every, self.eval_every, self.checkpoint_every = cfg.log_every, cfg.eval_every, cfg.checkpoint_every
         self.last_saved: Optional[int] = self.step if resume is not None else None
         self.video_on = cfg.eval.video
         self.metrics: dict[str, Any] = {}
@@ -220,12 +222,12 @@ class Runner:
         self.evals += 1
 
     def advance(self, steps: int, updates: int, metrics: Optional[dict[str, Any]] = None) -> None:
-        cfg, before = self.cfg, self.step
+        before = self.step
         self.step += steps
         self.updates += updates
         if metrics:
             self.metrics = metrics
-        if crossed(before, self.step, cfg.log_every):
+        if crossed(before, self.step, self.log_every):
             self.sps = self.step_rate.read(self.step)
             for key, value in self.metrics.items():
                 if not math.isfinite(float(value)):
@@ -233,18 +235,18 @@ class Runner:
             self.logger.log(self.step, {**self.metrics, "time/sps": self.sps,
                                         "time/updates_per_s": self.update_rate.read(self.updates),
                                         "train/updates": self.updates})
-        if crossed(before, self.step, cfg.eval_every) or self.done:
+        if crossed(before, self.step, self.eval_every) or self.done:
             self.evaluate()
         if self.done:
             self.save()
-        elif crossed(before, self.step, cfg.checkpoint_every):
+        elif crossed(before, self.step, self.checkpoint_every):
             if self.episode_aligned:
                 self.pending_since = self.step if self.pending_since is None else self.pending_since
             else:
                 self.save()
-        if self.pending_since is not None and self.step - self.pending_since >= cfg.checkpoint_every:
+        if self.pending_since is not None and self.step - self.pending_since >= self.checkpoint_every:
             self.save()  # an episode that never ends must not starve checkpoints (resume is then not exact)
-        if crossed(before, self.step, cfg.log_every) or crossed(before, self.step, cfg.eval_every):
+        if crossed(before, self.step, self.log_every) or crossed(before, self.step, self.eval_every):
             shown = f"{self.last:.1f}" if self.evals else "-"  # formatted only when it changes, not every step
             self.bar.set_postfix_str(f"sps={self.sps:.0f} eval={shown}", refresh=False)
         self.bar.update(steps)
@@ -272,7 +274,7 @@ class Runner:
 
 def off_policy(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: Path, device: torch.device,
                resume: Optional[dict[str, Any]] = None) -> dict[str, float]:
-    a = cfg.algo
+    a = agent.cfg  # the algorithm's dataclass (train.run converts it once): plain attributes in the hot loop
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.seed)
     buffer = ReplayBuffer(a.buffer_size, spec.obs_shape, spec.action_shape, discrete=spec.discrete,
@@ -354,9 +356,10 @@ def offline(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: Path
         agent.load_state_dict(resume["agent"])
         seeding.set_global_rng_state(resume["rng"])
         gen.set_state(resume["sample_rng"])
+    batch_size = cfg.algo.batch_size
     with run:
         while not run.done:
-            run.advance(1, 1, agent.update(buffer.sample(cfg.algo.batch_size)))
+            run.advance(1, 1, agent.update(buffer.sample(batch_size)))
     return run.result()
 
 
@@ -391,7 +394,7 @@ def on_policy(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: Pa
 
     ``env`` is a vector env in SAME_STEP autoreset mode (see ``envs.make_vector``).
     """
-    a, n = cfg.algo, env.num_envs
+    a, n = agent.cfg, env.num_envs
     storage = RolloutStorage(a.n_steps, n, spec.obs_shape, spec.action_shape, spec.discrete, device)
 
     obs = None
