@@ -207,12 +207,14 @@ def sb3_job(case: Case, seed: int, run_dir: Path) -> None:
     start = time.time()
 
     class Eval(BaseCallback):
-        last = 0
+        last, ended = 0, False
 
         def _on_step(self) -> bool:
             t = self.model.num_timesteps  # vector envs advance by num_envs: evaluate once per interval, as ours
             crossed, Eval.last = t // cfg.eval_every > Eval.last // cfg.eval_every, t
-            if crossed or t >= cfg.total_steps:
+            final = t >= cfg.total_steps and not Eval.ended  # SB3 may collect past the budget: evaluate once
+            Eval.ended = Eval.ended or t >= cfg.total_steps
+            if crossed or final:
                 row = evaluate(_SB3Policy(self.model), eval_env, cfg.eval_episodes, cfg.seed + EVAL_SEED_OFFSET)
                 out.write(json.dumps({"step": t, **row, "time/wall_s": time.time() - start}) + "\n")
                 out.flush()
