@@ -62,7 +62,12 @@ def own(run_dir: Path) -> None:
     f = open(run_dir / ".lock", "a+")
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    except OSError as e:
+        if not isinstance(e, BlockingIOError):  # a file system without flock (some cluster mounts): go on unlocked
+            log.warning("cannot lock %s (%s); a second run in this directory would not be refused", run_dir, e)
+            f.close()
+            _LOCKS[key] = None
+            return
         f.seek(0)
         pid = f.read().strip() or "?"
         f.close()
@@ -105,13 +110,14 @@ def precheck(argv: list[str]) -> list[str]:
         if bare == "hydra.run.dir" and checkpoint.is_done(value):
             fail(f"{value} holds a finished run (results in {value}/metrics.jsonl); "
                  "start a new run without hydra.run.dir or pick another directory")
-        if bare == "hydra.run.dir" and "-m" not in argv and "--multirun" not in argv:
-            try:
-                own(Path(value))  # before Hydra writes the run's .hydra/ files there
-            except RunDirBusy as e:
-                fail(str(e))
         out.append(f"{key}={value}")
     compose_check(out)
+    run_dir = next((a.partition("=")[2] for a in out if a.startswith("hydra.run.dir=")), None)
+    if run_dir and "${" not in run_dir and not any(a in ("-m", "--multirun", "--cfg", "-c") for a in out):
+        try:
+            own(Path(run_dir))  # before Hydra writes the run's .hydra/ files there
+        except RunDirBusy as e:
+            fail(str(e))
     return out
 
 
@@ -222,8 +228,9 @@ def auto_threads(cfg: DictConfig, module) -> tuple[int, str]:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     threads, why = cores, f"{cores} cores"
     try:
-        launcher = HydraConfig.get().launcher
-        if "joblib" in str(launcher.get("_target_", "")):
+        hc = HydraConfig.get()
+        launcher = hc.launcher
+        if hc.mode == RunMode.MULTIRUN and "joblib" in str(launcher.get("_target_", "")):
             n_jobs = int(launcher.n_jobs)
             n_jobs = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)  # joblib: -1 is all cores, -2 all but one
             threads, why = max(1, cores // n_jobs), f"{cores} cores / {n_jobs} joblib jobs"
@@ -243,6 +250,9 @@ def run(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> float:
     seeding.seed_everything(cfg.seed)
     device = torch.device(cfg.hardware.device)
     resume = checkpoint.load(run_dir)
+    if resume is not None and resume.get("algo_starts"):
+        for k, v in resume["algo_starts"].items():  # the starts the run began with, whatever total_steps is now
+            cfg.algo[k] = v
     key = "total_updates" if getattr(module, "OFFLINE", False) else "total_steps"
     if resume is not None and resume["step"] > cfg[key]:
         fail(f"{key}={cfg[key]} is below the step of the checkpoint in {run_dir} ({resume['step']}); "
@@ -321,9 +331,9 @@ def _job(cfg: DictConfig, run_dir: Path, multirun: bool) -> float:
             log.warning("%s", note)
         # Record what runs: the config, and the overrides a resume (resume=<dir>) re-applies, so a resume with a
         # longer total_steps keeps these starts instead of scaling them anew.
-        OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
         saved = run_dir / ".hydra" / "overrides.yaml"
-        if saved.exists():
+        if saved.exists():  # absent with hydra.output_subdir=null
+            OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
             fitted = [f"algo.{k}={cfg.algo[k]}" for k in ("random_steps", "learning_starts") if k in cfg.algo]
             OmegaConf.save(OmegaConf.create([*OmegaConf.load(saved), *fitted]), saved)
     try:

@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
 
 import algos  # noqa: E402
 import envs  # noqa: E402
@@ -114,11 +115,16 @@ def make_agent(algo: str, env_id: str, overrides: dict):
     return module, cfg, spec, module.Agent(cfg, spec, torch.device("cpu"))
 
 
-def run_overrides(algo: str, env: str, learning_starts: int, block: int) -> list[str]:
+def run_overrides(algo: str, env: str, learning_starts: int, block: int, every: int = 1) -> list[str]:
     """``train.py`` overrides of the benchmarked runs: defaults, plus starts, logging and no periodic work."""
     return [f"algo={algo}", f"env={env}", f"algo.random_steps={learning_starts}",
             f"algo.learning_starts={learning_starts}", "logger=none", "progress=false", "eval_episodes=1",
-            f"log_every={max(block // 3, 1)}", "eval_every=1000000000", "checkpoint_every=1000000000"]
+            f"log_every={log_every_for(block, every)}", "eval_every=1000000000", "checkpoint_every=1000000000"]
+
+
+def log_every_for(block: int, every: int) -> int:
+    """Rows at whole update phases, so each logged interval holds the same share of updates."""
+    return every * max(block // (3 * every), 1) if every > 1 else max(block // 3, 1)
 
 
 class TrainPath:
@@ -152,16 +158,18 @@ class TrainPath:
         rates = [r["time/sps"] for r in read_metrics(self.dir / "metrics.jsonl") if "time/sps" in r and r["step"] > before]
         if not rates:  # a block shorter than log_every (warm-up): the whole call, start-up included
             return n / (time.perf_counter() - t)
-        return float(np.mean(rates[1:] if len(rates) > 1 else rates))
+        kept = rates[1:] if len(rates) > 1 else rates
+        return float(len(kept) / np.sum(1.0 / np.asarray(kept)))  # equal-length intervals: the harmonic mean
 
 
 class Ours:
     """Our agent in a bare loop: act -> env step -> store -> update (no Runner, checks or logging)."""
 
     def __init__(self, algo: str, cfg, learning_starts: int):
-        self.algo, self.cfg = algo, cfg.algo
+        self.algo = algo
         self.spec = envs.probe(cfg.env)
-        self.agent = algos.get(algo).Agent(cfg.algo, self.spec, torch.device("cpu"))
+        self.cfg = OmegaConf.to_object(cfg.algo)  # the dataclass, as train.run hands it to the agent
+        self.agent = algos.get(algo).Agent(self.cfg, self.spec, torch.device("cpu"))
         self.env, _ = envs.make(cfg.env, seed=0)
         gen = torch.Generator().manual_seed(0)
         self.buf = ReplayBuffer(min(self.cfg.buffer_size, 100_000), self.spec.obs_shape, self.spec.action_shape, discrete=self.spec.discrete,
@@ -269,7 +277,7 @@ def bench_off_policy(algo: str, env: str, args, with_sb3: bool) -> dict:
     cfg = compose_overrides(run_overrides(algo, env, args.learning_starts, args.steps))
     every = cfg.algo.train_every  # blocks of whole update phases (DQN on CartPole: 128 updates every 256 steps)
     args = argparse.Namespace(**{**vars(args), "steps": max(args.steps // every, 1) * every})
-    overrides = run_overrides(algo, env, args.learning_starts, args.steps)
+    overrides = run_overrides(algo, env, args.learning_starts, args.steps, every)
     path = TrainPath(overrides, args.learning_starts, args.out / "runs" / f"{algo}_{env}_t{torch.get_num_threads()}")
     path.run(max(args.steps // 10, 10))  # warm-up
     ours = Ours(algo, cfg, args.learning_starts)

@@ -70,15 +70,19 @@ class Case:
 _STARTS_5K = ("algo.random_steps=5000", "algo.learning_starts=5000")
 CASES = {c.name: c for c in [
     Case("sac", "halfcheetah", 30_000, 5000, (20_000, 25_000, 30_000), _STARTS_5K,
-         "action bounds are +-1, so the log-probability's action-scale term is zero in both"),
+         "action bounds are +-1, so the log-probability's action-scale term is zero in both; ours keeps the exact "
+         "log(1 - tanh(u)^2), SB3 has 1e-6 inside it"),
     Case("sac", "hopper", 30_000, 5000, (20_000, 25_000, 30_000), _STARTS_5K,
-         "action bounds are +-1, so the log-probability's action-scale term is zero in both"),
+         "action bounds are +-1, so the log-probability's action-scale term is zero in both; ours keeps the exact "
+         "log(1 - tanh(u)^2), SB3 has 1e-6 inside it"),
     Case("sac", "halfcheetah", 30_000, 5000, (20_000, 25_000, 30_000), (*_STARTS_5K, "algo.log_prob_eps=1e-6"),
          "ours with SB3's 1e-6 inside log(1 - tanh(u)^2) (ablation of the one difference found)", "_eps"),
     Case("td3", "hopper", 30_000, 5000, (20_000, 25_000, 30_000), _STARTS_5K,
-         "SB3's TD3 at our learning rate 3e-4 (its default is 1e-3) and 256-256 networks (its default 400-300)"),
+         "SB3's TD3 at our learning rate 3e-4 (its default is 1e-3) and 256-256 networks (its default 400-300); "
+         "SB3 also adds its exploration noise to the warm-up's uniform actions, ours does not"),
     Case("dqn", "cartpole", 100_000, 5000, (50_000, 100_000), (),
-         "SB3's linear epsilon schedule replaced by ours (exponential decay); soft target updates every step"),
+         "SB3's linear epsilon schedule replaced by ours (exponential, counted after the random steps); ours copies "
+         "the target every 128 updates, SB3 every 256 env steps (the same: one copy per update phase)"),
     Case("a2c", "cartpole", 500_000, 10_000, (100_000, 250_000, 500_000), (),
          "SB3's A2C without its orthogonal init (ours has none) and with our entropy coefficient 0.01 (its default 0)"),
 ]}
@@ -143,6 +147,8 @@ def sb3_model(cfg, env):
         target = "auto" if a.target_entropy is None else a.target_entropy
         return sb3.SAC("MlpPolicy", env, learning_rate=lr, ent_coef=ent, target_entropy=target, **off, **common)
     if name == "td3":
+        if not a.twin or a.critic_action_layer != 0 or a.critic_weight_decay != 0:
+            raise SystemExit("error: SB3's TD3 has twin critics, the action at the input and no weight decay")
         lr = _same({"actor_lr": a.actor_lr, "critic_lr": a.critic_lr}, "learning rate")
         n = env.action_space.shape[0]
         # SB3 adds its noise to the action scaled to [-1, 1]; ours is expl_noise times the half-width: the same.
@@ -166,8 +172,9 @@ def sb3_model(cfg, env):
                        target_update_interval=interval, max_grad_norm=a.grad_clip_norm if a.grad_clip_norm > 0 else 1e9,
                        policy_kwargs=dict(net_arch=list(a.hidden), **opt), **common)
     if name == "a2c":
-        if a.rms_alpha != 0.99 or a.lr_anneal or a.shared_trunk:
-            raise SystemExit("error: SB3's A2C has RMSprop alpha 0.99, a constant learning rate and separate networks")
+        if a.rms_alpha != 0.99 or a.lr_anneal or a.shared_trunk or a.max_grad_norm <= 0:
+            raise SystemExit("error: SB3's A2C has RMSprop alpha 0.99, a constant learning rate, separate networks "
+                             "and always clips the gradient norm (max_grad_norm > 0)")
         kwargs = dict(net_arch=dict(pi=list(a.hidden), vf=list(a.hidden)), activation_fn=torch.nn.Tanh,
                       ortho_init=False, log_std_init=a.log_std_init)
         if a.optimizer == "adam":

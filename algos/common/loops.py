@@ -174,6 +174,7 @@ class Runner:
     def state(self) -> dict[str, Any]:
         return {"step": self.step, "updates": self.updates, "episodes": self.episodes, "evals": self.evals,
                 "best_eval": self.best, "last_eval": self.last, "rng": seeding.global_rng_state(),
+                "algo_starts": {k: int(self.cfg.algo[k]) for k in ("random_steps", "learning_starts") if k in self.cfg.algo},
                 "wandb_id": self.logger.run_id, **self.loop_state()}
 
     def episode_boundary(self) -> None:

@@ -78,6 +78,8 @@ def fit_starts(cfg: DictConfig, explicit: set[str]) -> list[str]:
     only act at random -- is refused. Offline and on-policy configs have no starts and are left alone.
     """
     a, total, notes = cfg.algo, cfg.total_steps, []
+    if getattr(algos.get(a.name), "OFFLINE", False):  # CQL and offline SAC inherit SAC's fields; unused offline
+        return notes
     for key in STARTS:
         if key not in a:
             continue
