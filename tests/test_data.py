@@ -80,7 +80,8 @@ def test_record_run_and_collect_from_checkpoint(tmp_path):
 
 
 def test_record_needs_a_buffer_that_keeps_everything(tmp_path):
-    proc = run_train("algo=dqn", "total_steps=20000", "dataset.record=true", run_dir=tmp_path / "r", check=False)
+    proc = run_train("algo=dqn", "algo.buffer_size=10000", "total_steps=20000", "dataset.record=true", run_dir=tmp_path / "r",
+                     check=False)
     assert proc.returncode == 2 and "dataset.record=true needs algo.buffer_size (10000) >= total_steps (20000)" in proc.stderr
 
 
