@@ -1,0 +1,44 @@
+"""scripts/parity.py's statistics and report on made-up runs (SB3 itself is not needed)."""
+
+import json
+
+from scripts import parity
+
+
+def _write(out, case, lib, seed, finals):
+    d = out / case / lib / f"seed{seed}"
+    d.mkdir(parents=True)
+    rows = [{"step": s, "eval/return_mean": v} for s, v in finals.items()]
+    (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (d / "done").write_text("")
+
+
+def test_report_verdicts(tmp_path):
+    for s in range(5):  # sac_hopper: ours clearly below; td3_hopper: alike
+        _write(tmp_path, "sac_hopper", "ours", s, {20000: 100 + s, 25000: 200 + s, 30000: 300 + s})
+        _write(tmp_path, "sac_hopper", "sb3", s, {20000: 100 + s, 25000: 200 + s, 30000: 900 + s})
+        _write(tmp_path, "td3_hopper", "ours", s, {20000: 500 + 10 * s, 25000: 500, 30000: 500 + 10 * s})
+        _write(tmp_path, "td3_hopper", "sb3", s, {20000: 505 + 10 * s, 25000: 500, 30000: 495 + 10 * s})
+    parity.report(tmp_path, ["sac_hopper", "td3_hopper"])
+    rows = {(r["case"], r["budget"]): r for r in json.loads((tmp_path / "report.json").read_text())}
+    assert rows[("sac_hopper", 30000)]["verdict"] == "ours worse"
+    assert rows[("td3_hopper", 30000)]["verdict"] == "no difference resolved"
+    assert rows[("sac_hopper", 30000)]["ours"]["iqm"] == 302.0
+    assert "| sac_hopper | 30000 | 5 |" in (tmp_path / "report.md").read_text()
+    assert (tmp_path / "curves.png").stat().st_size > 1000
+
+
+def test_ablation_case_reads_the_base_case_sb3_runs(tmp_path):
+    for s in range(3):
+        _write(tmp_path, "sac_halfcheetah_eps", "ours", s, {30000: 1000.0 + s})
+        _write(tmp_path, "sac_halfcheetah", "sb3", s, {30000: 1000.0 - s})
+    parity.report(tmp_path, ["sac_halfcheetah_eps"])
+    row = [r for r in json.loads((tmp_path / "report.json").read_text()) if r["budget"] == 30000][0]
+    assert len(row["sb3"]["values"]) == 3
+
+
+def test_seeds_and_diff_ci():
+    assert parity.parse_seeds("0-2,5") == [0, 1, 2, 5]
+    lo, hi = parity.diff_ci([1, 2, 3], [11, 12, 13])
+    assert hi < 0 and parity.verdict(lo, hi) == "ours worse" and parity.verdict(-1, 1) == "no difference resolved"
+    assert all(c.name in parity.CASES for c in parity.CASES.values())
