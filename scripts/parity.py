@@ -324,7 +324,7 @@ def report(out: Path, names: list[str]) -> None:
         for budget in case.budgets:
             entry = {"case": name, "budget": budget, "aligned": case.aligned}
             for lib, runs in libs.items():
-                vals = {s: ev[budget] for s, (ev, _, _) in runs.items() if budget in ev}
+                vals = {s: ev[budget] for s, (ev, done, _) in runs.items() if done and budget in ev}  # finished only
                 v = list(vals.values())
                 entry[lib] = {"seeds": sorted(vals), "values": v,
                               "mean": float(np.mean(v)) if v else None,
