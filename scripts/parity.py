@@ -232,6 +232,78 @@ def sb3_job(case: Case, seed: int, run_dir: Path) -> None:
     (run_dir / "done").write_text("")
 
 
+def sac_update_check(env: str = "halfcheetah", updates: int = 3, batch: int = 256, eps: float = 1e-6) -> dict:
+    """Our SAC and SB3's, given the same weights, minibatches and Gaussian noise, update by update.
+
+    SB3's actor heads (mu, log_std) and twin critics are copied into ours; both draw the same standard-normal
+    noise for the same purpose (ours samples s' before s, SB3 s before s': the noise follows the input, not the
+    order). Returns the largest absolute parameter difference after each update, per network. With
+    ``log_prob_eps=eps`` (SB3's 1e-6) the two updates are the same up to float32 rounding; with the exact form
+    (``eps=0``) the temperature and policy move apart from the first update.
+    """
+    import torch
+    import torch.distributions.normal as tnormal
+    from omegaconf import OmegaConf
+    from stable_baselines3.common.logger import configure
+    from stable_baselines3.common.type_aliases import ReplayBufferSamples
+
+    import algos.sac as oursac
+    import envs
+    from algos.common.buffer import Batch
+
+    torch.set_num_threads(1)
+    case = Case("sac", env, 1000, 1000, (1000,), ("algo.random_steps=100", "algo.learning_starts=100",
+                                                   f"algo.log_prob_eps={eps}"))
+    cfg = compose(case, 0)
+    gym_env, spec = envs.make(cfg.env, 0)
+    sb = sb3_model(cfg, gym_env)
+    sb.set_logger(configure(None, []))
+    sb._setup_learn(total_timesteps=10)
+    ours = oursac.SAC(OmegaConf.to_object(cfg.algo), spec, torch.device("cpu"))
+    with torch.no_grad():  # copy SB3's weights into ours
+        lin = [m for m in sb.actor.latent_pi if isinstance(m, torch.nn.Linear)]
+        mine = [m for m in ours.actor.net if isinstance(m, torch.nn.Linear)]
+        for a, b in zip(lin, mine[:-1]):
+            b.weight.copy_(a.weight), b.bias.copy_(a.bias)
+        mine[-1].weight.copy_(torch.cat([sb.actor.mu.weight, sb.actor.log_std.weight]))
+        mine[-1].bias.copy_(torch.cat([sb.actor.mu.bias, sb.actor.log_std.bias]))
+        for src, dst in ((sb.critic, ours.critic), (sb.critic_target, ours.critic_target)):
+            for k, q in enumerate(src.q_networks):
+                for layer, m in zip(dst.layers, [m for m in q if isinstance(m, torch.nn.Linear)]):
+                    layer.weight[k].copy_(m.weight.T), layer.bias[k, 0].copy_(m.bias)
+    gen = torch.Generator().manual_seed(0)
+    obs_dim, act_dim = spec.obs_dim, spec.action_dim
+    diffs = []
+    start = [p.detach().clone() for p in ours.critic.parameters()] + [p.detach().clone() for p in ours.actor.parameters()]
+    for _ in range(updates):
+        obs, nxt = torch.randn(batch, obs_dim, generator=gen), torch.randn(batch, obs_dim, generator=gen)
+        act = torch.rand(batch, act_dim, generator=gen) * 2 - 1
+        rew, term = torch.randn(batch, generator=gen), (torch.rand(batch, generator=gen) < 0.1).float()
+        noise = {"obs": torch.randn(batch, act_dim, generator=gen), "next": torch.randn(batch, act_dim, generator=gen)}
+        order_ours, order_sb3 = [noise["next"], noise["obs"]], [noise["obs"], noise["next"]]
+        randn_like, standard_normal = torch.randn_like, tnormal._standard_normal
+        try:
+            torch.randn_like = lambda x, *a, q=order_ours, **k: q.pop(0).clone()
+            ours.update(Batch(obs, act, rew, nxt, term, torch.zeros(batch)))
+            tnormal._standard_normal = lambda shape, dtype, device, q=order_sb3: q.pop(0).clone()
+            samples = ReplayBufferSamples(obs, act, nxt, term.unsqueeze(1), rew.unsqueeze(1), None)
+            sb.replay_buffer.sample = lambda *a, b=samples, **k: b
+            sb.train(gradient_steps=1, batch_size=batch)
+        finally:
+            torch.randn_like, tnormal._standard_normal = randn_like, standard_normal
+        with torch.no_grad():
+            actor = max(float((a.weight - b.weight).abs().max()) for a, b in zip(lin, mine[:-1]))
+            head = float((mine[-1].weight - torch.cat([sb.actor.mu.weight, sb.actor.log_std.weight])).abs().max())
+            critic = max(float((layer.weight[k] - m.weight.T).abs().max())
+                         for k, q in enumerate(sb.critic.q_networks)
+                         for layer, m in zip(ours.critic.layers, [m for m in q if isinstance(m, torch.nn.Linear)]))
+            alpha = abs(float(ours.log_alpha) - float(sb.log_ent_coef))
+            now = [*ours.critic.parameters(), *ours.actor.parameters()]
+            moved = max(float((a - b).abs().max()) for a, b in zip(now, start))
+        diffs.append({"actor": max(actor, head), "critic": critic, "log_alpha": alpha, "moved": moved})
+    return {"eps": eps, "updates": diffs}
+
+
 # ----------------------------------------------------------------------------------------------- harness
 def _job_dir(out: Path, case: Case, lib: str, seed: int) -> Path:
     return out / case.name / lib / f"seed{seed}"
@@ -412,6 +484,9 @@ def main(argv=None) -> None:
     rep.add_argument("cases", nargs="*")
     rep.add_argument("--out", type=Path, default=ROOT / "runs" / "parity")
     sub.add_parser("list", help="list the cases")
+    u = sub.add_parser("sac-update-check", help="our SAC vs SB3's on identical weights, batches and noise")
+    u.add_argument("--env", default="halfcheetah")
+    u.add_argument("--updates", type=int, default=3)
     j = sub.add_parser("_sb3")  # internal: one SB3 job
     j.add_argument("case")
     j.add_argument("seed", type=int)
@@ -421,6 +496,13 @@ def main(argv=None) -> None:
     if args.cmd == "list":
         for c in CASES.values():
             print(f"{c.name:22s} {' '.join(c.train_overrides())}  | budgets {c.budgets}")
+        return
+    if args.cmd == "sac-update-check":
+        for eps in (1e-6, 0.0):
+            res = sac_update_check(args.env, args.updates, eps=eps)
+            for i, d in enumerate(res["updates"]):
+                print(f"log_prob_eps={eps:g} update {i + 1}: max |ours - SB3| actor {d['actor']:.2e}  "
+                      f"critic {d['critic']:.2e}  log_alpha {d['log_alpha']:.2e}  (ours moved {d['moved']:.2e})")
         return
     if args.cmd == "_sb3":
         sb3_job(CASES[args.case], args.seed, args.dir)
