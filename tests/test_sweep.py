@@ -61,9 +61,9 @@ def test_submitit_timeout_requeues_and_resumes(tmp_path):
     """submitit_local sends SIGUSR2 30 s before its time limit (as Slurm does before its own): the run checkpoints,
     submitit requeues the job, and the job resumes from the checkpoint and finishes; env steps continue, no row
     repeats. With a 1-minute limit the signal comes 30 s in. The env sleeps 2.5 ms a step and no update runs
-    (learning_starts above the buffer), so 16k steps take about 45 s on any machine: at least one requeue."""
+    (learning_starts at the last step), so 16k steps take about 45 s on any machine: at least one requeue."""
     args = ["env=gym", "env.id=tests.crashing_env:SlowCartPole-v0", "seed=0", "logger=none", "total_steps=16000",
-            "eval_every=4000", "eval_episodes=1", "log_every=1000", "algo.learning_starts=1000000",
+            "eval_every=4000", "eval_episodes=1", "log_every=1000", "algo.learning_starts=15999",
             "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=1", "+hydra.launcher.max_num_timeout=20"]
     proc = sweep(tmp_path, *args, timeout=900)
     job = next((tmp_path / "sweep" / "dqn").glob("*/seed0"))
