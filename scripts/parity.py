@@ -455,6 +455,7 @@ def _plot(out: Path, curves: dict) -> None:
     fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.3), squeeze=False)
     for ax, (name, libs) in zip(axes[0], curves.items()):
         for lib, runs in libs.items():
+            runs = {k: v for k, v in runs.items() if v[1]}  # finished runs only, as in the table
             steps = sorted(set.intersection(*[set(ev) for ev, _, _ in runs.values()])) if runs else []
             if not steps:
                 continue
