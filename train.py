@@ -258,7 +258,7 @@ def run(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> float:
         fail(f"{key}={cfg[key]} is below the step of the checkpoint in {run_dir} ({resume['step']}); "
              f"allowed: {key} >= {resume['step']}")
     if module.LOOP == "on_policy":
-        env, _ = envs.make_vector(cfg.env, cfg.seed, cfg.hardware.num_envs, cfg.hardware.vector)
+        env, _ = envs.make_vector(cfg.env, cfg.seed, cfg.algo.num_envs, cfg.hardware.vector, cfg.algo.gamma)
     else:
         env, _ = envs.make(cfg.env, cfg.seed)
     eval_env, _ = envs.make(cfg.env, cfg.seed + loops.EVAL_SEED_OFFSET, train=False)

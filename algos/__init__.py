@@ -16,6 +16,7 @@ ALGOS: dict[str, str] = {
     "sac": "algos.sac",
     "a2c": "algos.a2c",
     "a3c": "algos.a3c",
+    "ppo": "algos.ppo",
     # offline (trained from a dataset; the env is used for evaluation only)
     "cql": "algos.cql",
     "bcq": "algos.bcq",

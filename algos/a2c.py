@@ -5,7 +5,7 @@ synchronous variant, described in OpenAI's baselines blog post "OpenAI Baselines
 GAE: Schulman et al., "High-Dimensional Continuous Control Using Generalized Advantage Estimation", 2016.
 
 Implementation details:
-1. ``hardware.num_envs`` envs through gymnasium's vector API, stepped for ``n_steps`` to form one rollout.
+1. ``num_envs`` envs through gymnasium's vector API, stepped for ``n_steps`` to form one rollout.
 2. Returns are n-step returns bootstrapped from the critic (``gae_lambda`` = 1), or GAE(lambda) when < 1.
    A truncated episode bootstraps from V(real final observation) (``info["final_obs"]`` in SAME_STEP
    autoreset mode); a terminated one does not. See ``algos/common/rollout.py``.
@@ -13,7 +13,10 @@ Implementation details:
    ``max_grad_norm``; RMSprop (alpha 0.99, eps 1e-5, as in baselines) or Adam.
 4. Discrete actions: categorical policy. Continuous: Gaussian with a state-independent log-std; the sample
    is clipped to the bounds for the env, the log-probability is of the unclipped sample.
-5. Actor and critic as separate MLPs, or one shared trunk with two heads (``shared_trunk``).
+5. Actor and critic as separate MLPs, or one shared trunk with two heads (``shared_trunk``); PyTorch's default
+   init, or orthogonal (``orthogonal_init``, as baselines and Tianshou's MuJoCo A2C).
+6. Observation normalisation and reward scaling (``env.normalize_obs``, ``env.normalize_reward``): see PPO's
+   detail 8 (``algos/ppo.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import torch
 from torch import nn
 from torch.distributions import Categorical, Normal
 
+from algos.common.loops import OnPolicyConfig
 from algos.common.nets import ActionScaler, mlp
 from algos.common.rollout import RolloutBatch
 from envs import EnvSpec
@@ -35,11 +39,8 @@ LOOP = "on_policy"
 
 
 @dataclass
-class A2CConfig:
-    name: str = "a2c"
-    gamma: float = 0.99  # discount
-    n_steps: int = 5  # env steps per env per rollout
-    gae_lambda: float = 1.0  # 1: n-step returns; < 1: GAE(lambda)
+class A2CConfig(OnPolicyConfig):
+    name: str = "a2c"  # num_envs 16, n_steps 5, gamma 0.99, gae_lambda 1 (algos/common/loops.py: OnPolicyConfig)
     lr: float = 7e-4  # learning rate
     optimizer: str = "rmsprop"  # rmsprop | adam
     rms_alpha: float = 0.99  # RMSprop smoothing constant
@@ -52,6 +53,7 @@ class A2CConfig:
     log_std_init: float = 0.0  # initial log-std of the Gaussian policy (continuous actions)
     normalize_advantage: bool = False  # standardise advantages per rollout
     lr_anneal: bool = False  # decay the learning rate linearly to 0 over total_steps
+    orthogonal_init: bool = False  # orthogonal weights (gain sqrt 2; outputs 0.01 policy, 1 value), zero biases
 
 
 class ActorCritic(nn.Module):
@@ -74,18 +76,32 @@ class ActorCritic(nn.Module):
         """The action distribution and V(s)."""
         h = self.trunk(obs)
         out, value = self.pi_head(h), self.v_head(h).squeeze(-1)
+        # validate_args=False: the argument checks cost more than the rest of a small network's forward pass
         if self.discrete:
-            return Categorical(logits=out), value
-        return Normal(out, self.log_std.exp().expand_as(out)), value
+            return Categorical(logits=out, validate_args=False), value
+        return Normal(out, self.log_std.exp().expand_as(out), validate_args=False), value
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.v_head(self.trunk(obs)).squeeze(-1)
+
+
+def orthogonal_init(net: ActorCritic) -> None:
+    """Orthogonal init (PPO detail 7, baselines' A2C) with gain sqrt(2) for hidden layers, 0.01 (policy) and 1 (value) for outputs."""
+    for module in net.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.orthogonal_(module.weight, math.sqrt(2))
+            nn.init.zeros_(module.bias)
+    for head, gain in ((net.pi_head, 0.01), (net.v_head, 1.0)):
+        last = [m for m in head.modules() if isinstance(m, nn.Linear)][-1]
+        nn.init.orthogonal_(last.weight, gain)
 
 
 class A2C:
     def __init__(self, cfg: A2CConfig, spec: EnvSpec, device: torch.device):
         self.cfg, self.spec, self.device = cfg, spec, device
         self.net = ActorCritic(cfg, spec).to(device)
+        if cfg.orthogonal_init:
+            orthogonal_init(self.net)
         if cfg.optimizer == "rmsprop":
             self.optimizer = torch.optim.RMSprop(self.net.parameters(), lr=cfg.lr, alpha=cfg.rms_alpha, eps=cfg.eps)
         elif cfg.optimizer == "adam":
@@ -114,11 +130,13 @@ class A2C:
         return int(out) if self.spec.discrete else out
 
     @torch.inference_mode()
-    def step(self, obs: np.ndarray) -> tuple[torch.Tensor, np.ndarray, torch.Tensor]:
-        """For a batch of observations: the sampled actions (as stored), the env's actions and V(s)."""
+    def step(self, obs: np.ndarray) -> tuple[torch.Tensor, np.ndarray, torch.Tensor, torch.Tensor]:
+        """For a batch of observations: the sampled actions (as stored), the env's actions, V(s) and the
+        actions' log-probabilities."""
         dist, value = self.net(self._obs(obs))
         action = dist.sample()
-        return action, self._to_env(action), value
+        log_prob = dist.log_prob(action)
+        return action, self._to_env(action), value, log_prob if self.spec.discrete else log_prob.sum(-1)
 
     @torch.inference_mode()
     def value(self, obs: np.ndarray) -> torch.Tensor:

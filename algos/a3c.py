@@ -48,6 +48,7 @@ ACTION_SPACES = ("discrete", "continuous")
 @dataclass
 class A3CConfig(A2CConfig):
     name: str = "a3c"
+    num_envs: int = 1  # one env per worker (hardware.workers sets how many workers)
     n_steps: int = 5  # t_max: env steps per worker rollout
     lr: float = 7e-4  # shared optimizer learning rate
     optimizer: str = "rmsprop"  # rmsprop | adam (statistics shared across workers)

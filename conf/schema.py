@@ -25,7 +25,6 @@ from envs import EnvConfig
 class HardwareConfig:
     device: str = "cpu"  # cpu | cuda | cuda:<index>
     threads: int = 0  # torch intra-op threads; 0: auto (cores / joblib's parallel jobs; 1 for DQN)
-    num_envs: int = 16  # parallel envs of on-policy algorithms (A2C)
     vector: str = "sync"  # sync: all envs in this process (fastest on 2 cores); async: one subprocess each
     workers: int = 0  # A3C worker processes; 0: one per CPU core
 

@@ -35,6 +35,7 @@ class EnvConfig:
     total_steps: int = 100_000  # default budget for this env; the top-level total_steps reads it
     eval_every: int = 5_000  # default evaluation interval (env steps) for this env
     normalize_obs: bool = False  # running mean/std observation normalisation (training env; eval shares stats)
+    normalize_reward: bool = False  # on-policy only: rewards divided by the running std of the discounted return
     reward_shift: float = 0.0  # training reward becomes (r + reward_shift) * reward_scale
     reward_scale: float = 1.0  # e.g. Pendulum's (r + 8) / 8: env.reward_shift=8 env.reward_scale=0.125
     kwargs: dict[str, Any] = field(default_factory=dict)  # extra keyword arguments for gym.make
@@ -120,16 +121,18 @@ def probe(cfg: EnvConfig) -> EnvSpec:
         env.close()
 
 
-def make(cfg: EnvConfig, seed: int, *, train: bool = True, render_mode: Optional[str] = None) -> tuple[gym.Env, EnvSpec]:
+def make(cfg: EnvConfig, seed: int, *, train: bool = True, render_mode: Optional[str] = None,
+         sub_env: bool = False) -> tuple[gym.Env, EnvSpec]:
     """Build one environment with the configured wrappers and seed its RNGs.
 
     Training envs get reward reshaping; evaluation envs (``train=False``) report the env's own reward.
     Episode statistics are recorded before any reward change, so logged returns are always the raw ones.
+    A vector env's sub-envs (``sub_env``) are not normalised one by one: :class:`VecNormalize` does it over all.
     """
     env = _base(cfg, render_mode)
     spec = spec_of(env)
     env = gym.wrappers.RecordEpisodeStatistics(env)
-    if cfg.normalize_obs:
+    if cfg.normalize_obs and not sub_env:
         env = gym.wrappers.NormalizeObservation(env)
         if not train:
             env.update_running_mean = False
@@ -142,14 +145,17 @@ def make(cfg: EnvConfig, seed: int, *, train: bool = True, render_mode: Optional
     return env, spec
 
 
-def share_obs_stats(src: gym.Env, dst: gym.Env) -> None:
-    """Make the eval env normalise observations with the training env's running statistics."""
+def share_obs_stats(src, dst: gym.Env) -> None:
+    """Make the eval env normalise observations with the training env's (or vector env's) running statistics:
+    the same object, so evaluation always sees the current statistics and never changes them."""
     s, d = _find(src, gym.wrappers.NormalizeObservation), _find(dst, gym.wrappers.NormalizeObservation)
     if s is not None and d is not None:
         d.obs_rms = s.obs_rms
 
 
-def _find(env: gym.Env, cls: type) -> Optional[gym.Env]:
+def _find(env, cls: type):
+    if isinstance(env, VecNormalize):
+        return env if env.norm_obs else None
     while isinstance(env, gym.Wrapper):
         if isinstance(env, cls):
             return env
@@ -174,15 +180,85 @@ def load_obs_stats(env: gym.Env, stats: Optional[dict]) -> None:
     w.obs_rms.count = stats["count"]
 
 
-def make_vector(cfg: EnvConfig, seed: int, num_envs: int, vector: str = "sync") -> tuple[gym.vector.VectorEnv, EnvSpec]:
-    """``num_envs`` copies of the env (wrappers as in :func:`make`) in one vector env.
+_NORM_EPS = 1e-8  # gymnasium's NormalizeObservation and NormalizeReward use the same
+REWARD_CLIP = 10.0  # normalised rewards are clipped to +-10 (as SB3's VecNormalize and CleanRL do)
+
+
+class VecNormalize(gym.vector.VectorWrapper):
+    """Observation normalisation and reward scaling over all sub-envs of a vector env, with one set of statistics.
+
+    Observations: ``(o - mean) / sqrt(var + 1e-8)`` with the running mean and variance of every observation seen,
+    the formula of gymnasium's ``NormalizeObservation``, so an evaluation env with that wrapper reading these
+    statistics (:func:`share_obs_stats`) gives the policy the same inputs. The real final observation of an
+    episode (``info["final_obs"]``, used to bootstrap at a time limit) is normalised the same way.
+    Rewards: divided by the running std of each sub-env's discounted return (reset when its episode ends) and
+    clipped to +-10; the episode returns logged by ``RecordEpisodeStatistics`` inside the sub-envs stay raw.
+    The statistics are part of the checkpoint (:meth:`state_dict`), so a resumed run continues exactly.
+    """
+
+    def __init__(self, env: gym.vector.VectorEnv, obs: bool, reward: bool, gamma: float):
+        super().__init__(env)
+        from gymnasium.wrappers.utils import RunningMeanStd
+
+        self.norm_obs, self.norm_reward, self.gamma = obs, reward, gamma
+        self.obs_rms = RunningMeanStd(shape=env.single_observation_space.shape)
+        self.ret_rms = RunningMeanStd(shape=())
+        self.returns = np.zeros(env.num_envs)
+
+    def _normalise(self, obs: np.ndarray) -> np.ndarray:
+        return np.float32((obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + _NORM_EPS))
+
+    def _observe(self, obs: np.ndarray) -> np.ndarray:
+        if not self.norm_obs:
+            return obs
+        self.obs_rms.update(obs)
+        return self._normalise(obs)
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        self.returns[:] = 0.0
+        return self._observe(obs), info
+
+    def step(self, actions):
+        obs, reward, terminated, truncated, info = self.env.step(actions)
+        obs = self._observe(obs)
+        if self.norm_obs and "final_obs" in info:  # with the statistics this step's observations were scaled by
+            final = info["final_obs"].copy()
+            for i in np.flatnonzero(info.get("_final_obs", [o is not None for o in final])):
+                final[i] = self._normalise(final[i][None])[0]
+            info = {**info, "final_obs": final}
+        if self.norm_reward:
+            self.returns = self.returns * self.gamma + reward
+            self.ret_rms.update(self.returns)
+            reward = np.clip(reward / np.sqrt(self.ret_rms.var + _NORM_EPS), -REWARD_CLIP, REWARD_CLIP)
+            self.returns[terminated | truncated] = 0.0
+        return obs, reward, terminated, truncated, info
+
+    def state_dict(self) -> dict[str, Any]:
+        o, r = self.obs_rms, self.ret_rms
+        return {"obs": {"mean": o.mean.tolist(), "var": o.var.tolist(), "count": float(o.count)},
+                "ret": {"mean": float(r.mean), "var": float(r.var), "count": float(r.count)},
+                "returns": self.returns.tolist()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for rms, s in ((self.obs_rms, state["obs"]), (self.ret_rms, state["ret"])):
+            rms.mean, rms.var = np.asarray(s["mean"], np.float64), np.asarray(s["var"], np.float64)
+            rms.count = s["count"]
+        self.returns = np.asarray(state["returns"], np.float64)
+
+
+def make_vector(cfg: EnvConfig, seed: int, num_envs: int, vector: str = "sync",
+                gamma: float = 0.99) -> tuple[gym.vector.VectorEnv, EnvSpec]:
+    """``num_envs`` copies of the env (wrappers as in :func:`make`) in one vector env, with
+    :class:`VecNormalize` on top when ``cfg.normalize_obs`` or ``cfg.normalize_reward`` (``gamma``: of the return
+    whose std scales rewards).
 
     Autoreset is SAME_STEP: when a sub-env's episode ends, the returned observation is already the next
     episode's first one and the real final observation is in ``info["final_obs"]``. No fake transition
     (final observation -> reset observation, as NEXT_STEP mode returns) ever reaches the caller.
     """
     spec = probe(cfg)
-    thunks = [lambda i=i: make(cfg, seed + i)[0] for i in range(num_envs)]
+    thunks = [lambda i=i: make(cfg, seed + i, sub_env=True)[0] for i in range(num_envs)]
     mode = gym.vector.AutoresetMode.SAME_STEP
     if vector == "async":
         env = gym.vector.AsyncVectorEnv(thunks, autoreset_mode=mode)
@@ -190,6 +266,8 @@ def make_vector(cfg: EnvConfig, seed: int, num_envs: int, vector: str = "sync") 
         env = gym.vector.SyncVectorEnv(thunks, autoreset_mode=mode)
     else:
         raise EnvError(f"hardware.vector={vector} is not supported; allowed: sync, async")
+    if cfg.normalize_obs or cfg.normalize_reward:
+        env = VecNormalize(env, cfg.normalize_obs, cfg.normalize_reward, gamma)
     return env, spec
 
 
@@ -256,11 +334,12 @@ def vector_state(env) -> Optional[list[dict[str, Any]]]:
     """Everything needed to continue a sync vector env's episodes exactly where they are (each sub-env's
     physics, time-limit counter, episode statistics and RNGs); None for async vector envs (their sub-envs live
     in other processes), which then restart episodes on resume."""
+    env = env.unwrapped  # below VecNormalize, whose statistics the loop saves itself
     if not isinstance(env, gym.vector.SyncVectorEnv):
         return None
     return [_sub_env_state(e) for e in env.envs]
 
 
 def load_vector_state(env, state: list[dict[str, Any]]) -> None:
-    for e, s in zip(env.envs, state):
+    for e, s in zip(env.unwrapped.envs, state):
         _load_sub_env_state(e, s)

@@ -200,7 +200,7 @@ def sb3_job(case: Case, seed: int, run_dir: Path) -> None:
     if cfg.algo.name == "a2c":  # the same sub-envs as ours: env i seeded seed + i
         from stable_baselines3.common.vec_env import DummyVecEnv
 
-        env = DummyVecEnv([lambda i=i: envs.make(cfg.env, cfg.seed + i)[0] for i in range(cfg.hardware.num_envs)])
+        env = DummyVecEnv([lambda i=i: envs.make(cfg.env, cfg.seed + i)[0] for i in range(cfg.algo.num_envs)])
     else:
         env, _ = envs.make(cfg.env, cfg.seed)
     eval_env, _ = envs.make(cfg.env, cfg.seed + EVAL_SEED_OFFSET, train=False)

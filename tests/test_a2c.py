@@ -39,7 +39,7 @@ class ConstantValueAgent:
 
     def step(self, obs):
         n = len(obs)
-        return torch.zeros(n, dtype=torch.int64), np.zeros(n, dtype=np.int64), self.value(obs)
+        return torch.zeros(n, dtype=torch.int64), np.zeros(n, dtype=np.int64), self.value(obs), torch.zeros(n)
 
     def value(self, obs):
         return torch.as_tensor(np.asarray(obs)[:, 0], dtype=torch.float32) + 100.0

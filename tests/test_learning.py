@@ -16,6 +16,8 @@ CASES = {
     "sac-pendulum": (["algo=sac", "env=pendulum", "total_steps=10000", "eval_every=1000"], -250, "final"),
     "ddpg-pendulum": (["algo=ddpg", "env=pendulum", "total_steps=10000", "eval_every=1000"], -250, "final"),
     "a2c-cartpole": (["algo=a2c", "env=cartpole", "total_steps=500000", "eval_every=10000"], 475, "best"),
+    # RL-Zoo's CartPole settings (conf/tuned/ppo_cartpole.yaml); seed 0 is at 500 from 25k steps
+    "ppo-cartpole": (["algo=ppo", "env=cartpole", "total_steps=50000", "eval_every=5000"], 475, "best"),
     # Asynchronous, hence not bit-reproducible: the bar leaves room for scheduling noise.
     "a3c-cartpole": (["algo=a3c", "env=cartpole", "hardware.workers=2", "total_steps=150000", "eval_every=10000"],
                      200, "best"),

@@ -13,6 +13,10 @@ from tests.conftest import ROOT, eval_returns, read_rows, run_train
 
 CASES = {
     "a2c": ["algo=a2c", "env=cartpole", "total_steps=12000", "checkpoint_every=4000", "eval_every=4000"],
+    # PPO with observation normalisation and reward scaling: their statistics must come back exactly too
+    "ppo": ["algo=ppo", "env=pendulum", "total_steps=6144", "checkpoint_every=2048", "eval_every=2048",
+            "algo.num_envs=4", "algo.n_epochs=2", "algo.n_minibatches=4", "env.normalize_obs=true",
+            "env.normalize_reward=true"],
     "dqn": ["algo=dqn", "env=cartpole", "total_steps=3000", "checkpoint_every=500", "eval_every=1000"],
     "td3": ["algo=td3", "env=pendulum", "total_steps=1400", "checkpoint_every=400", "eval_every=400",
             "algo.random_steps=200", "algo.learning_starts=200"],

@@ -103,7 +103,7 @@ def test_evaluate_script_and_video(tmp_path):
 @pytest.mark.parametrize("env", ["cartpole", "pendulum"])
 def test_smoke_a2c(tmp_path, env):
     run_dir = tmp_path / env
-    run_train("algo=a2c", f"env={env}", "total_steps=4000", "eval_every=2000", "eval_episodes=2", "hardware.num_envs=4",
+    run_train("algo=a2c", f"env={env}", "total_steps=4000", "eval_every=2000", "eval_episodes=2", "algo.num_envs=4",
               run_dir=run_dir)
     rows = read_rows(run_dir)
     assert [s for s, _ in eval_returns(run_dir)] == [2000, 4000]

@@ -1,7 +1,7 @@
 """Training loops. Agents never step envs, log or write files: the loop does all three.
 
 ``off_policy`` drives DQN, DDPG, TD3 and SAC: act -> step -> store -> update -> evaluate -> log -> checkpoint.
-``on_policy`` drives A2C (rollouts of N vector envs, one update per rollout).
+``on_policy`` drives A2C and PPO (rollouts of N vector envs, one update phase per rollout).
 ``offline`` drives CQL, BCQ, BC and offline SAC: sample the fixed dataset -> update -> evaluate; the env is
 only ever used for evaluation, and the x-axis (``step``) counts gradient updates.
 """
@@ -47,6 +47,17 @@ class OffPolicyConfig:
     random_steps: int = 0  # uniform random actions for the first random_steps env steps
     train_every: int = 1  # env steps between update phases (SB3's train_freq); 1: after every env step
     gradient_steps: int = 1  # gradient updates in each update phase, once learning has started
+
+
+@dataclass
+class OnPolicyConfig:
+    """Settings every on-policy algorithm shares: the rollout (how many envs, how many steps each) and its returns."""
+
+    name: str = MISSING
+    gamma: float = 0.99  # discount
+    num_envs: int = 16  # parallel envs (one vector env); a rollout holds num_envs x n_steps transitions
+    n_steps: int = 5  # env steps per env per rollout
+    gae_lambda: float = 1.0  # 1: n-step returns; < 1: GAE(lambda)
 
 
 @dataclass
@@ -373,14 +384,14 @@ def collect_rollout(agent, env, storage: RolloutStorage, obs: np.ndarray, gamma:
     ``on_episode(t, return, length)`` is called for each finished episode.
     """
     for t in range(storage.n_steps):
-        action, env_action, value = agent.step(obs)
+        action, env_action, value, log_prob = agent.step(obs)
         next_obs, reward, terminated, truncated, info = env.step(env_action)
         reward = reward.astype(np.float32)
         cut = truncated & ~terminated
         if cut.any():
             final = np.stack([info["final_obs"][i] for i in np.flatnonzero(cut)])
             reward[cut] += gamma * agent.value(final).cpu().numpy()
-        storage.add(obs, action, reward, terminated | truncated, value)
+        storage.add(obs, action, reward, terminated | truncated, value, log_prob)
         obs = next_obs
         if "final_info" in info and "episode" in info["final_info"]:
             ep = info["final_info"]["episode"]
@@ -391,17 +402,21 @@ def collect_rollout(agent, env, storage: RolloutStorage, obs: np.ndarray, gamma:
 
 def on_policy(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: Path, device: torch.device,
               resume: Optional[dict[str, Any]] = None) -> dict[str, float]:
-    """A2C's loop: N envs x ``n_steps`` per rollout, one update per rollout.
+    """A2C's and PPO's loop: ``num_envs`` envs x ``n_steps`` per rollout, then ``agent.update(rollout)``.
 
-    ``env`` is a vector env in SAME_STEP autoreset mode (see ``envs.make_vector``).
+    ``env`` is a vector env in SAME_STEP autoreset mode (see ``envs.make_vector``), with ``envs.VecNormalize`` on
+    top when observations or rewards are normalised: its statistics are saved in the checkpoint and shared
+    (read-only) with the evaluation env.
     """
     a, n = agent.cfg, env.num_envs
     storage = RolloutStorage(a.n_steps, n, spec.obs_shape, spec.action_shape, spec.discrete, device)
+    norm = env if isinstance(env, envs.VecNormalize) else None
 
     obs = None
 
     def loop_state() -> dict[str, Any]:
-        return {"agent": agent.state_dict(), "vector_env": envs.vector_state(env), "obs": torch.as_tensor(obs)}
+        return {"agent": agent.state_dict(), "vector_env": envs.vector_state(env), "obs": torch.as_tensor(obs),
+                "normalizer": norm.state_dict() if norm is not None else None, "obs_stats": envs.obs_stats(env)}
 
     run = Runner(cfg, agent, env, eval_env, logger, run_dir, loop_state, resume)
     if resume is not None:
@@ -414,8 +429,11 @@ def on_policy(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: Pa
         else:  # async envs live in other processes: fresh episodes (resume is then not exact)
             obs, _ = env.reset(seed=cfg.seed + run.step)
             log.warning("resume with hardware.vector=async restarts the episodes in flight (not an exact resume)")
+        if norm is not None:
+            norm.load_state_dict(resume["normalizer"])  # after the reset, which updated the statistics
     else:
         obs, _ = env.reset(seed=cfg.seed)
+    envs.share_obs_stats(env, eval_env)
     with run:
         while not run.done:
             obs = collect_rollout(agent, env, storage, obs, a.gamma,
@@ -424,5 +442,6 @@ def on_policy(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: Pa
             run.check_finite("observation", storage.obs)
             batch = storage.batch(agent.value(obs), a.gamma, a.gae_lambda)
             agent.set_progress(run.step / cfg.total_steps)
-            run.advance(a.n_steps * n, 1, agent.update(batch))
+            metrics = agent.update(batch)
+            run.advance(a.n_steps * n, metrics.pop("updates", 1), metrics)
     return run.result()

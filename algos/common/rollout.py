@@ -17,6 +17,8 @@ class RolloutBatch(NamedTuple):
     actions: torch.Tensor  # (T*N, *action_shape)
     returns: torch.Tensor  # (T*N,) targets of the critic
     advantages: torch.Tensor  # (T*N,)
+    values: torch.Tensor  # (T*N,) V(s) when the rollout was collected
+    log_probs: torch.Tensor  # (T*N,) log-probability of each action under the policy that collected it
 
 
 def compute_returns(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor, last_value: torch.Tensor,
@@ -49,15 +51,17 @@ class RolloutStorage:
         self.rewards = torch.zeros((n_steps, n_envs), device=device)
         self.dones = torch.zeros((n_steps, n_envs), device=device)
         self.values = torch.zeros((n_steps, n_envs), device=device)
+        self.log_probs = torch.zeros((n_steps, n_envs), device=device)
         self.t = 0
 
-    def add(self, obs, actions, rewards, dones, values) -> None:
+    def add(self, obs, actions, rewards, dones, values, log_probs) -> None:
         t = self.t
         self.obs[t] = torch.as_tensor(obs, dtype=torch.float32)
         self.actions[t] = torch.as_tensor(actions, dtype=self.actions.dtype)
         self.rewards[t] = torch.as_tensor(rewards, dtype=torch.float32)
         self.dones[t] = torch.as_tensor(dones, dtype=torch.float32)
         self.values[t] = values
+        self.log_probs[t] = log_probs
         self.t += 1
 
     def full(self) -> bool:
@@ -68,4 +72,5 @@ class RolloutStorage:
         self.t = 0
         flat = self.n_steps * self.n_envs
         return RolloutBatch(self.obs.reshape(flat, *self.obs.shape[2:]), self.actions.reshape(flat, *self.actions.shape[2:]),
-                            returns.reshape(flat), advantages.reshape(flat))
+                            returns.reshape(flat), advantages.reshape(flat), self.values.reshape(flat),
+                            self.log_probs.reshape(flat))

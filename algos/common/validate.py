@@ -54,13 +54,19 @@ def validate_algo(a: DictConfig) -> None:
             _check(0.0 < v <= 1.0, f"{name}={v} is out of range; allowed: 0 < tau <= 1")
         elif key == "lr" or key.endswith("_lr"):
             _check(v > 0, f"{name}={v} must be > 0")
-        elif key in ("batch_size", "buffer_size", "gradient_steps", "train_every", "n_steps", "policy_freq"):
+        elif key in ("batch_size", "buffer_size", "gradient_steps", "train_every", "n_steps", "policy_freq", "num_envs",
+                     "n_epochs", "n_minibatches"):
             _check(v > 0, f"{name}={v} must be a positive integer")
         elif key.endswith(("_steps", "_every", "_size", "_freq")):
             _check(v >= 0, f"{name}={v} must be >= 0")
     if "batch_size" in a and "buffer_size" in a:
         _check(a.batch_size <= a.buffer_size,
                f"algo.batch_size={a.batch_size} is larger than algo.buffer_size={a.buffer_size}; allowed: batch_size <= buffer_size")
+    if "clip_range" in a:
+        _check(a.clip_range > 0, f"algo.clip_range={a.clip_range} must be > 0")
+    if a.name == "a3c":
+        _check(a.num_envs == 1, f"algo.num_envs={a.num_envs}: each A3C worker steps one env; allowed: algo.num_envs=1 "
+               "(set the number of workers with hardware.workers)")
     if "learning_starts" in a:
         _check(a.learning_starts >= 1, f"algo.learning_starts={a.learning_starts} must be >= 1")
 
@@ -101,7 +107,6 @@ def validate_hardware(h: DictConfig) -> None:
     if dev.startswith("cuda"):
         _check(torch.cuda.is_available(), f"hardware.device={dev} but no CUDA device is available; use hardware=cpu")
     _check(h.threads >= 0, f"hardware.threads={h.threads} must be >= 0 (0: auto)")
-    _check(h.num_envs >= 1, f"hardware.num_envs={h.num_envs} must be >= 1")
     _check(h.vector in ("sync", "async"), f"hardware.vector={h.vector} is not supported; allowed: sync, async")
     _check(h.workers >= 0, f"hardware.workers={h.workers} must be >= 0 (0: one per CPU core)")
 
@@ -156,7 +161,10 @@ def validate(cfg: DictConfig) -> envs.EnvSpec:
            f"algo={cfg.algo.name} needs {' or '.join(allowed)} actions, but env={cfg.env.name} ({spec.id}) has "
            f"{spec.kind} actions; pick an env with {' or '.join(allowed)} actions")
     validate_dataset(cfg, module, spec)
-    if module.LOOP != "off_policy":
+    if module.LOOP not in ("off_policy", "on_policy"):
         _check(not cfg.env.normalize_obs, f"env.normalize_obs=true is not supported with algo={cfg.algo.name} yet; "
-               "allowed with: dqn, ddpg, td3, sac")
+               "allowed with: dqn, ddpg, td3, sac, a2c, ppo")
+    if module.LOOP != "on_policy":
+        _check(not cfg.env.normalize_reward, f"env.normalize_reward=true scales rewards by the running std of the "
+               f"return in on-policy rollouts; allowed with: a2c, ppo (not algo={cfg.algo.name})")
     return spec

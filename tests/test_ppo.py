@@ -1,0 +1,138 @@
+"""PPO: the clipped objective on hand-made numbers, advantage standardisation, one update phase end to end, and
+the vector normaliser (shared statistics, the final observation, exact state round trip, frozen at evaluation)."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import envs
+from algos.common.loops import collect_rollout
+from algos.common.rollout import RolloutStorage
+from algos.ppo import PPO, PPOConfig, clipped_surrogate, standardise
+from envs import EnvConfig
+
+
+def test_clipped_objective_gradient_is_zero_outside_the_trust_region_and_plain_inside():
+    eps = 0.2
+    old = torch.zeros(4)
+    # ratios e^x: 1.5 and 0.5 lie outside 1 +- 0.2, 1.1 and 0.9 inside
+    new = torch.log(torch.tensor([1.5, 0.5, 1.1, 0.9])).requires_grad_(True)
+    adv = torch.tensor([1.0, -1.0, 1.0, -1.0])  # each sample's advantage pushes its ratio further out
+    loss, _, clipped = clipped_surrogate(new, old, adv, eps)
+    loss.backward()
+    ratio = new.detach().exp()
+    # clipped samples: no gradient; the others: d(-A r / N)/d log pi = -A r / N
+    assert new.grad[0] == 0 and new.grad[1] == 0
+    assert torch.allclose(new.grad[2:], -adv[2:] * ratio[2:] / 4)
+    assert clipped.item() == 0.5
+    # an advantage pulling the ratio back inside keeps the gradient even outside the range (the min picks it)
+    new2 = torch.log(torch.tensor([1.5, 0.5])).requires_grad_(True)
+    adv2 = torch.tensor([-1.0, 1.0])
+    clipped_surrogate(new2, torch.zeros(2), adv2, eps)[0].backward()
+    assert torch.allclose(new2.grad, -adv2 * torch.tensor([1.5, 0.5]) / 2)
+
+
+def test_surrogate_value_and_kl_at_ratio_one():
+    logp = torch.zeros(3)
+    adv = torch.tensor([1.0, 2.0, 3.0])
+    loss, kl, clipped = clipped_surrogate(logp, logp, adv, 0.2)
+    assert loss.item() == pytest.approx(-2.0) and kl.item() == 0.0 and clipped.item() == 0.0
+
+
+def test_advantage_standardisation():
+    x = torch.tensor([1.0, 2.0, 3.0, 10.0])
+    z = standardise(x)
+    assert z.mean().abs() < 1e-6 and (z.std() - 1).abs() < 1e-4
+    assert standardise(torch.tensor([5.0])).item() == 0.0  # one sample: centred, never divided by a zero std
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_update_phase_runs_every_minibatch_and_changes_the_policy(env_id):
+    cfg = EnvConfig(name="x", id=env_id, normalize_obs=True, normalize_reward=True)
+    venv, spec = envs.make_vector(cfg, seed=0, num_envs=4, gamma=0.99)
+    torch.manual_seed(0)
+    c = PPOConfig(num_envs=4, n_steps=16, n_epochs=3, n_minibatches=4)
+    agent = PPO(c, spec, torch.device("cpu"))
+    storage = RolloutStorage(c.n_steps, 4, spec.obs_shape, spec.action_shape, spec.discrete, torch.device("cpu"))
+    obs, _ = venv.reset(seed=0)
+    before = [p.clone() for p in agent.net.parameters()]
+    obs = collect_rollout(agent, venv, storage, obs, c.gamma, lambda *a: None)
+    metrics = agent.update(storage.batch(agent.value(obs), c.gamma, c.gae_lambda))
+    assert metrics["updates"] == 12 and metrics["train/epochs"] == 3
+    assert all(np.isfinite(v) for v in metrics.values())
+    assert any(not torch.equal(b, p) for b, p in zip(before, agent.net.parameters()))
+    venv.close()
+
+
+def test_target_kl_stops_the_epochs_early():
+    cfg = EnvConfig(name="x", id="CartPole-v1")
+    venv, spec = envs.make_vector(cfg, seed=0, num_envs=2)
+    torch.manual_seed(0)
+    c = PPOConfig(num_envs=2, n_steps=32, n_epochs=50, n_minibatches=2, lr=1e-2, target_kl=1e-6)
+    agent = PPO(c, spec, torch.device("cpu"))
+    storage = RolloutStorage(c.n_steps, 2, spec.obs_shape, (), True, torch.device("cpu"))
+    obs = collect_rollout(agent, venv, storage, venv.reset(seed=0)[0], c.gamma, lambda *a: None)
+    metrics = agent.update(storage.batch(agent.value(obs), c.gamma, c.gae_lambda))
+    assert metrics["train/epochs"] < 50 and metrics["updates"] == 2 * metrics["train/epochs"]
+    venv.close()
+
+
+def test_vector_normaliser_shares_statistics_normalises_the_final_obs_and_round_trips():
+    cfg = EnvConfig(name="p", id="Pendulum-v1", max_episode_steps=5, normalize_obs=True, normalize_reward=True)
+    venv, spec = envs.make_vector(cfg, seed=0, num_envs=3, gamma=0.9)
+    assert isinstance(venv, envs.VecNormalize)
+    raw_obs = []
+    inner_step = venv.env.step
+
+    def spy(actions):
+        out = inner_step(actions)
+        raw_obs.append((out[0].copy(), out[4].get("final_obs")))
+        return out
+
+    venv.env.step = spy
+    venv.reset(seed=0)
+    for t in range(5):
+        _, reward, terminated, truncated, info = venv.step(np.zeros((3, 1), np.float32))
+    assert truncated.all()  # the time limit ends every sub-env's episode at step 5
+    rms = venv.obs_rms
+    assert rms.count == pytest.approx(1e-4 + 3 * 6)  # one set of statistics over every sub-env's reset and steps
+    raw_final = raw_obs[-1][1]
+    for i in range(3):
+        expected = (raw_final[i] - rms.mean) / np.sqrt(rms.var + 1e-8)
+        assert np.allclose(info["final_obs"][i], expected, atol=1e-5)
+    assert np.all(np.abs(reward) <= envs.REWARD_CLIP)
+    assert venv.returns.tolist() == [0.0, 0.0, 0.0]  # reset at the end of each episode
+
+    state = venv.state_dict()
+    other, _ = envs.make_vector(cfg, seed=1, num_envs=3, gamma=0.9)
+    other.load_state_dict(state)
+    assert other.state_dict() == state
+
+    # the evaluation env reads the same statistics, frozen: evaluating never changes them
+    eval_env, _ = envs.make(cfg, seed=5, train=False)
+    envs.share_obs_stats(venv, eval_env)
+    count = rms.count
+    obs, _ = eval_env.reset(seed=5)
+    eval_env.step(np.zeros(1, np.float32))
+    assert rms.count == count and envs.obs_stats(eval_env) == envs.obs_stats(venv)
+    venv.close(), other.close(), eval_env.close()
+
+
+def test_normalize_reward_is_refused_off_policy(tmp_path):
+    from tests.conftest import run_train
+
+    proc = run_train("algo=td3", "env=pendulum", "env.normalize_reward=true", run_dir=tmp_path / "r", check=False)
+    assert proc.returncode != 0
+    assert "env.normalize_reward=true" in proc.stdout + proc.stderr and "allowed with: a2c, ppo" in proc.stdout + proc.stderr
+
+
+def test_sub_envs_are_not_normalised_one_by_one():
+    cfg = EnvConfig(name="p", id="Pendulum-v1", normalize_obs=True)
+    venv, _ = envs.make_vector(cfg, seed=0, num_envs=2)
+    for sub in venv.unwrapped.envs:
+        w = sub
+        while isinstance(w, gym.Wrapper):
+            assert not isinstance(w, gym.wrappers.NormalizeObservation)
+            w = w.env
+    venv.close()
