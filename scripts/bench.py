@@ -1,6 +1,6 @@
 """Speed benchmark: env steps/s, gradient updates/s, act latency and the machine's matmul peak, in one process.
 
-    python scripts/bench.py                      # TD3/SAC/DDPG on Hopper-v5, DQN on CartPole-v1, A2C on CartPole-v1
+    python scripts/bench.py                      # TD3/SAC/DDPG/PPO on Hopper-v5, DQN and A2C on CartPole-v1
     python scripts/bench.py --threads 1,2 --algos td3,sac --rounds 5
     python scripts/bench.py --quick              # a few steps of each, to check the script runs (CI)
 
@@ -48,6 +48,7 @@ CASES = {  # algo -> (env option, env id)
     "sac": ("hopper", "Hopper-v5"),
     "ddpg": ("hopper", "Hopper-v5"),
     "dqn": ("cartpole", "CartPole-v1"),
+    "ppo": ("hopper", "Hopper-v5"),
     "a2c": ("cartpole", "CartPole-v1"),
 }
 
@@ -269,6 +270,38 @@ def bench_a2c(env_id: str, steps: int) -> dict:
     return {"steps_per_s": sps, "updates_per_s": ups, "act_us": float("nan"), "flops_per_update": float("nan")}
 
 
+def bench_on_policy(algo: str, env: str, args, with_sb3: bool) -> dict:
+    """PPO: blocks of whole rollouts through the train.py path (its tuned MuJoCo settings, evaluation off) and
+    SB3's PPO ``learn()`` at the same settings (``scripts/parity.py``), alternating; medians over ``args.rounds``."""
+    from scripts.parity import compose_overrides, sb3_model, sb3_vec_env
+
+    base = [f"algo={algo}", f"env={env}", "logger=none", "progress=false", "eval_episodes=1",
+            "eval_every=1000000000", "checkpoint_every=1000000000"]
+    cfg = compose_overrides(base)
+    rollout = cfg.algo.num_envs * cfg.algo.n_steps
+    block = rollout * max(1, args.steps // 150)  # 4 rollouts at the default --steps 600; 1 with --quick
+    path = TrainPath([*base, f"log_every={rollout}"], rollout, args.out / "runs" / f"{algo}_{env}_t{torch.get_num_threads()}")
+    path.run(rollout)  # warm-up
+    sb3 = None
+    if with_sb3:
+        sb3 = sb3_model(cfg, sb3_vec_env(cfg))
+        sb3.learn(total_timesteps=rollout)
+    mine, theirs, loads = [], [], []
+    for _ in range(args.rounds):
+        mine.append(path.run(block))
+        if sb3 is not None:
+            t = time.perf_counter()
+            sb3.learn(total_timesteps=block, reset_num_timesteps=False)
+            theirs.append(block / (time.perf_counter() - t))
+        loads.append(load())
+    res = {"steps_per_s": float(np.median(mine)), "steps_per_s_rounds": mine, "updates_per_s": float("nan"),
+           "act_us": float("nan"), "flops_per_update": float("nan"), "load": max(loads)}
+    if sb3 is not None:
+        res.update(sb3_steps_per_s=float(np.median(theirs)), sb3_steps_per_s_rounds=theirs,
+                   ratio_vs_sb3=float(np.median([a / b for a, b in zip(mine, theirs)])))
+    return res
+
+
 def bench_off_policy(algo: str, env: str, args, with_sb3: bool) -> dict:
     """Alternate timed blocks of the train.py path, SB3's learn() and the bare loop (all warmed up first);
     medians over ``args.rounds``."""
@@ -321,7 +354,7 @@ def have_sb3() -> bool:
 
 def main(argv=None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--algos", default="td3,sac,ddpg,dqn,a2c")
+    p.add_argument("--algos", default="td3,sac,ddpg,dqn,a2c,ppo")
     p.add_argument("--threads", default="2", help="comma-separated torch thread counts")
     p.add_argument("--steps", type=int, default=600, help="timed env steps per block (after warm-up)")
     p.add_argument("--rounds", type=int, default=5, help="timed blocks of ours and of SB3's, alternating")
@@ -351,6 +384,8 @@ def main(argv=None) -> list[dict]:
             env, env_id = CASES[algo]
             if algo == "a2c":
                 res = {**bench_a2c(env_id, args.steps * 20), "load": load()}
+            elif algo == "ppo":
+                res = bench_on_policy(algo, env, args, with_sb3)
             else:
                 res = bench_off_policy(algo, env, args, with_sb3)
             flops = res["flops_per_update"]

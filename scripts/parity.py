@@ -183,7 +183,37 @@ def sb3_model(cfg, env):
                        ent_coef=a.entropy_coef, vf_coef=a.value_coef, max_grad_norm=a.max_grad_norm,
                        use_rms_prop=a.optimizer == "rmsprop", rms_prop_eps=a.eps, normalize_advantage=a.normalize_advantage,
                        policy_kwargs=kwargs, **common)
+    if name == "ppo":
+        if a.shared_trunk or a.clip_value or a.target_kl > 0 or a.max_grad_norm <= 0:
+            raise SystemExit("error: SB3's PPO here has separate networks, no max-form value clipping, no epoch-level "
+                             "KL stop and always clips the gradient norm (max_grad_norm > 0)")
+        rollout = a.num_envs * a.n_steps
+        if rollout % a.n_minibatches:
+            raise SystemExit(f"error: SB3's minibatches are of one size: num_envs x n_steps ({rollout}) must divide "
+                             f"by n_minibatches ({a.n_minibatches})")
+        lr = (lambda remaining: a.lr * remaining) if a.lr_anneal else a.lr  # SB3's progress_remaining: 1 -> 0
+        kwargs = dict(net_arch=dict(pi=list(a.hidden), vf=list(a.hidden)), activation_fn=torch.nn.Tanh,
+                      ortho_init=a.orthogonal_init, log_std_init=a.log_std_init,
+                      optimizer_kwargs=dict(eps=a.eps))
+        return sb3.PPO("MlpPolicy", env, learning_rate=lr, n_steps=a.n_steps, batch_size=rollout // a.n_minibatches,
+                       n_epochs=a.n_epochs, gae_lambda=a.gae_lambda, clip_range=a.clip_range, ent_coef=a.entropy_coef,
+                       vf_coef=a.value_coef, max_grad_norm=a.max_grad_norm, normalize_advantage=a.normalize_advantage,
+                       policy_kwargs=kwargs, **common)
     raise SystemExit(f"error: no SB3 counterpart for algo {name}")
+
+
+def sb3_vec_env(cfg):
+    """SB3's vector env for an on-policy config: the same sub-envs as ours (env i seeded seed + i) and, where ours
+    normalises, SB3's VecNormalize with our formula (no observation clip, rewards clipped at 10, eps 1e-8)."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    import envs
+
+    venv = DummyVecEnv([lambda i=i: envs.make(cfg.env, cfg.seed + i, sub_env=True)[0] for i in range(cfg.algo.num_envs)])
+    if cfg.env.normalize_obs or cfg.env.normalize_reward:
+        venv = VecNormalize(venv, norm_obs=cfg.env.normalize_obs, norm_reward=cfg.env.normalize_reward,
+                            clip_obs=1e9, clip_reward=envs.REWARD_CLIP, gamma=cfg.algo.gamma, epsilon=1e-8)
+    return venv
 
 
 def sb3_job(case: Case, seed: int, run_dir: Path) -> None:

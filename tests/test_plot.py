@@ -38,5 +38,5 @@ def test_bench_quick_runs(tmp_path):
                            "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = __import__("json").loads((tmp_path / "bench.json").read_text())
-    assert {r["algo"] for r in rows} == {"td3", "sac", "ddpg", "dqn", "a2c"}
+    assert {r["algo"] for r in rows} == {"td3", "sac", "ddpg", "dqn", "a2c", "ppo"}
     assert all(r["steps_per_s"] > 0 for r in rows)
