@@ -118,7 +118,50 @@ def precheck(argv: list[str]) -> list[str]:
             own(Path(run_dir))  # before Hydra writes the run's .hydra/ files there
         except RunDirBusy as e:
             fail(str(e))
+        keep_recorded_config(Path(run_dir))
     return out
+
+
+# A resumed run's recorded config, read before Hydra rewrites .hydra/: the settings the checkpoint was trained with,
+# and what to put back if this resume is refused (so the next plain resume still works).
+_RECORDED: dict[str, dict[str, str]] = {}
+# What a resume may change: the budget, the schedule of logs and checkpoints, logging, hardware and video.
+RESUME_SAFE = ("total_steps", "total_updates", "log_every", "checkpoint_every", "progress", "logger", "hardware", "eval")
+
+
+def keep_recorded_config(run_dir: Path) -> None:
+    hydra_dir = run_dir / ".hydra"
+    if checkpoint.exists(run_dir) and (hydra_dir / "config.yaml").exists():
+        _RECORDED[str(run_dir.resolve())] = {p.name: p.read_text() for p in hydra_dir.glob("*.yaml")}
+
+
+def restore_recorded_config(run_dir: Path) -> None:
+    for name, text in _RECORDED.get(str(run_dir.resolve()), {}).items():
+        (run_dir / ".hydra" / name).write_text(text)
+
+
+def _flat(node, prefix: str = "") -> dict[str, object]:
+    if isinstance(node, dict):
+        out: dict[str, object] = {}
+        for k, v in node.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: node}
+
+
+def resume_changes(cfg: DictConfig, run_dir: Path) -> list[str]:
+    """Settings of this resume that differ from those the run's checkpoint was trained with (safe ones aside)."""
+    recorded = _RECORDED.get(str(run_dir.resolve()))
+    if recorded is None:
+        return []
+    old = _flat(OmegaConf.to_container(OmegaConf.create(recorded["config.yaml"]), resolve=True))
+    new = _flat(OmegaConf.to_container(cfg, resolve=True))
+    changed = []
+    for key in sorted(set(old) | set(new)):
+        if key.split(".")[0] in RESUME_SAFE or old.get(key) == new.get(key):
+            continue
+        changed.append(f"{key}={new.get(key, '(unset)')} (the run has {old.get(key, '(unset)')})")
+    return changed
 
 
 def _first_choice(value: str) -> str:
@@ -255,6 +298,7 @@ def run(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> float:
             cfg.algo[k] = v
     key = "total_updates" if getattr(module, "OFFLINE", False) else "total_steps"
     if resume is not None and resume["step"] > cfg[key]:
+        restore_recorded_config(run_dir)
         fail(f"{key}={cfg[key]} is below the step of the checkpoint in {run_dir} ({resume['step']}); "
              f"allowed: {key} >= {resume['step']}")
     if module.LOOP == "on_policy":
@@ -320,11 +364,18 @@ def main(cfg: DictConfig) -> float:
 
 
 def _job(cfg: DictConfig, run_dir: Path, multirun: bool) -> float:
+    changed = resume_changes(cfg, run_dir)
+    if changed:
+        restore_recorded_config(run_dir)
+        fail(f"resuming {run_dir} would change {'; '.join(changed)}; a resume may change only "
+             f"{', '.join(RESUME_SAFE[:5])} and the logger.*, hardware.* and eval.* settings; start a new run "
+             "(without resume= / hydra.run.dir) for other settings")
     try:
         spec = validate(cfg)
         notes = fit_starts(cfg, explicit_keys())
     except ConfigError as e:
         _remove_if_fresh(run_dir)
+        restore_recorded_config(run_dir)
         fail(str(e))
     if notes:
         for note in notes:

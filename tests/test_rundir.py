@@ -41,3 +41,21 @@ def test_default_run_dir_has_the_pid(compose_cfg):
     node = OmegaConf.create({"d": "${pid:}"})
     assert node.d == str(os.getpid())
     assert "${pid:}" in (ROOT / "conf" / "config.yaml").read_text()
+
+
+def test_resume_that_changes_settings_is_refused_and_leaves_the_run_as_it_was(tmp_path):
+    run_dir = tmp_path / "run"
+    run_train("algo=dqn", "env=cartpole", "total_steps=1500", "eval_every=1500", "eval_episodes=1",
+              "checkpoint_every=500", run_dir=run_dir)
+    (run_dir / "done").unlink()  # as if it had been stopped before the end
+    recorded = {p.name: p.read_text() for p in (run_dir / ".hydra").glob("*.yaml")}
+    for args in ([f"resume={run_dir}", "algo.hidden=[32]"], ["algo=sac", "env=pendulum"],
+                 [f"resume={run_dir}", "total_steps=10"]):
+        proc = run_train(*args, run_dir=run_dir, check=False)
+        err = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(err) == 1 and err[0].startswith("error: "), proc.stderr[-2000:]
+        assert {p.name: p.read_text() for p in (run_dir / ".hydra").glob("*.yaml")} == recorded
+    assert "would change algo.hidden=[32] (the run has [256, 256])" in run_train(f"resume={run_dir}", "algo.hidden=[32]", run_dir=run_dir,
+                                                                 check=False).stderr
+    resumed = run_train(f"resume={run_dir}", "total_steps=2000", "logger=none", run_dir=run_dir)
+    assert "resumed from step" in resumed.stdout + resumed.stderr and (run_dir / "done").exists()
