@@ -363,6 +363,26 @@ def main(cfg: DictConfig) -> float:
             release(run_dir)  # the next job of a sequential sweep runs in this process
 
 
+def unfinished_twins(run_dir: Path) -> list[Path]:
+    """Other run directories beside ``run_dir`` (same algo, env and seed) with a checkpoint, not finished, whose
+    recorded overrides are this run's: the run a researcher probably meant to continue."""
+    own_overrides = run_dir / ".hydra" / "overrides.yaml"
+    if not own_overrides.exists() or not run_dir.parent.is_dir():
+        return []
+    mine = set(OmegaConf.load(own_overrides))
+    twins = []
+    for d in sorted(run_dir.parent.iterdir()):
+        o = d / ".hydra" / "overrides.yaml"
+        if d == run_dir or not o.exists() or not checkpoint.exists(d) or checkpoint.is_done(d):
+            continue
+        try:
+            if set(OmegaConf.load(o)) == mine:
+                twins.append(d)
+        except Exception:  # noqa: BLE001 - a damaged file beside us is not this run's problem
+            continue
+    return twins
+
+
 def _job(cfg: DictConfig, run_dir: Path, multirun: bool) -> float:
     changed = resume_changes(cfg, run_dir)
     if changed:
@@ -387,6 +407,10 @@ def _job(cfg: DictConfig, run_dir: Path, multirun: bool) -> float:
             OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
             fitted = [f"algo.{k}={cfg.algo[k]}" for k in ("random_steps", "learning_starts") if k in cfg.algo]
             OmegaConf.save(OmegaConf.create([*OmegaConf.load(saved), *fitted]), saved)
+    if not multirun and not checkpoint.exists(run_dir):  # after the fitted starts joined the overrides, as the twin's did
+        for twin in unfinished_twins(run_dir)[-1:]:
+            log.warning("starting a new run from step 0, but %s is an unfinished run of these settings; "
+                        "to continue it instead: python train.py resume=%s", twin, twin)
     try:
         return run(cfg, spec, run_dir)
     except loops.NonFiniteError:

@@ -59,3 +59,17 @@ def test_resume_that_changes_settings_is_refused_and_leaves_the_run_as_it_was(tm
                                                                  check=False).stderr
     resumed = run_train(f"resume={run_dir}", "total_steps=2000", "logger=none", run_dir=run_dir)
     assert "resumed from step" in resumed.stdout + resumed.stderr and (run_dir / "done").exists()
+
+
+def test_a_new_run_names_the_unfinished_run_of_the_same_settings(tmp_path):
+    base = tmp_path / "runs" / "dqn" / "cartpole" / "seed0"
+    first = base / "a"
+    base.mkdir(parents=True)
+    args = ["algo=dqn", "env=cartpole", "total_steps=1000", "eval_every=1000", "eval_episodes=1", "checkpoint_every=500"]
+    run_train(*args, run_dir=first)
+    (first / "done").unlink()  # as if it had crashed after a checkpoint
+    proc = run_train(*args, run_dir=base / "b")
+    out = proc.stdout + proc.stderr
+    assert f"is an unfinished run of these settings; to continue it instead: python train.py resume={first}" in out
+    other = run_train(*args[:-1], "checkpoint_every=1000", run_dir=base / "c")  # other settings: not the same run
+    assert "unfinished run" not in other.stdout + other.stderr
