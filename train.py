@@ -196,6 +196,9 @@ def compose_check(argv: list[str]) -> None:
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            if multirun:
+                check_sweep(compose, [a for a in argv if not a.startswith("-") and "=" in a
+                                      and not a.lstrip("+~").startswith(("hydra.", "hydra/"))])
             try:
                 compose(config_name="config", overrides=overrides)
             except Exception as e:  # Hydra's and OmegaConf's composition errors
@@ -206,6 +209,51 @@ def compose_check(argv: list[str]) -> None:
                 fail(": ".join(parts) + (f"; allowed keys there: {allowed}" if allowed else ""))
     finally:
         GlobalHydra.instance().clear()
+
+
+def _split_sweep(value: str) -> list[str]:
+    """All items of a sweep ``a,b,c`` (commas inside brackets or quotes belong to the item)."""
+    items, rest = [], value
+    while True:
+        first = _first_choice(rest)
+        items.append(first)
+        if len(first) == len(rest):
+            return items
+        rest = rest[len(first) + 1:]
+
+
+MAX_SWEEP_CHECKS = 400  # combinations composed and validated before a sweep starts (beyond: the first value only)
+
+
+def check_sweep(compose, overrides: list[str]) -> None:
+    """Compose and validate every combination of a sweep before its first job: one line per invalid combination,
+    and the sweep is refused (exit 2) if there is any. Sweeps written with Hydra's functions (range(), glob(),
+    choice()) or with more than ``MAX_SWEEP_CHECKS`` combinations are checked at their first value only."""
+    import itertools
+
+    if any("(" in o.partition("=")[2] for o in overrides):
+        return
+    axes = [[f"{o.partition('=')[0]}={v}" for v in _split_sweep(o.partition("=")[2])] for o in overrides]
+    combos = list(itertools.product(*axes)) if axes else [()]
+    if len(combos) < 2 or len(combos) > MAX_SWEEP_CHECKS:
+        return
+    varying = [i for i, axis in enumerate(axes) if len(axis) > 1]
+    problems: list[str] = []
+    for combo in combos:
+        try:
+            cfg = compose(config_name="config", overrides=list(combo))
+        except Exception:  # noqa: BLE001 - composition errors are reported in one line by the caller's compose
+            continue
+        try:
+            validate(cfg)
+            fit_starts(cfg, {c.partition("=")[0].lstrip("+~") for c in combo})
+        except ConfigError as e:
+            line = f"{' '.join(combo[i] for i in varying)}: {e}"
+            if line not in problems:
+                problems.append(line)
+    if problems:
+        print("\n".join(f"error: {p}" for p in problems), file=sys.stderr)
+        fail(f"{len(problems)} of {len(combos)} combinations of this sweep are invalid (above); nothing was run")
 
 
 def _allowed_keys(compose, overrides: list[str], message: str) -> str:
@@ -293,6 +341,12 @@ def run(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> float:
     seeding.seed_everything(cfg.seed)
     device = torch.device(cfg.hardware.device)
     resume = checkpoint.load(run_dir)
+    old = run_dir / "metrics.jsonl"
+    if resume is None and old.exists() and old.stat().st_size > 0:  # a failed attempt with no checkpoint: start clean
+        n = 1 + len(list(run_dir.glob("metrics.failed-*.jsonl")))
+        old.rename(run_dir / f"metrics.failed-{n}.jsonl")
+        log.warning("no checkpoint in %s: starting from step 0; the earlier attempt's rows are in metrics.failed-%d.jsonl",
+                    run_dir, n)
     if resume is not None and resume.get("algo_starts"):
         for k, v in resume["algo_starts"].items():  # the starts the run began with, whatever total_steps is now
             cfg.algo[k] = v

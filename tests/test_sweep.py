@@ -45,11 +45,27 @@ def test_failed_job_is_listed_and_only_it_reruns(tmp_path):
     first = sweep(tmp_path, *args)
     out = first.stdout + first.stderr
     assert "1 jobs finished, 1 failed or unfinished" in out, out[-3000:]
+    assert first.returncode == 1  # not every job finished
+    assert (tmp_path / "sweep" / "report" / "report.md").exists()  # the report of the finished ones all the same
     failed = [line for line in out.splitlines() if "failed: " in line]
     assert len(failed) == 1 and "NaNRewardCartPole-v0" in failed[0] and "train.log" in failed[0]
     second = sweep(tmp_path, *args)
     out2 = second.stdout + second.stderr
     assert "skipping finished job" in out2 and out2.count("run dir:") == 1  # only the failed job ran again
+    # it had no checkpoint: it starts clean, the first attempt's rows set aside, never mixed with the new ones
+    job = next(p.parent for p in (tmp_path / "sweep").rglob("metrics.failed-1.jsonl"))
+    steps = [json.loads(line)["step"] for line in (job / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps)
+
+
+def test_invalid_combinations_refuse_the_sweep_before_any_job(tmp_path):
+    proc = sweep(tmp_path, "algo=dqn,td3", "env=cartpole,pendulum", "logger=none")
+    err = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert err[0].startswith("error: algo=dqn env=pendulum: algo=dqn needs discrete actions")
+    assert err[1].startswith("error: algo=td3 env=cartpole: algo=td3 needs continuous actions")
+    assert "2 of 4 combinations of this sweep are invalid" in err[2] and len(err) == 3
+    assert not (tmp_path / "sweep").exists()
 
 
 def test_sweep_preset_sets_multirun(compose_cfg):

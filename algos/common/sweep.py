@@ -35,6 +35,14 @@ class SweepReport(Callback):
             log.warning("  failed: %s  (log: %s)", overrides, job / "train.log")
         if failed:
             log.warning("rerun the same command to run only these jobs (finished ones are skipped)")
+        try:
+            self._report(sweep_dir, finished)
+        finally:
+            if failed:  # the sweep's exit code says that not every job finished
+                raise SystemExit(1)
+
+    @staticmethod
+    def _report(sweep_dir: Path, finished: list[Path]) -> None:
         if finished:
             import sys
 
