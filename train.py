@@ -200,13 +200,23 @@ def compose_check(argv: list[str]) -> None:
                 check_sweep(compose, [a for a in argv if not a.startswith("-") and "=" in a
                                       and not a.lstrip("+~").startswith(("hydra.", "hydra/"))])
             try:
-                compose(config_name="config", overrides=overrides)
+                cfg = compose(config_name="config", overrides=overrides)
             except Exception as e:  # Hydra's and OmegaConf's composition errors
                 parts = [str(e).splitlines()[0].rstrip(".")] if str(e) else []
                 if e.__cause__ is not None and str(e.__cause__):
                     parts.append(str(e.__cause__).splitlines()[0])
+                if parts and parts[0].startswith("Ambiguous value for argument"):
+                    parts.append("to sweep over these values add --multirun (-m); for a list write key=[a,b]")
                 allowed = _allowed_keys(compose, overrides, " ".join(parts))
                 fail(": ".join(parts) + (f"; allowed keys there: {allowed}" if allowed else ""))
+            from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue
+
+            try:
+                OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+            except (MissingMandatoryValue, InterpolationToMissingValueError) as e:
+                key = "env.id" if str(e.full_key).startswith("env.") and OmegaConf.is_missing(cfg.env, "id") else e.full_key
+                hint = "; env=gym needs a gymnasium id, e.g. env.id=MountainCar-v0" if key == "env.id" else ""
+                fail(f"{key} must be set (it has no default){hint}")
     finally:
         GlobalHydra.instance().clear()
 
@@ -294,6 +304,11 @@ def _remove_if_fresh(run_dir: Path) -> None:
     """Delete a run directory Hydra made for a run that failed validation (nothing of value in it)."""
     if run_dir.exists() and all(p.name in (".hydra", "train.log", ".lock") for p in run_dir.iterdir()):
         shutil.rmtree(run_dir, ignore_errors=True)
+        for parent in list(run_dir.parents)[:3]:  # runs/<algo>/<env>/seed<k>/ made for it, if now empty
+            try:
+                parent.rmdir()
+            except OSError:
+                break
 
 
 def explicit_keys() -> set[str]:

@@ -91,6 +91,9 @@ def spec_of(env: gym.Env) -> EnvSpec:
     obs_space, act_space = env.observation_space, env.action_space
     if not isinstance(obs_space, gym.spaces.Box):
         raise EnvError(f"{env.spec.id}: observation space {obs_space} is not a Box; only vector observations are supported")
+    if len(obs_space.shape) != 1:
+        raise EnvError(f"{env.spec.id}: observations of shape {obs_space.shape} ({obs_space.dtype}) are not supported; "
+                       "the networks take 1-D vector observations (allowed: a Box of shape (n,))")
     if isinstance(act_space, gym.spaces.Discrete):
         return EnvSpec(env.spec.id, tuple(obs_space.shape), True, int(act_space.n), (), None, None,
                        env.spec.max_episode_steps)

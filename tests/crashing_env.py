@@ -3,6 +3,7 @@
 import time
 
 import gymnasium as gym
+import numpy as np
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 
 
@@ -47,3 +48,21 @@ class SlowCartPole(CartPoleEnv):
 
 if "SlowCartPole-v0" not in gym.envs.registry:
     gym.register("SlowCartPole-v0", entry_point=SlowCartPole, max_episode_steps=500)
+
+
+class ImageObsEnv(gym.Env):
+    """64x64x3 uint8 observations: refused before any work (the networks take vectors)."""
+
+    observation_space = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros((64, 64, 3), np.uint8), {}
+
+    def step(self, action):
+        return np.zeros((64, 64, 3), np.uint8), 0.0, False, False, {}
+
+
+if "ImageObs-v0" not in gym.envs.registry:
+    gym.register("ImageObs-v0", entry_point=ImageObsEnv, max_episode_steps=10)

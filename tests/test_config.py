@@ -100,6 +100,14 @@ def test_misspelled_key_in_yaml_fails(compose_cfg, tmp_path):
     (["env.id=CartPole"], "not a registered gymnasium id"),
     (["logger.mode=sometimes"], "logger.mode=sometimes"),
     (["+algo.new_key=1"], "algo.new_key is not a setting of algo"),
+    (["+hardware.thread=1"], "hardware.thread is not a setting of hardware (HardwareConfig); allowed: device, threads"),
+    (["+totl_steps=500"], "totl_steps is not a setting of the run config (RunConfig)"),
+    (["+logger.mod=x"], "logger.mod is not a setting of logger"),
+    (["algo=ppo", "env=cartpole", "algo.n_epochs=0"], "algo.n_epochs=0 must be a positive integer"),
+    (["algo=ppo", "env=cartpole", "algo.clip_range=0"], "algo.clip_range=0.0 must be > 0"),
+    (["algo=a3c", "env=cartpole", "algo.num_envs=4"], "each A3C worker steps one env"),
+    (["algo=td3", "env=pendulum", "env.normalize_reward=true"], "allowed with: a2c, ppo"),
+    (["env=gym", "env.id=tests.crashing_env:ImageObs-v0"], "observations of shape (64, 64, 3) (uint8) are not supported"),
 ])
 def test_validation_one_line_errors(compose_cfg, overrides, needle):
     cfg = compose_cfg(*overrides)
@@ -120,6 +128,9 @@ def test_validation_one_line_errors(compose_cfg, overrides, needle):
     (["env=gym", "env.id=Hopper"], "is not a registered gymnasium id"),
     (["algo=td3", "env=pendulum", "algo.buffer_size=-3"], "algo.buffer_size=-3 must be a positive integer"),
     (["-m", "seed=0,1", "algo.tau=x"], "algo.tau=x: Value 'x' of type 'str' could not be converted to Float"),
+    (["env=gym"], "env.id must be set (it has no default); env=gym needs a gymnasium id"),
+    (["seed=0,1"], "Ambiguous value for argument 'seed=0,1': to sweep over these values add --multirun (-m)"),
+    (["+totl_steps=500"], "totl_steps is not a setting of the run config"),
 ])
 def test_train_refuses_bad_input_before_work(tmp_path, args, needle):
     run_dir = tmp_path / "run"

@@ -28,11 +28,12 @@ def _check(ok: bool, msg: str) -> None:
         raise ConfigError(msg)
 
 
-def validate_keys(node: DictConfig, schema: type, prefix: str) -> None:
+def validate_keys(node: DictConfig, schema: type, prefix: str, top: bool = False) -> None:
     """Keys added with ``+`` bypass Hydra's struct check; refuse any key the schema does not declare."""
     allowed = {f.name for f in dataclasses.fields(schema)}
     for key in node.keys():
-        _check(key in allowed, f"{prefix}.{key} is not a setting of {prefix} "
+        name = key if top else f"{prefix}.{key}"
+        _check(key in allowed, f"{name} is not a setting of {prefix} "
                f"({schema.__name__}); allowed: {', '.join(sorted(allowed))}")
 
 
@@ -147,8 +148,16 @@ def validate(cfg: DictConfig) -> envs.EnvSpec:
         module = algos.get(cfg.algo.name)
     except algos.UnknownAlgo as e:
         raise ConfigError(str(e)) from e
+    from conf.schema import EvalConfig, HardwareConfig, RunConfig
+    from algos.common.logger import LoggerConfig
+
+    validate_keys(cfg, RunConfig, "the run config", top=True)  # a `+key=...` nowhere in a schema is refused
     validate_keys(cfg.algo, module.Config, "algo")
     validate_keys(cfg.env, envs.EnvConfig, "env")
+    validate_keys(cfg.hardware, HardwareConfig, "hardware")
+    validate_keys(cfg.logger, LoggerConfig, "logger")
+    validate_keys(cfg.dataset, data.DatasetConfig, "dataset")
+    validate_keys(cfg.eval, EvalConfig, "eval")
     validate_algo(cfg.algo)
     validate_hardware(cfg.hardware)
     validate_logger(cfg.logger)
