@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from algos.common.logger import read_metrics  # noqa: E402
+from algos.common.logger import scan_metrics  # noqa: E402
 
 
 def bootstrap_ci(values, n_boot: int = 10_000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
@@ -51,7 +51,10 @@ def load_run(run_dir: Path, max_step: int | None = None) -> dict | None:
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.load(cfg_path)
-    rows = read_metrics(run_dir / "metrics.jsonl")
+    rows, damaged = scan_metrics(run_dir / "metrics.jsonl")
+    if damaged:
+        print(f"warning: {run_dir / 'metrics.jsonl'}: skipped {len(damaged)} damaged line(s) "
+              f"(line {', '.join(str(i) for i, _ in damaged[:5])}{', ...' if len(damaged) > 5 else ''})", file=sys.stderr)
     evals = [(r["step"], r["eval/return_mean"]) for r in rows if r.get("eval/return_mean") is not None
              and (max_step is None or r["step"] <= max_step)]
     offline = bool(cfg.get("dataset", {}).get("path")) and not cfg.get("dataset", {}).get("record", False)
@@ -62,11 +65,18 @@ def load_run(run_dir: Path, max_step: int | None = None) -> dict | None:
 
 
 def find_runs(paths: list[Path], max_step: int | None = None) -> list[dict]:
+    """Every run under ``paths``; a run that cannot count (no recorded config, no evaluation yet, an empty or
+    damaged metrics file) is named on stderr, never dropped silently."""
     runs = []
     for p in paths:
         for m in sorted(p.rglob("metrics.jsonl")):
             run = load_run(m.parent, max_step)
-            if run and run["evals"]:
+            if run is None:
+                print(f"warning: skipped {m.parent}: no .hydra/config.yaml beside its metrics.jsonl", file=sys.stderr)
+            elif not run["evals"]:
+                why = "metrics.jsonl is empty" if m.stat().st_size == 0 else "no evaluation row yet"
+                print(f"warning: skipped {m.parent}: {why}", file=sys.stderr)
+            else:
                 runs.append(run)
     return runs
 

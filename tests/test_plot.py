@@ -1,5 +1,6 @@
 """scripts/plot.py: statistics on hand-computed cases, and a report from real run directories."""
 
+import json
 import subprocess
 import sys
 
@@ -40,3 +41,33 @@ def test_bench_quick_runs(tmp_path):
     rows = __import__("json").loads((tmp_path / "bench.json").read_text())
     assert {r["algo"] for r in rows} == {"td3", "sac", "ddpg", "dqn", "a2c", "ppo"}
     assert all(r["steps_per_s"] > 0 for r in rows)
+
+
+def test_damaged_and_empty_metrics_are_named_never_dropped_silently(tmp_path, capsys):
+    from algos.common.logger import scan_metrics
+    from scripts.plot import find_runs
+
+    good, empty = tmp_path / "good", tmp_path / "empty"
+    for d in (good, empty):
+        (d / ".hydra").mkdir(parents=True)
+        (d / ".hydra" / "config.yaml").write_text("seed: 0\nalgo: {name: dqn}\nenv: {name: cartpole, id: CartPole-v1}\n")
+    rows = [{"step": 100, "eval/return_mean": 10.0}, {"step": 200, "eval/return_mean": 20.0}]
+    lines = [json.dumps(rows[0]), '{"step": 150, "eval/ret', json.dumps(rows[1]), "[1, 2]"]
+    (good / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    (empty / "metrics.jsonl").write_text("")
+    parsed, damaged = scan_metrics(good / "metrics.jsonl")
+    assert parsed == rows and [i for i, _ in damaged] == [2, 4]  # the row after the damaged line is still read
+    runs = find_runs([tmp_path])
+    err = capsys.readouterr().err
+    assert [r["dir"] for r in runs] == [good] and runs[0]["evals"] == [(100, 10.0), (200, 20.0)]
+    assert "skipped 2 damaged line(s) (line 2, 4)" in err and f"skipped {empty}: metrics.jsonl is empty" in err
+
+
+def test_resume_keeps_damaged_lines_aside(tmp_path):
+    from algos.common.logger import Logger, LoggerConfig
+
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "a": 1}\nnot json\n{"step": 5, "a": 2}\n{"step": 9, "a": 3}\n')
+    logger = Logger(LoggerConfig(backend="none"), tmp_path, config={}, group="g", name="n", tags=[], resume_step=5)
+    logger.close(0)
+    assert [json.loads(x)["step"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 5]
+    assert (tmp_path / "metrics.damaged.jsonl").read_text() == "not json\n"

@@ -42,17 +42,33 @@ def _scalar(v: Any) -> Any:
     return v
 
 
-def read_metrics(path: str | Path) -> list[dict]:
+def scan_metrics(path: str | Path) -> tuple[list[dict], list[tuple[int, str]]]:
+    """The rows of a ``metrics.jsonl`` and its damaged lines as (line number, text): a line that is not a JSON
+    object with an integer ``step`` (a torn last line after a hard kill, a damaged disk block) is set apart,
+    never dropped silently, and the rows after it are still read."""
     path = Path(path)
     if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:  # a torn last line after a hard kill
-                break
+        return [], []
+    rows, damaged = [], []
+    for i, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            row = None
+        if isinstance(row, dict) and isinstance(row.get("step"), int):
+            rows.append(row)
+        else:
+            damaged.append((i, line))
+    return rows, damaged
+
+
+def read_metrics(path: str | Path, warn: bool = True) -> list[dict]:
+    rows, damaged = scan_metrics(path)
+    if damaged and warn:
+        lines = ", ".join(str(i) for i, _ in damaged[:5]) + (", ..." if len(damaged) > 5 else "")
+        log.warning("%s: skipped %d damaged line(s) (line %s)", path, len(damaged), lines)
     return rows
 
 
@@ -63,9 +79,17 @@ class Logger:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / "metrics.jsonl"
         if resume_step is not None:
-            # Drop rows written after the checkpoint we resume from, so steps never repeat.
-            rows = [r for r in read_metrics(self.path) if r["step"] <= resume_step]
-            self.path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+            # Drop rows written after the checkpoint we resume from, so steps never repeat. Lines that cannot be
+            # read are kept aside in metrics.damaged.jsonl, never deleted.
+            rows, damaged = scan_metrics(self.path)
+            if damaged:
+                with open(self.run_dir / "metrics.damaged.jsonl", "a") as f:
+                    f.write("".join(text + "\n" for _, text in damaged))
+                log.warning("%s: %d damaged line(s) moved to metrics.damaged.jsonl", self.path, len(damaged))
+            rows = [r for r in rows if r["step"] <= resume_step]
+            tmp = self.path.with_suffix(".jsonl.tmp")
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+            tmp.replace(self.path)
         self._file = open(self.path, "a", buffering=1)
         self.run = None
         self.run_id = run_id
