@@ -160,6 +160,8 @@ def resume_changes(cfg: DictConfig, run_dir: Path) -> list[str]:
     for key in sorted(set(old) | set(new)):
         if key.split(".")[0] in RESUME_SAFE or old.get(key) == new.get(key):
             continue
+        if key.startswith("algo.") and key[5:] in ("random_steps", "learning_starts"):
+            continue  # fitted to the first budget and restored from the checkpoint (train.run), whatever is given now
         changed.append(f"{key}={new.get(key, '(unset)')} (the run has {old.get(key, '(unset)')})")
     return changed
 

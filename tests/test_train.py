@@ -1,6 +1,7 @@
 """End to end through train.py: W&B offline files, metrics.jsonl keys, determinism, resume, signals."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -117,3 +118,41 @@ def test_wandb_artifacts_by_config(tmp_path):
               run_dir=run_dir, env={"WANDB_CACHE_DIR": str(tmp_path / "cache"), "WANDB_DATA_DIR": str(tmp_path / "data")})
     log = next((run_dir / "wandb").glob("offline-run-*/run-*.wandb")).read_bytes()
     assert b"dqn-cartpole-seed0-checkpoint" in log and b"dqn-cartpole-seed0-dataset" in log
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_wandb_history_of_a_killed_and_resumed_run_is_one_x_axis(tmp_path, sig):
+    """Each segment of a resumed run is its own offline folder with the run's id; after `wandb sync` the server
+    keeps a row only if its _step is above the highest so far. With _step = env step, the merged history has
+    every evaluation once and an x-axis that never goes back."""
+    from algos.common.logger import wandb_history
+
+    run_dir = tmp_path / "run"
+    args = ["algo=dqn", "env=cartpole", "total_steps=6000", "eval_every=1000", "eval_episodes=1",
+            "checkpoint_every=1500", "logger=wandb", "logger.mode=offline", "progress=false", f"hydra.run.dir={run_dir}"]
+    env = {**os.environ, "WANDB_DIR": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        rows = read_rows(run_dir) if (run_dir / "metrics.jsonl").exists() else []
+        if (run_dir / "checkpoint.pt").exists() and rows and rows[-1]["step"] >= 2500:
+            break
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    proc.wait(timeout=120)
+    assert not (run_dir / "done").exists(), "the run finished before it could be stopped"
+    run_train(*args[:-1], run_dir=run_dir)
+    segments = sorted((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(segments) == 2 and len({p.name for p in segments}) == 1  # two segments, one run id
+    kept, highest = [], -1
+    for seg in segments:  # what the server keeps, segment after segment
+        rows = wandb_history(seg)
+        assert all(r["_step"] == r["step"] for r in rows)  # W&B's step is the env step
+        for r in rows:
+            if r["_step"] > highest:
+                kept.append(r)
+                highest = r["_step"]
+    steps = [r["_step"] for r in kept]
+    assert steps == sorted(set(steps))
+    assert [r["step"] for r in kept if "eval/return_mean" in r] == [1000, 2000, 3000, 4000, 5000, 6000]

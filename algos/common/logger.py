@@ -128,14 +128,17 @@ class Logger:
             row[k] = None if isinstance(v, float) and not math.isfinite(v) else v
         self._file.write(json.dumps(row) + "\n")
         if self.run is not None:
-            self.run.log(row)
+            # W&B's own step is the env step (not a count of log calls): a resumed segment then continues the
+            # run's history where the checkpoint left it, and the server, which keeps a row only if its step is
+            # above the highest it has, drops exactly the rows the killed segment had already sent.
+            self.run.log(row, step=row["step"])
 
     def video(self, step: int, key: str, path: Path, fps: int) -> None:
         self._file.write(json.dumps({"step": int(step), key: str(path)}) + "\n")
         if self.run is not None:
             import wandb
 
-            self.run.log({"step": int(step), key: wandb.Video(str(path), fps=fps)})
+            self.run.log({"step": int(step), key: wandb.Video(str(path), fps=fps)}, step=int(step))
 
     def artifact(self, name: str, kind: str, paths: list[Path], metadata: Optional[dict] = None) -> None:
         """Log files as one W&B artifact (stored with the offline run and uploaded by ``wandb sync``)."""
@@ -161,6 +164,39 @@ class Logger:
             run.finish(exit_code=exit_code)
             if run.settings.mode == "offline":
                 log.info("W&B offline run saved in %s; upload it with `wandb sync %s`", run.dir, Path(run.dir).parent)
+
+
+def wandb_history(path: str | Path) -> list[dict[str, Any]]:
+    """The history rows (``_step``, ``step`` and the logged keys) stored in one ``run-<id>.wandb`` file, read
+    without a server: the file is W&B's record log (a 7-byte header, then 32 KiB blocks of records that may span
+    blocks: full, first, middle, last), each record a ``wandb_internal_pb2.Record``. A file cut by a hard kill
+    ends at its last whole record."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = Path(path).read_bytes()
+    if data[:4] != b":W&B":
+        raise ValueError(f"{path} is not a W&B record log")
+    rows, pos, block, pending = [], 7, 32768, b""
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        if left < 7:  # a block's tail too short for a header is padding
+            pos += left
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        if kind == 0:
+            continue
+        pending = chunk if kind in (1, 2) else pending + chunk
+        if kind not in (1, 4):
+            continue
+        record = pb.Record()
+        record.ParseFromString(pending)
+        pending = b""
+        if record.WhichOneof("record_type") == "history":
+            rows.append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.history.item})
+    return rows
 
 
 def _new_run_id() -> str:
