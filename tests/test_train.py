@@ -156,3 +156,15 @@ def test_wandb_history_of_a_killed_and_resumed_run_is_one_x_axis(tmp_path, sig):
     steps = [r["_step"] for r in kept]
     assert steps == sorted(set(steps))
     assert [r["step"] for r in kept if "eval/return_mean" in r] == [1000, 2000, 3000, 4000, 5000, 6000]
+
+
+def test_online_wandb_without_a_server_falls_back_to_offline_quickly(tmp_path):
+    run_dir = tmp_path / "run"
+    start = time.time()
+    proc = run_train(*SHORT, "logger=wandb", "logger.mode=online", run_dir=run_dir,
+                     env={"WANDB_API_KEY": "a" * 40, "WANDB_BASE_URL": "http://127.0.0.1:9"})  # nothing listens there
+    out = proc.stdout + proc.stderr
+    assert "W&B server unreachable (127.0.0.1:9" in out and "logging offline instead" in out
+    assert json.loads((run_dir / "wandb_run.json").read_text())["mode"] == "offline"
+    assert list(run_dir.glob("wandb/offline-run-*/run-*.wandb")) and (run_dir / "done").exists()
+    assert time.time() - start < 120  # not W&B's 30 s init timeout and a crash

@@ -108,12 +108,19 @@ class Logger:
         kwargs = dict(project=cfg.project, entity=cfg.entity, group=cfg.group or group, name=name,
                       tags=sorted(set(tags) | set(cfg.tags)), config=config, dir=str(self.run_dir),
                       id=self.run_id, resume="allow", job_type=job_type, settings=settings)
+        mode = cfg.mode
+        if mode == "online":
+            why = _unreachable(min(5.0, cfg.init_timeout))
+            if why:  # seconds, not init_timeout's wait, and no half-made online run in W&B's service
+                log.warning("W&B server unreachable (%s); logging offline instead, sync later with `wandb sync`", why)
+                mode = "offline"
         try:
-            self.run = wandb.init(mode=cfg.mode, **kwargs)
-        except Exception as e:  # online init failed (no network): keep the run, log offline
-            if cfg.mode != "online":
+            self.run = wandb.init(mode=mode, **kwargs)
+        except Exception as e:  # online init failed all the same: keep the run, log offline
+            if mode != "online":
                 raise
-            log.warning("W&B unreachable (%s); logging offline instead, sync later with `wandb sync`", str(e).splitlines()[0])
+            log.warning("W&B init failed (%s); logging offline instead, sync later with `wandb sync`", str(e).splitlines()[0])
+            wandb.teardown()  # the failed online run still holds its id in W&B's service
             self.run = wandb.init(mode="offline", **kwargs)
         (self.run_dir / "wandb_run.json").write_text(json.dumps(
             {"id": self.run_id, "project": cfg.project, "group": kwargs["group"], "name": name, "tags": kwargs["tags"],
@@ -202,6 +209,20 @@ def wandb_history(path: str | Path) -> list[dict[str, Any]]:
 def _new_run_id() -> str:
     # secrets, not random: never consumes the seeded RNG streams.
     return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+
+
+def _unreachable(timeout: float) -> str:
+    """Why W&B's server cannot be reached (a TCP connection to WANDB_BASE_URL, default api.wandb.ai:443), or ''."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
+    host, port = url.hostname or "api.wandb.ai", url.port or (80 if url.scheme == "http" else 443)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as e:
+        return f"{host}:{port}: {e.strerror or e}"
+    return ""
 
 
 def has_wandb_key() -> bool:
