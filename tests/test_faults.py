@@ -84,3 +84,27 @@ def test_signal_checkpoints_finishes_wandb_and_exits_with_its_code(tmp_path, sig
     assert f"{signal.Signals(sig).name}: checkpoint written at step" in log and "resume with" in log
     assert "W&B offline run saved in" in log  # the W&B run was finished before exiting
     assert (run_dir / "checkpoint.pt").exists() and not (run_dir / "done").exists()
+
+
+def test_diverged_policy_is_named_not_the_env(tmp_path, monkeypatch, compose_cfg):
+    """NaN weights make NaN actions: the run stops naming the action, not the env's reward."""
+    import numpy as np
+
+    import envs
+    import train
+    from algos import sac
+    from algos.common.loops import NonFiniteError
+
+    cfg = compose_cfg("algo=sac", "env=pendulum", "total_steps=600", "eval_every=600", "eval_episodes=1",
+                      "algo.random_steps=100", "algo.learning_starts=100", "logger=none", "progress=false")
+    calls = {"n": 0}
+    act = sac.SAC.act
+
+    def diverging(self, obs, deterministic=False):
+        calls["n"] += 1
+        return act(self, obs, deterministic) * (np.nan if calls["n"] > 200 else 1.0)
+
+    monkeypatch.setattr(sac.SAC, "act", diverging)
+    with pytest.raises(NonFiniteError, match=r"non-finite action \(policy output; the agent's weights may have diverged\) at env step 301"):
+        (tmp_path / "run").mkdir()
+        train.run(cfg, envs.probe(cfg.env), tmp_path / "run")

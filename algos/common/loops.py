@@ -297,6 +297,7 @@ def off_policy(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: P
                 "env_rng": seeding.env_rng_state(env), "obs_stats": envs.obs_stats(env)}
 
     run = Runner(cfg, agent, env, eval_env, logger, run_dir, loop_state, resume, episode_aligned=True)
+    discrete = spec.discrete
     if resume is not None:
         agent.load_state_dict(resume["agent"])
         buffer.load_state_dict(resume["buffer"])
@@ -317,6 +318,8 @@ def off_policy(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: P
                 action = env.action_space.sample()
             else:
                 action = agent.act(obs, deterministic=False)
+                if not discrete:  # NaN weights show first here: name the policy, not the env's reward
+                    run.check_finite("action (policy output; the agent's weights may have diverged)", action, run.step + 1)
             next_obs, reward, terminated, truncated, info = env.step(action)
             run.check_finite("reward", reward, run.step + 1)
             run.check_finite("observation", next_obs, run.step + 1)
@@ -438,6 +441,8 @@ def on_policy(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: Pa
         while not run.done:
             obs = collect_rollout(agent, env, storage, obs, a.gamma,
                                   lambda t, r, length: run.episode(r, length, at_step=run.step + (t + 1) * n))
+            if not spec.discrete:
+                run.check_finite("action (policy output; the agent's weights may have diverged)", storage.actions)
             run.check_finite("reward", storage.rewards)
             run.check_finite("observation", storage.obs)
             batch = storage.batch(agent.value(obs), a.gamma, a.gae_lambda)
