@@ -38,8 +38,28 @@ _SCI_INT = re.compile(r"^[+-]?\d+(\.\d*)?[eE]\+?\d+$")
 
 
 def fail(msg: str, code: int = 2) -> None:
+    """The command-line layer's refusal (before Hydra starts, or at a job's top level): one line, then exit."""
     print(f"error: {msg}", file=sys.stderr)
     sys.exit(code)
+
+
+class BadInput(ValueError):
+    """Input a run cannot start with (exit code 2), found once the run's config is composed."""
+
+
+# Failures a run reports in one line (no traceback), and the process's exit code for each: the one place they map.
+KNOWN_FAILURES = (BadInput, ConfigError, loops.NonFiniteError, loops.Interrupted, checkpoint.CheckpointError,
+                  data.DatasetError)
+
+
+def exit_code(e: BaseException) -> int:
+    if isinstance(e, (BadInput, ConfigError)):
+        return 2
+    if isinstance(e, loops.NonFiniteError):
+        return 3
+    if isinstance(e, loops.Interrupted):
+        return 128 + e.signum
+    return 1
 
 
 _LOCKS: dict[str, object] = {}
@@ -351,6 +371,8 @@ def auto_threads(cfg: DictConfig, module) -> tuple[int, str]:
 
 
 def run(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> float:
+    """Train one run in this process (a fresh one, or a resume from ``run_dir``'s checkpoint); returns the final
+    evaluation return. It never exits the process: failures are raised (:data:`KNOWN_FAILURES`)."""
     module = algos.get(cfg.algo.name)
     threads, why = auto_threads(cfg, module)
     seeding.set_threads(threads)
@@ -370,8 +392,8 @@ def run(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> float:
     key = "total_updates" if getattr(module, "OFFLINE", False) else "total_steps"
     if resume is not None and resume["step"] > cfg[key]:
         restore_recorded_config(run_dir)
-        fail(f"{key}={cfg[key]} is below the step of the checkpoint in {run_dir} ({resume['step']}); "
-             f"allowed: {key} >= {resume['step']}")
+        raise BadInput(f"{key}={cfg[key]} is below the step of the checkpoint in {run_dir} ({resume['step']}); "
+                       f"allowed: {key} >= {resume['step']}")
     if module.LOOP == "on_policy":
         env, _ = envs.make_vector(cfg.env, cfg.seed, cfg.algo.num_envs, cfg.hardware.vector, cfg.algo.gamma)
     else:
@@ -405,7 +427,7 @@ def run(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> float:
     except loops.Interrupted as e:
         log.warning("%s at a checkpoint; resume with: python train.py resume=%s", e, run_dir)
         exit_code = 128 + e.signum
-        sys.exit(exit_code)
+        raise
     finally:
         logger.close(exit_code)
         env.close()
@@ -455,19 +477,41 @@ def unfinished_twins(run_dir: Path) -> list[Path]:
 
 
 def _job(cfg: DictConfig, run_dir: Path, multirun: bool) -> float:
+    """One job: failures in :data:`KNOWN_FAILURES` become one line and their exit code here (in a sweep: a log
+    line, and the job counts as failed); anything else is a bug and keeps its traceback."""
+    try:
+        return _checked_run(cfg, run_dir, multirun)
+    except Exception as e:
+        known = isinstance(e, KNOWN_FAILURES)
+        if isinstance(e, loops.Interrupted):
+            sys.exit(exit_code(e))  # a signal stops the process, sweep or not (submitit requeues it)
+        if multirun:
+            if known:
+                log.error("%s", e)
+            else:  # one failed job must not take the sweep down; the end-of-sweep report lists it
+                log.exception("job failed: %s", run_dir)
+            return float("nan")
+        if not known:
+            raise
+        if not isinstance(e, loops.NonFiniteError):  # that one was logged in one line where it happened
+            print(f"error: {e}", file=sys.stderr)
+        sys.exit(exit_code(e))
+
+
+def _checked_run(cfg: DictConfig, run_dir: Path, multirun: bool) -> float:
     changed = resume_changes(cfg, run_dir)
     if changed:
         restore_recorded_config(run_dir)
-        fail(f"resuming {run_dir} would change {'; '.join(changed)}; a resume may change only "
-             f"{', '.join(RESUME_SAFE[:5])} and the logger.*, hardware.* and eval.* settings; start a new run "
-             "(without resume= / hydra.run.dir) for other settings")
+        raise BadInput(f"resuming {run_dir} would change {'; '.join(changed)}; a resume may change only "
+                       f"{', '.join(RESUME_SAFE[:5])} and the logger.*, hardware.* and eval.* settings; start a new "
+                       "run (without resume= / hydra.run.dir) for other settings")
     try:
         spec = validate(cfg)
         notes = fit_starts(cfg, explicit_keys())
-    except ConfigError as e:
+    except ConfigError:
         _remove_if_fresh(run_dir)
         restore_recorded_config(run_dir)
-        fail(str(e))
+        raise
     if notes:
         for note in notes:
             log.warning("%s", note)
@@ -482,23 +526,7 @@ def _job(cfg: DictConfig, run_dir: Path, multirun: bool) -> float:
         for twin in unfinished_twins(run_dir)[-1:]:
             log.warning("starting a new run from step 0, but %s is an unfinished run of these settings; "
                         "to continue it instead: python train.py resume=%s", twin, twin)
-    try:
-        return run(cfg, spec, run_dir)
-    except loops.NonFiniteError:
-        if not multirun:
-            sys.exit(3)  # already reported in one line
-        return float("nan")
-    except (checkpoint.CheckpointError, data.DatasetError) as e:  # unreadable checkpoints; dataset changed on resume
-        if not multirun:
-            fail(str(e), 1)
-        log.error("%s", e)
-        return float("nan")
-    except Exception:
-        if not multirun:
-            raise
-        # One failed job must not take the sweep down: log it; the end-of-sweep report lists it.
-        log.exception("job failed: %s", run_dir)
-        return float("nan")
+    return run(cfg, spec, run_dir)
 
 
 if __name__ == "__main__":

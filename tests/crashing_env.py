@@ -56,6 +56,9 @@ class ImageObsEnv(gym.Env):
     observation_space = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
     action_space = gym.spaces.Discrete(2)
 
+    def __init__(self, render_mode=None):
+        self.render_mode = render_mode
+
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
         return np.zeros((64, 64, 3), np.uint8), {}
