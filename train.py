@@ -14,6 +14,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # before anything can import mujoco
 
@@ -169,20 +170,23 @@ def _flat(node, prefix: str = "") -> dict[str, object]:
     return {prefix[:-1]: node}
 
 
-def resume_changes(cfg: DictConfig, run_dir: Path) -> list[str]:
-    """Settings of this resume that differ from those the run's checkpoint was trained with (safe ones aside)."""
-    recorded = _RECORDED.get(str(run_dir.resolve()))
-    if recorded is None:
-        return []
-    old = _flat(OmegaConf.to_container(OmegaConf.create(recorded["config.yaml"]), resolve=True))
-    new = _flat(OmegaConf.to_container(cfg, resolve=True))
+def resume_changes(cfg: DictConfig, run_dir: Path, saved: Optional[dict] = None) -> list[str]:
+    """Settings of this resume that differ from those the run's checkpoint was trained with (``saved``: the config
+    stored in the checkpoint; older checkpoints: the run's recorded .hydra/config.yaml), safe ones aside. A key only
+    one side has (a setting added or removed since the run started) is not a change."""
+    if saved is None:
+        recorded = _RECORDED.get(str(run_dir.resolve()))
+        if recorded is None:
+            return []
+        saved = OmegaConf.to_container(OmegaConf.create(recorded["config.yaml"]), resolve=True)
+    old, new = _flat(saved), _flat(OmegaConf.to_container(cfg, resolve=True))
     changed = []
-    for key in sorted(set(old) | set(new)):
-        if key.split(".")[0] in RESUME_SAFE or old.get(key) == new.get(key):
+    for key in sorted(set(old) & set(new)):
+        if key.split(".")[0] in RESUME_SAFE or old[key] == new[key]:
             continue
         if key.startswith("algo.") and key[5:] in ("random_steps", "learning_starts"):
             continue  # fitted to the first budget and restored from the checkpoint (train.run), whatever is given now
-        changed.append(f"{key}={new.get(key, '(unset)')} (the run has {old.get(key, '(unset)')})")
+        changed.append(f"{key}={new[key]} (the run has {old[key]})")
     return changed
 
 
@@ -274,13 +278,10 @@ def check_sweep(compose, overrides: list[str]) -> None:
     for combo in combos:
         try:
             cfg = compose(config_name="config", overrides=list(combo))
-        except Exception:  # noqa: BLE001 - composition errors are reported in one line by the caller's compose
-            continue
-        try:
             validate(cfg)
             fit_starts(cfg, {c.partition("=")[0].lstrip("+~") for c in combo})
-        except ConfigError as e:
-            line = f"{' '.join(combo[i] for i in varying)}: {e}"
+        except Exception as e:  # noqa: BLE001 - composition, missing values, validation: one line each
+            line = f"{' '.join(combo[i] for i in varying)}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
             if line not in problems:
                 problems.append(line)
     if problems:
@@ -380,6 +381,13 @@ def run(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> float:
     seeding.seed_everything(cfg.seed)
     device = torch.device(cfg.hardware.device)
     resume = checkpoint.load(run_dir)
+    if resume is not None:
+        changed = resume_changes(cfg, run_dir, resume.get("config"))
+        if changed:  # before anything of the run is touched (a sweep's rerun included: it has no recorded copy)
+            restore_recorded_config(run_dir)
+            raise BadInput(f"resuming {run_dir} would change {'; '.join(changed)}; a resume may change only "
+                           f"{', '.join(RESUME_SAFE[:5])} and the logger.*, hardware.* and eval.* settings; start a "
+                           "new run (without resume= / hydra.run.dir) for other settings")
     old = run_dir / "metrics.jsonl"
     if resume is None and old.exists() and old.stat().st_size > 0:  # a failed attempt with no checkpoint: start clean
         n = 1 + len(list(run_dir.glob("metrics.failed-*.jsonl")))
@@ -499,12 +507,6 @@ def _job(cfg: DictConfig, run_dir: Path, multirun: bool) -> float:
 
 
 def _checked_run(cfg: DictConfig, run_dir: Path, multirun: bool) -> float:
-    changed = resume_changes(cfg, run_dir)
-    if changed:
-        restore_recorded_config(run_dir)
-        raise BadInput(f"resuming {run_dir} would change {'; '.join(changed)}; a resume may change only "
-                       f"{', '.join(RESUME_SAFE[:5])} and the logger.*, hardware.* and eval.* settings; start a new "
-                       "run (without resume= / hydra.run.dir) for other settings")
     try:
         spec = validate(cfg)
         notes = fit_starts(cfg, explicit_keys())

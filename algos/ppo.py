@@ -14,7 +14,7 @@ Implementation details:
    ratio r = exp(log pi(a|s) - log pi_old(a|s)); policy loss = mean(max(-A r, -A clip(r, 1 - eps, 1 + eps)))
    with ``clip_range`` eps, so a sample whose ratio is already outside 1 +- eps in the direction its advantage
    favours gives no gradient. Advantages are standardised per minibatch (``normalize_advantage``).
-4. Value loss (R - V)^2 (mean), or with ``clip_value`` the larger of that and (R - V_clipped)^2, V_clipped =
+4. Value loss mean((R - V)^2) (SB3's scale; ppo2 and CleanRL halve it, which ``value_coef`` can match), or with ``clip_value`` the larger of that and (R - V_clipped)^2, V_clipped =
    V_old + clip(V - V_old, -eps, eps) (baselines' ppo2). Loss = policy + ``value_coef`` x value -
    ``entropy_coef`` x entropy; one Adam step (eps 1e-5) per minibatch after clipping the global gradient norm
    at ``max_grad_norm``.
@@ -128,7 +128,7 @@ class PPO(A2C):
         steps, epochs = 0, 0
         for _ in range(c.n_epochs):
             kl_sum, count = 0.0, 0
-            for idx in torch.randperm(n, device=batch.obs.device).chunk(min(c.n_minibatches, n)):
+            for idx in torch.randperm(n, device=batch.obs.device).tensor_split(min(c.n_minibatches, n)):
                 loss, pl, vl, ent, kl, clipped = self._losses(batch, idx)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()

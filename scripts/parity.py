@@ -84,7 +84,7 @@ CASES = {c.name: c for c in [
          "SB3's linear epsilon schedule replaced by ours (exponential, counted after the random steps); ours copies "
          "the target every 128 updates, SB3 every 256 env steps (the same: one copy per update phase)"),
     Case("a2c", "cartpole", 500_000, 10_000, (100_000, 250_000, 500_000), (),
-         "SB3's A2C without its orthogonal init (ours has none) and with our entropy coefficient 0.01 (its default 0)"),
+         "SB3's A2C without its orthogonal init (ours has none by default) and with our entropy coefficient 0.01 (its default 0)"),
 ]}
 
 
@@ -176,7 +176,7 @@ def sb3_model(cfg, env):
             raise SystemExit("error: SB3's A2C has RMSprop alpha 0.99, a constant learning rate, separate networks "
                              "and always clips the gradient norm (max_grad_norm > 0)")
         kwargs = dict(net_arch=dict(pi=list(a.hidden), vf=list(a.hidden)), activation_fn=torch.nn.Tanh,
-                      ortho_init=False, log_std_init=a.log_std_init)
+                      ortho_init=a.orthogonal_init, log_std_init=a.log_std_init)
         if a.optimizer == "adam":
             kwargs.update(optimizer_class=torch.optim.Adam, optimizer_kwargs=dict(eps=a.eps))
         return sb3.A2C("MlpPolicy", env, learning_rate=a.lr, n_steps=a.n_steps, gae_lambda=a.gae_lambda,
@@ -227,7 +227,11 @@ def sb3_job(case: Case, seed: int, run_dir: Path) -> None:
 
     torch.set_num_threads(1)
     cfg = compose(case, seed)
-    if cfg.algo.name == "a2c":  # the same sub-envs as ours: env i seeded seed + i
+    if cfg.env.normalize_obs or cfg.env.normalize_reward:
+        raise SystemExit("error: the parity harness does not hand SB3's VecNormalize statistics to the evaluation env yet")
+    if cfg.algo.name == "ppo":
+        env = sb3_vec_env(cfg)
+    elif cfg.algo.name == "a2c":  # the same sub-envs as ours: env i seeded seed + i
         from stable_baselines3.common.vec_env import DummyVecEnv
 
         env = DummyVecEnv([lambda i=i: envs.make(cfg.env, cfg.seed + i)[0] for i in range(cfg.algo.num_envs)])

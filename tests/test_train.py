@@ -168,3 +168,23 @@ def test_online_wandb_without_a_server_falls_back_to_offline_quickly(tmp_path):
     assert json.loads((run_dir / "wandb_run.json").read_text())["mode"] == "offline"
     assert list(run_dir.glob("wandb/offline-run-*/run-*.wandb")) and (run_dir / "done").exists()
     assert time.time() - start < 120  # not W&B's 30 s init timeout and a crash
+
+
+def test_wandb_history_reader_spans_blocks_and_survives_a_cut_file(tmp_path):
+    from algos.common.logger import wandb_history
+
+    script = ("import wandb\n"
+              f"run = wandb.init(mode='offline', dir={str(tmp_path)!r}, project='t', settings=wandb.Settings(silent=True))\n"
+              "for i in range(3000):\n"
+              "    run.log({'step': i, 'x': i * 0.5}, step=i)\n"
+              "run.finish()\n")
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=300, capture_output=True,
+                   env={**os.environ, "WANDB_SILENT": "true"})
+    path = next(tmp_path.glob("wandb/offline-run-*/run-*.wandb"))
+    assert path.stat().st_size > 3 * 32768  # records cross block boundaries
+    rows = wandb_history(path)
+    assert [r["_step"] for r in rows] == list(range(3000)) and rows[-1]["x"] == 1499.5
+    cut = tmp_path / "cut.wandb"
+    cut.write_bytes(path.read_bytes()[:50_000])  # as a hard kill can leave it
+    partial = wandb_history(cut)
+    assert 0 < len(partial) < 3000 and [r["_step"] for r in partial] == list(range(len(partial)))

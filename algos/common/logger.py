@@ -192,6 +192,8 @@ def wandb_history(path: str | Path) -> list[dict[str, Any]]:
             pos += left
             continue
         _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        if pos + 7 + length > len(data):  # the file was cut inside this record
+            break
         chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
         if kind == 0:
             continue
@@ -199,7 +201,10 @@ def wandb_history(path: str | Path) -> list[dict[str, Any]]:
         if kind not in (1, 4):
             continue
         record = pb.Record()
-        record.ParseFromString(pending)
+        try:
+            record.ParseFromString(pending)
+        except Exception:  # noqa: BLE001 - a damaged record: what came before it is what the file holds
+            break
         pending = b""
         if record.WhichOneof("record_type") == "history":
             rows.append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.history.item})

@@ -151,10 +151,14 @@ class Runner:
     chunk of env steps; ``loop_state`` returns the loop's own part of a checkpoint (agent, storage, env RNGs)."""
 
     def __init__(self, cfg, agent, env, eval_env, logger, run_dir: Path, loop_state: Callable[[], dict[str, Any]],
-                 resume: Optional[dict[str, Any]] = None, episode_aligned: bool = False, total: Optional[int] = None):
+                 resume: Optional[dict[str, Any]] = None, episode_aligned: bool = False, total: Optional[int] = None,
+                 save_on_ctrl_c: bool = True):
         self.total = cfg.total_steps if total is None else total  # env steps (online) or updates (offline)
         self.cfg, self.agent, self.env, self.eval_env, self.logger, self.run_dir = cfg, agent, env, eval_env, logger, run_dir
         self.loop_state = loop_state
+        # A second Ctrl-C lands anywhere, e.g. mid-rollout, where the loop's state is not consistent: loops whose
+        # state is only whole between chunks (on-policy rollouts) keep their last checkpoint instead.
+        self.save_on_ctrl_c = save_on_ctrl_c
         # Periodic checkpoints wait for the current episode's end (see episode_boundary): resuming then
         # replays the uninterrupted run exactly, since a fresh reset from the saved RNG state is what it did next.
         self.episode_aligned = episode_aligned
@@ -172,6 +176,8 @@ class Runner:
         self.last_saved: Optional[int] = self.step if resume is not None else None
         self.video_on = cfg.eval.video
         self.metrics: dict[str, Any] = {}
+        self._ep: list[tuple[float, int]] = []  # episodes ending at step _ep_step, not logged yet
+        self._ep_step: Optional[int] = None
         self.sps = 0.0
         self.step_rate, self.update_rate = Rate(self.step), Rate(self.updates)
         self.guard = SignalGuard()
@@ -186,7 +192,8 @@ class Runner:
         return {"step": self.step, "updates": self.updates, "episodes": self.episodes, "evals": self.evals,
                 "best_eval": self.best, "last_eval": self.last, "rng": seeding.global_rng_state(),
                 "algo_starts": {k: int(self.cfg.algo[k]) for k in ("random_steps", "learning_starts") if k in self.cfg.algo},
-                "wandb_id": self.logger.run_id, **self.loop_state()}
+                "wandb_id": self.logger.run_id, "config": OmegaConf.to_container(self.cfg, resolve=True),
+                **self.loop_state()}
 
     def episode_boundary(self) -> None:
         """Called between an episode's end and the next reset: the place where a checkpoint resumes exactly."""
@@ -214,10 +221,25 @@ class Runner:
             self.fail(name, at_step)
 
     def episode(self, ret: float, length: int, at_step: int) -> None:
-        """Log one finished training episode at the env step that ended it."""
+        """A finished training episode at the env step that ended it. Episodes that end at the same step (sub-envs
+        of a vector env) are logged as one row, their mean, with ``train/episodes_at_step`` when more than one:
+        W&B keeps one value per key and step, so separate rows would lose all but the last."""
         self.episodes += 1
-        self.logger.log(at_step, {"train/episode_return": float(ret), "train/episode_length": int(length),
-                                    "train/episodes": self.episodes})
+        if self._ep_step is not None and at_step != self._ep_step:
+            self._flush_episodes()
+        self._ep_step = at_step
+        self._ep.append((float(ret), int(length)))
+
+    def _flush_episodes(self) -> None:
+        if not self._ep:
+            return
+        rets, lens = zip(*self._ep)
+        row = {"train/episode_return": rets[0] if len(rets) == 1 else float(np.mean(rets)),
+               "train/episode_length": lens[0] if len(lens) == 1 else float(np.mean(lens)), "train/episodes": self.episodes}
+        if len(rets) > 1:
+            row["train/episodes_at_step"] = len(rets)
+        self.logger.log(self._ep_step, row)
+        self._ep, self._ep_step = [], None
 
     def evaluate(self) -> None:
         result = evaluate(self.agent, self.eval_env, self.cfg.eval_episodes, self.eval_seed)
@@ -234,6 +256,7 @@ class Runner:
         self.evals += 1
 
     def advance(self, steps: int, updates: int, metrics: Optional[dict[str, Any]] = None) -> None:
+        self._flush_episodes()
         before = self.step
         self.step += steps
         self.updates += updates
@@ -274,7 +297,7 @@ class Runner:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
-            if exc_type is KeyboardInterrupt:
+            if exc_type is KeyboardInterrupt and self.save_on_ctrl_c:
                 self.save()
         finally:
             self.bar.close()
@@ -417,15 +440,21 @@ def on_policy(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: Pa
 
     obs = None
 
+    # The learning-rate schedule's horizon is the budget the run started with: a resume with a longer
+    # total_steps continues the same schedule (then holds at its end) instead of jumping back up.
+    horizon = resume.get("anneal_horizon", cfg.total_steps) if resume is not None else cfg.total_steps
+
     def loop_state() -> dict[str, Any]:
         return {"agent": agent.state_dict(), "vector_env": envs.vector_state(env), "obs": torch.as_tensor(obs),
-                "normalizer": norm.state_dict() if norm is not None else None, "obs_stats": envs.obs_stats(env)}
+                "normalizer": norm.state_dict() if norm is not None else None, "obs_stats": envs.obs_stats(env),
+                "anneal_horizon": horizon}
 
-    run = Runner(cfg, agent, env, eval_env, logger, run_dir, loop_state, resume)
+    run = Runner(cfg, agent, env, eval_env, logger, run_dir, loop_state, resume, save_on_ctrl_c=False)
     if resume is not None:
         agent.load_state_dict(resume["agent"])
         seeding.set_global_rng_state(resume["rng"])
-        if resume.get("vector_env") is not None:  # sync envs: continue every episode exactly where it was
+        if resume.get("vector_env") is not None and envs.vector_state(env) is not None:
+            # sync envs (then and now): continue every episode exactly where it was
             env.reset(seed=cfg.seed)
             envs.load_vector_state(env, resume["vector_env"])
             obs = resume["obs"].numpy()
@@ -446,7 +475,7 @@ def on_policy(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: Pa
             run.check_finite("reward", storage.rewards)
             run.check_finite("observation", storage.obs)
             batch = storage.batch(agent.value(obs), a.gamma, a.gae_lambda)
-            agent.set_progress(run.step / cfg.total_steps)
+            agent.set_progress(run.step / horizon)
             metrics = agent.update(batch)
             run.advance(a.n_steps * n, metrics.pop("updates", 1), metrics)
     return run.result()
