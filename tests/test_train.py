@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from tests.conftest import ROOT, eval_returns, read_rows, run_train
 
@@ -188,3 +189,19 @@ def test_wandb_history_reader_spans_blocks_and_survives_a_cut_file(tmp_path):
     cut.write_bytes(path.read_bytes()[:50_000])  # as a hard kill can leave it
     partial = wandb_history(cut)
     assert 0 < len(partial) < 3000 and [r["_step"] for r in partial] == list(range(len(partial)))
+
+
+def test_smoke_ppo_mujoco_normalised_with_wandb_and_reevaluation(tmp_path):
+    run_dir = tmp_path / "ppo"
+    run_train("algo=ppo", "env=hopper", "total_steps=4096", "eval_every=2048", "eval_episodes=2", "algo.num_envs=4",
+              "algo.n_epochs=1", "logger=wandb", "logger.mode=offline", run_dir=run_dir)
+    rows = read_rows(run_dir)
+    assert [s for s, _ in eval_returns(run_dir)] == [2048, 4096]
+    assert max(r.get("train/updates", 0) for r in rows) == 4 * 32  # 4 rollouts of 1024, 32 minibatches, 1 epoch
+    assert any("train/approx_kl" in r and "train/clip_fraction" in r for r in rows)
+    assert list(run_dir.glob("wandb/offline-run-*/run-*.wandb"))
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert state["normalizer"]["obs"]["count"] > 4096 and state["obs_stats"] == state["normalizer"]["obs"]
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts/evaluate.py"), str(run_dir), "--episodes", "2"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "over 2 episodes" in proc.stdout, proc.stderr[-2000:]
