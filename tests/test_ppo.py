@@ -136,3 +136,23 @@ def test_sub_envs_are_not_normalised_one_by_one():
             assert not isinstance(w, gym.wrappers.NormalizeObservation)
             w = w.env
     venv.close()
+
+
+def test_resume_with_a_longer_budget_keeps_the_lr_schedule(tmp_path, compose_cfg):
+    """lr annealing runs over the budget the run started with: a resume with a larger total_steps does not send
+    the learning rate back up."""
+    import train
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    args = ["algo=ppo", "env=cartpole", "eval_every=1024", "eval_episodes=1", "logger=none", "progress=false",
+            "algo.n_epochs=1"]  # tuned: 8 envs x 32 steps, lr 1e-3 annealed
+    cfg = compose_cfg(*args, "total_steps=1024")
+    train.run(cfg, envs.probe(cfg.env), run_dir)
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert state["anneal_horizon"] == 1024
+    assert state["agent"]["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-3 * (1 - 768 / 1024))
+    cfg = compose_cfg(*args, "total_steps=2048")
+    train.run(cfg, envs.probe(cfg.env), run_dir)
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert state["anneal_horizon"] == 1024 and state["agent"]["optimizer"]["param_groups"][0]["lr"] == 0.0
