@@ -273,6 +273,10 @@ def check_sweep(compose, overrides: list[str]) -> None:
     combos = list(itertools.product(*axes)) if axes else [()]
     if len(combos) < 2 or len(combos) > MAX_SWEEP_CHECKS:
         return
+    try:  # a setting wrong in every combination is reported once, by compose_check's one line
+        compose(config_name="config", overrides=list(combos[0]))
+    except Exception:  # noqa: BLE001
+        return
     varying = [i for i, axis in enumerate(axes) if len(axis) > 1]
     problems: list[str] = []
     for combo in combos:
@@ -281,7 +285,10 @@ def check_sweep(compose, overrides: list[str]) -> None:
             validate(cfg)
             fit_starts(cfg, {c.partition("=")[0].lstrip("+~") for c in combo})
         except Exception as e:  # noqa: BLE001 - composition, missing values, validation: one line each
-            line = f"{' '.join(combo[i] for i in varying)}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+            what = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if e.__cause__ is not None and str(e.__cause__):
+                what += f": {str(e.__cause__).splitlines()[0]}"
+            line = f"{' '.join(combo[i] for i in varying)}: {what}"
             if line not in problems:
                 problems.append(line)
     if problems:
