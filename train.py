@@ -147,7 +147,8 @@ def precheck(argv: list[str]) -> list[str]:
 # and what to put back if this resume is refused (so the next plain resume still works).
 _RECORDED: dict[str, dict[str, str]] = {}
 # What a resume may change: the budget, the schedule of logs and checkpoints, logging, hardware and video.
-RESUME_SAFE = ("total_steps", "total_updates", "log_every", "checkpoint_every", "progress", "logger", "hardware", "eval")
+RESUME_SAFE = ("total_steps", "total_updates", "log_every", "checkpoint_every", "eval_every", "progress", "logger", "hardware",
+               "eval")
 
 
 def keep_recorded_config(run_dir: Path) -> None:
@@ -393,7 +394,7 @@ def run(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> float:
         if changed:  # before anything of the run is touched (a sweep's rerun included: it has no recorded copy)
             restore_recorded_config(run_dir)
             raise BadInput(f"resuming {run_dir} would change {'; '.join(changed)}; a resume may change only "
-                           f"{', '.join(RESUME_SAFE[:5])} and the logger.*, hardware.* and eval.* settings; start a "
+                           f"{', '.join(RESUME_SAFE[:6])} and the logger.*, hardware.* and eval.* settings; start a "
                            "new run (without resume= / hydra.run.dir) for other settings")
     old = run_dir / "metrics.jsonl"
     if resume is None and old.exists() and old.stat().st_size > 0:  # a failed attempt with no checkpoint: start clean
