@@ -185,6 +185,8 @@ def resume_changes(cfg: DictConfig, run_dir: Path, saved: Optional[dict] = None)
     for key in sorted(set(old) & set(new)):
         if key.split(".")[0] in RESUME_SAFE or old[key] == new[key]:
             continue
+        if key == "dataset.path":
+            continue  # a moved dataset is fine; its checksum against the checkpoint's decides (loops.offline)
         if key.startswith("algo.") and key[5:] in ("random_steps", "learning_starts"):
             continue  # fitted to the first budget and restored from the checkpoint (train.run), whatever is given now
         changed.append(f"{key}={new[key]} (the run has {old[key]})")
