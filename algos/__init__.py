@@ -21,6 +21,8 @@ ALGOS: dict[str, str] = {
     "cql": "algos.cql",
     "bcq": "algos.bcq",
     "bc": "algos.bc",
+    "td3_bc": "algos.td3_bc",
+    "iql": "algos.iql",
     "sac_offline": "algos.sac_offline",
 }
 

@@ -13,15 +13,23 @@ A dataset ``NAME`` is two files:
   and its config, or the checkpoint and the noise used), ``episodes`` (count and return statistics of the
   finished episodes), ``created`` (UTC, ISO 8601).
 
-Why not Minari: it builds and loads datasets offline, but its collector pulls in jax and it loads some
-corrupted files silently; a manifest with a checksum and counts catches those, and two plain files need
-nothing beyond numpy.
+Minari (the community format, successor of D4RL) is read and written too, never over the network:
+``dataset=minari dataset.id=<namespace/name-vN>`` reads a dataset from the local Minari store
+(``MINARI_DATASETS_PATH``, else ``~/.minari/datasets``) with Minari's own API (:func:`read_minari`), and
+:func:`to_minari` writes any of ours as a Minari dataset (HDF5) so other libraries read it. Our own format stays the
+default: its manifest's checksum and counts catch a corrupted or truncated file, which Minari loads silently, and
+its collector needs jax (ours are built from arrays instead).
+
+Normalised scores (D4RL's convention): 100 * (return - random) / (expert - random), with the reference returns from
+the dataset's metadata when it has them (Minari's ``ref_min_score`` / ``ref_max_score``), otherwise from
+:data:`D4RL_REFERENCE` by the env's family (:func:`reference_returns`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +50,7 @@ class DatasetConfig:
     name: Optional[str] = None  # a dataset under conf/dataset/ (e.g. pendulum_sac_replay)
     path: Optional[str] = None  # path of the dataset (NAME.npz; its manifest NAME.json beside it)
     record: bool = False  # online runs: write every transition of the run as <run dir>/dataset.npz at the end
+    id: Optional[str] = None  # a Minari dataset id: read from the local store (dataset=minari), or written (record=true)
 
 
 def paths(path: str | Path) -> tuple[Path, Path]:
@@ -141,3 +150,171 @@ def from_buffer(buffer, path: str | Path, *, env_id: str, source: dict[str, Any]
     return write(path, buffer.obs[:n].cpu().numpy(), buffer.action[:n].cpu().numpy(), buffer.reward[:n].cpu().numpy(),
                  buffer.next_obs[:n].cpu().numpy(), buffer.terminated[:n].cpu().numpy(),
                  buffer.truncated[:n].cpu().numpy(), env_id=env_id, source=source, discrete=discrete)
+
+
+# ---- normalised scores
+
+# D4RL's reference returns (random policy, expert policy) of its MuJoCo tasks, from d4rl/infos.py (REF_MIN_SCORE,
+# REF_MAX_SCORE; Fu et al. 2020). They were measured on the v2 envs; used when a dataset's metadata has none.
+D4RL_REFERENCE = {"Hopper": (-20.272305, 3234.3), "HalfCheetah": (-280.178953, 12135.0),
+                  "Walker2d": (1.629008, 4592.3), "Ant": (-325.6, 3879.7)}
+
+
+def reference_returns(meta: dict[str, Any], env_id: str) -> Optional[tuple[float, float]]:
+    """(random, expert) returns for normalised scores: the dataset's own when its metadata has them, else D4RL's for
+    the env's family (``Hopper-v5`` -> ``Hopper``), else None (no normalised score is logged)."""
+    ref = meta.get("ref_min_score"), meta.get("ref_max_score")
+    if None not in ref and ref[1] != ref[0]:
+        return float(ref[0]), float(ref[1])
+    return D4RL_REFERENCE.get(env_id.split("-v")[0].split("/")[-1])
+
+
+def normalized_score(ret: float, ref: tuple[float, float]) -> float:
+    return 100.0 * (ret - ref[0]) / (ref[1] - ref[0])
+
+
+# ---- loading, whichever format
+
+
+def load(cfg, spec=None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The dataset a config names (``dataset.id``: Minari; ``dataset.path``: ours), as our arrays and a manifest."""
+    if cfg.id is not None and not cfg.record:
+        return read_minari(cfg.id, spec)
+    return read(cfg.path, spec)
+
+
+def describe(cfg) -> str:
+    return f"Minari dataset {cfg.id}" if cfg.id is not None and not cfg.record else f"dataset {cfg.path}"
+
+
+# ---- Minari
+
+
+def _minari():
+    try:
+        import minari
+    except ImportError as e:  # pragma: no cover - a dependency in requirements.txt
+        raise DatasetError("Minari datasets need the minari package (pip install 'minari[hdf5]')") from e
+    return minari
+
+
+def minari_root() -> Path:
+    return Path(os.environ.get("MINARI_DATASETS_PATH") or Path.home() / ".minari" / "datasets")
+
+
+def local_minari_ids() -> list[str]:
+    """Ids of the datasets in the local Minari store (found by their metadata files; nothing is opened)."""
+    root = minari_root()
+    return sorted(str(p.parent.parent.relative_to(root)) for p in root.glob("**/data/metadata.json")) if root.is_dir() else []
+
+
+def open_minari(dataset_id: str):
+    """The local Minari dataset ``dataset_id`` (lazily opened), or one line naming the local ids and the download
+    command. Never downloads."""
+    minari = _minari()
+    local = local_minari_ids()
+    if dataset_id not in local:
+        have = ", ".join(local) if local else "none"
+        raise DatasetError(f"Minari dataset {dataset_id} is not in the local store {minari_root()} (local datasets: "
+                           f"{have}); fetch it with `minari download {dataset_id}` (or set MINARI_DATASETS_PATH)")
+    try:
+        return minari.load_dataset(dataset_id, download=False)
+    except Exception as e:  # noqa: BLE001 - a damaged dataset, in Minari's words
+        raise DatasetError(f"Minari dataset {dataset_id} cannot be read ({type(e).__name__}: {e})") from e
+
+
+def check_minari(ds, dataset_id: str, spec) -> dict[str, Any]:
+    """Check a Minari dataset's env and spaces against ``spec`` (an EnvSpec); returns its metadata."""
+    import gymnasium as gym
+
+    meta = dict(ds.storage.metadata)
+    env_spec = ds.spec.env_spec
+    env_id = env_spec.id if env_spec is not None else None
+    if not isinstance(ds.observation_space, gym.spaces.Box) or \
+            not isinstance(ds.action_space, (gym.spaces.Box, gym.spaces.Discrete)):
+        raise DatasetError(f"Minari dataset {dataset_id} has {type(ds.observation_space).__name__} observations and "
+                           f"{type(ds.action_space).__name__} actions; supported: Box observations, Box or Discrete actions")
+    if spec is not None:
+        if env_id is not None and env_id != spec.id:
+            raise DatasetError(f"Minari dataset {dataset_id} was made on {env_id}, but env={spec.id}; pick the env "
+                               f"the dataset was made on ({env_id}) or another dataset")
+        discrete = isinstance(ds.action_space, gym.spaces.Discrete)
+        if tuple(ds.observation_space.shape) != tuple(spec.obs_shape) or discrete != spec.discrete or \
+                (not discrete and tuple(ds.action_space.shape) != tuple(spec.action_shape)):
+            raise DatasetError(f"Minari dataset {dataset_id} (obs {ds.observation_space.shape}, actions "
+                               f"{ds.action_space}) does not match env {spec.id} (obs {spec.obs_shape}, actions "
+                               f"{spec.action_shape if not spec.discrete else 'discrete'})")
+    meta["env_id"] = env_id
+    return meta
+
+
+def read_minari(dataset_id: str, spec=None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """A local Minari dataset as our arrays (one row per transition, episodes in order; terminations and
+    truncations kept apart) and a manifest like ours (``sha256`` of its HDF5 file, for resume's check)."""
+    import gymnasium as gym
+
+    ds = open_minari(dataset_id)
+    info = check_minari(ds, dataset_id, spec)
+    discrete = isinstance(ds.action_space, gym.spaces.Discrete)
+    cols: dict[str, list] = {k: [] for k in FIELDS[:-1]}
+    for ep in ds.iterate_episodes():
+        obs = np.asarray(ep.observations, np.float32)
+        cols["observations"].append(obs[:-1])
+        cols["next_observations"].append(obs[1:])
+        cols["actions"].append(np.asarray(ep.actions, np.int64 if discrete else np.float32))
+        cols["rewards"].append(np.asarray(ep.rewards, np.float32))
+        cols["terminations"].append(np.asarray(ep.terminations, bool))
+        cols["truncations"].append(np.asarray(ep.truncations, bool))
+    if not cols["rewards"]:
+        raise DatasetError(f"Minari dataset {dataset_id} holds no episodes")
+    arrays = {k: np.concatenate(v) for k, v in cols.items()}
+    arrays["episode_ids"] = episode_ids(arrays["terminations"], arrays["truncations"])
+    files = sorted((minari_root() / dataset_id / "data").glob("*"))
+    h = hashlib.sha256()
+    for f in files:
+        if f.suffix != ".json":  # the data files: metadata may be rewritten by Minari without a change in data
+            h.update(bytes.fromhex(_sha256(f)))
+    n = len(arrays["rewards"])
+    meta = {"format": "minari", "id": dataset_id, "sha256": h.hexdigest(), "size": n, "env_id": info["env_id"],
+            "obs_shape": list(arrays["observations"].shape[1:]), "action_shape": list(arrays["actions"].shape[1:]),
+            "discrete": discrete, "episodes": episode_stats(arrays["rewards"], arrays["terminations"], arrays["truncations"]),
+            "ref_min_score": info.get("ref_min_score"), "ref_max_score": info.get("ref_max_score"),
+            "source": {"kind": "minari", "id": dataset_id, "algorithm_name": info.get("algorithm_name")}}
+    return arrays, meta
+
+
+def to_minari(arrays: dict[str, np.ndarray], meta: dict[str, Any], dataset_id: str, *, description: str = "") -> Path:
+    """Write one of our datasets into the local Minari store as ``dataset_id`` (HDF5), one Minari episode per
+    episode of ours (an unfinished last one included as it is); returns the dataset's directory.
+
+    Minari stores T+1 observations per episode; ours hold (obs, next_obs) per transition, so within an episode each
+    next observation must be the following row's observation (true of everything we record or collect)."""
+    import warnings
+
+    minari = _minari()
+    from minari.data_collector.episode_buffer import EpisodeBuffer
+
+    if dataset_id in local_minari_ids():
+        raise DatasetError(f"Minari dataset {dataset_id} already exists in {minari_root()}; pick another id or "
+                           f"delete it first (`minari delete {dataset_id}`)")
+    ids = arrays["episode_ids"]
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    ends = np.r_[starts[1:], len(ids)]
+    obs, nxt = arrays["observations"], arrays["next_observations"]
+    episodes = []
+    for i, (a, b) in enumerate(zip(starts, ends)):
+        if b - a > 1 and not np.array_equal(obs[a + 1:b], nxt[a:b - 1]):
+            raise DatasetError(f"episode {i} of the dataset is not one trajectory (a next observation differs from the "
+                               "next row's observation); Minari stores trajectories")
+        episodes.append(EpisodeBuffer(id=i, observations=np.concatenate([obs[a:b], nxt[b - 1:b]]),
+                                      actions=arrays["actions"][a:b], rewards=arrays["rewards"][a:b].tolist(),
+                                      terminations=arrays["terminations"][a:b].tolist(),
+                                      truncations=arrays["truncations"][a:b].tolist(), infos={}))
+    ref = reference_returns(meta, meta["env_id"])
+    with warnings.catch_warnings():  # Minari asks for an author, e-mail and permalink; none is ours to give
+        warnings.simplefilter("ignore")
+        minari.create_dataset_from_buffers(
+            dataset_id, episodes, env=meta["env_id"], algorithm_name=str(meta.get("source", {}).get("kind", "rlbase")),
+            author="rlbase", description=description or f"written by rlbase from {meta.get('source')}",
+            data_format="hdf5", ref_min_score=ref[0] if ref else None, ref_max_score=ref[1] if ref else None)
+    return minari_root() / dataset_id

@@ -29,9 +29,13 @@ def main(argv=None) -> Path:
     p.add_argument("--noise", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True, help="dataset path (NAME or NAME.npz)")
+    p.add_argument("--minari-id", default=None, help="also write it into the local Minari store under this id "
+                   "(e.g. rlbase/hopper/td3-medium-v0)")
     args = p.parse_args(argv)
     if args.steps <= 0 or args.noise < 0:
         raise SystemExit("error: --steps must be > 0 and --noise >= 0")
+    if args.minari_id is not None and args.minari_id in data.local_minari_ids():
+        raise SystemExit(f"error: Minari dataset {args.minari_id} already exists in {data.minari_root()}; pick another id")
     cfg, agent, state = load_agent(args.run_dir)
     seeding.seed_everything(args.seed)
     env, spec = envs.make(cfg.env, args.seed, train=False)
@@ -58,6 +62,8 @@ def main(argv=None) -> Path:
     meta = data.read(path)[1]
     print(f"wrote {path}: {meta['size']} transitions, {meta['episodes']['count']} finished episodes, "
           f"mean return {meta['episodes'].get('return_mean', float('nan')):.1f}")
+    if args.minari_id is not None:
+        print(f"wrote Minari dataset {args.minari_id}: {data.to_minari(*data.read(path), args.minari_id)}")
     return path
 
 

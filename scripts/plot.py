@@ -55,11 +55,16 @@ def load_run(run_dir: Path, max_step: int | None = None) -> dict | None:
     if damaged:
         print(f"warning: {run_dir / 'metrics.jsonl'}: skipped {len(damaged)} damaged line(s) "
               f"(line {', '.join(str(i) for i, _ in damaged[:5])}{', ...' if len(damaged) > 5 else ''})", file=sys.stderr)
-    evals = [(r["step"], r["eval/return_mean"]) for r in rows if r.get("eval/return_mean") is not None
-             and (max_step is None or r["step"] <= max_step)]
-    offline = bool(cfg.get("dataset", {}).get("path")) and not cfg.get("dataset", {}).get("record", False)
+    ds = cfg.get("dataset", {})
+    offline = bool(ds.get("path") or ds.get("id")) and not ds.get("record", False)
+    # Offline runs with reference returns are reported by normalised score (D4RL's 0-100 scale), the others by return.
+    key = "eval/normalized_score" if offline and any("eval/normalized_score" in r for r in rows) else "eval/return_mean"
+    evals = [(r["step"], r[key]) for r in rows if r.get(key) is not None and (max_step is None or r["step"] <= max_step)]
     sps = [r["time/sps"] for r in rows if r.get("time/sps") and r.get("train/updates", 0) > 0]
-    return {"dir": run_dir, "algo": cfg.algo.name, "env": cfg.env.get("id") or cfg.env.name, "seed": cfg.seed,
+    env = cfg.env.get("id") or cfg.env.name
+    if offline:  # one row per dataset: the same env with other data is another experiment
+        env = f"{env} / {ds.get('id') or Path(ds.get('path')).stem}"
+    return {"dir": run_dir, "algo": cfg.algo.name, "env": env, "seed": cfg.seed, "metric": key,
             "evals": evals, "sps": float(np.median(sps)) if sps else float("nan"), "done": (run_dir / "done").exists(),
             "offline": offline}
 
@@ -96,7 +101,8 @@ def table(runs: list[dict], threshold: float | None) -> str:
         groups[(r["env"], r["algo"])].append(r)
     head = "| env | algo | seeds | steps | final return (mean [95% CI]) | IQM | best | steps/s |"
     if runs and all(r["offline"] for r in runs):  # offline runs count gradient updates, not env steps
-        head = "| env | algo | seeds | updates | final return (mean [95% CI]) | IQM | best | updates/s |"
+        what = "normalised score" if all(r["metric"] == "eval/normalized_score" for r in runs) else "return"
+        head = f"| env / dataset | algo | seeds | updates | final {what} (mean [95% CI]) | IQM | best | updates/s |"
     sep = "|---|---|---|---|---|---|---|---|"
     if threshold is not None:
         head += f" first step with return ≥ {threshold:g} (per seed) |"
@@ -141,11 +147,12 @@ def curves(runs: list[dict], out: Path) -> list[Path]:
             ax.plot(grid, mean, label=f"{algo} ({len(rs)} seeds)")
             ax.fill_between(grid, ci[:, 0], ci[:, 1], alpha=0.2)
         ax.set_xlabel("gradient updates" if all(r["offline"] for rs in algos.values() for r in rs) else "env steps")
-        ax.set_ylabel("eval return")
+        ax.set_ylabel("normalised score" if all(r["metric"] == "eval/normalized_score" for rs in algos.values()
+                                                 for r in rs) else "eval return")
         ax.set_title(env)
         ax.legend()
         fig.tight_layout()
-        path = out / f"{env}.png"
+        path = out / f"{env.replace(' / ', '__').replace('/', '_')}.png"
         fig.savefig(path, dpi=100)
         plt.close(fig)
         written.append(path)

@@ -92,7 +92,7 @@ def test_vector_normaliser_shares_statistics_normalises_the_final_obs_and_round_
 
     venv.env.step = spy
     venv.reset(seed=0)
-    for t in range(5):
+    for _ in range(5):
         _, reward, terminated, truncated, info = venv.step(np.zeros((3, 1), np.float32))
     assert truncated.all()  # the time limit ends every sub-env's episode at step 5
     rms = venv.obs_rms

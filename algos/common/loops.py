@@ -175,6 +175,7 @@ class Runner:
         self.log_every, self.eval_every, self.checkpoint_every = cfg.log_every, cfg.eval_every, cfg.checkpoint_every
         self.last_saved: Optional[int] = self.step if resume is not None else None
         self.video_on = cfg.eval.video
+        self.score_ref: Optional[tuple[float, float]] = None  # (random, expert) returns: eval/normalized_score
         self.metrics: dict[str, Any] = {}
         self._ep: list[tuple[float, int]] = []  # episodes ending at step _ep_step, not logged yet
         self._ep_step: Optional[int] = None
@@ -243,6 +244,8 @@ class Runner:
 
     def evaluate(self) -> None:
         result = evaluate(self.agent, self.eval_env, self.cfg.eval_episodes, self.eval_seed)
+        if self.score_ref is not None:
+            result["eval/normalized_score"] = data.normalized_score(result["eval/return_mean"], self.score_ref)
         self.last = result["eval/return_mean"]
         self.best = max(self.best, self.last)
         self.logger.log(self.step, result)
@@ -364,6 +367,10 @@ def off_policy(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: P
                                 source={"kind": "online run", "run_dir": str(run_dir),
                                         "config": OmegaConf.to_container(cfg, resolve=True)})
         log.info("recorded %d transitions: %s", len(buffer), path)
+        if cfg.dataset.id is not None:
+            arrays, meta = data.read(path)
+            log.info("and as Minari dataset %s: %s", cfg.dataset.id,
+                     data.to_minari(arrays, meta, cfg.dataset.id, description=f"replay of {cfg.algo.name} on {spec.id}"))
     return run.result()
 
 
@@ -373,23 +380,30 @@ def offline(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: Path
     every ``eval_every`` updates (evaluation only: no transition of it is ever trained on). Logged ``step``
     counts updates. A checkpoint holds the agent and the sampler's RNG; the dataset itself is re-read (and its
     checksum verified) on resume, so checkpoints stay small."""
-    arrays, meta = data.read(cfg.dataset.path, spec)
+    arrays, meta = data.load(cfg.dataset, spec)
+    if hasattr(agent, "fit_dataset"):  # statistics of the data the agent uses (state normalisation, reward scale)
+        agent.fit_dataset(arrays)
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.seed)
     buffer = ReplayBuffer(meta["size"], spec.obs_shape, spec.action_shape, discrete=spec.discrete,
                           device=device, generator=gen)
     buffer.add_batch(arrays["observations"], arrays["actions"], arrays["rewards"], arrays["next_observations"],
                      arrays["terminations"], arrays["truncations"])
-    log.info("dataset %s: %d transitions, %s finished episodes (mean return %s)", cfg.dataset.path, meta["size"],
+    what = data.describe(cfg.dataset)
+    log.info("%s: %d transitions, %s finished episodes (mean return %s)", what, meta["size"],
              meta["episodes"]["count"], meta["episodes"].get("return_mean"))
 
     def loop_state() -> dict[str, Any]:
         return {"agent": agent.state_dict(), "sample_rng": gen.get_state(), "dataset_sha256": meta["sha256"]}
 
     run = Runner(cfg, agent, env, eval_env, logger, run_dir, loop_state, resume, total=cfg.total_updates)
+    run.score_ref = data.reference_returns(meta, spec.id)
+    if run.score_ref is not None:
+        log.info("normalised score: 100 * (return - %.2f) / (%.2f - %.2f)", run.score_ref[0], run.score_ref[1],
+                 run.score_ref[0])
     if resume is not None:
         if resume.get("dataset_sha256") != meta["sha256"]:
-            raise data.DatasetError(f"dataset {cfg.dataset.path} differs from the one the checkpoint in {run_dir} "
+            raise data.DatasetError(f"{what} differs from the one the checkpoint in {run_dir} "
                                     "was trained on; resume with the same dataset or start a new run")
         agent.load_state_dict(resume["agent"])
         seeding.set_global_rng_state(resume["rng"])

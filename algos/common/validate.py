@@ -122,21 +122,34 @@ def validate_logger(lg: DictConfig) -> None:
 
 def validate_dataset(cfg: DictConfig, module, spec: envs.EnvSpec) -> None:
     d = cfg.dataset
+    offline = getattr(module, "OFFLINE", False)
     if d.record:
         _check(module.LOOP == "off_policy", f"dataset.record=true records the replay buffer of off-policy runs; "
                f"allowed with: dqn, ddpg, td3, sac (not algo={cfg.algo.name})")
         _check(cfg.algo.buffer_size >= cfg.total_steps, f"dataset.record=true needs algo.buffer_size "
                f"({cfg.algo.buffer_size}) >= total_steps ({cfg.total_steps}) so no transition is overwritten")
-    offline = getattr(module, "OFFLINE", False)
+        if d.id is not None:  # also written as a Minari dataset: refuse a taken id now, not after the run
+            _check(d.id not in data.local_minari_ids(), f"dataset.id={d.id}: a Minari dataset of that id already "
+                   f"exists in {data.minari_root()}; pick another id (or delete it: `minari delete {d.id}`)")
+        return
     if offline:
-        named = sorted(p.stem for p in DATASET_CONF.glob("*.yaml") if p.stem != "none")
-        _check(d.path is not None, f"algo={cfg.algo.name} learns from a fixed dataset; set dataset=<name> "
-               f"(allowed: {', '.join(named)}) or dataset.path=<file>.npz")
-    if d.path is not None:
-        _check(offline, f"dataset={d.name or d.path} is training data for offline algorithms; algo={cfg.algo.name} "
+        named = sorted(p.stem for p in DATASET_CONF.glob("*.yaml") if p.stem not in ("none", "minari"))
+        if d.name == "minari":
+            _check(d.id is not None, f"dataset=minari needs dataset.id=<id> (local datasets: "
+                   f"{', '.join(data.local_minari_ids()) or 'none'}; fetch one with `minari download <id>`)")
+        _check(d.path is not None or d.id is not None, f"algo={cfg.algo.name} learns from a fixed dataset; set "
+               f"dataset=<name> (allowed: {', '.join(named)}), dataset.path=<file>.npz or dataset=minari "
+               "dataset.id=<Minari id>")
+        _check(d.path is None or d.id is None, f"dataset.path={d.path} and dataset.id={d.id} name two datasets; "
+               "set one of them")
+    if d.path is not None or d.id is not None:
+        _check(offline, f"dataset={d.name or d.path or d.id} is training data for offline algorithms; algo={cfg.algo.name} "
                "learns online (to record an online run use dataset.record=true)")
         try:
-            data.read(d.path, spec)
+            if d.id is not None:
+                data.check_minari(data.open_minari(d.id), d.id, spec)
+            else:
+                data.read(d.path, spec)
         except data.DatasetError as e:
             raise ConfigError(str(e)) from e
 
@@ -148,8 +161,8 @@ def validate(cfg: DictConfig) -> envs.EnvSpec:
         module = algos.get(cfg.algo.name)
     except algos.UnknownAlgo as e:
         raise ConfigError(str(e)) from e
-    from conf.schema import EvalConfig, HardwareConfig, RunConfig
     from algos.common.logger import LoggerConfig
+    from conf.schema import EvalConfig, HardwareConfig, RunConfig
 
     validate_keys(cfg, RunConfig, "the run config", top=True)  # a `+key=...` nowhere in a schema is refused
     validate_keys(cfg.algo, module.Config, "algo")
