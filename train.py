@@ -541,7 +541,32 @@ def _checked_run(cfg: DictConfig, run_dir: Path, multirun: bool) -> float:
     return run(cfg, spec, run_dir)
 
 
-if __name__ == "__main__":
+def cli(argv: list[str]) -> int:
+    """``python train.py <argv>`` in this process; returns the exit code it would have. Nothing of one call stays
+    behind for the next (run-directory locks, recorded configs, Hydra's global state, its log file handlers), so
+    tests and scripts can call it many times in one process."""
+    from hydra.core.global_hydra import GlobalHydra
+
     register()
-    sys.argv[1:] = precheck(sys.argv[1:])
-    main()
+    saved = sys.argv
+    try:
+        sys.argv = [saved[0] if saved else "train.py", *precheck(list(argv))]
+        main()
+        return 0
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        sys.argv = saved
+        for key in list(_LOCKS):
+            release(Path(key))
+        _RECORDED.clear()
+        GlobalHydra.instance().clear()
+        root = logging.getLogger()
+        for h in list(root.handlers):
+            if isinstance(h, logging.FileHandler):  # the run's train.log
+                root.removeHandler(h)
+                h.close()
+
+
+if __name__ == "__main__":
+    sys.exit(cli(sys.argv[1:]))

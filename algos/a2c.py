@@ -32,6 +32,7 @@ from torch.distributions import Categorical, Normal
 from algos.common.loops import OnPolicyConfig
 from algos.common.nets import ActionScaler, mlp
 from algos.common.rollout import RolloutBatch
+from algos.common.settings import any_value, non_negative, one_of, positive, unit
 from envs import EnvSpec
 
 ACTION_SPACES = ("discrete", "continuous")
@@ -41,16 +42,16 @@ LOOP = "on_policy"
 @dataclass
 class A2CConfig(OnPolicyConfig):
     name: str = "a2c"  # num_envs 16, n_steps 5, gamma 0.99, gae_lambda 1 (algos/common/loops.py: OnPolicyConfig)
-    lr: float = 7e-4  # learning rate
-    optimizer: str = "rmsprop"  # rmsprop | adam
-    rms_alpha: float = 0.99  # RMSprop smoothing constant
-    eps: float = 1e-5  # optimizer epsilon
-    value_coef: float = 0.5  # weight of the value loss
-    entropy_coef: float = 0.01  # weight of the entropy bonus
-    max_grad_norm: float = 0.5  # gradient norm clip (<= 0: off)
+    lr: float = positive(7e-4)  # learning rate
+    optimizer: str = one_of("rmsprop", "rmsprop", "adam")  # rmsprop | adam
+    rms_alpha: float = unit(0.99, high_open=True)  # RMSprop smoothing constant
+    eps: float = positive(1e-5)  # optimizer epsilon
+    value_coef: float = non_negative(0.5)  # weight of the value loss
+    entropy_coef: float = non_negative(0.01)  # weight of the entropy bonus
+    max_grad_norm: float = any_value(0.5)  # gradient norm clip (<= 0: off)
     hidden: list[int] = field(default_factory=lambda: [64, 64])  # hidden sizes (each network, or the trunk)
     shared_trunk: bool = False  # one trunk with policy and value heads instead of two networks
-    log_std_init: float = 0.0  # initial log-std of the Gaussian policy (continuous actions)
+    log_std_init: float = any_value(0.0)  # initial log-std of the Gaussian policy (continuous actions)
     normalize_advantage: bool = False  # standardise advantages per rollout
     lr_anneal: bool = False  # decay the learning rate linearly to 0 over total_steps
     orthogonal_init: bool = False  # orthogonal weights (gain sqrt 2; outputs 0.01 policy, 1 value), zero biases

@@ -40,6 +40,7 @@ from algos.a2c import A2C, A2CConfig
 from algos.common import seeding
 from algos.common.loops import Runner, collect_rollout
 from algos.common.rollout import RolloutStorage
+from algos.common.settings import one_of, positive
 
 log = logging.getLogger(__name__)
 ACTION_SPACES = ("discrete", "continuous")
@@ -48,10 +49,10 @@ ACTION_SPACES = ("discrete", "continuous")
 @dataclass
 class A3CConfig(A2CConfig):
     name: str = "a3c"
-    num_envs: int = 1  # one env per worker (hardware.workers sets how many workers)
-    n_steps: int = 5  # t_max: env steps per worker rollout
-    lr: float = 7e-4  # shared optimizer learning rate
-    optimizer: str = "rmsprop"  # rmsprop | adam (statistics shared across workers)
+    num_envs: int = positive(1)  # one env per worker (hardware.workers sets how many workers)
+    n_steps: int = positive(5)  # t_max: env steps per worker rollout
+    lr: float = positive(7e-4)  # shared optimizer learning rate
+    optimizer: str = one_of("rmsprop", "rmsprop", "adam")  # rmsprop | adam (statistics shared across workers)
 
 
 class A3C(A2C):

@@ -20,6 +20,7 @@ from torch import nn
 from algos.common.buffer import Batch
 from algos.common.loops import OfflineConfig
 from algos.common.nets import ActionScaler, adam, mlp
+from algos.common.settings import positive
 from envs import EnvSpec
 
 ACTION_SPACES = ("continuous", "discrete")
@@ -30,7 +31,7 @@ OFFLINE = True
 @dataclass
 class BCConfig(OfflineConfig):
     name: str = "bc"
-    lr: float = 3e-4  # Adam learning rate
+    lr: float = positive(3e-4)  # Adam learning rate
     hidden: list[int] = field(default_factory=lambda: [256, 256])  # policy hidden sizes
 
 

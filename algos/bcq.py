@@ -36,6 +36,7 @@ from torch import nn
 from algos.common.buffer import Batch
 from algos.common.loops import OfflineConfig
 from algos.common.nets import ActionScaler, Critic, adam, hard_update, load_state_of, minimize, mlp, soft_update, state_of
+from algos.common.settings import non_negative, positive, unit
 from envs import EnvSpec
 
 ACTION_SPACES = ("continuous", "discrete")
@@ -46,22 +47,22 @@ OFFLINE = True
 @dataclass
 class BCQConfig(OfflineConfig):
     name: str = "bcq"
-    batch_size: int = 100  # transitions per update (the reference code's)
-    tau: float = 0.005  # Polyak rate of the target networks
-    lr: float = 1e-3  # Adam learning rate of every network (continuous); discrete uses discrete_lr
+    batch_size: int = positive(100)  # transitions per update (the reference code's)
+    tau: float = unit(0.005, low_open=True)  # Polyak rate of the target networks
+    lr: float = positive(1e-3)  # Adam learning rate of every network (continuous); discrete uses discrete_lr
     # continuous actions
-    phi: float = 0.05  # perturbation bound, times the action half-width
-    lmbda: float = 0.75  # weight of min over max in the soft clipped double-Q target
-    n_target: int = 10  # generator samples per next state in the target
-    n_act: int = 100  # generator samples when acting
+    phi: float = non_negative(0.05)  # perturbation bound, times the action half-width
+    lmbda: float = unit(0.75)  # weight of min over max in the soft clipped double-Q target
+    n_target: int = positive(10)  # generator samples per next state in the target
+    n_act: int = positive(100)  # generator samples when acting
     vae_hidden: list[int] = field(default_factory=lambda: [750, 750])  # encoder and decoder hidden sizes
-    latent_dim: Optional[int] = None  # None: 2 x action dim
+    latent_dim: Optional[int] = positive(None)  # None: 2 x action dim
     actor_hidden: list[int] = field(default_factory=lambda: [400, 300])  # perturbation network
     critic_hidden: list[int] = field(default_factory=lambda: [400, 300])
     # discrete actions
-    threshold: float = 0.3  # allowed: G(a|s) / max G(.|s) above this
+    threshold: float = unit(0.3)  # allowed: G(a|s) / max G(.|s) above this
     hidden: list[int] = field(default_factory=lambda: [256, 256])  # Q and behaviour-cloning networks
-    discrete_lr: float = 3e-4  # Adam learning rate (discrete)
+    discrete_lr: float = positive(3e-4)  # Adam learning rate (discrete)
 
 
 class VAE(nn.Module):

@@ -31,8 +31,10 @@ from dataclasses import dataclass
 import torch
 
 from algos.common.buffer import Batch
+from algos.common.loops import OfflineConfig
 from algos.common.nets import adam
-from algos.sac import SAC, SACConfig
+from algos.common.settings import non_negative, positive
+from algos.sac import SAC, SACLoss
 from envs import EnvSpec
 
 ACTION_SPACES = ("continuous",)
@@ -41,15 +43,15 @@ OFFLINE = True
 
 
 @dataclass
-class CQLConfig(SACConfig):
+class CQLConfig(SACLoss, OfflineConfig):
     name: str = "cql"
-    cql_alpha: float = 5.0  # weight of the conservative term (min_q_weight in the reference code)
-    num_random: int = 10  # action samples per proposal (uniform, pi(s), pi(s')) per dataset state
-    temperature: float = 1.0  # T of the logsumexp
+    cql_alpha: float = non_negative(5.0)  # weight of the conservative term (min_q_weight in the reference code)
+    num_random: int = positive(10)  # action samples per proposal (uniform, pi(s), pi(s')) per dataset state
+    temperature: float = positive(1.0)  # T of the logsumexp
     lagrange: bool = False  # learn the weight so the gap stays near target_gap
-    target_gap: float = 10.0  # Lagrangian version: the allowed gap (tau in the paper)
-    alpha_prime_lr: float = 3e-4  # Lagrangian version: Adam learning rate of log(alpha')
-    init_alpha_prime: float = 1.0  # Lagrangian version: initial alpha'
+    target_gap: float = non_negative(10.0)  # Lagrangian version: the allowed gap (tau in the paper)
+    alpha_prime_lr: float = positive(3e-4)  # Lagrangian version: Adam learning rate of log(alpha')
+    init_alpha_prime: float = positive(1.0)  # Lagrangian version: initial alpha'
 
 
 class CQL(SAC):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from algos.common.settings import non_negative, positive
 from algos.td3 import TD3, TD3Config
 
 ACTION_SPACES = ("continuous",)
@@ -31,8 +32,8 @@ class DDPGConfig(TD3Config):
     actor_hidden: list[int] = field(default_factory=lambda: [400, 300])
     critic_hidden: list[int] = field(default_factory=lambda: [400, 300])
     twin: bool = False  # one critic
-    policy_noise: float = 0.0  # no target policy smoothing
-    policy_freq: int = 1  # no delayed updates
+    policy_noise: float = non_negative(0.0)  # no target policy smoothing
+    policy_freq: int = positive(1)  # no delayed updates
 
 
 class DDPG(TD3):

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from algos.common.buffer import Batch
 from algos.common.loops import OffPolicyConfig
 from algos.common.nets import adam, hard_update, minimize, mlp, soft_update
+from algos.common.settings import any_value, at_least, non_negative, positive, unit
 from envs import EnvSpec
 
 ACTION_SPACES = ("discrete",)
@@ -46,21 +47,21 @@ DEFAULT_THREADS = 1  # hardware.threads=0: one torch thread (as fast as two for 
 @dataclass
 class DQNConfig(OffPolicyConfig):
     name: str = "dqn"
-    batch_size: int = 128  # transitions per update
-    buffer_size: int = 10_000  # replay memory capacity
-    learning_starts: int = 128  # start updating once one batch is available
-    lr: float = 1e-4  # AdamW learning rate
+    batch_size: int = positive(128)  # transitions per update
+    buffer_size: int = positive(10_000)  # replay memory capacity
+    learning_starts: int = at_least(1, 128)  # start updating once one batch is available
+    lr: float = positive(1e-4)  # AdamW learning rate
     amsgrad: bool = True  # AdamW's amsgrad variant, as in the tutorial
     hidden: list[int] = field(default_factory=lambda: [128, 128])  # Q-network hidden sizes
-    eps_start: float = 0.9  # initial exploration rate
-    eps_end: float = 0.05  # final exploration rate
-    eps_decay: float = 1000.0  # time constant of the exponential decay, in exploratory actions
-    tau: float = 0.005  # soft target update rate (used when target_update_every == 0)
-    target_update_every: int = 0  # > 0: hard copy every this many updates instead of soft updates
+    eps_start: float = unit(0.9)  # initial exploration rate
+    eps_end: float = unit(0.05)  # final exploration rate
+    eps_decay: float = positive(1000.0)  # time constant of the exponential decay, in exploratory actions
+    tau: float = unit(0.005, low_open=True)  # soft target update rate (used when target_update_every == 0)
+    target_update_every: int = non_negative(0)  # > 0: hard copy every this many updates instead of soft updates
     double: bool = False  # Double DQN target
-    grad_clip_value: float = 100.0  # clip each gradient element to [-v, v]; <= 0 disables
-    grad_clip_norm: float = 0.0  # > 0: rescale gradients to at most this global L2 norm (after value clipping)
-    weight_decay: float = 0.01  # AdamW's decoupled weight decay (the tutorial's default); 0: plain Adam
+    grad_clip_value: float = any_value(100.0)  # clip each gradient element to [-v, v]; <= 0 disables
+    grad_clip_norm: float = non_negative(0.0)  # > 0: rescale gradients to at most this global L2 norm (after value clipping)
+    weight_decay: float = non_negative(0.01)  # AdamW's decoupled weight decay (the tutorial's default); 0: plain Adam
 
 
 class DQN:

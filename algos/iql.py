@@ -36,6 +36,7 @@ from torch import nn
 from algos.common.buffer import Batch
 from algos.common.loops import OfflineConfig
 from algos.common.nets import ActionScaler, Critic, adam, hard_update, minimize, mlp, soft_update
+from algos.common.settings import any_value, non_negative, positive, unit
 from envs import EnvSpec
 
 ACTION_SPACES = ("continuous",)
@@ -46,18 +47,18 @@ OFFLINE = True
 @dataclass
 class IQLConfig(OfflineConfig):
     name: str = "iql"
-    expectile: float = 0.7  # tau of the expectile value loss (0.5: a mean; toward 1: a max over data actions)
-    beta: float = 3.0  # inverse temperature of the advantage weights
-    max_weight: float = 100.0  # clip of the advantage weights exp(beta * A)
+    expectile: float = unit(0.7, low_open=True, high_open=True)  # tau of the expectile value loss (0.5: a mean; toward 1: a max over data actions)
+    beta: float = non_negative(3.0)  # inverse temperature of the advantage weights
+    max_weight: float = positive(100.0)  # clip of the advantage weights exp(beta * A)
     scale_rewards: bool = True  # r * 1000 / (max - min episode return of the dataset), the reference's MuJoCo scaling
-    actor_lr: float = 3e-4  # Adam learning rate of the policy (start of its cosine decay)
-    critic_lr: float = 3e-4  # Adam learning rate of the twin critics
-    value_lr: float = 3e-4  # Adam learning rate of V
-    actor_lr_decay_steps: int = 1_000_000  # cosine decay of actor_lr to 0 over this many updates (0: constant)
+    actor_lr: float = positive(3e-4)  # Adam learning rate of the policy (start of its cosine decay)
+    critic_lr: float = positive(3e-4)  # Adam learning rate of the twin critics
+    value_lr: float = positive(3e-4)  # Adam learning rate of V
+    actor_lr_decay_steps: int = non_negative(1_000_000)  # cosine decay of actor_lr to 0 over this many updates (0: constant)
     hidden: list[int] = field(default_factory=lambda: [256, 256])  # hidden sizes of every network
-    tau: float = 0.005  # Polyak rate of the target critics
-    log_std_min: float = -5.0  # clamp of the policy's log-std
-    log_std_max: float = 2.0
+    tau: float = unit(0.005, low_open=True)  # Polyak rate of the target critics
+    log_std_min: float = any_value(-5.0)  # clamp of the policy's log-std
+    log_std_max: float = any_value(2.0)
 
 
 class GaussianPolicy(nn.Module):

@@ -41,6 +41,7 @@ from torch import nn
 from algos.a2c import A2C, ActorCritic, orthogonal_init
 from algos.common.loops import OnPolicyConfig
 from algos.common.rollout import RolloutBatch
+from algos.common.settings import any_value, non_negative, positive, unit
 from envs import EnvSpec
 
 ACTION_SPACES = ("discrete", "continuous")
@@ -50,24 +51,24 @@ LOOP = "on_policy"
 @dataclass
 class PPOConfig(OnPolicyConfig):
     name: str = "ppo"
-    num_envs: int = 8  # 8 envs x 256 steps: the paper's 2048 transitions per rollout, in 8x fewer forward passes
-    n_steps: int = 256  # env steps per env per rollout
-    gae_lambda: float = 0.95  # GAE(lambda)
-    lr: float = 3e-4  # Adam learning rate
-    eps: float = 1e-5  # Adam epsilon
-    n_epochs: int = 10  # passes over each rollout
-    n_minibatches: int = 32  # minibatches per pass (2048 / 32 = 64 transitions each)
-    clip_range: float = 0.2  # epsilon of the clipped objective
+    num_envs: int = positive(8)  # 8 envs x 256 steps: the paper's 2048 transitions per rollout, in 8x fewer forward passes
+    n_steps: int = positive(256)  # env steps per env per rollout
+    gae_lambda: float = unit(0.95)  # GAE(lambda)
+    lr: float = positive(3e-4)  # Adam learning rate
+    eps: float = positive(1e-5)  # Adam epsilon
+    n_epochs: int = positive(10)  # passes over each rollout
+    n_minibatches: int = positive(32)  # minibatches per pass (2048 / 32 = 64 transitions each)
+    clip_range: float = positive(0.2)  # epsilon of the clipped objective
     clip_value: bool = False  # clip the value update to +- clip_range around the old value (ppo2)
-    value_coef: float = 0.5  # weight of the value loss
-    entropy_coef: float = 0.0  # weight of the entropy bonus (0 in the paper's MuJoCo runs)
-    max_grad_norm: float = 0.5  # global gradient norm clip (<= 0: off)
-    target_kl: float = 0.0  # > 0: stop a rollout's epochs once the approximate KL exceeds it
+    value_coef: float = non_negative(0.5)  # weight of the value loss
+    entropy_coef: float = non_negative(0.0)  # weight of the entropy bonus (0 in the paper's MuJoCo runs)
+    max_grad_norm: float = any_value(0.5)  # global gradient norm clip (<= 0: off)
+    target_kl: float = non_negative(0.0)  # > 0: stop a rollout's epochs once the approximate KL exceeds it
     normalize_advantage: bool = True  # standardise advantages per minibatch
     lr_anneal: bool = False  # decay the learning rate linearly to 0 over total_steps
     hidden: list[int] = field(default_factory=lambda: [64, 64])  # hidden sizes of each network (or the trunk)
     shared_trunk: bool = False  # one trunk with policy and value heads instead of two networks
-    log_std_init: float = 0.0  # initial log-std of the Gaussian policy (continuous actions)
+    log_std_init: float = any_value(0.0)  # initial log-std of the Gaussian policy (continuous actions)
     orthogonal_init: bool = True  # orthogonal weights, zero biases (detail 7); false: PyTorch's default init
 
 

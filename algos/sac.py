@@ -36,6 +36,7 @@ from torch import nn
 from algos.common.buffer import Batch
 from algos.common.loops import OffPolicyConfig
 from algos.common.nets import ActionScaler, Critic, adam, hard_update, minimize, mlp, soft_update
+from algos.common.settings import any_value, at_least, non_negative, positive, unit
 from envs import EnvSpec
 
 ACTION_SPACES = ("continuous",)
@@ -43,24 +44,31 @@ LOOP = "off_policy"
 
 
 @dataclass
-class SACConfig(OffPolicyConfig):
-    name: str = "sac"
-    batch_size: int = 256  # transitions per update
-    buffer_size: int = 1_000_000  # replay capacity
-    random_steps: int = 10_000  # uniform random actions first
-    learning_starts: int = 10_000  # updates begin once the buffer holds this many transitions
-    actor_lr: float = 3e-4  # Adam learning rate of the policy
-    critic_lr: float = 3e-4  # Adam learning rate of the critics
-    alpha_lr: float = 3e-4  # Adam learning rate of log(alpha)
+class SACLoss:
+    """SAC's own settings (networks, learning rates, temperature): the part of its config CQL and offline SAC
+    reuse on the offline loop, which has no replay buffer or random steps."""
+
+    actor_lr: float = positive(3e-4)  # Adam learning rate of the policy
+    critic_lr: float = positive(3e-4)  # Adam learning rate of the critics
+    alpha_lr: float = positive(3e-4)  # Adam learning rate of log(alpha)
     actor_hidden: list[int] = field(default_factory=lambda: [256, 256])  # policy hidden sizes
     critic_hidden: list[int] = field(default_factory=lambda: [256, 256])  # critic hidden sizes
-    tau: float = 0.005  # Polyak rate of the target critics
-    init_alpha: float = 1.0  # initial temperature
+    tau: float = unit(0.005, low_open=True)  # Polyak rate of the target critics
+    init_alpha: float = positive(1.0)  # initial temperature
     autotune: bool = True  # learn alpha; False keeps init_alpha fixed
-    target_entropy: Optional[float] = None  # None: -|A|
-    log_std_min: float = -20.0  # clamp of the policy's log-std
-    log_std_max: float = 2.0
-    log_prob_eps: float = 0.0  # 0: exact log(1 - tanh(u)^2); > 0: log(1 - tanh(u)^2 + eps), as SB3 and CleanRL (1e-6)
+    target_entropy: Optional[float] = any_value(None)  # None: -|A|
+    log_std_min: float = any_value(-20.0)  # clamp of the policy's log-std
+    log_std_max: float = any_value(2.0)
+    log_prob_eps: float = non_negative(0.0)  # 0: exact log(1 - tanh(u)^2); > 0: log(1 - tanh(u)^2 + eps), as SB3 and CleanRL (1e-6)
+
+
+@dataclass
+class SACConfig(SACLoss, OffPolicyConfig):
+    name: str = "sac"
+    batch_size: int = positive(256)  # transitions per update
+    buffer_size: int = positive(1_000_000)  # replay capacity
+    random_steps: int = non_negative(10_000)  # uniform random actions first
+    learning_starts: int = at_least(1, 10_000)  # updates begin once the buffer holds this many transitions
 
 
 class TanhGaussianPolicy(nn.Module):

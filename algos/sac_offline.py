@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from algos.sac import SAC, SACConfig
+from algos.common.loops import OfflineConfig
+from algos.sac import SAC, SACLoss
 
 ACTION_SPACES = ("continuous",)
 LOOP = "offline"
@@ -17,7 +18,7 @@ OFFLINE = True
 
 
 @dataclass
-class SACOfflineConfig(SACConfig):
+class SACOfflineConfig(SACLoss, OfflineConfig):
     name: str = "sac_offline"
 
 

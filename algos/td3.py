@@ -28,6 +28,7 @@ from torch import nn
 from algos.common.buffer import Batch
 from algos.common.loops import OffPolicyConfig
 from algos.common.nets import ActionScaler, Critic, adam, hard_update, minimize, mlp, soft_update
+from algos.common.settings import at_least, non_negative, one_of, positive, unit
 from envs import EnvSpec
 
 ACTION_SPACES = ("continuous",)
@@ -37,22 +38,22 @@ LOOP = "off_policy"
 @dataclass
 class TD3Config(OffPolicyConfig):
     name: str = "td3"
-    batch_size: int = 256  # transitions per update
-    buffer_size: int = 1_000_000  # replay capacity
-    random_steps: int = 25_000  # uniform random actions first (Fujimoto's start_timesteps)
-    learning_starts: int = 25_000  # updates begin once the buffer holds this many transitions
-    actor_lr: float = 3e-4  # Adam learning rate of the actor
-    critic_lr: float = 3e-4  # Adam learning rate of the critics
-    critic_weight_decay: float = 0.0  # L2 weight decay of the critics (1e-2 in Lillicrap's DDPG)
+    batch_size: int = positive(256)  # transitions per update
+    buffer_size: int = positive(1_000_000)  # replay capacity
+    random_steps: int = non_negative(25_000)  # uniform random actions first (Fujimoto's start_timesteps)
+    learning_starts: int = at_least(1, 25_000)  # updates begin once the buffer holds this many transitions
+    actor_lr: float = positive(3e-4)  # Adam learning rate of the actor
+    critic_lr: float = positive(3e-4)  # Adam learning rate of the critics
+    critic_weight_decay: float = non_negative(0.0)  # L2 weight decay of the critics (1e-2 in Lillicrap's DDPG)
     actor_hidden: list[int] = field(default_factory=lambda: [256, 256])  # actor hidden sizes
     critic_hidden: list[int] = field(default_factory=lambda: [256, 256])  # critic hidden sizes
-    critic_action_layer: int = 0  # where the action enters the critic: 0 input, 1 after the first layer
-    tau: float = 0.005  # Polyak rate of the target networks
-    expl_noise: float = 0.1  # std of the Gaussian exploration noise, times the action half-width
+    critic_action_layer: int = one_of(0, 0, 1)  # where the action enters the critic: 0 input, 1 after the first layer
+    tau: float = unit(0.005, low_open=True)  # Polyak rate of the target networks
+    expl_noise: float = non_negative(0.1)  # std of the Gaussian exploration noise, times the action half-width
     twin: bool = True  # clipped double Q with two critics (False: one critic)
-    policy_noise: float = 0.2  # target policy smoothing noise std, times the action half-width (0: off)
-    noise_clip: float = 0.5  # clip of the smoothing noise, times the action half-width
-    policy_freq: int = 2  # critic updates per actor and target update (1: no delay)
+    policy_noise: float = non_negative(0.2)  # target policy smoothing noise std, times the action half-width (0: off)
+    noise_clip: float = non_negative(0.5)  # clip of the smoothing noise, times the action half-width
+    policy_freq: int = positive(2)  # critic updates per actor and target update (1: no delay)
 
 
 class Actor(nn.Module):

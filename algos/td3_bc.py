@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from algos.common.buffer import Batch
 from algos.common.loops import OfflineConfig
 from algos.common.nets import minimize, soft_update
+from algos.common.settings import non_negative, positive, unit
 from algos.td3 import TD3
 from envs import EnvSpec
 
@@ -40,16 +41,16 @@ OFFLINE = True
 @dataclass
 class TD3BCConfig(OfflineConfig):
     name: str = "td3_bc"
-    alpha: float = 2.5  # weight of the Q term against behaviour cloning (lambda = alpha / mean|Q|)
+    alpha: float = non_negative(2.5)  # weight of the Q term against behaviour cloning (lambda = alpha / mean|Q|)
     normalize_states: bool = True  # standardise observations with the dataset's mean and std
-    actor_lr: float = 3e-4  # Adam learning rate of the actor
-    critic_lr: float = 3e-4  # Adam learning rate of the critics
+    actor_lr: float = positive(3e-4)  # Adam learning rate of the actor
+    critic_lr: float = positive(3e-4)  # Adam learning rate of the critics
     actor_hidden: list[int] = field(default_factory=lambda: [256, 256])  # actor hidden sizes
     critic_hidden: list[int] = field(default_factory=lambda: [256, 256])  # critic hidden sizes
-    tau: float = 0.005  # Polyak rate of the target networks
-    policy_noise: float = 0.2  # target policy smoothing noise std, times the action half-width
-    noise_clip: float = 0.5  # clip of the smoothing noise, times the action half-width
-    policy_freq: int = 2  # critic updates per actor and target update
+    tau: float = unit(0.005, low_open=True)  # Polyak rate of the target networks
+    policy_noise: float = non_negative(0.2)  # target policy smoothing noise std, times the action half-width
+    noise_clip: float = non_negative(0.5)  # clip of the smoothing noise, times the action half-width
+    policy_freq: int = positive(2)  # critic updates per actor and target update
     # TD3's settings it reuses, fixed (plain class attributes, so not settings): twin critics on (s, a), no decay
     twin = True
     critic_action_layer = 0

@@ -17,6 +17,7 @@ from omegaconf import MISSING, OmegaConf
 
 import algos
 from algos.common.logger import LoggerConfig
+from algos.common.settings import non_negative, one_of, positive
 from data import DatasetConfig
 from envs import EnvConfig
 
@@ -24,27 +25,27 @@ from envs import EnvConfig
 @dataclass
 class HardwareConfig:
     device: str = "cpu"  # cpu | cuda | cuda:<index>
-    threads: int = 0  # torch intra-op threads; 0: auto (cores / joblib's parallel jobs; 1 for DQN)
-    vector: str = "sync"  # sync: all envs in this process (fastest on 2 cores); async: one subprocess each
-    workers: int = 0  # A3C worker processes; 0: one per CPU core
+    threads: int = non_negative(0)  # torch intra-op threads; 0: auto (cores / joblib's parallel jobs; 1 for DQN)
+    vector: str = one_of("sync", "sync", "async")  # sync: all envs in this process (fastest on 2 cores); async: one subprocess each
+    workers: int = non_negative(0)  # A3C worker processes; 0: one per CPU core
 
 
 @dataclass
 class EvalConfig:
     video: bool = False  # record one deterministic evaluation episode every video_every evaluations
-    video_every: int = 5  # evaluations between videos (the first evaluation is always recorded)
-    fps: int = 30  # frames per second of the videos
+    video_every: int = positive(5)  # evaluations between videos (the first evaluation is always recorded)
+    fps: int = positive(30)  # frames per second of the videos
 
 
 @dataclass
 class RunConfig:
-    seed: int = 0  # seeds python, numpy, torch, the envs and the replay sampler
-    total_steps: int = MISSING  # env steps to train for (defaults to env.total_steps)
-    total_updates: int = 100_000  # offline algorithms (cql, bcq, bc, sac_offline): gradient updates to train for
-    eval_every: int = MISSING  # env steps (offline: updates) between evaluations (defaults to env.eval_every)
-    eval_episodes: int = 10  # deterministic episodes per evaluation
-    checkpoint_every: int = 20_000  # env steps between checkpoints (one is always written at the end)
-    log_every: int = 1_000  # env steps between rows of time/ and loss/ metrics
+    seed: int = non_negative(0)  # seeds python, numpy, torch, the envs and the replay sampler
+    total_steps: int = positive(MISSING)  # env steps to train for (defaults to env.total_steps)
+    total_updates: int = positive(100_000)  # offline algorithms (cql, bcq, bc, sac_offline): gradient updates to train for
+    eval_every: int = positive(MISSING)  # env steps (offline: updates) between evaluations (defaults to env.eval_every)
+    eval_episodes: int = positive(10)  # deterministic episodes per evaluation
+    checkpoint_every: int = positive(20_000)  # env steps between checkpoints (one is always written at the end)
+    log_every: int = positive(1_000)  # env steps between rows of time/ and loss/ metrics
     progress: bool = True  # show a progress bar
     eval: EvalConfig = field(default_factory=EvalConfig)
     algo: Any = MISSING

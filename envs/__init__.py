@@ -22,6 +22,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from omegaconf import MISSING  # noqa: E402
 
+from algos.common.settings import any_value, positive
+
 
 class EnvError(ValueError):
     """A problem with the requested environment, phrased for the user in one line."""
@@ -31,13 +33,13 @@ class EnvError(ValueError):
 class EnvConfig:
     name: str = MISSING  # short name used in run directories and W&B groups
     id: str = MISSING  # gymnasium id, versioned (e.g. CartPole-v1)
-    max_episode_steps: Optional[int] = None  # override the registered time limit (None: keep it)
-    total_steps: int = 100_000  # default budget for this env; the top-level total_steps reads it
-    eval_every: int = 5_000  # default evaluation interval (env steps) for this env
+    max_episode_steps: Optional[int] = positive(None)  # override the registered time limit (None: keep it)
+    total_steps: int = positive(100_000)  # default budget for this env; the top-level total_steps reads it
+    eval_every: int = positive(5_000)  # default evaluation interval (env steps) for this env
     normalize_obs: bool = False  # running mean/std observation normalisation (training env; eval shares stats)
     normalize_reward: bool = False  # on-policy only: rewards divided by the running std of the discounted return
-    reward_shift: float = 0.0  # training reward becomes (r + reward_shift) * reward_scale
-    reward_scale: float = 1.0  # e.g. Pendulum's (r + 8) / 8: env.reward_shift=8 env.reward_scale=0.125
+    reward_shift: float = any_value(0.0)  # training reward becomes (r + reward_shift) * reward_scale
+    reward_scale: float = any_value(1.0)  # e.g. Pendulum's (r + 8) / 8: env.reward_shift=8 env.reward_scale=0.125
     kwargs: dict[str, Any] = field(default_factory=dict)  # extra keyword arguments for gym.make
 
 

@@ -3,6 +3,7 @@
     python scripts/bench.py                      # TD3/SAC/DDPG/PPO on Hopper-v5, DQN and A2C on CartPole-v1
     python scripts/bench.py --threads 1,2 --algos td3,sac --rounds 5
     python scripts/bench.py --quick              # a few steps of each, to check the script runs (CI)
+    python scripts/bench.py --algos cql,iql,td3_bc,bc   # offline updates at Hopper sizes (ms per update, % of bound)
 
 Settings are the composed run config of ``python train.py algo=<algo> env=<env>`` (our defaults, with 1000
 random/learning starts), and SB3 gets the same ones from that config (``scripts/parity.py``'s mapping). For
@@ -50,6 +51,11 @@ CASES = {  # algo -> (env option, env id)
     "dqn": ("cartpole", "CartPole-v1"),
     "ppo": ("hopper", "Hopper-v5"),
     "a2c": ("cartpole", "CartPole-v1"),
+    # offline updates at Hopper's sizes (on random transitions: the data do not change an update's cost)
+    "cql": ("hopper", "Hopper-v5"),
+    "iql": ("hopper", "Hopper-v5"),
+    "td3_bc": ("hopper", "Hopper-v5"),
+    "bc": ("hopper", "Hopper-v5"),
 }
 
 
@@ -133,12 +139,12 @@ class TrainPath:
     resumed from its own checkpoint each time. ``run`` returns the Runner's logged env steps/s inside the block
     (its first interval, which holds the resume, is left out)."""
 
-    def __init__(self, overrides: list[str], learning_starts: int, run_dir: Path):
+    def __init__(self, overrides: list[str], learning_starts: int, run_dir: Path, key: str = "total_steps"):
         import shutil
 
         from scripts.parity import compose_overrides
 
-        self.overrides, self.dir, self.total = overrides, run_dir, learning_starts
+        self.overrides, self.dir, self.total, self.key = overrides, run_dir, learning_starts, key
         self.compose = compose_overrides
         shutil.rmtree(run_dir, ignore_errors=True)
         run_dir.mkdir(parents=True)
@@ -147,7 +153,7 @@ class TrainPath:
     def _run(self) -> None:
         import train
 
-        cfg = self.compose([*self.overrides, f"total_steps={self.total}", f"hardware.threads={torch.get_num_threads()}"])
+        cfg = self.compose([*self.overrides, f"{self.key}={self.total}", f"hardware.threads={torch.get_num_threads()}"])
         train.run(cfg, envs.probe(cfg.env), self.dir)
 
     def run(self, n: int) -> float:
@@ -340,6 +346,66 @@ def bench_off_policy(algo: str, env: str, args, with_sb3: bool) -> dict:
     return res
 
 
+OFFLINE = ("cql", "iql", "td3_bc", "bc")
+
+
+def offline_flops(algo: str, spec, cfg) -> float:
+    """Analytic FLOPs of one offline update (matmuls, plus Adam and Polyak as in :func:`flops_per_update`)."""
+    B, obs, act = cfg.batch_size, spec.obs_dim, spec.action_dim
+    if algo == "bc":
+        dims = [obs, *cfg.hidden, act]
+        return mlp_flops(B, dims, weight_grad=True, input_grad=True) + 12 * n_params(dims)
+    if algo == "td3_bc":
+        return flops_per_update("td3", spec, cfg)
+    if algo == "iql":
+        q, v, pi = [obs + act, *cfg.hidden, 1], [obs, *cfg.hidden, 1], [obs, *cfg.hidden, act]
+        fb = lambda dims, rows=B: mlp_flops(rows, dims, weight_grad=True, input_grad=True)  # noqa: E731
+        return (2 * mlp_flops(B, q) + fb(v) + 2 * mlp_flops(B, v) + fb(pi) + 2 * fb(q)
+                + 12 * (n_params(v) + n_params(pi) + 2 * n_params(q)) + 3 * 2 * n_params(q))
+    # CQL: SAC's update, plus the conservative term: the policy sampled at B*n states and B*n next states (no
+    # gradient), and both critics forward and backward on 3*B*n proposal rows + B data rows
+    n = cfg.num_random
+    a_dims, c_dims = [obs, *cfg.actor_hidden, 2 * act], [obs + act, *cfg.critic_hidden, 1]
+    rows = 3 * B * n + B
+    return (flops_per_update("sac", spec, cfg) + 2 * mlp_flops(B * n, a_dims)
+            + 2 * mlp_flops(rows, c_dims, weight_grad=True, input_grad=True))
+
+
+def bench_offline(algo: str, env: str, args) -> dict:
+    """Offline updates through the train.py path: ``train.run`` on a dataset of random Hopper-sized transitions
+    (the cost of an update does not depend on the data), in blocks continued from the run's checkpoint; the
+    rate is the Runner's logged updates/s inside each block. Also ms per update and analytic FLOPs."""
+    import data
+    from scripts.parity import compose_overrides
+
+    spec = envs.probe(EnvConfig(name=CASES[algo][1], id=CASES[algo][1]))
+    path = args.out / "data" / f"random_{spec.id}"
+    if not data.paths(path)[0].exists():
+        rng = np.random.default_rng(0)
+        n = 20_000
+        obs = rng.normal(0, 1, (n + 1, spec.obs_dim)).astype(np.float32)
+        trunc = np.zeros(n, bool)
+        trunc[999::1000] = True
+        data.write(path, obs[:-1], rng.uniform(spec.action_low, spec.action_high, (n, spec.action_dim)),
+                   rng.normal(0, 1, n), obs[1:], np.zeros(n, bool), trunc, env_id=spec.id, discrete=False,
+                   source={"kind": "bench: random transitions"})
+    block = max(args.updates // 5, 20) if algo == "cql" else args.updates
+    base = [f"algo={algo}", f"env={env}", f"dataset.path={data.paths(path)[0]}", "logger=none", "progress=false",
+            "eval_episodes=1", "eval_every=1000000000", "checkpoint_every=1000000000", f"log_every={max(block // 4, 1)}"]
+    cfg = compose_overrides(base)
+    run = TrainPath(base, max(block // 4, 1), args.out / "runs" / f"{algo}_{env}_t{torch.get_num_threads()}",
+                    key="total_updates")
+    run.run(block)  # warm-up
+    rates, loads = [], []
+    for _ in range(args.rounds):
+        rates.append(run.run(block))
+        loads.append(load())
+    ups = float(np.median(rates))
+    return {"steps_per_s": float("nan"), "updates_per_s": ups, "updates_per_s_rounds": rates, "ms_per_update": 1e3 / ups,
+            "act_us": float("nan"), "flops_per_update": offline_flops(algo, spec, OmegaConf.to_object(cfg.algo)),
+            "load": max(loads)}
+
+
 def fmt(v: float, digits: int = 0) -> str:
     return "—" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.{digits}f}"
 
@@ -386,6 +452,8 @@ def main(argv=None) -> list[dict]:
                 res = {**bench_a2c(env_id, args.steps * 20), "load": load()}
             elif algo == "ppo":
                 res = bench_on_policy(algo, env, args, with_sb3)
+            elif algo in OFFLINE:
+                res = bench_offline(algo, env, args)
             else:
                 res = bench_off_policy(algo, env, args, with_sb3)
             flops = res["flops_per_update"]
@@ -399,6 +467,9 @@ def main(argv=None) -> list[dict]:
                   f"updates/s {fmt(row['updates_per_s'])} (SB3 {fmt(row['sb3_updates_per_s'])})  "
                   f"act {fmt(row['act_us'])} us  bound {fmt(100 * row['fraction_of_bound'])}%  "
                   f"SB3 {fmt(row['sb3_steps_per_s'])} ({fmt(row['ratio_vs_sb3'], 2)}x)  load {row['load']:.2f}", flush=True)
+            if "ms_per_update" in row:
+                print(f"        {row['ms_per_update']:.1f} ms per update, {row['flops_per_update'] / 1e9:.2f} GFLOP, "
+                      f"{row['flops_per_update'] / 1e9 * row['updates_per_s']:.0f} GFLOP/s", flush=True)
             if "matmul_share" in row:
                 print(f"        matmul kernels: {100 * row['matmul_share']:.0f}% of the update's CPU time, "
                       f"{row['matmul_gflops_in_update']:.0f} GFLOP/s there (profiled)", flush=True)

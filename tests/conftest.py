@@ -31,13 +31,48 @@ def compose_cfg():
     GlobalHydra.instance().clear()
 
 
+# Runs go through train.cli in the pytest process (what `python train.py` runs, without a new interpreter's
+# start-up of torch, Hydra, gymnasium and MuJoCo for each): RLBASE_TEST_SUBPROCESS=1 runs each in its own process.
+IN_PROCESS = os.environ.get("RLBASE_TEST_SUBPROCESS", "") in ("", "0")
+
+
+def _in_process(argv: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
+    import contextlib
+    import io
+
+    import train
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    os.environ.update(env)
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = train.cli(argv)
+            except Exception:  # what an uncaught exception does to the process: a traceback, exit code 1
+                import traceback
+
+                traceback.print_exc()
+                code = 1
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return subprocess.CompletedProcess(["train.py", *argv], code, out.getvalue(), err.getvalue())
+
+
 def run_train(*args: str, run_dir: Path, timeout: float = 600, check: bool = True, env: dict | None = None):
-    """Run train.py in a subprocess with logging off unless asked, output in run_dir."""
-    cmd = [sys.executable, str(ROOT / "train.py"), *args, f"hydra.run.dir={run_dir}", "progress=false"]
+    """Run train.py with logging off unless asked, output in run_dir (in this process; see IN_PROCESS)."""
+    argv = [*args, f"hydra.run.dir={run_dir}", "progress=false"]
     if not any(a.startswith("logger=") for a in args):
-        cmd.append("logger=none")
-    full_env = {**os.environ, "WANDB_DIR": str(run_dir.parent), **(env or {})}
-    proc = subprocess.run(cmd, cwd=run_dir.parent, capture_output=True, text=True, timeout=timeout, env=full_env)
+        argv.append("logger=none")
+    extra = {"WANDB_DIR": str(run_dir.parent), **(env or {})}
+    if IN_PROCESS:
+        proc = _in_process(argv, run_dir.parent, extra)
+    else:
+        proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *argv], cwd=run_dir.parent, capture_output=True,
+                              text=True, timeout=timeout, env={**os.environ, **extra})
     if check and proc.returncode != 0:
         raise AssertionError(f"train.py failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc

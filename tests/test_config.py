@@ -147,3 +147,53 @@ def test_scientific_step_counts_accepted(tmp_path):
     assert Path(run_dir / "done").exists()
     cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
     assert cfg.total_steps == 300
+
+
+def _schemas():
+    import importlib
+
+    from algos.common.logger import LoggerConfig
+    from conf.schema import EvalConfig, HardwareConfig, RunConfig
+    from data import DatasetConfig
+    from envs import EnvConfig
+
+    algo = [importlib.import_module(m).Config for m in dict.fromkeys(algos.ALGOS.values())]
+    return [*algo, RunConfig, HardwareConfig, EvalConfig, LoggerConfig, EnvConfig, DatasetConfig]
+
+
+@pytest.mark.parametrize("schema", _schemas(), ids=lambda s: s.__name__)
+def test_every_numeric_setting_declares_what_it_allows(schema):
+    import dataclasses
+
+    from algos.common import settings
+
+    numeric = [f for f in dataclasses.fields(schema) if f.type in ("int", "float", "Optional[int]", "Optional[float]")]
+    undeclared = [f.name for f in numeric if settings.allowed(f) is None]
+    assert not undeclared, f"{schema.__name__}: declare the allowed values of {undeclared} (algos/common/settings.py)"
+    # each default is inside what it declares
+    for f in numeric:
+        default = f.default if f.default is not dataclasses.MISSING else None
+        if default is not None and default != "???":
+            assert settings.allowed(f).ok(default), (schema.__name__, f.name, default)
+
+
+def test_offline_configs_have_no_online_settings():
+    for name in algos.ALGOS:
+        mod = algos.get(name)
+        if getattr(mod, "OFFLINE", False):
+            keys = set(OmegaConf.structured(mod.Config).keys())
+            assert not keys & {"buffer_size", "random_steps", "learning_starts", "train_every", "gradient_steps"}, name
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("algo.expectile=1.0", "algo.expectile=1.0 is out of range; allowed: 0 < expectile < 1"),
+    ("algo.beta=-1", "algo.beta=-1.0 must be >= 0"),
+    ("algo.actor_lr=0", "algo.actor_lr=0.0 must be > 0"),
+    ("eval_episodes=0", "eval_episodes=0 must be a positive integer"),
+    ("hardware.vector=fork", "hardware.vector=fork is not supported; allowed: sync, async"),
+])
+def test_declared_ranges_give_one_line(compose_cfg, override, needle):
+    cfg = compose_cfg("algo=iql", "env=pendulum", "dataset.path=x.npz", override)
+    with pytest.raises(ConfigError) as info:
+        validate(cfg)
+    assert str(info.value) == needle

@@ -19,6 +19,8 @@ from typing import Any, Optional
 
 import torch
 
+from algos.common.settings import positive
+
 log = logging.getLogger(__name__)
 
 MODES = ("offline", "online", "disabled")
@@ -32,7 +34,7 @@ class LoggerConfig:
     entity: Optional[str] = None  # W&B entity (team or user); None: the account's default
     group: Optional[str] = None  # W&B group; None: <algo>-<env>
     tags: list[str] = field(default_factory=list)  # extra tags (algo, env and seed are always added)
-    init_timeout: float = 30.0  # seconds wandb.init may wait in online mode
+    init_timeout: float = positive(30.0)  # seconds wandb.init may wait in online mode
     artifacts: bool = False  # at the end of a run, log its checkpoint (and a recorded dataset) as W&B artifacts
 
 

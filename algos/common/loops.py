@@ -28,6 +28,7 @@ from algos.common import checkpoint, seeding
 from algos.common.buffer import ReplayBuffer
 from algos.common.evaluate import evaluate
 from algos.common.rollout import RolloutStorage
+from algos.common.settings import at_least, non_negative, positive, unit
 from algos.common.video import record_episode
 
 log = logging.getLogger(__name__)
@@ -40,13 +41,13 @@ class OffPolicyConfig:
     """Settings every off-policy algorithm shares; each algorithm's config extends it."""
 
     name: str = MISSING
-    gamma: float = 0.99  # discount
-    batch_size: int = 256  # transitions per gradient update
-    buffer_size: int = 1_000_000  # replay capacity (transitions)
-    learning_starts: int = 1_000  # updates begin once the buffer holds this many transitions
-    random_steps: int = 0  # uniform random actions for the first random_steps env steps
-    train_every: int = 1  # env steps between update phases (SB3's train_freq); 1: after every env step
-    gradient_steps: int = 1  # gradient updates in each update phase, once learning has started
+    gamma: float = unit(0.99)  # discount
+    batch_size: int = positive(256)  # transitions per gradient update
+    buffer_size: int = positive(1_000_000)  # replay capacity (transitions)
+    learning_starts: int = at_least(1, 1_000)  # updates begin once the buffer holds this many transitions
+    random_steps: int = non_negative(0)  # uniform random actions for the first random_steps env steps
+    train_every: int = positive(1)  # env steps between update phases (SB3's train_freq); 1: after every env step
+    gradient_steps: int = positive(1)  # gradient updates in each update phase, once learning has started
 
 
 @dataclass
@@ -54,19 +55,19 @@ class OnPolicyConfig:
     """Settings every on-policy algorithm shares: the rollout (how many envs, how many steps each) and its returns."""
 
     name: str = MISSING
-    gamma: float = 0.99  # discount
-    num_envs: int = 16  # parallel envs (one vector env); a rollout holds num_envs x n_steps transitions
-    n_steps: int = 5  # env steps per env per rollout
-    gae_lambda: float = 1.0  # 1: n-step returns; < 1: GAE(lambda)
+    gamma: float = unit(0.99)  # discount
+    num_envs: int = positive(16)  # parallel envs (one vector env); a rollout holds num_envs x n_steps transitions
+    n_steps: int = positive(5)  # env steps per env per rollout
+    gae_lambda: float = unit(1.0)  # 1: n-step returns; < 1: GAE(lambda)
 
 
 @dataclass
 class OfflineConfig:
-    """Settings every offline algorithm shares (CQL and offline SAC extend SAC's config instead)."""
+    """Settings every offline algorithm shares: no replay buffer, no random or learning starts (the dataset is the buffer)."""
 
     name: str = MISSING
-    gamma: float = 0.99  # discount
-    batch_size: int = 256  # transitions per gradient update
+    gamma: float = unit(0.99)  # discount
+    batch_size: int = positive(256)  # transitions per gradient update
 
 
 class NonFiniteError(RuntimeError):

@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 import algos
 import data
 import envs
+from algos.common import settings
 from algos.common.logger import MODES, has_wandb_key
 
 DATASET_CONF = Path(__file__).resolve().parents[2] / "conf" / "dataset"
@@ -37,39 +38,21 @@ def validate_keys(node: DictConfig, schema: type, prefix: str, top: bool = False
                f"({schema.__name__}); allowed: {', '.join(sorted(allowed))}")
 
 
-def validate_run(cfg: DictConfig) -> None:
-    for key in ("total_steps", "total_updates", "eval_every", "eval_episodes", "checkpoint_every", "log_every"):
-        v = cfg[key]
-        _check(v > 0, f"{key}={v} must be a positive integer")
-    _check(cfg.seed >= 0, f"seed={cfg.seed} must be >= 0")
+def check_declared(node: DictConfig, schema: type, prefix: str) -> None:
+    """Every value against what its field declares (``algos.common.settings``): one generic check for all schemas."""
+    msg = settings.check(node, schema, prefix)
+    _check(msg is None, msg or "")
 
 
-def validate_algo(a: DictConfig) -> None:
-    for key, v in a.items():
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            continue
-        name = f"algo.{key}"
-        if key == "gamma":
-            _check(0.0 <= v <= 1.0, f"{name}={v} is out of range; allowed: 0 <= gamma <= 1")
-        elif key == "tau":
-            _check(0.0 < v <= 1.0, f"{name}={v} is out of range; allowed: 0 < tau <= 1")
-        elif key == "lr" or key.endswith("_lr"):
-            _check(v > 0, f"{name}={v} must be > 0")
-        elif key in ("batch_size", "buffer_size", "gradient_steps", "train_every", "n_steps", "policy_freq", "num_envs",
-                     "n_epochs", "n_minibatches"):
-            _check(v > 0, f"{name}={v} must be a positive integer")
-        elif key.endswith(("_steps", "_every", "_size", "_freq")):
-            _check(v >= 0, f"{name}={v} must be >= 0")
+def validate_algo(a: DictConfig, schema: type) -> None:
+    """The declared ranges, then what no single field can say: relations between settings."""
+    check_declared(a, schema, "algo.")
     if "batch_size" in a and "buffer_size" in a:
         _check(a.batch_size <= a.buffer_size,
                f"algo.batch_size={a.batch_size} is larger than algo.buffer_size={a.buffer_size}; allowed: batch_size <= buffer_size")
-    if "clip_range" in a:
-        _check(a.clip_range > 0, f"algo.clip_range={a.clip_range} must be > 0")
     if a.name == "a3c":
         _check(a.num_envs == 1, f"algo.num_envs={a.num_envs}: each A3C worker steps one env; allowed: algo.num_envs=1 "
                "(set the number of workers with hardware.workers)")
-    if "learning_starts" in a:
-        _check(a.learning_starts >= 1, f"algo.learning_starts={a.learning_starts} must be >= 1")
 
 
 STARTS = ("random_steps", "learning_starts")
@@ -85,7 +68,7 @@ def fit_starts(cfg: DictConfig, explicit: set[str]) -> list[str]:
     only act at random -- is refused. Offline and on-policy configs have no starts and are left alone.
     """
     a, total, notes = cfg.algo, cfg.total_steps, []
-    if getattr(algos.get(a.name), "OFFLINE", False):  # CQL and offline SAC inherit SAC's fields; unused offline
+    if getattr(algos.get(a.name), "OFFLINE", False):  # offline configs have no starts
         return notes
     for key in STARTS:
         if key not in a:
@@ -107,9 +90,6 @@ def validate_hardware(h: DictConfig) -> None:
     _check(dev == "cpu" or dev.startswith("cuda"), f"hardware.device={dev} is not supported; allowed: cpu, cuda, cuda:<index>")
     if dev.startswith("cuda"):
         _check(torch.cuda.is_available(), f"hardware.device={dev} but no CUDA device is available; use hardware=cpu")
-    _check(h.threads >= 0, f"hardware.threads={h.threads} must be >= 0 (0: auto)")
-    _check(h.vector in ("sync", "async"), f"hardware.vector={h.vector} is not supported; allowed: sync, async")
-    _check(h.workers >= 0, f"hardware.workers={h.workers} must be >= 0 (0: one per CPU core)")
 
 
 def validate_logger(lg: DictConfig) -> None:
@@ -156,7 +136,6 @@ def validate_dataset(cfg: DictConfig, module, spec: envs.EnvSpec) -> None:
 
 def validate(cfg: DictConfig) -> envs.EnvSpec:
     """Validate the composed config; returns the env's spec (the env is built once and closed)."""
-    validate_run(cfg)
     try:
         module = algos.get(cfg.algo.name)
     except algos.UnknownAlgo as e:
@@ -171,7 +150,11 @@ def validate(cfg: DictConfig) -> envs.EnvSpec:
     validate_keys(cfg.logger, LoggerConfig, "logger")
     validate_keys(cfg.dataset, data.DatasetConfig, "dataset")
     validate_keys(cfg.eval, EvalConfig, "eval")
-    validate_algo(cfg.algo)
+    check_declared(cfg, RunConfig, "")
+    validate_algo(cfg.algo, module.Config)
+    for node, schema, prefix in ((cfg.env, envs.EnvConfig, "env."), (cfg.hardware, HardwareConfig, "hardware."),
+                                 (cfg.logger, LoggerConfig, "logger."), (cfg.eval, EvalConfig, "eval.")):
+        check_declared(node, schema, prefix)
     validate_hardware(cfg.hardware)
     validate_logger(cfg.logger)
     try:
