@@ -53,6 +53,7 @@ CASES = {  # algo -> (env option, env id)
     "a2c": ("cartpole", "CartPole-v1"),
     # offline updates at Hopper's sizes (on random transitions: the data do not change an update's cost)
     "cql": ("hopper", "Hopper-v5"),
+    "cql_bf16": ("hopper", "Hopper-v5"),  # CQL with algo.precision=bf16 (the conservative term under bf16 autocast)
     "iql": ("hopper", "Hopper-v5"),
     "td3_bc": ("hopper", "Hopper-v5"),
     "bc": ("hopper", "Hopper-v5"),
@@ -346,7 +347,7 @@ def bench_off_policy(algo: str, env: str, args, with_sb3: bool) -> dict:
     return res
 
 
-OFFLINE = ("cql", "iql", "td3_bc", "bc")
+OFFLINE = ("cql", "cql_bf16", "iql", "td3_bc", "bc")
 
 
 def offline_flops(algo: str, spec, cfg) -> float:
@@ -379,6 +380,8 @@ def bench_offline(algo: str, env: str, args) -> dict:
     from scripts.parity import compose_overrides
 
     spec = envs.probe(EnvConfig(name=CASES[algo][1], id=CASES[algo][1]))
+    extra = ["algo.precision=bf16"] if algo == "cql_bf16" else []
+    name, algo = algo, algo.removesuffix("_bf16")
     path = args.out / "data" / f"random_{spec.id}"
     if not data.paths(path)[0].exists():
         rng = np.random.default_rng(0)
@@ -390,10 +393,10 @@ def bench_offline(algo: str, env: str, args) -> dict:
                    rng.normal(0, 1, n), obs[1:], np.zeros(n, bool), trunc, env_id=spec.id, discrete=False,
                    source={"kind": "bench: random transitions"})
     block = max(args.updates // 5, 20) if algo == "cql" else args.updates
-    base = [f"algo={algo}", f"env={env}", f"dataset.path={data.paths(path)[0]}", "logger=none", "progress=false",
+    base = [f"algo={algo}", *extra, f"env={env}", f"dataset.path={data.paths(path)[0]}", "logger=none", "progress=false",
             "eval_episodes=1", "eval_every=1000000000", "checkpoint_every=1000000000", f"log_every={max(block // 4, 1)}"]
     cfg = compose_overrides(base)
-    run = TrainPath(base, max(block // 4, 1), args.out / "runs" / f"{algo}_{env}_t{torch.get_num_threads()}",
+    run = TrainPath(base, max(block // 4, 1), args.out / "runs" / f"{name}_{env}_t{torch.get_num_threads()}",
                     key="total_updates")
     run.run(block)  # warm-up
     rates, loads = [], []
