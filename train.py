@@ -337,7 +337,9 @@ def _remove_if_fresh(run_dir: Path) -> None:
     """Delete a run directory Hydra made for a run that failed validation (nothing of value in it)."""
     if run_dir.exists() and all(p.name in (".hydra", "train.log", ".lock") for p in run_dir.iterdir()):
         shutil.rmtree(run_dir, ignore_errors=True)
-        for parent in list(run_dir.parents)[:3]:  # runs/<algo>/<env>/seed<k>/ made for it, if now empty
+        for parent in list(run_dir.parents)[:4]:  # runs/<algo>/<env>[/<dataset>]/seed<k>/ made for it, if now empty
+            if parent.name in ("runs", "multirun"):
+                break
             try:
                 parent.rmdir()
             except OSError:

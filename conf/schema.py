@@ -58,6 +58,15 @@ class RunConfig:
 _registered = False
 
 
+def data_dir(name: Optional[str], dataset_id: Optional[str], path: Optional[str]) -> str:
+    """``/<dataset>`` for a run trained on a dataset (its option name, Minari id or file stem), else ``""``."""
+    if dataset_id:
+        return "/" + str(dataset_id).replace("/", "_")
+    if path:
+        return "/" + (str(name) if name and name not in ("none", "minari") else os.path.splitext(os.path.basename(str(path)))[0])
+    return ""
+
+
 def register() -> None:
     global _registered
     if _registered:
@@ -72,6 +81,9 @@ def register() -> None:
         cs.store(group="schema/algo", name=name, node=importlib.import_module(module).Config)
     # ${pid:} in the default run directory: two runs started in the same second get different directories
     OmegaConf.register_new_resolver("pid", lambda: str(os.getpid()), replace=True)
+    # ${data_dir:...} in run directories: an offline run's dataset is part of where it lives, so the same algo, env
+    # and seed on two datasets never share a directory (in a sweep the second would be skipped as finished)
+    OmegaConf.register_new_resolver("data_dir", data_dir, replace=True)
     _registered = True
 
 

@@ -241,9 +241,14 @@ def test_offline_learns_from_recorded_run(tmp_path, sac_replay, algo):
     assert returns[-1][1] >= -400, returns
 
 
-def test_offline_resume_is_exact(tmp_path, pendulum_mixed):
-    args = ["algo=bcq", "env=pendulum", f"dataset.path={pendulum_mixed}", "total_updates=60", "eval_every=30",
-            "eval_episodes=1", "checkpoint_every=30", *SMALL_BCQ]
+SMALL = {"bcq": SMALL_BCQ, "td3_bc": ["algo.actor_hidden=[64,64]", "algo.critic_hidden=[64,64]"],
+         "iql": ["algo.hidden=[64,64]"]}
+
+
+@pytest.mark.parametrize("algo", sorted(SMALL))
+def test_offline_resume_is_exact(tmp_path, pendulum_mixed, algo):
+    args = [f"algo={algo}", "env=pendulum", f"dataset.path={pendulum_mixed}", "total_updates=60", "eval_every=30",
+            "eval_episodes=1", "checkpoint_every=30", *SMALL[algo]]
     run_train(*args, run_dir=tmp_path / "full")
     # a run stopped at update 30 (as if killed right after that checkpoint), then resumed in its own directory
     part = tmp_path / "part"
