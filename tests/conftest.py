@@ -42,6 +42,9 @@ def _in_process(argv: list[str], cwd: Path, env: dict) -> subprocess.CompletedPr
 
     import train
 
+    crashing = sys.modules.get("tests.crashing_env")
+    if crashing is not None:  # its envs count steps per process: each run starts as a fresh process would
+        crashing.CrashingCartPole.steps_in_process = crashing.NaNRewardCartPole.steps_in_process = 0
     out, err = io.StringIO(), io.StringIO()
     saved_env, saved_cwd = dict(os.environ), os.getcwd()
     os.environ.update(env)
