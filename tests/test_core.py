@@ -62,6 +62,51 @@ def test_buffer_state_roundtrip():
     assert (other.ptr, other.size) == (buf.ptr, buf.size)
 
 
+@pytest.mark.parametrize("discrete", [False, True])
+def test_buffer_chunks_write_only_new_rows_and_restore_exactly(tmp_path, discrete, monkeypatch):
+    monkeypatch.setattr(ReplayBuffer, "CHUNK_BYTES", 4 * 12 * 3)  # three rows per chunk file
+    shape = () if discrete else (2,)
+
+    def filled(n, start=0, buf=None):
+        buf = buf or ReplayBuffer(10, (3,), shape, discrete=discrete)
+        for i in range(start, start + n):
+            buf.add(np.full(3, i), i % 2 if discrete else np.full(2, -i), float(i), np.full(3, i + 0.5), i % 7 == 0, i % 5 == 0)
+        return buf
+
+    def same(a, b):
+        return all(torch.equal(getattr(a, k), getattr(b, k)) for k in ("obs", "action", "reward", "next_obs",
+                                                                          "terminated", "truncated")) and \
+            (a.ptr, a.size, a.added) == (b.ptr, b.size, b.added)
+
+    buf = filled(4)
+    first = buf.save_chunks(tmp_path)
+    assert [(c["start"], c["end"]) for c in first["chunks"]] == [(0, 3), (3, 4)]
+    filled(9, start=4, buf=buf)  # 13 added: slots wrapped; transitions 0..2 are gone
+    second = buf.save_chunks(tmp_path)
+    # only the 9 new rows were written; the chunk of transitions 0..2 is no longer needed
+    assert [(c["start"], c["end"]) for c in second["chunks"]] == [(3, 4), (4, 7), (7, 10), (10, 13)]
+    restored = ReplayBuffer(10, (3,), shape, discrete=discrete)
+    restored.load_chunks(tmp_path, second)
+    assert same(buf, restored) and restored.reward.tolist() == [10, 11, 12, 3, 4, 5, 6, 7, 8, 9]
+    # More than a capacity of new rows: only the live ones are written.
+    filled(25, start=13, buf=buf)
+    third = buf.save_chunks(tmp_path)
+    assert [(c["start"], c["end"]) for c in third["chunks"]] == [(28, 31), (31, 34), (34, 37), (37, 38)]
+    ReplayBuffer.prune(tmp_path, [second, third])  # the files the two checkpoints on disk name stay
+    assert len(list(tmp_path.iterdir())) == 8
+    restored = ReplayBuffer(10, (3,), shape, discrete=discrete)
+    restored.load_chunks(tmp_path, second)  # the previous checkpoint still restores
+    ReplayBuffer.prune(tmp_path, [third])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(c["name"] for c in third["chunks"])
+    restored.load_chunks(tmp_path, third)
+    assert same(buf, restored)
+    # A damaged chunk is refused by name.
+    path = tmp_path / third["chunks"][0]["name"]
+    path.write_bytes(path.read_bytes()[:-5])
+    with pytest.raises(checkpoint.CheckpointError, match="checksum mismatch"):
+        ReplayBuffer(10, (3,), shape, discrete=discrete).load_chunks(tmp_path, third)
+
+
 def test_discrete_actions_stored_as_integers():
     buf = ReplayBuffer(4, (2,), (), discrete=True)
     buf.add(np.zeros(2), 1, 0.0, np.zeros(2), False, False)

@@ -7,11 +7,17 @@ the action, also at a time limit, so targets never bootstrap from a reset observ
 
 from __future__ import annotations
 
+import hashlib
+import io
 import math
+import os
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
+
+from algos.common.checkpoint import CheckpointError
 
 
 class Batch(NamedTuple):
@@ -52,6 +58,9 @@ class ReplayBuffer:
             self.action = self._fields(self.table)[5]
         self.ptr = 0  # next slot to write
         self.size = 0  # number of valid slots
+        self.added = 0  # transitions ever added: transition i lives in slot i % capacity until overwritten
+        self.saved = 0  # transitions [0, saved) are in chunk files (see save_chunks)
+        self.chunks: list[dict] = []  # the chunk files that hold the live transitions, oldest first
 
     def _fields(self, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Views of obs, reward, terminated, truncated, next_obs and (continuous) action in a block of rows."""
@@ -80,6 +89,7 @@ class ReplayBuffer:
         self.table[i] = torch.from_numpy(np.concatenate(parts))
         self.ptr = (i + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
+        self.added += 1
 
     def add_batch(self, obs, action, reward, next_obs, terminated, truncated) -> None:
         """Append many transitions at once (used to load offline datasets)."""
@@ -96,6 +106,7 @@ class ReplayBuffer:
             self.truncated[idx] = torch.as_tensor(np.asarray(truncated[sl]), dtype=torch.float32, device=self.device)
             self.ptr = (self.ptr + m) % self.capacity
             self.size = min(self.size + m, self.capacity)
+            self.added += m
 
     def sample(self, batch_size: int) -> Batch:
         """A uniform minibatch (indices from the buffer's generator); fresh tensors, safe to keep."""
@@ -121,3 +132,76 @@ class ReplayBuffer:
         for key in ("obs", "action", "reward", "next_obs", "terminated", "truncated"):
             getattr(self, key)[:n] = state[key].to(self.device)
         self.ptr, self.size = state["ptr"], n
+        self.added, self.saved, self.chunks = n, 0, []
+
+    # -- checkpoints whose cost does not grow with the buffer ------------------------------------------------
+    # A checkpoint holds a small manifest; the rows live in chunk files beside it, each written once, when its
+    # transitions are new, and deleted once no checkpoint still on disk needs them (see prune). A checkpoint so
+    # writes only the transitions added since the previous one, and holds at most one chunk's copy in memory.
+
+    CHUNK_BYTES = 64 << 20  # rows per chunk file: as many as fit in this many bytes
+
+    def _rows_per_chunk(self) -> int:
+        return max(1, self.CHUNK_BYTES // (4 * self.width + (8 if self.discrete else 0)))
+
+    def save_chunks(self, directory: str | Path) -> dict:
+        """Write the transitions added since the last call to new chunk files in ``directory``; return the manifest
+        that :meth:`load_chunks` restores the whole buffer from (the part a checkpoint stores)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        first_live = self.added - self.size
+        start = max(self.saved, first_live)  # rows overwritten before they were saved are not needed
+        step = self._rows_per_chunk()
+        for s in range(start, self.added, step):
+            e = min(self.added, s + step)
+            slots = torch.arange(s, e) % self.capacity
+            part = {"rows": self.table[slots.to(self.device)].cpu()}
+            if self.discrete:
+                part["action"] = self.action[slots.to(self.device)].cpu()
+            buf = io.BytesIO()
+            torch.save(part, buf)
+            payload = buf.getvalue()
+            name = f"rows_{s:012d}_{e:012d}.pt"
+            tmp = directory / (name + ".tmp")
+            with open(tmp, "wb") as f:
+                f.write(payload)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, directory / name)
+            self.chunks.append({"name": name, "start": s, "end": e, "sha256": hashlib.sha256(payload).hexdigest()})
+        self.saved = self.added
+        self.chunks = [c for c in self.chunks if c["end"] > first_live]
+        return {"format": "chunks", "capacity": self.capacity, "ptr": self.ptr, "size": self.size, "added": self.added,
+                "chunks": [dict(c) for c in self.chunks]}
+
+    def load_chunks(self, directory: str | Path, manifest: dict) -> None:
+        """Restore the buffer a :meth:`save_chunks` manifest describes, reading one chunk at a time."""
+        if manifest["capacity"] != self.capacity:
+            raise ValueError(f"replay buffer capacity mismatch: checkpoint has {manifest['capacity']}, config has {self.capacity}")
+        directory = Path(directory)
+        first_live = manifest["added"] - manifest["size"]
+        for c in manifest["chunks"]:
+            path = directory / c["name"]
+            try:
+                payload = path.read_bytes()
+            except OSError as e:
+                raise CheckpointError(f"replay chunk {path} is missing ({e.strerror}); the checkpoint cannot be restored") from e
+            if hashlib.sha256(payload).hexdigest() != c["sha256"]:
+                raise CheckpointError(f"replay chunk {path}: checksum mismatch (the file is corrupted or truncated)")
+            part = torch.load(io.BytesIO(payload), weights_only=True, map_location="cpu")
+            lo = max(c["start"], first_live)  # the rows of this chunk not overwritten since
+            slots = (torch.arange(lo, c["end"]) % self.capacity).to(self.device)
+            self.table[slots] = part["rows"][lo - c["start"]:].to(self.device)
+            if self.discrete:
+                self.action[slots] = part["action"][lo - c["start"]:].to(self.device)
+        self.ptr, self.size, self.added = manifest["ptr"], manifest["size"], manifest["added"]
+        self.saved, self.chunks = self.added, [dict(c) for c in manifest["chunks"]]
+
+    @staticmethod
+    def prune(directory: str | Path, manifests: list[dict]) -> None:
+        """Delete the chunk files in ``directory`` that none of ``manifests`` (the checkpoints on disk) names."""
+        directory = Path(directory)
+        keep = {c["name"] for m in manifests if m and m.get("format") == "chunks" for c in m["chunks"]}
+        for path in directory.glob("rows_*.pt*"):
+            if path.name not in keep:
+                path.unlink(missing_ok=True)

@@ -157,6 +157,7 @@ class Runner:
         self.total = cfg.total_steps if total is None else total  # env steps (online) or updates (offline)
         self.cfg, self.agent, self.env, self.eval_env, self.logger, self.run_dir = cfg, agent, env, eval_env, logger, run_dir
         self.loop_state = loop_state
+        self.on_saved: Optional[Callable[[dict[str, Any]], None]] = None  # after a checkpoint is safely on disk
         # A second Ctrl-C lands anywhere, e.g. mid-rollout, where the loop's state is not consistent: loops whose
         # state is only whole between chunks (on-policy rollouts) keep their last checkpoint instead.
         self.save_on_ctrl_c = save_on_ctrl_c
@@ -210,6 +211,8 @@ class Runner:
             self.fail(f"agent state {bad}")
         checkpoint.save(self.run_dir, state)
         self.last_saved = self.step
+        if self.on_saved is not None:
+            self.on_saved(state)
 
     def fail(self, quantity: str, at_step: Optional[int] = None) -> None:
         where = (f"the last good checkpoint is {self.run_dir / checkpoint.NAME} (step {self.last_saved})"
@@ -319,15 +322,28 @@ def off_policy(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: P
     buffer = ReplayBuffer(a.buffer_size, spec.obs_shape, spec.action_shape, discrete=spec.discrete,
                           device=device, generator=gen)
 
+    # The replay rows go to chunk files in replay/, each written once (ReplayBuffer.save_chunks); the checkpoint
+    # holds their manifest. Chunks are deleted once neither checkpoint on disk (current, previous) names them.
+    replay_dir = run_dir / "replay"
+    on_disk: list[dict] = [resume["buffer"]] if resume is not None else []
+
     def loop_state() -> dict[str, Any]:
-        return {"agent": agent.state_dict(), "buffer": buffer.state_dict(), "sample_rng": gen.get_state(),
+        return {"agent": agent.state_dict(), "buffer": buffer.save_chunks(replay_dir), "sample_rng": gen.get_state(),
                 "env_rng": seeding.env_rng_state(env), "obs_stats": envs.obs_stats(env)}
 
+    def on_saved(state: dict[str, Any]) -> None:
+        on_disk[:] = [*on_disk[-1:], state["buffer"]]
+        ReplayBuffer.prune(replay_dir, on_disk)
+
     run = Runner(cfg, agent, env, eval_env, logger, run_dir, loop_state, resume, episode_aligned=True)
+    run.on_saved = on_saved
     discrete = spec.discrete
     if resume is not None:
         agent.load_state_dict(resume["agent"])
-        buffer.load_state_dict(resume["buffer"])
+        if resume["buffer"].get("format") == "chunks":
+            buffer.load_chunks(replay_dir, resume["buffer"])
+        else:  # a checkpoint from before chunked replay: the rows are inside it
+            buffer.load_state_dict(resume["buffer"])
         seeding.set_global_rng_state(resume["rng"])
         gen.set_state(resume["sample_rng"])
         seeding.set_env_rng_state(env, resume["env_rng"])
