@@ -188,6 +188,8 @@ def loop(cfg, agent: A3C, env, eval_env, spec: envs.EnvSpec, logger, run_dir, de
                     run.episode(r, length, at_step=run.step + t + 1)
                 if not run.done:
                     run.advance(steps, 1, metrics)
+                    if run.done:
+                        stop.set()  # stop_return reached: the workers finish their rollout and exit
     finally:
         stop.set()
         for w in workers:

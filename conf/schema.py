@@ -17,7 +17,7 @@ from omegaconf import MISSING, OmegaConf
 
 import algos
 from algos.common.logger import LoggerConfig
-from algos.common.settings import non_negative, one_of, positive
+from algos.common.settings import any_value, non_negative, one_of, positive
 from data import DatasetConfig
 from envs import EnvConfig
 
@@ -46,6 +46,9 @@ class RunConfig:
     eval_episodes: int = positive(10)  # deterministic episodes per evaluation
     checkpoint_every: int = positive(20_000)  # env steps between checkpoints (one is always written at the end)
     log_every: int = positive(1_000)  # env steps between rows of time/ and loss/ metrics
+    # End the run at the first evaluation whose mean return reaches this (a solved task, e.g. 475 on CartPole-v1);
+    # null: train for the whole budget. The run is then finished (checkpoint, done, summary) at that step.
+    stop_return: Optional[float] = any_value(None)
     progress: bool = True  # show a progress bar
     eval: EvalConfig = field(default_factory=EvalConfig)
     algo: Any = MISSING

@@ -18,6 +18,27 @@ from conf.schema import register  # noqa: E402
 register()
 
 
+def pytest_configure(config):
+    """Under pytest-xdist (``make test`` runs ``-n auto``), each worker owns its share of the cores: pinned to them,
+    so the runs it starts (in-process or as subprocesses) pick as many torch threads as it has cores, and two
+    workers never fight over one core (two-thread runs that share cores run several times slower)."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if worker is None or count < 2 or not hasattr(os, "sched_setaffinity"):
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) >= count:
+        mine = cores[int(worker.removeprefix("gw")) % count::count]
+        os.sched_setaffinity(0, mine)
+        import torch
+
+        torch.set_num_threads(len(mine))
+
+
+def pytest_collection_modifyitems(config, items):
+    """The long tests first: with tests spread over workers, a long one left for the end would run alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture
 def compose_cfg():
     """Compose conf/config.yaml with overrides, as train.py would (without running anything)."""

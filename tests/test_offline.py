@@ -228,6 +228,7 @@ FAST = {"cql": ["algo.num_random=2", "algo.batch_size=128"], "bcq": ["algo.n_tar
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("sac_replay")  # one worker builds the recorded run once for all three
 @pytest.mark.parametrize("algo", ["cql", "bcq", "iql"])
 def test_offline_learns_from_recorded_run(tmp_path, sac_replay, algo):
     meta = data.read(sac_replay)[1]

@@ -10,6 +10,7 @@ import time
 import pytest
 import torch
 
+from algos.common import checkpoint
 from tests.conftest import ROOT, eval_returns, read_rows, run_train
 
 SHORT = ["total_steps=1500", "eval_every=500", "eval_episodes=2", "log_every=250"]
@@ -43,6 +44,16 @@ def test_same_seed_same_returns(tmp_path):
     train_a = [r["train/episode_return"] for r in read_rows(tmp_path / "a") if "train/episode_return" in r]
     train_c = [r["train/episode_return"] for r in read_rows(tmp_path / "c") if "train/episode_return" in r]
     assert train_a != train_c
+
+
+def test_stop_return_ends_the_run_at_the_first_evaluation_that_reaches_it(tmp_path):
+    run_dir = tmp_path / "run"
+    # every CartPole episode lasts at least 8 steps: the first evaluation reaches 5
+    proc = run_train(*SHORT, "stop_return=5", run_dir=run_dir)
+    assert "reached stop_return=5 at step 500" in proc.stdout + proc.stderr
+    assert [s for s, _ in eval_returns(run_dir)] == [500] and max(r["step"] for r in read_rows(run_dir)) == 500
+    assert (run_dir / "done").exists() and checkpoint.load(run_dir)["step"] == 500
+    assert run_train(*SHORT, run_dir=run_dir, check=False).returncode == 2  # finished: not resumed
 
 
 def test_finished_run_dir_is_refused(tmp_path):

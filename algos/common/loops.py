@@ -166,6 +166,7 @@ class Runner:
         self.episode_aligned = episode_aligned
         self.pending_since: Optional[int] = None
         self.step = self.updates = self.episodes = self.evals = 0
+        self.solved = False  # an evaluation reached cfg.stop_return: the run ends at this step
         self.best = self.last = float("-inf")
         if resume is not None:
             for key in ("step", "updates", "episodes", "evals"):
@@ -189,7 +190,7 @@ class Runner:
 
     @property
     def done(self) -> bool:
-        return self.step >= self.total
+        return self.step >= self.total or self.solved
 
     def state(self) -> dict[str, Any]:
         return {"step": self.step, "updates": self.updates, "episodes": self.episodes, "evals": self.evals,
@@ -252,6 +253,10 @@ class Runner:
             result["eval/normalized_score"] = data.normalized_score(result["eval/return_mean"], self.score_ref)
         self.last = result["eval/return_mean"]
         self.best = max(self.best, self.last)
+        if self.cfg.get("stop_return") is not None and self.last >= self.cfg.stop_return and not self.solved:
+            self.solved = True
+            log.info("evaluation return %.1f reached stop_return=%g at step %d: the run ends here",
+                     self.last, self.cfg.stop_return, self.step)
         self.logger.log(self.step, result)
         if self.video_on and self.evals % self.cfg.eval.video_every == 0:
             video = record_episode(self.agent, self.cfg.env, self.eval_seed, self.run_dir / "videos" / f"step{self.step}",
