@@ -24,10 +24,10 @@ train: $(STAMP) ## Train the default run (DQN on CartPole-v1)
 	$(PY) train.py
 
 test: $(STAMP) ## Run the whole test suite, learning tests included (what CI runs)
-	$(PY) -m pytest -q -n auto --dist loadgroup
+	$(PY) -m pytest -q -n auto
 
 test-fast: $(STAMP) ## Run the tests without the slow learning tests
-	$(PY) -m pytest -q -n auto --dist loadgroup -m "not slow"
+	$(PY) -m pytest -q -n auto -m "not slow"
 
 lint: $(STAMP) ## Lint with ruff
 	$(VENV)/bin/ruff check .
