@@ -417,8 +417,8 @@ def run(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> float:
     if module.LOOP == "on_policy":
         env, _ = envs.make_vector(cfg.env, cfg.seed, cfg.algo.num_envs, cfg.hardware.vector, cfg.algo.gamma)
     else:
-        env, _ = envs.make(cfg.env, cfg.seed)
-    eval_env, _ = envs.make(cfg.env, cfg.seed + loops.EVAL_SEED_OFFSET, train=False)
+        env, _ = envs.make(cfg.env, seeding.stream(cfg.seed, "train_env"))
+    eval_env, _ = envs.make(cfg.env, seeding.stream(cfg.seed, "eval_env"), train=False)
     # The algorithm's own dataclass, not the DictConfig: agents read settings in every update, and an OmegaConf
     # attribute costs microseconds (a third of a DQN run's time; docs/results.md, Speed).
     agent = module.Agent(OmegaConf.to_object(cfg.algo), spec, device)

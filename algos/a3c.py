@@ -105,7 +105,7 @@ def _worker(rank: int, cfg: dict, spec: envs.EnvSpec, global_net, shared_state, 
 
         c = OmegaConf.create(cfg)
         a = c.algo
-        seed = c.seed + 1000 * (rank + 1)
+        seed = seeding.stream(c.seed, "worker", rank)  # apart from every other run's and stream's seeds
         seeding.seed_everything(seed)
         local = A2C(a, spec, torch.device("cpu"))  # the local copy computes gradients
         params = list(global_net.parameters())
@@ -114,7 +114,7 @@ def _worker(rank: int, cfg: dict, spec: envs.EnvSpec, global_net, shared_state, 
             opt.state[p] = st  # ...with the statistics every worker shares
         env, _ = envs.make_vector(c.env, seed, 1)
         storage = RolloutStorage(a.n_steps, 1, spec.obs_shape, spec.action_shape, spec.discrete, torch.device("cpu"))
-        obs, _ = env.reset(seed=seed)
+        obs, _ = env.reset(seed=seeding.sub_env_seeds(seed, 1))
         total = c.total_steps
         while not stop.is_set() and os.getppid() == parent:
             with counter.get_lock():

@@ -39,7 +39,7 @@ class EvalConfig:
 
 @dataclass
 class RunConfig:
-    seed: int = non_negative(0)  # seeds python, numpy, torch, the envs and the replay sampler
+    seed: int = non_negative(0)  # every random stream of the run is spawned from it (algos/common/seeding.py)
     total_steps: int = positive(MISSING)  # env steps to train for (defaults to env.total_steps)
     total_updates: int = positive(100_000)  # offline algorithms (cql, bcq, bc, sac_offline): gradient updates to train for
     eval_every: int = positive(MISSING)  # env steps (offline: updates) between evaluations (defaults to env.eval_every)

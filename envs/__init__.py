@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from omegaconf import MISSING  # noqa: E402
 
+from algos.common import seeding
 from algos.common.settings import any_value, positive
 
 
@@ -144,9 +145,10 @@ def make(cfg: EnvConfig, seed: int, *, train: bool = True, render_mode: Optional
     if train and (cfg.reward_shift != 0.0 or cfg.reward_scale != 1.0):
         shift, scale = cfg.reward_shift, cfg.reward_scale
         env = gym.wrappers.TransformReward(env, lambda r: (r + shift) * scale)
-    # The loop's first reset(seed=...) seeds the env itself; spaces have RNGs of their own.
-    env.action_space.seed(seed)
-    env.observation_space.seed(seed)
+    # The loop's first reset(seed=...) seeds the env itself; spaces have RNGs of their own, on streams apart from
+    # the env's (seeded alike, action_space.sample() would draw the very numbers the env's resets draw).
+    env.action_space.seed(seeding.stream(seed, "action_space"))
+    env.observation_space.seed(seeding.stream(seed, "observation_space"))
     return env, spec
 
 
@@ -263,7 +265,8 @@ def make_vector(cfg: EnvConfig, seed: int, num_envs: int, vector: str = "sync",
     (final observation -> reset observation, as NEXT_STEP mode returns) ever reaches the caller.
     """
     spec = probe(cfg)
-    thunks = [lambda i=i: make(cfg, seed + i, sub_env=True)[0] for i in range(num_envs)]
+    # sub-env i built (spaces seeded) and first reset with seeding.sub_env_seeds(seed, num_envs)[i]
+    thunks = [lambda s=s: make(cfg, s, sub_env=True)[0] for s in seeding.sub_env_seeds(seed, num_envs)]
     mode = gym.vector.AutoresetMode.SAME_STEP
     if vector == "async":
         env = gym.vector.AsyncVectorEnv(thunks, autoreset_mode=mode)

@@ -18,7 +18,7 @@ from omegaconf import OmegaConf  # noqa: E402
 
 import algos  # noqa: E402
 import envs  # noqa: E402
-from algos.common import checkpoint  # noqa: E402
+from algos.common import checkpoint, seeding  # noqa: E402
 from algos.common.evaluate import evaluate  # noqa: E402
 from algos.common.video import record_episode  # noqa: E402
 
@@ -42,11 +42,12 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", type=Path)
     p.add_argument("--episodes", type=int, default=10)
-    p.add_argument("--seed", type=int, default=12345, help="seed of the first episode (episode i uses seed + i)")
+    p.add_argument("--seed", type=int, default=12345, help="episodes are this seed's evaluation episodes (a run of seed=S evaluates on seed S's; the default "
+                   "12345 is none of a sweep's)")
     p.add_argument("--video", type=Path, default=None, help="write one episode as a video to this path (no suffix)")
     args = p.parse_args(argv)
     cfg, agent, state = load_agent(args.run_dir)
-    env, _ = envs.make(cfg.env, args.seed, train=False)
+    env, _ = envs.make(cfg.env, seeding.stream(args.seed, "eval_env"), train=False)
     envs.load_obs_stats(env, state.get("obs_stats"))
     result = evaluate(agent, env, args.episodes, args.seed)
     env.close()

@@ -9,9 +9,9 @@ checks and logging, ``logger=none``); the SB3 side (``pip install -r requirement
 setting from the *same composed Hydra config* -- network sizes, batch, learning rates, gamma, tau, random and
 learning starts, updates per step, exploration and target noise, entropy target and initial temperature --
 so a setting cannot drift between the two. Both are evaluated by one function (``algos.common.evaluate``:
-``eval_episodes`` deterministic episodes every ``eval_every`` env steps, episode i reset with seed
-``seed + 10000 + i``) on an evaluation env built by ``envs.make``; SB3 trains on an env built by
-``envs.make`` too (same wrappers).
+``eval_episodes`` deterministic episodes every ``eval_every`` env steps, episode i reset with the run's
+``eval_episode`` stream seed i) on an evaluation env built by ``envs.make``; SB3 trains on an env built by
+``envs.make`` too (same wrappers, same seeds as ours: ``algos.common.seeding``'s streams).
 
 Jobs run ``--jobs`` at a time (default 2) with one torch thread each, ours and SB3's of the same seed side by
 side, so both see the same load. A rerun skips finished jobs; one of ours that was stopped resumes from its
@@ -203,13 +203,15 @@ def sb3_model(cfg, env):
 
 
 def sb3_vec_env(cfg):
-    """SB3's vector env for an on-policy config: the same sub-envs as ours (env i seeded seed + i) and, where ours
+    """SB3's vector env for an on-policy config: the same sub-envs as ours (env i on sub-env stream i) and, where ours
     normalises, SB3's VecNormalize with our formula (no observation clip, rewards clipped at 10, eps 1e-8)."""
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
     import envs
+    from algos.common import seeding
 
-    venv = DummyVecEnv([lambda i=i: envs.make(cfg.env, cfg.seed + i, sub_env=True)[0] for i in range(cfg.algo.num_envs)])
+    venv = DummyVecEnv([lambda s=s: envs.make(cfg.env, s, sub_env=True)[0]
+                        for s in seeding.sub_env_seeds(cfg.seed, cfg.algo.num_envs)])
     if cfg.env.normalize_obs or cfg.env.normalize_reward:
         venv = VecNormalize(venv, norm_obs=cfg.env.normalize_obs, norm_reward=cfg.env.normalize_reward,
                             clip_obs=1e9, clip_reward=envs.REWARD_CLIP, gamma=cfg.algo.gamma, epsilon=1e-8)
@@ -222,8 +224,8 @@ def sb3_job(case: Case, seed: int, run_dir: Path) -> None:
     from stable_baselines3.common.callbacks import BaseCallback
 
     import envs
+    from algos.common import seeding
     from algos.common.evaluate import evaluate
-    from algos.common.loops import EVAL_SEED_OFFSET
 
     torch.set_num_threads(1)
     cfg = compose(case, seed)
@@ -231,13 +233,13 @@ def sb3_job(case: Case, seed: int, run_dir: Path) -> None:
         raise SystemExit("error: the parity harness does not hand SB3's VecNormalize statistics to the evaluation env yet")
     if cfg.algo.name == "ppo":
         env = sb3_vec_env(cfg)
-    elif cfg.algo.name == "a2c":  # the same sub-envs as ours: env i seeded seed + i
+    elif cfg.algo.name == "a2c":  # the same sub-envs as ours
         from stable_baselines3.common.vec_env import DummyVecEnv
 
-        env = DummyVecEnv([lambda i=i: envs.make(cfg.env, cfg.seed + i)[0] for i in range(cfg.algo.num_envs)])
+        env = DummyVecEnv([lambda s=s: envs.make(cfg.env, s)[0] for s in seeding.sub_env_seeds(cfg.seed, cfg.algo.num_envs)])
     else:
-        env, _ = envs.make(cfg.env, cfg.seed)
-    eval_env, _ = envs.make(cfg.env, cfg.seed + EVAL_SEED_OFFSET, train=False)
+        env, _ = envs.make(cfg.env, seeding.stream(cfg.seed, "train_env"))
+    eval_env, _ = envs.make(cfg.env, seeding.stream(cfg.seed, "eval_env"), train=False)
     model = sb3_model(cfg, env)
     if cfg.algo.name == "dqn":  # our exponential epsilon decay (counted after the random steps) for SB3's linear one
         a, total = cfg.algo, cfg.total_steps
@@ -256,7 +258,7 @@ def sb3_job(case: Case, seed: int, run_dir: Path) -> None:
             final = t >= cfg.total_steps and not Eval.ended  # SB3 may collect past the budget: evaluate once
             Eval.ended = Eval.ended or t >= cfg.total_steps
             if crossed or final:
-                row = evaluate(_SB3Policy(self.model), eval_env, cfg.eval_episodes, cfg.seed + EVAL_SEED_OFFSET)
+                row = evaluate(_SB3Policy(self.model), eval_env, cfg.eval_episodes, cfg.seed)
                 out.write(json.dumps({"step": t, **row, "time/wall_s": time.time() - start}) + "\n")
                 out.flush()
             return True

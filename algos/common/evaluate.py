@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from algos.common import seeding
+
 
 def evaluate(agent, env, episodes: int, seed: int) -> dict[str, float]:
-    """Run ``episodes`` deterministic episodes; episode ``i`` starts from ``reset(seed=seed + i)``.
+    """Run ``episodes`` deterministic episodes of the run with seed ``seed``; episode ``i`` starts from
+    ``reset(seed=seeding.stream(seed, "eval_episode", i))`` (no two runs' evaluation episodes share a seed).
 
     The same seeds are used at every evaluation, so successive evaluations differ only by the policy.
     Returns are the environment's own rewards (evaluation envs have no reward reshaping).
     """
     returns, lengths = [], []
     for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
+        obs, _ = env.reset(seed=seeding.stream(seed, "eval_episode", i))
         done, ret, length = False, 0.0, 0
         while not done:
             action = agent.act(obs, deterministic=True)

@@ -33,7 +33,6 @@ from algos.common.video import record_episode
 
 log = logging.getLogger(__name__)
 
-EVAL_SEED_OFFSET = 10_000  # evaluation episodes use seeds distinct from the training env's
 
 
 @dataclass
@@ -173,7 +172,6 @@ class Runner:
                 setattr(self, key, resume[key])
             self.best, self.last = resume["best_eval"], resume["last_eval"]
             log.info("resumed from step %d of %d", self.step, self.total)
-        self.eval_seed = cfg.seed + EVAL_SEED_OFFSET
         # Read once: an OmegaConf attribute costs microseconds, and advance() runs every env step.
         self.log_every, self.eval_every, self.checkpoint_every = cfg.log_every, cfg.eval_every, cfg.checkpoint_every
         self.last_saved: Optional[int] = self.step if resume is not None else None
@@ -248,7 +246,13 @@ class Runner:
         self._ep, self._ep_step = [], None
 
     def evaluate(self) -> None:
-        result = evaluate(self.agent, self.eval_env, self.cfg.eval_episodes, self.eval_seed)
+        # On generators of its own: what a stochastic part of the policy draws (BCQ's samples) never moves the
+        # training trajectory, so eval_every and eval_episodes leave training exactly as it was.
+        with seeding.isolated(seeding.stream(self.cfg.seed, "eval_rng")):
+            self._evaluate()
+
+    def _evaluate(self) -> None:
+        result = evaluate(self.agent, self.eval_env, self.cfg.eval_episodes, self.cfg.seed)
         if self.score_ref is not None:
             result["eval/normalized_score"] = data.normalized_score(result["eval/return_mean"], self.score_ref)
         self.last = result["eval/return_mean"]
@@ -259,7 +263,7 @@ class Runner:
                      self.last, self.cfg.stop_return, self.step)
         self.logger.log(self.step, result)
         if self.video_on and self.evals % self.cfg.eval.video_every == 0:
-            video = record_episode(self.agent, self.cfg.env, self.eval_seed, self.run_dir / "videos" / f"step{self.step}",
+            video = record_episode(self.agent, self.cfg.env, self.cfg.seed, self.run_dir / "videos" / f"step{self.step}",
                                    self.cfg.eval.fps, envs.obs_stats(self.env))
             if video is None:
                 self.video_on = False  # warned once; keep training without videos
@@ -323,7 +327,7 @@ def off_policy(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: P
                resume: Optional[dict[str, Any]] = None) -> dict[str, float]:
     a = agent.cfg  # the algorithm's dataclass (train.run converts it once): plain attributes in the hot loop
     gen = torch.Generator(device=device)
-    gen.manual_seed(cfg.seed)
+    gen.manual_seed(seeding.stream(cfg.seed, "replay"))
     buffer = ReplayBuffer(a.buffer_size, spec.obs_shape, spec.action_shape, discrete=spec.discrete,
                           device=device, generator=gen)
 
@@ -357,7 +361,7 @@ def off_policy(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: P
         # uninterrupted run made. (After a signal the checkpoint is mid-episode: that episode is dropped.)
         obs, _ = env.reset()
     else:
-        obs, _ = env.reset(seed=cfg.seed)
+        obs, _ = env.reset(seed=seeding.stream(cfg.seed, "train_env"))
     envs.share_obs_stats(env, eval_env)
 
     with run:
@@ -406,7 +410,7 @@ def offline(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: Path
     if hasattr(agent, "fit_dataset"):  # statistics of the data the agent uses (state normalisation, reward scale)
         agent.fit_dataset(arrays)
     gen = torch.Generator(device=device)
-    gen.manual_seed(cfg.seed)
+    gen.manual_seed(seeding.stream(cfg.seed, "replay"))
     buffer = ReplayBuffer(meta["size"], spec.obs_shape, spec.action_shape, discrete=spec.discrete,
                           device=device, generator=gen)
     buffer.add_batch(arrays["observations"], arrays["actions"], arrays["rewards"], arrays["next_observations"],
@@ -491,16 +495,16 @@ def on_policy(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: Pa
         seeding.set_global_rng_state(resume["rng"])
         if resume.get("vector_env") is not None and envs.vector_state(env) is not None:
             # sync envs (then and now): continue every episode exactly where it was
-            env.reset(seed=cfg.seed)
+            env.reset(seed=seeding.sub_env_seeds(cfg.seed, n))
             envs.load_vector_state(env, resume["vector_env"])
             obs = resume["obs"].numpy()
         else:  # async envs live in other processes: fresh episodes (resume is then not exact)
-            obs, _ = env.reset(seed=cfg.seed + run.step)
+            obs, _ = env.reset(seed=seeding.sub_env_seeds(seeding.stream(cfg.seed, "train_env", run.step), n))
             log.warning("resume with hardware.vector=async restarts the episodes in flight (not an exact resume)")
         if norm is not None:
             norm.load_state_dict(resume["normalizer"])  # after the reset, which updated the statistics
     else:
-        obs, _ = env.reset(seed=cfg.seed)
+        obs, _ = env.reset(seed=seeding.sub_env_seeds(cfg.seed, n))
     envs.share_obs_stats(env, eval_env)
     with run:
         while not run.done:

@@ -5,17 +5,51 @@ States are stored as plain python/torch values so checkpoints load with ``torch.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from typing import Any
 
 import numpy as np
 import torch
 
+# Every random stream of a run has a name here; its seed is drawn from numpy.random.SeedSequence(run seed) with the
+# stream's index (and an item's index: sub-env i, worker i, evaluation episode i) as spawn key. Seeds of different
+# runs, streams or items so never coincide, unlike ``seed + i`` schemes, where run 1's sub-env 0 is run 0's sub-env 1.
+# Append new names at the end: an index, once given, is part of every recorded run's trajectory.
+STREAMS = ("python", "numpy", "torch", "train_env", "eval_env", "eval_episode", "eval_rng", "replay", "sub_env", "worker",
+           "action_space", "observation_space")
+
+
+def stream(seed: int, name: str, index: int = 0) -> int:
+    """The 63-bit seed of stream ``name`` (item ``index``) of the run with seed ``seed``."""
+    words = np.random.SeedSequence(int(seed), spawn_key=(STREAMS.index(name), int(index))).generate_state(2, np.uint32)
+    return (int(words[0]) << 31) ^ int(words[1])  # below 2**63: fits torch's and gymnasium's seeds
+
+
+def sub_env_seeds(seed: int, n: int) -> list[int]:
+    """The reset seeds of a vector env's ``n`` sub-envs (gymnasium's own ``reset(seed=s)`` would give ``s + i``)."""
+    return [stream(seed, "sub_env", i) for i in range(n)]
+
 
 def seed_everything(seed: int) -> None:
+    """Seed the process-global generators (network initialisation, exploration noise) from the run's streams."""
+    random.seed(stream(seed, "python"))
+    np.random.seed(stream(seed, "numpy") % 2**32)
+    torch.manual_seed(stream(seed, "torch"))
+
+
+@contextlib.contextmanager
+def isolated(seed: int):
+    """Run a block on generators of its own (seeded with ``seed``), leaving the global ones as they were: what the
+    block draws (e.g. an evaluation's stochastic policy) never moves the training trajectory."""
+    saved = global_rng_state()
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        set_global_rng_state(saved)
 
 
 def set_threads(threads: int) -> None:
@@ -33,6 +67,8 @@ def global_rng_state() -> dict[str, Any]:
         "python": random.getstate(),
         "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
         "torch": torch.get_rng_state(),
+        # on GPU the CUDA generators too (dropout-free nets still draw exploration noise on the device)
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else [],
     }
 
 
@@ -41,6 +77,8 @@ def set_global_rng_state(state: dict[str, Any]) -> None:
     name, keys, *rest = state["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
     torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def _tuplify(x: Any) -> Any:

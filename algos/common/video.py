@@ -13,6 +13,7 @@ from typing import Optional
 import numpy as np
 
 import envs
+from algos.common import seeding
 
 log = logging.getLogger(__name__)
 
@@ -21,14 +22,14 @@ def record_episode(agent, env_cfg, seed: int, path: Path, fps: int = 30, obs_sta
                    max_frames: int = 1000) -> Optional[Path]:
     """Render one deterministic episode to ``path`` (suffix replaced by .mp4 or .gif). None if rendering failed."""
     try:
-        env, _ = envs.make(env_cfg, seed, train=False, render_mode="rgb_array")
+        env, _ = envs.make(env_cfg, seeding.stream(seed, "eval_env"), train=False, render_mode="rgb_array")
     except Exception as e:  # noqa: BLE001 - any backend problem must not stop training
         log.warning("video disabled: could not build a rendering env (%s)", str(e).splitlines()[0])
         return None
     envs.load_obs_stats(env, obs_stats)
     frames = []
     try:
-        obs, _ = env.reset(seed=seed)
+        obs, _ = env.reset(seed=seeding.stream(seed, "eval_episode", 0))  # the evaluation's first episode
         done = False
         while not done and len(frames) < max_frames:
             frames.append(env.render())

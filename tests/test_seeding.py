@@ -1,0 +1,104 @@
+"""Random streams: every stream of a run is spawned from its seed, no two seeds share one, and evaluation draws
+from a stream of its own (so how often a run evaluates never changes how it trains)."""
+
+import numpy as np
+import pytest
+
+import envs
+from algos.common import seeding
+from tests.conftest import read_rows, run_train
+from tests.test_offline import pendulum_dataset
+
+ITEMS = {"eval_episode": 100, "sub_env": 64, "worker": 16}  # items per stream that a run may use
+
+
+def run_seeds(seed: int) -> list[int]:
+    """Every seed a run of ``seed`` hands out: each stream, each item, and the spaces of each env it builds."""
+    out = [seeding.stream(seed, name, i) for name in seeding.STREAMS for i in range(ITEMS.get(name, 1))]
+    env_seeds = [seeding.stream(seed, "train_env"), seeding.stream(seed, "eval_env"), *seeding.sub_env_seeds(seed, 64)]
+    out += [seeding.stream(s, space) for s in env_seeds for space in ("action_space", "observation_space")]
+    return out
+
+
+def test_streams_of_seeds_0_to_4_share_no_seed():
+    seeds = [s for seed in range(5) for s in run_seeds(seed)]
+    assert len(set(seeds)) == len(seeds)
+    assert all(0 <= s < 2**63 for s in seeds)
+    assert seeding.stream(3, "replay") == seeding.stream(3, "replay")  # a function of (seed, stream, item) only
+
+
+def test_sub_envs_and_evaluation_episodes_of_adjacent_seeds_differ():
+    """Under ``seed + i`` schemes, seed 1's sub-env i was seed 0's sub-env i + 1 (15 of 16 shared)."""
+    cfg = envs.EnvConfig(name="cartpole", id="CartPole-v1")
+    first = {}
+    for seed in (0, 1):
+        venv, _ = envs.make_vector(cfg, seed, 16)
+        obs, _ = venv.reset(seed=seeding.sub_env_seeds(seed, 16))
+        first[seed] = {tuple(np.round(o, 6)) for o in obs}
+        venv.close()
+    assert len(first[0]) == 16 and not first[0] & first[1]
+    env, _ = envs.make(cfg, 0, train=False)
+    starts = {seed: {tuple(np.round(env.reset(seed=seeding.stream(seed, "eval_episode", i))[0], 6)) for i in range(10)}
+              for seed in (0, 1)}
+    assert not starts[0] & starts[1]
+
+
+def test_isolated_block_leaves_the_global_generators_as_they_were():
+    import random
+
+    import torch
+
+    seeding.seed_everything(0)
+    expected = (random.random(), np.random.rand(), torch.rand(1).item())
+    seeding.seed_everything(0)
+    with seeding.isolated(7):
+        inside = torch.rand(1).item()
+        random.random(), np.random.rand(), torch.randn(100)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
+    with seeding.isolated(7):
+        assert torch.rand(1).item() == inside  # the block's own stream, the same each time
+
+
+# Short runs that update from early on; a3c is left out: its workers are asynchronous, so no two of its runs train
+# alike whatever the evaluation does.
+ONLINE = {
+    "dqn": ["env=cartpole", "total_steps=800", "algo.random_steps=100", "algo.learning_starts=100"],
+    "ddpg": ["env=pendulum", "total_steps=600", "algo.random_steps=200", "algo.learning_starts=200"],
+    "td3": ["env=pendulum", "total_steps=600", "algo.random_steps=200", "algo.learning_starts=200"],
+    "sac": ["env=pendulum", "total_steps=600", "algo.random_steps=200", "algo.learning_starts=200"],
+    "a2c": ["env=cartpole", "total_steps=800", "algo.num_envs=4"],
+    "ppo": ["env=pendulum", "total_steps=512", "algo.num_envs=2", "algo.n_steps=64", "algo.n_epochs=2",
+            "algo.n_minibatches=2"],
+}
+OFFLINE = {"bc": [], "td3_bc": [], "iql": [], "cql": ["algo.num_random=2"], "bcq": ["algo.n_act=5", "algo.n_target=5"],
+           "sac_offline": []}
+
+
+def training_rows(run_dir):
+    """The rows of losses and training statistics, without wall-clock rates."""
+    rows = [{k: v for k, v in r.items() if not k.startswith(("time/", "eval/"))} for r in read_rows(run_dir)]
+    return [r for r in rows if any(k.startswith(("loss/", "train/")) for k in r)]
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    return pendulum_dataset(tmp_path_factory.mktemp("data") / "mixed", episodes=6)
+
+
+@pytest.mark.parametrize("algo", [*ONLINE, *OFFLINE])
+def test_eval_every_leaves_training_identical(tmp_path, algo, mixed):
+    if algo in ONLINE:
+        args, budget = [f"algo={algo}", *ONLINE[algo]], ["log_every=100"]
+        total = int(next(a for a in ONLINE[algo] if a.startswith("total_steps=")).partition("=")[2])
+    else:
+        args, budget = [f"algo={algo}", "env=pendulum", f"dataset.path={mixed}", *OFFLINE[algo]], ["log_every=20"]
+        total = 120
+        budget.append(f"total_updates={total}")
+    rows = {}
+    for every in (total // 4, total):  # four evaluations (eight episodes each) against one
+        run_dir = tmp_path / f"every{every}"
+        run_train(*args, *budget, f"eval_every={every}", "eval_episodes=8", f"checkpoint_every={total}",
+                  run_dir=run_dir)
+        rows[every] = training_rows(run_dir)
+    assert len(rows[total]) >= 3 and any(k.startswith("loss/") for r in rows[total] for k in r)
+    assert rows[total // 4] == rows[total]
