@@ -148,7 +148,7 @@ def precheck(argv: list[str]) -> list[str]:
 _RECORDED: dict[str, dict[str, str]] = {}
 # What a resume may change: the budget, the schedule of logs and checkpoints, logging, hardware and video.
 RESUME_SAFE = ("total_steps", "total_updates", "log_every", "checkpoint_every", "eval_every", "progress", "logger", "hardware",
-               "eval")
+               "eval", "stop_return")
 
 
 def keep_recorded_config(run_dir: Path) -> None:
