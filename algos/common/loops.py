@@ -34,7 +34,6 @@ from algos.common.video import record_episode
 log = logging.getLogger(__name__)
 
 
-
 @dataclass
 class OffPolicyConfig:
     """Settings every off-policy algorithm shares; each algorithm's config extends it."""
