@@ -154,7 +154,11 @@ def test_wandb_history_of_a_killed_and_resumed_run_is_one_x_axis(tmp_path, sig):
     proc.send_signal(sig)
     proc.wait(timeout=120)
     assert not (run_dir / "done").exists(), "the run finished before it could be stopped"
-    run_train(*args[:-1], run_dir=run_dir)
+    # The resume in a process of its own too: its exit is what guarantees W&B's writer has flushed the segment (an
+    # in-process run's wandb-core may still be writing when the test reads, measured under pytest-xdist).
+    resumed = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=tmp_path, env=env, capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
     segments = sorted((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(segments) == 2 and len({p.name for p in segments}) == 1  # two segments, one run id
     kept, highest = [], -1
