@@ -39,6 +39,7 @@ class EnvConfig:
     eval_every: int = positive(5_000)  # default evaluation interval (env steps) for this env
     normalize_obs: bool = False  # running mean/std observation normalisation (training env; eval shares stats)
     normalize_reward: bool = False  # on-policy only: rewards divided by the running std of the discounted return
+    obs_clip: float = any_value(0.0)  # with normalize_obs: normalised observations clipped to +-obs_clip (<= 0: off)
     reward_shift: float = any_value(0.0)  # training reward becomes (r + reward_shift) * reward_scale
     reward_scale: float = any_value(1.0)  # e.g. Pendulum's (r + 8) / 8: env.reward_shift=8 env.reward_scale=0.125
     kwargs: dict[str, Any] = field(default_factory=dict)  # extra keyword arguments for gym.make
@@ -142,6 +143,9 @@ def make(cfg: EnvConfig, seed: int, *, train: bool = True, render_mode: Optional
         env = gym.wrappers.NormalizeObservation(env)
         if not train:
             env.update_running_mean = False
+        if cfg.obs_clip > 0:
+            bound = cfg.obs_clip
+            env = gym.wrappers.TransformObservation(env, lambda o: np.clip(o, -bound, bound), env.observation_space)
     if train and (cfg.reward_shift != 0.0 or cfg.reward_scale != 1.0):
         shift, scale = cfg.reward_shift, cfg.reward_scale
         env = gym.wrappers.TransformReward(env, lambda r: (r + shift) * scale)
@@ -196,24 +200,27 @@ class VecNormalize(gym.vector.VectorWrapper):
 
     Observations: ``(o - mean) / sqrt(var + 1e-8)`` with the running mean and variance of every observation seen,
     the formula of gymnasium's ``NormalizeObservation``, so an evaluation env with that wrapper reading these
-    statistics (:func:`share_obs_stats`) gives the policy the same inputs. The real final observation of an
+    statistics (:func:`share_obs_stats`) gives the policy the same inputs; with ``obs_clip`` > 0 both clip the
+    result to +-obs_clip (as SB3's VecNormalize, CleanRL and Tianshou do at 10). The real final observation of an
     episode (``info["final_obs"]``, used to bootstrap at a time limit) is normalised the same way.
     Rewards: divided by the running std of each sub-env's discounted return (reset when its episode ends) and
     clipped to +-10; the episode returns logged by ``RecordEpisodeStatistics`` inside the sub-envs stay raw.
     The statistics are part of the checkpoint (:meth:`state_dict`), so a resumed run continues exactly.
     """
 
-    def __init__(self, env: gym.vector.VectorEnv, obs: bool, reward: bool, gamma: float):
+    def __init__(self, env: gym.vector.VectorEnv, obs: bool, reward: bool, gamma: float, obs_clip: float = 0.0):
         super().__init__(env)
         from gymnasium.wrappers.utils import RunningMeanStd
 
         self.norm_obs, self.norm_reward, self.gamma = obs, reward, gamma
+        self.obs_clip = obs_clip if obs_clip > 0 else np.inf
         self.obs_rms = RunningMeanStd(shape=env.single_observation_space.shape)
         self.ret_rms = RunningMeanStd(shape=())
         self.returns = np.zeros(env.num_envs)
 
     def _normalise(self, obs: np.ndarray) -> np.ndarray:
-        return np.float32((obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + _NORM_EPS))
+        z = (obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + _NORM_EPS)
+        return np.float32(np.clip(z, -self.obs_clip, self.obs_clip))
 
     def _observe(self, obs: np.ndarray) -> np.ndarray:
         if not self.norm_obs:
@@ -275,7 +282,7 @@ def make_vector(cfg: EnvConfig, seed: int, num_envs: int, vector: str = "sync",
     else:
         raise EnvError(f"hardware.vector={vector} is not supported; allowed: sync, async")
     if cfg.normalize_obs or cfg.normalize_reward:
-        env = VecNormalize(env, cfg.normalize_obs, cfg.normalize_reward, gamma)
+        env = VecNormalize(env, cfg.normalize_obs, cfg.normalize_reward, gamma, cfg.obs_clip)
     return env, spec
 
 

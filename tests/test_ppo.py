@@ -156,3 +156,22 @@ def test_resume_with_a_longer_budget_keeps_the_lr_schedule(tmp_path, compose_cfg
     train.run(cfg, envs.probe(cfg.env), run_dir)
     state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     assert state["anneal_horizon"] == 1024 and state["agent"]["optimizer"]["param_groups"][0]["lr"] == 0.0
+
+
+def test_obs_clip_bounds_normalised_observations_in_training_and_evaluation():
+    # a constant observation entry has ~0 variance: a later deviation normalises to a huge value unless clipped
+    cfg = EnvConfig(name="p", id="Pendulum-v1", normalize_obs=True, obs_clip=0.5)
+    venv, _ = envs.make_vector(cfg, seed=0, num_envs=2)
+    obs, _ = venv.reset(seed=0)
+    for _ in range(3):
+        obs, *_ = venv.step(np.ones((2, 1), np.float32))
+        assert np.abs(obs).max() <= 0.5
+    eval_env, _ = envs.make(cfg, seed=3, train=False)
+    envs.share_obs_stats(venv, eval_env)
+    assert envs.obs_stats(eval_env) == envs.obs_stats(venv)
+    o, _ = eval_env.reset(seed=3)
+    assert np.abs(o).max() <= 0.5
+    unclipped, _ = envs.make_vector(EnvConfig(name="p", id="Pendulum-v1", normalize_obs=True), seed=0, num_envs=2)
+    unclipped.reset(seed=0)
+    assert max(np.abs(unclipped.step(np.ones((2, 1), np.float32))[0]).max() for _ in range(3)) > 0.5
+    venv.close(), eval_env.close(), unclipped.close()
