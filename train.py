@@ -13,6 +13,7 @@ import re
 import shutil
 import sys
 import time
+from collections.abc import Generator
 from pathlib import Path
 from typing import Optional
 
@@ -386,6 +387,12 @@ def auto_threads(cfg: DictConfig, module) -> tuple[int, str]:
 def run(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> float:
     """Train one run in this process (a fresh one, or a resume from ``run_dir``'s checkpoint); returns the final
     evaluation return. It never exits the process: failures are raised (:data:`KNOWN_FAILURES`)."""
+    return loops.drive(steps(cfg, spec, run_dir))
+
+
+def steps(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> Generator[int, None, float]:
+    """:func:`run` one step at a time: yields after each step of its loop, returns the final evaluation return.
+    Several runs can so share a process, one step each in turn (:func:`loops.interleave`)."""
     module = algos.get(cfg.algo.name)
     threads, why = auto_threads(cfg, module)
     seeding.set_threads(threads)
@@ -429,8 +436,7 @@ def run(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> float:
     log.info("run dir: %s", run_dir)
     exit_code, start = 1, time.time()
     try:
-        loop = module.LOOP if callable(module.LOOP) else getattr(loops, module.LOOP)
-        result = loop(cfg, agent, env, eval_env, spec, logger, run_dir, device, resume)
+        result = yield from loops.get(module.LOOP)(cfg, agent, env, eval_env, spec, logger, run_dir, device, resume)
         logger.summary({"eval/final_return": result["final"], "eval/best_return": result["best"],
                         "time/total_s": time.time() - start})
         if cfg.logger.artifacts:

@@ -29,8 +29,8 @@ import torch
 from torch import nn
 from torch.distributions import Categorical, Normal
 
-from algos.common.loops import OnPolicyConfig
 from algos.common.nets import ActionScaler, mlp
+from algos.common.on_policy import OnPolicyConfig
 from algos.common.rollout import RolloutBatch
 from algos.common.settings import any_value, non_negative, one_of, positive, unit
 from envs import EnvSpec
@@ -41,7 +41,7 @@ LOOP = "on_policy"
 
 @dataclass
 class A2CConfig(OnPolicyConfig):
-    name: str = "a2c"  # num_envs 16, n_steps 5, gamma 0.99, gae_lambda 1 (algos/common/loops.py: OnPolicyConfig)
+    name: str = "a2c"  # num_envs 16, n_steps 5, gamma 0.99, gae_lambda 1 (algos/common/on_policy.py: OnPolicyConfig)
     lr: float = positive(7e-4)  # learning rate
     optimizer: str = one_of("rmsprop", "rmsprop", "adam")  # rmsprop | adam
     rms_alpha: float = unit(0.99, high_open=True)  # RMSprop smoothing constant

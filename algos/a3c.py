@@ -38,8 +38,9 @@ import torch.multiprocessing as mp
 import envs
 from algos.a2c import A2C, A2CConfig
 from algos.common import seeding
-from algos.common.loops import Runner, collect_rollout
+from algos.common.on_policy import collect_rollout
 from algos.common.rollout import RolloutStorage
+from algos.common.runner import Runner
 from algos.common.settings import one_of, positive
 
 log = logging.getLogger(__name__)
@@ -150,12 +151,9 @@ def loop(cfg, agent: A3C, env, eval_env, spec: envs.EnvSpec, logger, run_dir, de
     stop = ctx.Event()
     queue = ctx.Queue()
 
-    def loop_state() -> dict[str, Any]:
-        return {"agent": agent.state_dict()}
-
-    run = Runner(cfg, agent, env, eval_env, logger, run_dir, loop_state, resume)
-    if resume is not None:
-        agent.load_state_dict(resume["agent"])
+    run = Runner(cfg, agent, env, eval_env, logger, run_dir, resume)
+    run.track("agent", agent.state_dict, agent.load_state_dict)
+    if run.restore():
         counter.value = run.step
     plain = OmegaConf.to_container(cfg, resolve=True)
     workers = [ctx.Process(target=_worker, args=(r, plain, spec, agent.net, agent.shared_state, counter, stop, queue,
@@ -174,8 +172,9 @@ def loop(cfg, agent: A3C, env, eval_env, spec: envs.EnvSpec, logger, run_dir, de
                     dead = [r for r in running if not workers[r].is_alive()]
                     if dead:
                         raise RuntimeError(f"A3C worker {dead[0]} died (exit code {workers[dead[0]].exitcode})") from None
-                    if run.guard.signum is not None:
+                    if run.signum is not None:
                         run.advance(0, 0)  # checkpoints and raises Interrupted
+                    yield run.step
                     continue
                 kind = msg[0]
                 if kind == "error":
@@ -190,6 +189,7 @@ def loop(cfg, agent: A3C, env, eval_env, spec: envs.EnvSpec, logger, run_dir, de
                     run.advance(steps, 1, metrics)
                     if run.done:
                         stop.set()  # stop_return reached: the workers finish their rollout and exit
+                yield run.step
     finally:
         stop.set()
         for w in workers:

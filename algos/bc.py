@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from algos.common.buffer import Batch
-from algos.common.loops import OfflineConfig
 from algos.common.nets import ActionScaler, adam, mlp
+from algos.common.offline import OfflineConfig
 from algos.common.settings import positive
 from envs import EnvSpec
 

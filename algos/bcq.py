@@ -34,8 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from algos.common.buffer import Batch
-from algos.common.loops import OfflineConfig
 from algos.common.nets import ActionScaler, Critic, adam, hard_update, load_state_of, minimize, mlp, soft_update, state_of
+from algos.common.offline import OfflineConfig
 from algos.common.settings import non_negative, positive, unit
 from envs import EnvSpec
 

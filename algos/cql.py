@@ -35,8 +35,8 @@ from dataclasses import dataclass
 import torch
 
 from algos.common.buffer import Batch
-from algos.common.loops import OfflineConfig
 from algos.common.nets import adam
+from algos.common.offline import OfflineConfig
 from algos.common.settings import non_negative, one_of, positive
 from algos.sac import SAC, SACLoss
 from envs import EnvSpec

@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 
 from algos.common.buffer import Batch
-from algos.common.loops import OffPolicyConfig
 from algos.common.nets import adam, hard_update, minimize, mlp, soft_update
+from algos.common.off_policy import OffPolicyConfig
 from algos.common.settings import any_value, at_least, non_negative, positive, unit
 from envs import EnvSpec
 

@@ -34,8 +34,8 @@ import torch
 from torch import nn
 
 from algos.common.buffer import Batch
-from algos.common.loops import OfflineConfig
 from algos.common.nets import ActionScaler, Critic, adam, hard_update, minimize, mlp, soft_update
+from algos.common.offline import OfflineConfig
 from algos.common.settings import any_value, non_negative, positive, unit
 from envs import EnvSpec
 

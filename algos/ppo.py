@@ -7,7 +7,7 @@ as Huang et al. list them in "The 37 Implementation Details of Proximal Policy O
 
 Implementation details:
 1. One rollout = ``num_envs`` x ``n_steps`` transitions from the vector env (the loop shared with A2C,
-   ``algos/common/loops.py``), with the log-probability and V(s) of each action when it was taken.
+   ``algos/common/on_policy.py``), with the log-probability and V(s) of each action when it was taken.
 2. GAE(lambda) advantages and returns; a truncated episode bootstraps from V(real final observation) exactly as
    in A2C (``algos/common/rollout.py``), a terminated one does not.
 3. ``n_epochs`` passes over the rollout, each in ``n_minibatches`` shuffled minibatches. Per minibatch:
@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from algos.a2c import A2C, ActorCritic, orthogonal_init
-from algos.common.loops import OnPolicyConfig
+from algos.common.on_policy import OnPolicyConfig
 from algos.common.rollout import RolloutBatch
 from algos.common.settings import any_value, non_negative, positive, unit
 from envs import EnvSpec

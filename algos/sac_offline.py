@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from algos.common.loops import OfflineConfig
+from algos.common.offline import OfflineConfig
 from algos.sac import SAC, SACLoss
 
 ACTION_SPACES = ("continuous",)

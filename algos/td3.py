@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from algos.common.buffer import Batch
-from algos.common.loops import OffPolicyConfig
 from algos.common.nets import ActionScaler, Critic, adam, hard_update, minimize, mlp, soft_update
+from algos.common.off_policy import OffPolicyConfig
 from algos.common.settings import at_least, non_negative, one_of, positive, unit
 from envs import EnvSpec
 

@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from algos.common.buffer import Batch
-from algos.common.loops import OfflineConfig
 from algos.common.nets import minimize, soft_update
+from algos.common.offline import OfflineConfig
 from algos.common.settings import non_negative, positive, unit
 from algos.td3 import TD3
 from envs import EnvSpec

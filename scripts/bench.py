@@ -252,7 +252,7 @@ class SB3:
 
 
 def bench_a2c(env_id: str, steps: int) -> dict:
-    from algos.common.loops import collect_rollout
+    from algos.common.on_policy import collect_rollout
     from algos.common.rollout import RolloutStorage
 
     module, cfg, spec, agent = make_agent("a2c", env_id, {})

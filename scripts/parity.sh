@@ -3,13 +3,18 @@
 # then compare their eval returns at every evaluation (identical when the change keeps the arithmetic).
 #
 #     bash scripts/parity.sh f185339            # old commit; results in runs/results/parity/{old,new}/<run>
+#     QUICK=1 bash scripts/parity.sh f185339    # shorter runs, and every loop kind: DQN, DDPG, TD3, SAC, A2C,
+#                                               # PPO and CQL (on the SAC run's recorded replay); runs/results/parity_quick
 #
-# One run at a time, 1 torch thread each (about 25 min on 2 cores). Finished runs are skipped on a rerun.
+# One run at a time, 1 torch thread each (about 25 min on 2 cores; QUICK about 10 min on one core). Finished runs
+# are skipped on a rerun. Identical arithmetic gives identical returns at any budget, so QUICK suffices for a
+# refactoring; the long set also shows how far learning gets.
 set -euo pipefail
 OLD_REV=${1:?usage: scripts/parity.sh <old commit>}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PY:-$ROOT/.venv/bin/python}
 OUT=$ROOT/runs/results/parity
+[ "${QUICK:-0}" = 1 ] && OUT=$ROOT/runs/results/parity_quick
 OLD_TREE=$(mktemp -d /tmp/parity_old.XXXX)
 git -C "$ROOT" worktree add --detach "$OLD_TREE" "$OLD_REV" >/dev/null
 trap 'git -C "$ROOT" worktree remove --force "$OLD_TREE"' EXIT
@@ -24,6 +29,19 @@ run() {  # run <old|new> <name> overrides...
         hydra.run.dir="$OUT/$ver/$name" > "$OUT/$ver.$name.log" 2>&1)
 }
 for ver in old new; do
+    if [ "${QUICK:-0}" = 1 ]; then
+        for a in td3 sac ddpg; do
+            run $ver ${a}_pendulum_s0 algo=$a env=pendulum total_steps=3000 eval_every=1000 seed=0 \
+                algo.random_steps=500 algo.learning_starts=500 $([ $a = sac ] && echo dataset.record=true)
+        done
+        run $ver dqn_cartpole_s0 algo=dqn env=cartpole total_steps=10000 eval_every=2500 seed=0
+        run $ver a2c_cartpole_s0 algo=a2c env=cartpole total_steps=30000 eval_every=5000 seed=0
+        run $ver ppo_pendulum_s0 algo=ppo env=pendulum total_steps=16384 eval_every=4096 seed=0
+        # both trees train on the old tree's recorded replay (identical to the new one's when the SAC runs are)
+        run $ver cql_pendulum_s0 algo=cql env=pendulum dataset.path="$OUT/old/sac_pendulum_s0/dataset.npz" \
+            total_updates=1500 eval_every=500 seed=0
+        continue
+    fi
     for s in 0 1; do
         for a in td3 sac ddpg; do
             run $ver ${a}_pendulum_s$s algo=$a env=pendulum total_steps=10000 eval_every=1000 seed=$s

@@ -86,13 +86,15 @@ def _in_process(argv: list[str], cwd: Path, env: dict) -> subprocess.CompletedPr
     return subprocess.CompletedProcess(["train.py", *argv], code, out.getvalue(), err.getvalue())
 
 
-def run_train(*args: str, run_dir: Path, timeout: float = 600, check: bool = True, env: dict | None = None):
-    """Run train.py with logging off unless asked, output in run_dir (in this process; see IN_PROCESS)."""
+def run_train(*args: str, run_dir: Path, timeout: float = 600, check: bool = True, env: dict | None = None,
+              own_process: bool = False):
+    """Run train.py with logging off unless asked, output in run_dir (in this process, see IN_PROCESS, unless
+    ``own_process``: for tests that read what another process writes, such as W&B's service, after the run)."""
     argv = [*args, f"hydra.run.dir={run_dir}", "progress=false"]
     if not any(a.startswith("logger=") for a in args):
         argv.append("logger=none")
     extra = {"WANDB_DIR": str(run_dir.parent), **(env or {})}
-    if IN_PROCESS:
+    if IN_PROCESS and not own_process:
         proc = _in_process(argv, run_dir.parent, extra)
     else:
         proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *argv], cwd=run_dir.parent, capture_output=True,

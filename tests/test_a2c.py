@@ -7,7 +7,7 @@ import torch
 
 import envs
 from algos.a2c import A2C, A2CConfig
-from algos.common.loops import collect_rollout
+from algos.common.on_policy import collect_rollout
 from algos.common.rollout import RolloutStorage, compute_returns
 from envs import EnvConfig
 

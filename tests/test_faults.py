@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from algos.common import checkpoint
-from algos.common.loops import _first_non_finite
+from algos.common.runner import _first_non_finite
 from tests.conftest import ROOT, run_train
 
 
@@ -93,7 +93,7 @@ def test_diverged_policy_is_named_not_the_env(tmp_path, monkeypatch, compose_cfg
     import envs
     import train
     from algos import sac
-    from algos.common.loops import NonFiniteError
+    from algos.common.runner import NonFiniteError
 
     cfg = compose_cfg("algo=sac", "env=pendulum", "total_steps=600", "eval_every=600", "eval_episodes=1",
                       "algo.random_steps=100", "algo.learning_starts=100", "logger=none", "progress=false")

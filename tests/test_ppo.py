@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import envs
-from algos.common.loops import collect_rollout
+from algos.common.on_policy import collect_rollout
 from algos.common.rollout import RolloutStorage
 from algos.ppo import PPO, PPOConfig, clipped_surrogate, standardise
 from envs import EnvConfig

@@ -102,3 +102,79 @@ def test_eval_every_leaves_training_identical(tmp_path, algo, mixed):
         rows[every] = training_rows(run_dir)
     assert len(rows[total]) >= 3 and any(k.startswith("loss/") for r in rows[total] for k in r)
     assert rows[total // 4] == rows[total]
+
+
+INTERLEAVED = {  # short runs that each draw from the global generators (exploration, sampled actions) and update
+    "sac": ["algo=sac", *ONLINE["sac"]],
+    "dqn": ["algo=dqn", *ONLINE["dqn"]],
+    "ppo": ["algo=ppo", *ONLINE["ppo"]],
+}
+
+
+def test_runs_interleaved_in_one_process_train_as_each_alone(tmp_path, compose_cfg):
+    """Three runs stepped in turn in one process (one env step, or rollout, each) log exactly what each logs alone:
+    their random state is their own, and the process's one signal handler serves all of them."""
+    import signal
+
+    import train
+    from algos.common import loops, runner
+    from algos.common.validate import validate
+
+    def steps(name: str, where: str):
+        cfg = compose_cfg(*INTERLEAVED[name], "seed=3", "logger=none", "progress=false", "eval_every=200",
+                          "eval_episodes=2", "log_every=100", "checkpoint_every=100000")
+        run_dir = tmp_path / where / name
+        run_dir.mkdir(parents=True)
+        return train.steps(cfg, validate(cfg), run_dir)
+
+    def rows(where: str, name: str):
+        return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in read_rows(tmp_path / where / name)]
+
+    for name in INTERLEAVED:
+        loops.drive(steps(name, "alone"))
+    before = signal.getsignal(signal.SIGTERM)
+    seen = []
+    gens = [steps(name, "together") for name in INTERLEAVED]
+
+    def watch():  # while all three run: one handler for the process, and it is ours
+        for _ in range(50):
+            seen.append((len(runner.SIGNALS.active), signal.getsignal(signal.SIGTERM)))
+            yield
+
+    finals = loops.interleave([*gens, watch()])
+    assert signal.getsignal(signal.SIGTERM) == before and not runner.SIGNALS.active
+    assert (3, runner.SIGNALS._handle) in seen
+    assert all(final is not None for final in finals[:3])
+    for name in INTERLEAVED:
+        alone, together = rows("alone", name), rows("together", name)
+        assert len(alone) >= 5 and any("eval/return_mean" in r for r in alone)
+        assert together == alone, name
+
+
+def test_a_signal_stops_every_interleaved_run_at_a_checkpoint(tmp_path, compose_cfg):
+    import os
+    import signal
+
+    import train
+    from algos.common import checkpoint, loops, runner
+    from algos.common.validate import validate
+
+    gens, dirs = [], []
+    for name in ("sac", "dqn"):
+        cfg = compose_cfg(*INTERLEAVED[name], "logger=none", "progress=false", "eval_every=10000", "checkpoint_every=100000")
+        dirs.append(tmp_path / name)
+        dirs[-1].mkdir()
+        gens.append(train.steps(cfg, validate(cfg), dirs[-1]))
+
+    def sender():
+        for i in range(300):
+            if i == 250:
+                os.kill(os.getpid(), signal.SIGTERM)
+            yield
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(runner.Interrupted):
+        loops.interleave([*gens, sender()])
+    assert signal.getsignal(signal.SIGTERM) == before and not runner.SIGNALS.active
+    steps = [checkpoint.load(d)["step"] for d in dirs]
+    assert all(250 <= s <= 260 for s in steps), steps  # each wrote its checkpoint at its next step after the signal

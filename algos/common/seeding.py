@@ -52,6 +52,31 @@ def isolated(seed: int):
         set_global_rng_state(saved)
 
 
+class RunRandom:
+    """One run's state of the global generators (python, numpy, torch, CUDA), when several runs share a process.
+
+    Network initialisation, exploration noise and stochastic policies draw from the global generators (as
+    ``torch.nn.init`` and ``torch.distributions`` do), so each run keeps its own copy of their state and
+    :meth:`active` puts it in place while that run's code runs, then puts back what was there. A run alone in its
+    process never needs this; interleaved runs (``loops.interleave``) each get one, and so draw exactly what they
+    would draw alone. (Other streams, such as envs' and the replay sampler's, are generator objects of the run.)
+    """
+
+    def __init__(self):
+        self.state: dict[str, Any] | None = None  # None until the run has first run (it seeds itself then)
+
+    @contextlib.contextmanager
+    def active(self):
+        outer = global_rng_state()
+        if self.state is not None:
+            set_global_rng_state(self.state)
+        try:
+            yield
+        finally:
+            self.state = global_rng_state()
+            set_global_rng_state(outer)
+
+
 def set_threads(threads: int) -> None:
     if threads > 0:
         torch.set_num_threads(threads)

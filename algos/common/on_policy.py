@@ -1,0 +1,122 @@
+"""The on-policy loop (A2C, PPO): rollouts of ``num_envs`` vector envs x ``n_steps``, one update phase per rollout.
+
+The :class:`~algos.common.runner.Runner` does logging, evaluation, checkpoints and signals; this module holds the
+rollout collection and the settings that belong to it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from omegaconf import MISSING
+
+import envs
+from algos.common import seeding
+from algos.common.rollout import RolloutStorage
+from algos.common.runner import Runner
+from algos.common.settings import positive, unit
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class OnPolicyConfig:
+    """Settings every on-policy algorithm shares: the rollout (how many envs, how many steps each) and its returns."""
+
+    name: str = MISSING
+    gamma: float = unit(0.99)  # discount
+    num_envs: int = positive(16)  # parallel envs (one vector env); a rollout holds num_envs x n_steps transitions
+    n_steps: int = positive(5)  # env steps per env per rollout
+    gae_lambda: float = unit(1.0)  # 1: n-step returns; < 1: GAE(lambda)
+
+
+def collect_rollout(agent, env, storage: RolloutStorage, obs: np.ndarray, gamma: float,
+                    on_episode: Callable[[int, float, int], None]) -> np.ndarray:
+    """Step the vector env ``storage.n_steps`` times, filling ``storage``; returns the last observation.
+
+    A sub-env cut by its time limit (truncated, not terminated) gets gamma * V(real final observation) added to
+    its reward at that step, and the step is marked done: the return stops there but still bootstraps.
+    ``on_episode(t, return, length)`` is called for each finished episode.
+    """
+    for t in range(storage.n_steps):
+        action, env_action, value, log_prob = agent.step(obs)
+        next_obs, reward, terminated, truncated, info = env.step(env_action)
+        reward = reward.astype(np.float32)
+        cut = truncated & ~terminated
+        if cut.any():
+            final = np.stack([info["final_obs"][i] for i in np.flatnonzero(cut)])
+            reward[cut] += gamma * agent.value(final).cpu().numpy()
+        storage.add(obs, action, reward, terminated | truncated, value, log_prob)
+        obs = next_obs
+        if "final_info" in info and "episode" in info["final_info"]:
+            ep = info["final_info"]["episode"]
+            for i in np.flatnonzero(info["final_info"]["_episode"]):
+                on_episode(t, float(ep["r"][i]), int(ep["l"][i]))
+    return obs
+
+
+def loop(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: Path, device: torch.device,
+         resume: Optional[dict[str, Any]] = None) -> Generator[int, None, dict[str, float]]:
+    """``num_envs`` envs x ``n_steps`` per rollout, then ``agent.update(rollout)``; yields the env step after each.
+
+    ``env`` is a vector env in SAME_STEP autoreset mode (see ``envs.make_vector``), with ``envs.VecNormalize`` on
+    top when observations or rewards are normalised: its statistics are saved in the checkpoint and shared
+    (read-only) with the evaluation env.
+    """
+    a, n = agent.cfg, env.num_envs
+    storage = RolloutStorage(a.n_steps, n, spec.obs_shape, spec.action_shape, spec.discrete, device)
+    norm = env if isinstance(env, envs.VecNormalize) else None
+    # The episodes in flight: every sub-env's state and the observations the next rollout starts from.
+    cur: dict[str, Any] = {"obs": None, "exact": False}
+
+    # The learning-rate schedule's horizon is the budget the run started with: a resume with a longer
+    # total_steps continues the same schedule (then holds at its end) instead of jumping back up.
+    horizon = resume.get("anneal_horizon", cfg.total_steps) if resume is not None else cfg.total_steps
+
+    def load_envs(state: Optional[dict[str, Any]]) -> None:
+        if state is not None and envs.vector_state(env) is not None:
+            # sync envs (then and now): continue every episode exactly where it was
+            env.reset(seed=seeding.sub_env_seeds(cfg.seed, n))
+            envs.load_vector_state(env, state)
+            cur["exact"] = True
+        else:  # async envs live in other processes: fresh episodes (resume is then not exact)
+            cur["obs"], _ = env.reset(seed=seeding.sub_env_seeds(seeding.stream(cfg.seed, "train_env", run.step), n))
+            log.warning("resume with hardware.vector=async restarts the episodes in flight (not an exact resume)")
+
+    def load_obs(obs: torch.Tensor) -> None:
+        if cur["exact"]:
+            cur["obs"] = obs.numpy()
+
+    run = Runner(cfg, agent, env, eval_env, logger, run_dir, resume, save_on_ctrl_c=False)
+    run.track("agent", agent.state_dict, agent.load_state_dict)
+    run.track("vector_env", lambda: envs.vector_state(env), load_envs, optional=True)
+    run.track("obs", lambda: torch.as_tensor(cur["obs"]), load_obs)
+    # after the envs' reset, which updated the statistics
+    run.track("normalizer", lambda: norm.state_dict() if norm is not None else None,
+              lambda s: norm.load_state_dict(s) if norm is not None else None, optional=True)
+    run.track("obs_stats", lambda: envs.obs_stats(env))  # for readers (scripts/evaluate.py); the normalizer restores
+    run.track("anneal_horizon", lambda: horizon)  # read above, before the agent's schedule starts
+    if not run.restore():
+        cur["obs"], _ = env.reset(seed=seeding.sub_env_seeds(cfg.seed, n))
+    envs.share_obs_stats(env, eval_env)
+    with run:
+        while not run.done:
+            obs = collect_rollout(agent, env, storage, cur["obs"], a.gamma,
+                                  lambda t, r, length: run.episode(r, length, at_step=run.step + (t + 1) * n))
+            cur["obs"] = obs
+            if not spec.discrete:
+                run.check_finite("action (policy output; the agent's weights may have diverged)", storage.actions)
+            run.check_finite("reward", storage.rewards)
+            run.check_finite("observation", storage.obs)
+            batch = storage.batch(agent.value(obs), a.gamma, a.gae_lambda)
+            agent.set_progress(run.step / horizon)
+            metrics = agent.update(batch)
+            run.advance(a.n_steps * n, metrics.pop("updates", 1), metrics)
+            yield run.step
+    return run.result()
