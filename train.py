@@ -134,6 +134,7 @@ def precheck(argv: list[str]) -> list[str]:
                  "start a new run without hydra.run.dir or pick another directory")
         out.append(f"{key}={value}")
     compose_check(out)
+    out = name_swept_settings(out)
     run_dir = next((a.partition("=")[2] for a in out if a.startswith("hydra.run.dir=")), None)
     if run_dir and "${" not in run_dir and not any(a in ("-m", "--multirun", "--cfg", "-c") for a in out):
         try:
@@ -142,6 +143,31 @@ def precheck(argv: list[str]) -> list[str]:
             fail(str(e))
         keep_recorded_config(Path(run_dir))
     return out
+
+
+# Settings that name a sweep job's directory already (its algo/env/seed/dataset part).
+IDENTITY_KEYS = ("algo", "env", "seed", "dataset", "dataset.name", "dataset.id", "dataset.path")
+_EXCLUDE = "hydra.job.config.override_dirname.exclude_keys"
+
+
+def name_swept_settings(argv: list[str]) -> list[str]:
+    """In a sweep, every setting swept besides algo, env, seed and dataset becomes part of each job's directory
+    (``hydra.job.override_dirname``, read by ``${variant:}`` in the sweep subdir), so ``-m algo.lr=1e-3,1e-4`` runs
+    two jobs in two directories instead of the second finding the first's and being skipped as finished. Settings
+    given one value are left out: the directories of ordinary sweeps stay ``<algo>/<env>/seed<k>``."""
+    if not any(a in ("-m", "--multirun") for a in argv) or any(a.lstrip("+~").startswith(_EXCLUDE) for a in argv):
+        return argv
+    identity = (*IDENTITY_KEYS, "env.id") if "env=gym" in argv else IDENTITY_KEYS  # env=gym's directory is its id
+    keep, drop = set(), set(identity)
+    for a in argv:
+        key, sep, value = a.partition("=")
+        key = key.lstrip("+~")
+        if a.startswith("-") or not sep or key.startswith(("hydra.", "hydra/")):
+            continue
+        swept = "(" in value or len(_split_sweep(value)) > 1
+        (keep if swept and key not in identity else drop).add(key)
+    drop -= keep
+    return [*argv, f"{_EXCLUDE}=[{','.join(sorted(drop))}]"]
 
 
 # A resumed run's recorded config, read before Hydra rewrites .hydra/: the settings the checkpoint was trained with,
@@ -384,6 +410,16 @@ def auto_threads(cfg: DictConfig, module) -> tuple[int, str]:
     return threads, why
 
 
+def swept_settings(prefix: str = "") -> str:
+    """The settings this sweep job varies besides algo, env, seed and dataset (see :func:`name_swept_settings`),
+    after ``prefix``; "" outside a sweep or when there are none."""
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return ""
+    named = OmegaConf.select(HydraConfig.get(), "job.config.override_dirname.exclude_keys")
+    dirname = HydraConfig.get().job.override_dirname
+    return f"{prefix}{dirname}" if named and dirname else ""
+
+
 def run(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> float:
     """Train one run in this process (a fresh one, or a resume from ``run_dir``'s checkpoint); returns the final
     evaluation return. It never exits the process: failures are raised (:data:`KNOWN_FAILURES`)."""
@@ -430,7 +466,7 @@ def steps(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> Generator[int, 
     # attribute costs microseconds (a third of a DQN run's time; docs/results.md, Speed).
     agent = module.Agent(OmegaConf.to_object(cfg.algo), spec, device)
     logger = Logger(cfg.logger, run_dir, config=OmegaConf.to_container(cfg, resolve=True),
-                    group=f"{cfg.algo.name}-{cfg.env.name}", name=f"seed{cfg.seed}",
+                    group=f"{cfg.algo.name}-{cfg.env.name}{swept_settings('-')}", name=f"seed{cfg.seed}",
                     tags=[cfg.algo.name, cfg.env.name, f"seed{cfg.seed}"],
                     run_id=resume["wandb_id"] if resume else None, resume_step=resume["step"] if resume else None)
     log.info("run dir: %s", run_dir)

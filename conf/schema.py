@@ -70,6 +70,12 @@ def data_dir(name: Optional[str], dataset_id: Optional[str], path: Optional[str]
     return ""
 
 
+def variant(override_dirname: Optional[str]) -> str:
+    """``/<swept settings>`` for a sweep job whose sweep varies settings other than algo, env, seed and dataset
+    (``train.precheck`` keeps only those in ``hydra.job.override_dirname``), else ``""``."""
+    return "/" + str(override_dirname).replace("/", "_") if override_dirname else ""
+
+
 def register() -> None:
     global _registered
     if _registered:
@@ -87,6 +93,8 @@ def register() -> None:
     # ${data_dir:...} in run directories: an offline run's dataset is part of where it lives, so the same algo, env
     # and seed on two datasets never share a directory (in a sweep the second would be skipped as finished)
     OmegaConf.register_new_resolver("data_dir", data_dir, replace=True)
+    # ${variant:...} in sweep job directories: jobs of `-m algo.lr=1e-3,1e-4 seed=0` get one directory each
+    OmegaConf.register_new_resolver("variant", variant, replace=True)
     _registered = True
 
 

@@ -44,6 +44,21 @@ def iqm(values) -> float:
     return float(v[cut:len(v) - cut].mean())
 
 
+def sweep_variant(run_dir: Path) -> str:
+    """The settings a sweep varied besides algo, env, seed and dataset, as its job directory names them ("" for a
+    single run or a sweep over those only)."""
+    from omegaconf import OmegaConf
+
+    path = run_dir / ".hydra" / "hydra.yaml"
+    if not path.exists():
+        return ""
+    hydra = OmegaConf.load(path).hydra
+    excluded = OmegaConf.select(hydra, "job.config.override_dirname.exclude_keys") or []
+    if str(OmegaConf.select(hydra, "mode")) not in ("MULTIRUN", "RunMode.MULTIRUN") or not excluded:
+        return ""  # not a sweep job, or one from before sweeps named their swept settings
+    return str(OmegaConf.select(hydra, "job.override_dirname") or "")
+
+
 def load_run(run_dir: Path, max_step: int | None = None) -> dict | None:
     cfg_path = run_dir / ".hydra" / "config.yaml"
     if not cfg_path.exists():
@@ -64,7 +79,11 @@ def load_run(run_dir: Path, max_step: int | None = None) -> dict | None:
     env = cfg.env.get("id") or cfg.env.name
     if offline:  # one row per dataset: the same env with other data is another experiment
         env = f"{env} / {ds.get('id') or Path(ds.get('path')).stem}"
-    return {"dir": run_dir, "algo": cfg.algo.name, "env": env, "seed": cfg.seed, "metric": key,
+    algo = cfg.algo.name
+    variant = sweep_variant(run_dir)
+    if variant:  # a sweep over other settings: one row per setting (algo.lr=0.001 and 0.0001 are two experiments)
+        algo = f"{algo} ({variant})"
+    return {"dir": run_dir, "algo": algo, "env": env, "seed": cfg.seed, "metric": key,
             "evals": evals, "sps": float(np.median(sps)) if sps else float("nan"), "done": (run_dir / "done").exists(),
             "offline": offline}
 

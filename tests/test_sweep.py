@@ -39,6 +39,19 @@ def test_two_tasks_two_seeds_sweep(tmp_path, launcher):
     assert (tmp_path / "sweep" / "report" / "CartPole-v1.png").exists()
 
 
+def test_swept_settings_get_their_own_directories_groups_and_report_rows(tmp_path):
+    proc = sweep(tmp_path, "env=cartpole", "seed=0", "algo.lr=0.001,0.0001", "logger=wandb")
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    jobs = sorted((tmp_path / "sweep" / "dqn" / "cartpole").glob("*/seed0"))
+    # the settings given one value (total_steps, eval_every, ...) name nothing; the swept one names each job
+    assert [j.parent.name for j in jobs] == ["algo.lr=0.0001", "algo.lr=0.001"]
+    assert all((j / "done").exists() for j in jobs)
+    groups = [json.loads((j / "wandb_run.json").read_text())["group"] for j in jobs]
+    assert groups == ["dqn-cartpole-algo.lr=0.0001", "dqn-cartpole-algo.lr=0.001"]
+    report = (tmp_path / "sweep" / "report" / "report.md").read_text()
+    assert "| CartPole-v1 | dqn (algo.lr=0.0001) | 1 (0) |" in report and "| CartPole-v1 | dqn (algo.lr=0.001) | 1 (0) |" in report
+
+
 def test_failed_job_is_listed_and_only_it_reruns(tmp_path):
     args = ["env=gym", "env.id=CartPole-v1,tests.crashing_env:NaNRewardCartPole-v0", "logger=none",
             "total_steps=2000", "eval_every=1000"]
