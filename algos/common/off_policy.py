@@ -13,25 +13,22 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-from omegaconf import MISSING, OmegaConf
+from omegaconf import OmegaConf
 
 import data
 import envs
 from algos.common import seeding
 from algos.common.buffer import ReplayBuffer
 from algos.common.runner import Runner
-from algos.common.settings import at_least, non_negative, positive, unit
+from algos.common.settings import MinibatchConfig, at_least, non_negative, positive
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class OffPolicyConfig:
+class OffPolicyConfig(MinibatchConfig):
     """Settings every off-policy algorithm shares; each algorithm's config extends it."""
 
-    name: str = MISSING
-    gamma: float = unit(0.99)  # discount
-    batch_size: int = positive(256)  # transitions per gradient update
     buffer_size: int = positive(1_000_000)  # replay capacity (transitions)
     learning_starts: int = at_least(1, 1_000)  # updates begin once the buffer holds this many transitions
     random_steps: int = non_negative(0)  # uniform random actions for the first random_steps env steps

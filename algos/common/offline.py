@@ -13,25 +13,20 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-from omegaconf import MISSING
 
 import data
 import envs
 from algos.common import seeding
 from algos.common.buffer import ReplayBuffer
 from algos.common.runner import Runner
-from algos.common.settings import positive, unit
+from algos.common.settings import MinibatchConfig
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class OfflineConfig:
+class OfflineConfig(MinibatchConfig):
     """Settings every offline algorithm shares: no replay buffer, no random or learning starts (the dataset is the buffer)."""
-
-    name: str = MISSING
-    gamma: float = unit(0.99)  # discount
-    batch_size: int = positive(256)  # transitions per gradient update
 
 
 def loop(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: Path, device: torch.device,

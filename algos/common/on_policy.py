@@ -14,23 +14,20 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
-from omegaconf import MISSING
 
 import envs
 from algos.common import seeding
 from algos.common.rollout import RolloutStorage
 from algos.common.runner import Runner
-from algos.common.settings import positive, unit
+from algos.common.settings import AlgoConfig, positive, unit
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class OnPolicyConfig:
+class OnPolicyConfig(AlgoConfig):
     """Settings every on-policy algorithm shares: the rollout (how many envs, how many steps each) and its returns."""
 
-    name: str = MISSING
-    gamma: float = unit(0.99)  # discount
     num_envs: int = positive(16)  # parallel envs (one vector env); a rollout holds num_envs x n_steps transitions
     n_steps: int = positive(5)  # env steps per env per rollout
     gae_lambda: float = unit(1.0)  # 1: n-step returns; < 1: GAE(lambda)

@@ -12,6 +12,8 @@ import dataclasses
 import math
 from typing import Any, Optional
 
+from omegaconf import MISSING
+
 KEY = "allowed"
 
 
@@ -84,6 +86,21 @@ def one_of(default, *choices):
 def any_value(default):
     """Every value is allowed (a log-std, an offset, a seed-free constant): declared, not forgotten."""
     return _field(default, Allowed())
+
+
+@dataclasses.dataclass
+class AlgoConfig:
+    """What every algorithm's settings start with: its name and discount. Each loop kind's config extends it."""
+
+    name: str = MISSING  # each algo yaml sets it
+    gamma: float = unit(0.99)  # discount
+
+
+@dataclasses.dataclass
+class MinibatchConfig(AlgoConfig):
+    """Settings of the algorithms that learn from minibatches of stored transitions (off-policy and offline)."""
+
+    batch_size: int = positive(256)  # transitions per gradient update
 
 
 def allowed(f: dataclasses.Field) -> Optional[Allowed]:
