@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 import algos  # noqa: E402
 import data  # noqa: E402
 import envs  # noqa: E402
-from algos.common import checkpoint, loops, seeding  # noqa: E402
+from algos.common import checkpoint, loops, seeding, sweep  # noqa: E402
 from algos.common.logger import Logger, read_metrics  # noqa: E402
 from algos.common.validate import ConfigError, fit_starts, validate  # noqa: E402
 from conf.schema import register  # noqa: E402
@@ -596,10 +596,12 @@ def cli(argv: list[str]) -> int:
     try:
         sys.argv = [saved[0] if saved else "train.py", *precheck(list(argv))]
         main()
-        return 0
+        return 1 if sweep.finish_open_sweeps() else 0
     except SystemExit as e:
-        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        return max(code, 1) if sweep.finish_open_sweeps() else code
     finally:
+        sweep._OPEN.clear()
         sys.argv = saved
         for key in list(_LOCKS):
             release(Path(key))

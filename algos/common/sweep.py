@@ -25,9 +25,37 @@ def summarize(sweep_dir: Path) -> tuple[list[Path], list[Path]]:
     return [j for j in jobs if (j / "done").exists()], [j for j in jobs if not (j / "done").exists()]
 
 
+# The sweep directory of a multirun that started and has not ended: when a launcher raises (submitit, after one of
+# its jobs was SIGKILLed), Hydra skips on_multirun_end, and train.cli writes the summary and report with finish().
+_OPEN: list[Path] = []
+
+
+def finish_open_sweeps() -> bool:
+    """Summary and report of a sweep whose launcher failed before Hydra's end-of-sweep callback; True if there was one."""
+    ended = False
+    while _OPEN:
+        sweep_dir = _OPEN.pop()
+        log.error("the launcher stopped before the end of sweep %s (a job's process died); its summary follows", sweep_dir)
+        try:
+            SweepReport.finish(sweep_dir)
+        except SystemExit:
+            pass
+        ended = True
+    return ended
+
+
 class SweepReport(Callback):
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _OPEN.append(Path(config.hydra.sweep.dir))
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
+        if sweep_dir in _OPEN:
+            _OPEN.remove(sweep_dir)
+        self.finish(sweep_dir)
+
+    @classmethod
+    def finish(cls, sweep_dir: Path) -> None:
         finished, failed = summarize(sweep_dir)
         log.info("sweep %s: %d jobs finished, %d failed or unfinished", sweep_dir, len(finished), len(failed))
         for job in failed:
@@ -36,7 +64,7 @@ class SweepReport(Callback):
         if failed:
             log.warning("rerun the same command to run only these jobs (finished ones are skipped)")
         try:
-            self._report(sweep_dir, finished)
+            cls._report(sweep_dir, finished)
         finally:
             if failed:  # the sweep's exit code says that not every job finished
                 raise SystemExit(1)
