@@ -97,6 +97,8 @@ class Logger:
         self.run_id = run_id
         if cfg.backend == "wandb" and cfg.mode != "disabled":
             self._init_wandb(cfg, config, group, name, tags, run_id, job_type)
+            if resume_step is not None:
+                self._relog_unsaved(resume_step)
 
     def _init_wandb(self, cfg, config, group, name, tags, run_id, job_type) -> None:
         os.environ.setdefault("WANDB_SILENT", "true")
@@ -129,6 +131,27 @@ class Logger:
              "job_type": job_type, "mode": self.run.settings.mode}) + "\n")
         self.run.define_metric("step")
         self.run.define_metric("*", step_metric="step")
+
+    def _relog_unsaved(self, resume_step: int) -> None:
+        """Log again, in this resumed segment, the rows up to the checkpoint that no earlier segment's ``.wandb``
+        file holds: a SIGKILL cuts that file at its last written block (up to 32 KiB of rows), and those rows would
+        otherwise be missing after ``wandb sync`` although ``metrics.jsonl`` has them. A row the server already
+        has is dropped by it (its step is not above the run's highest), so logging too much never duplicates."""
+        current = Path(self.run.dir).parent
+        saved = -1
+        for f in self.run_dir.glob("wandb/*run-*/run-*.wandb"):
+            if f.parent == current:
+                continue
+            try:
+                saved = max([saved, *(int(r.get("step", r.get("_step", -1))) for r in wandb_history(f))])
+            except Exception:  # noqa: BLE001 - an unreadable segment holds nothing we can count on
+                continue
+        rows = [r for r in read_metrics(self.path, warn=False) if saved < r["step"] <= resume_step]
+        for r in rows:
+            self.run.log({k: v for k, v in r.items() if not isinstance(v, str)}, step=r["step"])
+        if rows:
+            log.info("W&B: logged again %d row(s), steps %d-%d, that the stopped segment had not saved",
+                     len(rows), rows[0]["step"], rows[-1]["step"])
 
     def log(self, step: int, metrics: dict[str, Any]) -> None:
         row = {"step": int(step)}
