@@ -141,6 +141,8 @@ def precheck(argv: list[str]) -> list[str]:
             own(Path(run_dir))  # before Hydra writes the run's .hydra/ files there
         except RunDirBusy as e:
             fail(str(e))
+        if (Path(run_dir) / ".hydra").is_dir():
+            _REUSED.add(str(Path(run_dir).resolve()))
         keep_recorded_config(Path(run_dir))
     return out
 
@@ -173,6 +175,7 @@ def name_swept_settings(argv: list[str]) -> list[str]:
 # A resumed run's recorded config, read before Hydra rewrites .hydra/: the settings the checkpoint was trained with,
 # and what to put back if this resume is refused (so the next plain resume still works).
 _RECORDED: dict[str, dict[str, str]] = {}
+_REUSED: set[str] = set()  # run directories given on the command line that already held a run
 # What a resume may change: the budget, the schedule of logs and checkpoints, logging, hardware and video.
 RESUME_SAFE = ("total_steps", "total_updates", "log_every", "checkpoint_every", "eval_every", "progress", "logger", "hardware",
                "eval", "stop_return")
@@ -353,8 +356,19 @@ def expand_resume(argv: list[str]) -> list[str]:
         fail(f"resume={run_dir}: that run is finished (results in {run_dir}/metrics.jsonl); nothing to resume")
     from omegaconf import OmegaConf
 
+    try:
+        recorded = OmegaConf.to_container(OmegaConf.load(saved))
+    except Exception as e:  # noqa: BLE001 - YAML errors of any kind
+        recorded = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    if not isinstance(recorded, list) or not all(isinstance(a, str) and "=" in a for a in recorded):
+        why = recorded if isinstance(recorded, str) else "not a list of key=value overrides"
+        fail(f"resume={run_dir}: {saved} is damaged ({why}); nothing was changed. To resume, give the run's "
+             f"settings again with hydra.run.dir={run_dir} (the checkpoint refuses any that differ)")
+    if not checkpoint.exists(run_dir):
+        fail(f"resume={run_dir}: no checkpoint there (the run stopped before its first); nothing was changed. To "
+             f"start it again: python train.py {' '.join(recorded)}")
     merged: dict[str, str] = {}  # later overrides of the same key win
-    for arg in [*OmegaConf.load(saved), *rest]:
+    for arg in [*recorded, *rest]:
         merged[arg.partition("=")[0]] = arg
     merged["hydra.run.dir"] = f"hydra.run.dir={run_dir}"
     return list(merged.values())
@@ -578,7 +592,8 @@ def _checked_run(cfg: DictConfig, run_dir: Path, multirun: bool) -> float:
             OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
             fitted = [f"algo.{k}={cfg.algo[k]}" for k in ("random_steps", "learning_starts") if k in cfg.algo]
             OmegaConf.save(OmegaConf.create([*OmegaConf.load(saved), *fitted]), saved)
-    if not multirun and not checkpoint.exists(run_dir):  # after the fitted starts joined the overrides, as the twin's did
+    reused = str(run_dir.resolve()) in _REUSED  # a requeue of this run, not a new one: its twins are not news
+    if not multirun and not reused and not checkpoint.exists(run_dir):  # after the fitted starts joined the overrides
         for twin in unfinished_twins(run_dir)[-1:]:
             log.warning("starting a new run from step 0, but %s is an unfinished run of these settings; "
                         "to continue it instead: python train.py resume=%s", twin, twin)
@@ -606,6 +621,7 @@ def cli(argv: list[str]) -> int:
         for key in list(_LOCKS):
             release(Path(key))
         _RECORDED.clear()
+        _REUSED.clear()
         GlobalHydra.instance().clear()
         root = logging.getLogger()
         for h in list(root.handlers):

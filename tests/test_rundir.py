@@ -73,3 +73,27 @@ def test_a_new_run_names_the_unfinished_run_of_the_same_settings(tmp_path):
     assert f"is an unfinished run of these settings; to continue it instead: python train.py resume={first}" in out
     other = run_train(*args[:-1], "checkpoint_every=1000", run_dir=base / "c")  # other settings: not the same run
     assert "unfinished run" not in other.stdout + other.stderr
+
+
+def test_resume_without_a_checkpoint_or_with_damaged_overrides_is_refused_untouched(tmp_path):
+    run_dir = tmp_path / "run"
+    run_train("algo=dqn", "env=cartpole", "total_steps=600", "eval_every=600", "eval_episodes=1", run_dir=run_dir)
+    (run_dir / "done").unlink()
+    saved = run_dir / ".hydra" / "overrides.yaml"
+    cases = {"no checkpoint": None, "empty": "", "not YAML": "{{{ [\n", "not a list": "total_steps: 5\n"}
+    for what, text in cases.items():
+        if text is None:
+            for p in run_dir.glob("checkpoint*.pt"):
+                p.unlink()
+        else:
+            saved.write_text(text)
+        before = {p.name: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+        proc = run_train(f"resume={run_dir}", run_dir=run_dir, check=False)
+        err = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(err) == 1, (what, proc.stderr[-2000:])
+        needle = "no checkpoint there" if text is None else "overrides.yaml is damaged"
+        assert err[0].startswith(f"error: resume={run_dir}: ") and needle in err[0], (what, err[0])
+        assert {p.name: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before, what
+    # no checkpoint: the refusal gives the command that starts the run again
+    saved.write_text("- algo=dqn\n- env=cartpole\n")
+    assert "python train.py algo=dqn env=cartpole" in run_train(f"resume={run_dir}", run_dir=run_dir, check=False).stderr
