@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Generator
@@ -504,6 +505,14 @@ def steps(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> Generator[int, 
         log.warning("%s at a checkpoint; resume with: python train.py resume=%s", e, run_dir)
         exit_code = 128 + e.signum
         raise
+    except KeyboardInterrupt:  # a second Ctrl-C before the first was acted on: stop now, no traceback
+        if checkpoint.exists(run_dir):
+            log.warning("stopped at once by a second Ctrl-C; resume from its last checkpoint with: "
+                        "python train.py resume=%s", run_dir)
+        else:
+            log.warning("stopped at once by a second Ctrl-C, before the run's first checkpoint: nothing to resume")
+        exit_code = 128 + signal.SIGINT
+        raise loops.Interrupted(signal.SIGINT) from None
     finally:
         logger.close(exit_code)
         env.close()

@@ -12,7 +12,7 @@ import torch
 
 from algos.common import checkpoint
 from algos.common.runner import _first_non_finite
-from tests.conftest import ROOT, run_train
+from tests.conftest import ROOT, read_rows, run_train
 
 
 @pytest.mark.parametrize("algo", ["dqn", "a2c"])
@@ -108,3 +108,33 @@ def test_diverged_policy_is_named_not_the_env(tmp_path, monkeypatch, compose_cfg
     with pytest.raises(NonFiniteError, match=r"non-finite action \(policy output; the agent's weights may have diverged\) at env step 301"):
         (tmp_path / "run").mkdir()
         train.run(cfg, envs.probe(cfg.env), tmp_path / "run")
+
+
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_during_a_long_evaluation_stops_at_once_and_the_resume_makes_that_evaluation(tmp_path, presses):
+    """One Ctrl-C during an evaluation of thousands of episodes stops it within a step (it used to wait for the
+    evaluation to end); two in a row stop at once too, in one line, no traceback. The resumed run makes the
+    evaluation it owes first, so every evaluation is in metrics.jsonl once."""
+    run_dir = tmp_path / "run"
+    args = ["total_steps=1000", "eval_every=500", "eval_episodes=8000", "log_every=100", "checkpoint_every=250",
+            "logger=none", "progress=false", f"hydra.run.dir={run_dir}"]
+    cmd = [sys.executable, str(ROOT / "train.py"), *args]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    metrics = run_dir / "metrics.jsonl"
+    while time.time() < deadline and not (metrics.exists() and '"step": 500' in metrics.read_text()):
+        time.sleep(0.05)
+    time.sleep(0.5)  # inside the evaluation at step 500 (about 10 s long)
+    sent = time.time()
+    for _ in range(presses):
+        proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert time.time() - sent < 5, "the evaluation was not interrupted"
+    log = out + err
+    assert proc.returncode == 130 and "Traceback" not in log, log[-3000:]
+    assert "resume" in log and not (run_dir / "done").exists()
+    rows = [r for r in read_rows(run_dir) if "eval/return_mean" in r]
+    assert [r["step"] for r in rows] == []
+    resumed = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert [r["step"] for r in read_rows(run_dir) if "eval/return_mean" in r] == [500, 1000]

@@ -7,18 +7,21 @@ import numpy as np
 from algos.common import seeding
 
 
-def evaluate(agent, env, episodes: int, seed: int) -> dict[str, float]:
+def evaluate(agent, env, episodes: int, seed: int, stop=None) -> dict[str, float] | None:
     """Run ``episodes`` deterministic episodes of the run with seed ``seed``; episode ``i`` starts from
     ``reset(seed=seeding.stream(seed, "eval_episode", i))`` (no two runs' evaluation episodes share a seed).
 
     The same seeds are used at every evaluation, so successive evaluations differ only by the policy.
-    Returns are the environment's own rewards (evaluation envs have no reward reshaping).
+    Returns are the environment's own rewards (evaluation envs have no reward reshaping). ``stop()``, asked
+    before every step, ends the evaluation early (a signal arrived): it then returns None.
     """
     returns, lengths = [], []
     for i in range(episodes):
         obs, _ = env.reset(seed=seeding.stream(seed, "eval_episode", i))
         done, ret, length = False, 0.0, 0
         while not done:
+            if stop is not None and stop():
+                return None
             action = agent.act(obs, deterministic=True)
             obs, reward, terminated, truncated, _ = env.step(action)
             ret += float(reward)

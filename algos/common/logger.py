@@ -74,6 +74,14 @@ def read_metrics(path: str | Path, warn: bool = True) -> list[dict]:
     return rows
 
 
+class BelowWarning(logging.Filter):
+    """Lets through records below WARNING: the console's stdout handler shows progress, its stderr handler the
+    warnings and errors (conf/config.yaml's hydra.job_logging), so ``2>`` catches every problem a run reports."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.WARNING
+
+
 class Logger:
     def __init__(self, cfg: LoggerConfig, run_dir: str | Path, *, config: dict, group: str, name: str,
                  tags: list[str], run_id: Optional[str] = None, resume_step: Optional[int] = None,

@@ -154,6 +154,7 @@ class Runner:
         self.solved = False  # an evaluation reached cfg.stop_return: the run ends at this step
         self.best = self.last = float("-inf")
         self.signum: Optional[int] = None  # set by ProcessSignals
+        self.eval_pending = False  # a signal stopped the evaluation of this step: the resumed run makes it first
         # Read once: an OmegaConf attribute costs microseconds, and advance() runs every env step.
         self.log_every, self.eval_every, self.checkpoint_every = cfg.log_every, cfg.eval_every, cfg.checkpoint_every
         self.last_saved: Optional[int] = None
@@ -186,6 +187,7 @@ class Runner:
         for key in _COUNTERS:
             setattr(self, key, resume[key])
         self.best, self.last = resume["best_eval"], resume["last_eval"]
+        self.eval_pending = bool(resume.get("eval_pending", False))
         self.last_saved = self.step
         self.step_rate, self.update_rate = Rate(self.step), Rate(self.updates)
         for name, (_, load, optional) in self.parts.items():
@@ -200,7 +202,7 @@ class Runner:
 
     def state(self) -> dict[str, Any]:
         return {"step": self.step, "updates": self.updates, "episodes": self.episodes, "evals": self.evals,
-                "best_eval": self.best, "last_eval": self.last,
+                "best_eval": self.best, "last_eval": self.last, "eval_pending": self.eval_pending,
                 "algo_starts": {k: int(self.cfg.algo[k]) for k in ("random_steps", "learning_starts") if k in self.cfg.algo},
                 "wandb_id": self.logger.run_id, "config": OmegaConf.to_container(self.cfg, resolve=True),
                 **{name: save() for name, (save, _, _) in self.parts.items()}}
@@ -266,7 +268,14 @@ class Runner:
             self._evaluate()
 
     def _evaluate(self) -> None:
-        result = evaluate(self.agent, self.eval_env, self.cfg.eval_episodes, self.cfg.seed)
+        self.eval_pending = True  # until it has finished: a checkpoint taken on the way (a second Ctrl-C) owes it
+        result = evaluate(self.agent, self.eval_env, self.cfg.eval_episodes, self.cfg.seed,
+                          stop=lambda: self.signum is not None)
+        if result is None:  # a signal: stop now; the checkpoint remembers that this step's evaluation is owed
+            log.warning("%s during the evaluation at step %d: it is made first when the run resumes",
+                        signal.Signals(self.signum).name, self.step)
+            return
+        self.eval_pending = False
         if self.score_ref is not None:
             result["eval/normalized_score"] = data.normalized_score(result["eval/return_mean"], self.score_ref)
         self.last = result["eval/return_mean"]
@@ -332,6 +341,8 @@ class Runner:
         self.bar = tqdm(total=self.total, initial=self.step, disable=not self.cfg.progress, unit=self.unit,
                         dynamic_ncols=True, desc=f"{self.cfg.algo.name} {self.cfg.env.name}", mininterval=1.0)
         SIGNALS.enter(self)
+        if self.eval_pending:  # owed by the segment a signal stopped mid-evaluation; made on the restored agent
+            self.evaluate()
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
