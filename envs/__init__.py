@@ -108,15 +108,53 @@ def spec_of(env: gym.Env) -> EnvSpec:
     raise EnvError(f"{env.spec.id}: action space {act_space} is neither Discrete nor Box")
 
 
+def _import_mujoco() -> None:
+    """Import MuJoCo, which loads the GL backend that MUJOCO_GL names. Training needs no renderer: if that backend
+    cannot load (MUJOCO_GL=osmesa without libOSMesa, a misspelt value), warn once and import MuJoCo without one
+    (videos are then skipped with their own warning)."""
+    import sys
+
+    if "mujoco" in sys.modules:
+        return
+    import logging
+
+    logging.getLogger("OpenGL").setLevel(logging.WARNING)  # its INFO lines about libraries it could not load
+    try:
+        import mujoco  # noqa: F401
+    except Exception as e:  # noqa: BLE001 - PyOpenGL fails in several ways (AttributeError, RuntimeError, ...)
+        backend = os.environ.get("MUJOCO_GL")
+        for name in [m for m in sys.modules if m.split(".")[0] in ("mujoco", "OpenGL")]:
+            del sys.modules[name]
+        os.environ.pop("MUJOCO_GL", None)
+        os.environ.pop("PYOPENGL_PLATFORM", None)
+        try:
+            import mujoco  # noqa: F401
+        except Exception as e2:  # noqa: BLE001
+            raise EnvError(f"MuJoCo cannot be imported ({str(e2).splitlines()[0]}); reinstall it with "
+                           "`pip install gymnasium[mujoco]`") from e2
+        logging.getLogger(__name__).warning(
+            "MUJOCO_GL=%s cannot be used (%s); training without a renderer (videos need MUJOCO_GL=egl, package "
+            "libegl1, or MUJOCO_GL=osmesa, package libosmesa6)", backend, str(e).splitlines()[0] if str(e) else type(e).__name__)
+
+
 def _base(cfg: EnvConfig, render_mode: Optional[str] = None) -> gym.Env:
     check_id(cfg.id)
     kwargs = dict(cfg.kwargs)
     if cfg.max_episode_steps is not None:
         kwargs["max_episode_steps"] = cfg.max_episode_steps
+    entry = str(getattr(gym.spec(cfg.id), "entry_point", ""))
+    if "mujoco" in entry:
+        _import_mujoco()
     try:
         return gym.make(cfg.id, render_mode=render_mode, **kwargs)
     except gym.error.DependencyNotInstalled as e:
-        raise EnvError(f"env.id={cfg.id}: a dependency is missing ({e}); install it with `pip install gymnasium[mujoco]`") from e
+        package = "gymnasium[box2d]" if "box2d" in entry else "gymnasium[mujoco]" if "mujoco" in entry else "the package named above"
+        raise EnvError(f"env.id={cfg.id}: a dependency is missing ({e}); install it with `pip install {package}`") from e
+    except TypeError as e:  # an env.kwargs key the env's constructor does not take
+        if not kwargs:
+            raise
+        raise EnvError(f"env.kwargs for {cfg.id}: {e}; allowed: the keyword arguments of its constructor "
+                       f"(entry point {entry})") from e
 
 
 def probe(cfg: EnvConfig) -> EnvSpec:

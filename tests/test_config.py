@@ -131,6 +131,7 @@ def test_validation_one_line_errors(compose_cfg, overrides, needle):
     (["env=gym"], "env.id must be set (it has no default); env=gym needs a gymnasium id"),
     (["seed=0,1"], "Ambiguous value for argument 'seed=0,1': to sweep over these values add --multirun (-m)"),
     (["+totl_steps=500"], "totl_steps is not a setting of the run config"),
+    (["+env.kwargs.foo=1"], "env.kwargs for CartPole-v1: CartPoleEnv.__init__() got an unexpected keyword argument 'foo'"),
 ])
 def test_train_refuses_bad_input_before_work(tmp_path, args, needle):
     run_dir = tmp_path / "run"

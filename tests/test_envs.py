@@ -83,3 +83,24 @@ def test_vector_env_state_round_trip(name, env_id):
         for u, v in zip(x, y):
             assert np.array_equal(u, v)
     env.close()
+
+
+@pytest.mark.parametrize("backend", ["bogus", "osmesa"])
+def test_a_gl_backend_that_cannot_load_does_not_stop_training(tmp_path, backend):
+    """Training needs no renderer: a MUJOCO_GL that cannot load (misspelt, or osmesa without its library) is one
+    warning, and the MuJoCo run goes on (a process of its own: MuJoCo reads MUJOCO_GL once, at import)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = ("import os, sys; sys.path.insert(0, sys.argv[1]); import envs; from omegaconf import OmegaConf; "
+            "from conf.schema import register; register(); "
+            "cfg = OmegaConf.merge(OmegaConf.structured(envs.EnvConfig), {'name': 'hopper', 'id': 'Hopper-v5'}); "
+            "env, spec = envs.make(cfg, 0); env.reset(seed=0); print('stepped', env.step(env.action_space.sample())[1])")
+    proc = subprocess.run([sys.executable, "-c", code, str(ROOT)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "MUJOCO_GL": backend}, cwd=tmp_path)
+    assert proc.returncode == 0 and "stepped" in proc.stdout, proc.stderr[-2000:]
+    if backend == "bogus" or "libOSMesa" in proc.stderr:  # osmesa may be installed where this runs
+        assert f"MUJOCO_GL={backend} cannot be used" in proc.stderr and "Traceback" not in proc.stderr
