@@ -52,7 +52,7 @@ class BadInput(ValueError):
 
 # Failures a run reports in one line (no traceback), and the process's exit code for each: the one place they map.
 KNOWN_FAILURES = (BadInput, ConfigError, loops.NonFiniteError, loops.Interrupted, checkpoint.CheckpointError,
-                  data.DatasetError)
+                  data.DatasetError, envs.EnvFailed)
 
 
 def exit_code(e: BaseException) -> int:
@@ -505,6 +505,14 @@ def steps(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> Generator[int, 
         log.warning("%s at a checkpoint; resume with: python train.py resume=%s", e, run_dir)
         exit_code = 128 + e.signum
         raise
+    except envs.EnvFailed as e:  # the env's own error: one line on the console, its traceback in train.log
+        import traceback
+
+        for h in logging.getLogger().handlers:
+            if isinstance(h, logging.FileHandler):
+                h.stream.write("".join(traceback.format_exception(e.__cause__ or e)))
+                h.flush()
+        raise envs.EnvFailed(f"{e}; its traceback is in {run_dir / 'train.log'}") from e.__cause__
     except KeyboardInterrupt:  # a second Ctrl-C before the first was acted on: stop now, no traceback
         if checkpoint.exists(run_dir):
             log.warning("stopped at once by a second Ctrl-C; resume from its last checkpoint with: "

@@ -30,6 +30,29 @@ class EnvError(ValueError):
     """A problem with the requested environment, phrased for the user in one line."""
 
 
+class EnvFailed(RuntimeError):
+    """The environment itself raised while the run used it (in reset or step): the run stops in one line naming
+    the env and its error; the traceback goes to the run's train.log."""
+
+
+class _Guard(gym.Wrapper):
+    """Innermost wrapper: an exception from the env's own reset or step becomes :class:`EnvFailed`."""
+
+    def reset(self, **kwargs):
+        try:
+            return self.env.reset(**kwargs)
+        except Exception as e:
+            raise EnvFailed(f"{self.env.spec.id if self.env.spec else self.env}: its reset raised "
+                            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+
+    def step(self, action):
+        try:
+            return self.env.step(action)
+        except Exception as e:
+            raise EnvFailed(f"{self.env.spec.id if self.env.spec else self.env}: its step raised "
+                            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+
+
 @dataclass
 class EnvConfig:
     name: str = MISSING  # short name used in run directories and W&B groups
@@ -142,7 +165,7 @@ def _base(cfg: EnvConfig, render_mode: Optional[str] = None) -> gym.Env:
     kwargs = dict(cfg.kwargs)
     if cfg.max_episode_steps is not None:
         kwargs["max_episode_steps"] = cfg.max_episode_steps
-    entry = str(getattr(gym.spec(cfg.id), "entry_point", ""))
+    entry = str(getattr(gym.envs.registry.get(cfg.id.split(":", 1)[-1]), "entry_point", ""))  # check_id imported it
     if "mujoco" in entry:
         _import_mujoco()
     try:
@@ -174,7 +197,7 @@ def make(cfg: EnvConfig, seed: int, *, train: bool = True, render_mode: Optional
     Episode statistics are recorded before any reward change, so logged returns are always the raw ones.
     A vector env's sub-envs (``sub_env``) are not normalised one by one: :class:`VecNormalize` does it over all.
     """
-    env = _base(cfg, render_mode)
+    env = _Guard(_base(cfg, render_mode))
     spec = spec_of(env)
     env = gym.wrappers.RecordEpisodeStatistics(env)
     if cfg.normalize_obs and not sub_env:

@@ -138,3 +138,13 @@ def test_ctrl_c_during_a_long_evaluation_stops_at_once_and_the_resume_makes_that
     resumed = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert [r["step"] for r in read_rows(run_dir) if "eval/return_mean" in r] == [500, 1000]
+
+
+def test_an_env_that_raises_mid_run_is_one_line_and_its_traceback_goes_to_train_log(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_train("env=gym", "env.id=tests.crashing_env:CrashingCartPole-v0", "total_steps=1000", run_dir=run_dir,
+                     check=False)
+    err = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr, proc.stderr[-2000:]
+    assert len(err) == 1 and "CrashingCartPole-v0: its step raised RuntimeError: injected crash in the env" in err[0]
+    assert "injected crash in the env" in (run_dir / "train.log").read_text().split("Traceback", 1)[1]

@@ -79,6 +79,8 @@ def fit_starts(cfg: DictConfig, explicit: set[str]) -> list[str]:
                    f"allowed: algo.{key} < total_steps")
         elif a[key] > STARTS_SHARE * total:
             new = max(int(STARTS_SHARE * total), min(a.get("batch_size", 1), a[key]), 1)
+            if new == a[key]:  # already as low as one batch: nothing to scale
+                continue
             notes.append(f"algo.{key}: the default {a[key]} is over {STARTS_SHARE:.0%} of total_steps={total}; "
                          f"using {new} (set algo.{key} to choose)")
             a[key] = new
