@@ -38,6 +38,8 @@ from typing import Any, Optional
 import numpy as np
 
 FORMAT = 1
+# What read() needs from a manifest; anything missing is a manifest not written by write() (or edited since).
+MANIFEST_KEYS = ("format", "sha256", "size", "env_id", "obs_shape", "action_shape", "discrete")
 FIELDS = ("observations", "actions", "rewards", "next_observations", "terminations", "truncations", "episode_ids")
 
 
@@ -122,7 +124,13 @@ def read(path: str | Path, spec=None) -> tuple[dict[str, np.ndarray], dict[str, 
         meta = json.loads(manifest.read_text())
     except json.JSONDecodeError as e:
         raise DatasetError(f"{manifest}: manifest is not valid JSON ({e})") from e
-    if _sha256(npz) != meta.get("sha256"):
+    missing = [k for k in MANIFEST_KEYS if k not in meta] if isinstance(meta, dict) else list(MANIFEST_KEYS)
+    if missing:
+        raise DatasetError(f"{manifest}: the manifest lacks {', '.join(missing)}; it was not written by data.write "
+                           "or has been edited (write the dataset again: `make datasets` or scripts/collect.py)")
+    if meta["format"] != FORMAT:
+        raise DatasetError(f"{manifest}: dataset format {meta['format']!r}; this version reads format {FORMAT}")
+    if _sha256(npz) != meta["sha256"]:
         raise DatasetError(f"dataset {npz} is corrupted or truncated (its sha256 differs from {manifest.name})")
     try:
         with np.load(npz) as f:
@@ -138,6 +146,9 @@ def read(path: str | Path, spec=None) -> tuple[dict[str, np.ndarray], dict[str, 
             raise DatasetError(f"dataset {npz} ({meta['env_id']}: obs {tuple(meta['obs_shape'])}, actions "
                                f"{tuple(meta['action_shape'])}) does not match env {spec.id} (obs {spec.obs_shape}, "
                                f"actions {spec.action_shape if not spec.discrete else 'discrete'})")
+        if meta["env_id"] != spec.id:  # same shapes, another task (or version: Hopper-v4 data on Hopper-v5)
+            raise DatasetError(f"dataset {npz} was recorded on {meta['env_id']}, not on env {spec.id}; pick the env "
+                               f"it was recorded on or another dataset")
     return arrays, meta
 
 

@@ -51,13 +51,27 @@ def test_bad_datasets_fail_with_one_line(tmp_path):
         data.read(path)
     cases["truncated"] = str(e.value)
     good = data.write(tmp_path / "g", *tiny(), env_id="Fake-v0", source={}, discrete=False)
-    spec = EnvSpec("Other-v0", (5,), False, 0, (2,), None, None, 10)
-    with pytest.raises(data.DatasetError) as e:
-        data.read(good, spec)
-    cases["shape"] = str(e.value)
+    meta = json.loads(good.with_suffix(".json").read_text())
+    for name, env_id, obs in (("shape", "Fake-v0", (5,)), ("env", "Other-v0", tuple(meta["obs_shape"]))):
+        spec = EnvSpec(env_id, obs, False, 0, tuple(meta["action_shape"]), None, None, 10)
+        with pytest.raises(data.DatasetError) as e:
+            data.read(good, spec)
+        cases[name] = str(e.value)
     assert "not found" in cases["missing"] and "corrupted or truncated" in cases["corrupt"]
-    assert "corrupted or truncated" in cases["truncated"] and "does not match env Other-v0" in cases["shape"]
-    assert all("\n" not in m and ".npz" in m for m in cases.values())
+    assert "corrupted or truncated" in cases["truncated"] and "does not match env Fake-v0" in cases["shape"]
+    assert "recorded on Fake-v0, not on env Other-v0" in cases["env"]
+    manifest = good.with_suffix(".json")
+    for key in data.MANIFEST_KEYS:  # a manifest missing any key it needs names the key (was a KeyError traceback)
+        meta = json.loads(manifest.read_text())
+        del meta[key]
+        broken = tmp_path / f"no_{key}"
+        broken.mkdir()
+        (broken / good.name).write_bytes(good.read_bytes())
+        (broken / manifest.name).write_text(json.dumps(meta))
+        with pytest.raises(data.DatasetError, match=f"the manifest lacks {key};") as e:
+            data.read(broken / good.name)
+        cases[f"no {key}"] = str(e.value)
+    assert all("\n" not in m and (".npz" in m or ".json" in m) for m in cases.values())
 
 
 def test_record_run_and_collect_from_checkpoint(tmp_path):
