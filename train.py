@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -50,11 +51,6 @@ class BadInput(ValueError):
     """Input a run cannot start with (exit code 2), found once the run's config is composed."""
 
 
-# Failures a run reports in one line (no traceback), and the process's exit code for each: the one place they map.
-KNOWN_FAILURES = (BadInput, ConfigError, loops.NonFiniteError, loops.Interrupted, checkpoint.CheckpointError,
-                  data.DatasetError, envs.EnvFailed)
-
-
 def exit_code(e: BaseException) -> int:
     if isinstance(e, (BadInput, ConfigError)):
         return 2
@@ -72,6 +68,24 @@ class RunDirBusy(RuntimeError):
     pass
 
 
+class DiskError(RuntimeError):
+    """The run's files cannot be written (disk full, quota, read-only file system): one line, exit 1."""
+
+
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
+
+
+def disk_error(e: OSError, what: str) -> DiskError:
+    where = e.filename or what
+    return DiskError(f"cannot write {where}: {e.strerror or e}; free space or fix the permissions there, "
+                     "or pick another directory (hydra.run.dir=...)")
+
+
+# Failures a run reports in one line (no traceback), and the process's exit code for each: the one place they map.
+KNOWN_FAILURES = (BadInput, ConfigError, loops.NonFiniteError, loops.Interrupted, checkpoint.CheckpointError,
+                  data.DatasetError, envs.EnvFailed, DiskError)
+
+
 def own(run_dir: Path) -> None:
     """Make this process the one writer of ``run_dir``: an exclusive lock on ``run_dir/.lock``, held until the
     process exits (the OS drops it on any exit, SIGKILL included, so a crashed run leaves nothing stuck). A
@@ -81,8 +95,12 @@ def own(run_dir: Path) -> None:
     key = str(run_dir.resolve())
     if key in _LOCKS:
         return
-    run_dir.mkdir(parents=True, exist_ok=True)
-    f = open(run_dir / ".lock", "a+")
+    existed = run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        f = open(run_dir / ".lock", "a+")
+    except OSError as e:
+        raise disk_error(e, str(run_dir)) from None
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
@@ -96,9 +114,18 @@ def own(run_dir: Path) -> None:
         f.close()
         raise RunDirBusy(f"{run_dir} is in use by another live run (pid {pid}); wait for it to end, "
                          "or pick another directory") from None
-    f.truncate(0)
-    f.write(f"{os.getpid()}\n")
-    f.flush()
+    try:
+        f.truncate(0)
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+    except OSError as e:
+        try:
+            f.close()  # flushes again: may fail the same way
+        except OSError:
+            pass
+        if not existed:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise disk_error(e, str(run_dir / ".lock")) from None
     _LOCKS[key] = f
 
 
@@ -136,16 +163,46 @@ def precheck(argv: list[str]) -> list[str]:
         out.append(f"{key}={value}")
     compose_check(out)
     out = name_swept_settings(out)
+    check_writable(out)
     run_dir = next((a.partition("=")[2] for a in out if a.startswith("hydra.run.dir=")), None)
     if run_dir and "${" not in run_dir and not any(a in ("-m", "--multirun", "--cfg", "-c") for a in out):
         try:
             own(Path(run_dir))  # before Hydra writes the run's .hydra/ files there
-        except RunDirBusy as e:
-            fail(str(e))
+        except (RunDirBusy, DiskError) as e:
+            fail(str(e), 2 if isinstance(e, RunDirBusy) else 1)
         if (Path(run_dir) / ".hydra").is_dir():
             _REUSED.add(str(Path(run_dir).resolve()))
         keep_recorded_config(Path(run_dir))
     return out
+
+
+def check_writable(argv: list[str]) -> None:
+    """Where the run (or sweep) will write must be writable: a read-only file system or a directory without
+    permission is one line before Hydra tries to create anything there."""
+    if any(a in ("--cfg", "-c", "--help", "-h", "--info") for a in argv):
+        return
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    key = "hydra.sweep.dir=" if multirun else "hydra.run.dir="
+    given = next((a.partition("=")[2] for a in argv if a.startswith(key)), None)
+    target = Path(given if given and "${" not in given else ("multirun" if multirun else "runs"))
+    existing = target.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not os.access(existing, os.W_OK):
+        fail(f"cannot write {target}: {existing} is read-only or not writable by this user; pick another directory "
+             f"({key}...)", 1)
+    probe = existing / f".rlbase-space-check-{os.getpid()}"  # room for the run's config, logs and first rows?
+    try:
+        with open(probe, "wb") as f:
+            f.write(bytes(SPACE_NEEDED))
+    except OSError as e:
+        fail(f"cannot write {target}: {e.strerror or e} in {existing} (a run needs at least "
+             f"{SPACE_NEEDED // 1024} KiB to start); free space or pick another directory ({key}...)", 1)
+    finally:
+        probe.unlink(missing_ok=True)
+
+
+SPACE_NEEDED = 1 << 20  # bytes a run must be able to write before it starts (config, train.log, metrics, W&B files)
 
 
 # Settings that name a sweep job's directory already (its algo/env/seed/dataset part).
@@ -480,10 +537,17 @@ def steps(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> Generator[int, 
     # The algorithm's own dataclass, not the DictConfig: agents read settings in every update, and an OmegaConf
     # attribute costs microseconds (a third of a DQN run's time; docs/results.md, Speed).
     agent = module.Agent(OmegaConf.to_object(cfg.algo), spec, device)
-    logger = Logger(cfg.logger, run_dir, config=OmegaConf.to_container(cfg, resolve=True),
-                    group=f"{cfg.algo.name}-{cfg.env.name}{swept_settings('-')}", name=f"seed{cfg.seed}",
-                    tags=[cfg.algo.name, cfg.env.name, f"seed{cfg.seed}"],
-                    run_id=resume["wandb_id"] if resume else None, resume_step=resume["step"] if resume else None)
+    try:
+        logger = Logger(cfg.logger, run_dir, config=OmegaConf.to_container(cfg, resolve=True),
+                        group=f"{cfg.algo.name}-{cfg.env.name}{swept_settings('-')}", name=f"seed{cfg.seed}",
+                        tags=[cfg.algo.name, cfg.env.name, f"seed{cfg.seed}"],
+                        run_id=resume["wandb_id"] if resume else None, resume_step=resume["step"] if resume else None)
+    except OSError as e:
+        env.close()
+        eval_env.close()
+        if e.errno in DISK_ERRNOS:
+            raise disk_error(e, str(run_dir)) from None
+        raise
     log.info("run dir: %s", run_dir)
     exit_code, start = 1, time.time()
     try:
@@ -513,6 +577,10 @@ def steps(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> Generator[int, 
                 h.stream.write("".join(traceback.format_exception(e.__cause__ or e)))
                 h.flush()
         raise envs.EnvFailed(f"{e}; its traceback is in {run_dir / 'train.log'}") from e.__cause__
+    except OSError as e:  # metrics, checkpoints, videos: a full disk or a read-only file system is one line
+        if e.errno not in DISK_ERRNOS:
+            raise
+        raise disk_error(e, str(run_dir)) from None
     except KeyboardInterrupt:  # a second Ctrl-C before the first was acted on: stop now, no traceback
         if checkpoint.exists(run_dir):
             log.warning("stopped at once by a second Ctrl-C; resume from its last checkpoint with: "
@@ -537,9 +605,9 @@ def main(cfg: DictConfig) -> float:
         return final[-1] if final else float("nan")
     try:
         own(run_dir)
-    except RunDirBusy as e:
+    except (RunDirBusy, DiskError) as e:
         if not multirun:
-            fail(str(e))
+            fail(str(e), 2 if isinstance(e, RunDirBusy) else 1)
         log.error("%s", e)
         return float("nan")
     try:

@@ -148,3 +148,46 @@ def test_an_env_that_raises_mid_run_is_one_line_and_its_traceback_goes_to_train_
     assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr, proc.stderr[-2000:]
     assert len(err) == 1 and "CrashingCartPole-v0: its step raised RuntimeError: injected crash in the env" in err[0]
     assert "injected crash in the env" in (run_dir / "train.log").read_text().split("Traceback", 1)[1]
+
+
+def test_a_run_dir_that_cannot_be_written_is_one_line_and_left_as_it_was(tmp_path, monkeypatch):
+    import errno
+
+    import train
+
+    real_open = open
+
+    def no_space_for_lock(path, mode="r", *args, **kwargs):
+        f = real_open(path, mode, *args, **kwargs)
+        if str(path).endswith(".lock"):
+            def full(*_a, **_k):
+                raise OSError(errno.ENOSPC, "No space left on device", str(path))
+            f.flush = full
+        return f
+
+    monkeypatch.setattr("builtins.open", no_space_for_lock)
+    with pytest.raises(train.DiskError, match="No space left on device") as info:
+        train.own(tmp_path / "new")
+    monkeypatch.undo()
+    assert "\n" not in str(info.value) and not (tmp_path / "new").exists()  # the directory it made is gone
+
+
+def test_a_full_disk_mid_run_is_one_line(tmp_path, monkeypatch):
+    import errno
+
+    from algos.common.logger import Logger
+
+    calls = {"n": 0}
+    real_log = Logger.log
+
+    def log_until_full(self, step, metrics):
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
+        return real_log(self, step, metrics)
+
+    monkeypatch.setattr(Logger, "log", log_until_full)
+    proc = run_train("total_steps=3000", "log_every=100", run_dir=tmp_path / "run", check=False)
+    err = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr, proc.stderr[-2000:]
+    assert len(err) == 1 and "metrics.jsonl: No space left on device; free space" in err[0], err

@@ -43,7 +43,9 @@ def save(run_dir: str | Path, state: dict[str, Any]) -> Path:
             os.fsync(f.fileno())
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        raise CheckpointError(f"could not write checkpoint in {run_dir}: {e.strerror or e}; the previous checkpoint is intact") from e
+        kept = "the previous checkpoint is intact" if path.exists() else "no earlier checkpoint exists"
+        raise CheckpointError(f"could not write checkpoint in {run_dir}: {e.strerror or e}; {kept} (free space "
+                              f"there, then resume)") from e
     if path.exists():
         os.replace(path, prev)
     os.replace(tmp, path)

@@ -104,7 +104,17 @@ class Logger:
         self.run = None
         self.run_id = run_id
         if cfg.backend == "wandb" and cfg.mode != "disabled":
-            self._init_wandb(cfg, config, group, name, tags, run_id, job_type)
+            try:
+                self._init_wandb(cfg, config, group, name, tags, run_id, job_type)
+            except OSError:  # a full disk or a read-only directory: leave no W&B process behind, say it in one line
+                self._file.close()
+                import wandb
+
+                try:
+                    wandb.teardown()
+                except Exception:  # noqa: BLE001 - it may have failed for the same reason
+                    pass
+                raise
             if resume_step is not None:
                 self._relog_unsaved(resume_step)
 
