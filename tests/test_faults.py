@@ -191,3 +191,27 @@ def test_a_full_disk_mid_run_is_one_line(tmp_path, monkeypatch):
     err = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr, proc.stderr[-2000:]
     assert len(err) == 1 and "metrics.jsonl: No space left on device; free space" in err[0], err
+
+
+def test_a_diverged_loss_is_named_at_its_update_not_at_the_next_log(tmp_path, monkeypatch, compose_cfg):
+    import envs
+    import train
+    from algos import dqn
+    from algos.common.runner import NonFiniteError
+
+    cfg = compose_cfg("algo=dqn", "env=cartpole", "total_steps=5000", "log_every=2000", "algo.learning_starts=100",
+                      "logger=none", "progress=false")
+    update, calls = dqn.DQN.update, {"n": 0}
+
+    def diverging(self, batch):
+        calls["n"] += 1
+        metrics = update(self, batch)
+        return {**metrics, "loss/q": metrics["loss/q"] * float("nan")} if calls["n"] >= 200 else metrics
+
+    monkeypatch.setattr(dqn.DQN, "update", diverging)
+    (tmp_path / "run").mkdir()
+    with pytest.raises(NonFiniteError, match=r"non-finite loss/q at env step (\d+)") as info:
+        train.run(cfg, envs.probe(cfg.env), tmp_path / "run")
+    step = int(re.search(r"env step (\d+)", str(info.value)).group(1))
+    # stopped after that update's phase of gradient steps (with log_every=2000 it was named at step 2000)
+    assert step < 2000 and calls["n"] <= 200 + cfg.algo.gradient_steps
