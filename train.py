@@ -498,6 +498,18 @@ def run(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> float:
     return loops.drive(steps(cfg, spec, run_dir))
 
 
+def replay_intact(run_dir: Path):
+    """A check for :func:`checkpoint.load`: the replay chunks an off-policy checkpoint lists are all readable (a
+    damaged newest chunk then falls back to the previous checkpoint, which does not need it)."""
+    from algos.common.buffer import ReplayBuffer
+
+    def check(state: dict) -> None:
+        manifest = state.get("buffer")
+        if isinstance(manifest, dict) and "chunks" in manifest:
+            ReplayBuffer.verify_chunks(run_dir / "replay", manifest)
+    return check
+
+
 def steps(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> Generator[int, None, float]:
     """:func:`run` one step at a time: yields after each step of its loop, returns the final evaluation return.
     Several runs can so share a process, one step each in turn (:func:`loops.interleave`)."""
@@ -507,7 +519,7 @@ def steps(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> Generator[int, 
     log.info("torch threads: %d (%s)", threads, why)
     seeding.seed_everything(cfg.seed)
     device = torch.device(cfg.hardware.device)
-    resume = checkpoint.load(run_dir)
+    resume = checkpoint.load(run_dir, check=replay_intact(run_dir))
     if resume is not None:
         changed = resume_changes(cfg, run_dir, resume.get("config"))
         if changed:  # before anything of the run is touched (a sweep's rerun included: it has no recorded copy)

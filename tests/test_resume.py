@@ -63,3 +63,21 @@ def test_sigkill_then_resume_is_exact(tmp_path, algo):
     steps = [r["step"] for r in read_rows(killed)]
     assert steps == sorted(steps)
     assert_same_tree(final_params(killed), final_params(straight))
+
+
+def test_a_damaged_newest_replay_chunk_resumes_from_the_previous_checkpoint(tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["algo=dqn", "env=cartpole", "total_steps=2000", "checkpoint_every=500", "eval_every=1000"]
+    run_train(*args, run_dir=run_dir)
+    (run_dir / "done").unlink()
+    newest, older = checkpoint._read(run_dir / checkpoint.NAME), checkpoint._read(run_dir / checkpoint.PREV)
+    kept = {c["name"] for c in older["buffer"]["chunks"]}
+    (only_newest,) = [c["name"] for c in newest["buffer"]["chunks"] if c["name"] not in kept]
+    chunk = run_dir / "replay" / only_newest
+    chunk.write_bytes(chunk.read_bytes()[:-10])  # cut short
+    proc = run_train(*args[:2], "total_steps=2500", *args[3:], run_dir=run_dir)
+    out = proc.stdout + proc.stderr
+    assert "checksum mismatch" in out and "trying the previous checkpoint" in out
+    assert f"resumed from step {older['step']} of 2500" in out and (run_dir / "done").exists()
+    steps = [r["step"] for r in read_rows(run_dir)]
+    assert steps == sorted(steps)

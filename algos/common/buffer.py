@@ -174,6 +174,18 @@ class ReplayBuffer:
         return {"format": "chunks", "capacity": self.capacity, "ptr": self.ptr, "size": self.size, "added": self.added,
                 "chunks": [dict(c) for c in self.chunks]}
 
+    @staticmethod
+    def verify_chunks(directory: str | Path, manifest: dict) -> None:
+        """Every chunk a :meth:`save_chunks` manifest lists is there with its checksum (CheckpointError if not)."""
+        for c in manifest["chunks"]:
+            path = Path(directory) / c["name"]
+            try:
+                payload = path.read_bytes()
+            except OSError as e:
+                raise CheckpointError(f"replay chunk {path} is missing ({e.strerror})") from e
+            if hashlib.sha256(payload).hexdigest() != c["sha256"]:
+                raise CheckpointError(f"replay chunk {path}: checksum mismatch (the file is corrupted or truncated)")
+
     def load_chunks(self, directory: str | Path, manifest: dict) -> None:
         """Restore the buffer a :meth:`save_chunks` manifest describes, reading one chunk at a time."""
         if manifest["capacity"] != self.capacity:

@@ -75,8 +75,10 @@ def _read(path: Path) -> dict[str, Any]:
     return torch.load(io.BytesIO(payload), weights_only=True, map_location="cpu")
 
 
-def load(run_dir: str | Path) -> dict[str, Any] | None:
-    """The newest readable checkpoint in ``run_dir``, falling back to the previous one; None if there is none."""
+def load(run_dir: str | Path, check=None) -> dict[str, Any] | None:
+    """The newest readable checkpoint in ``run_dir``, falling back to the previous one; None if there is none.
+    ``check(state)`` may raise CheckpointError for a checkpoint whose other files (replay chunks) are damaged:
+    the previous checkpoint is then tried too."""
     run_dir = Path(run_dir)
     errors = []
     for name in (NAME, PREV):
@@ -84,12 +86,17 @@ def load(run_dir: str | Path) -> dict[str, Any] | None:
         if not path.exists():
             continue
         try:
-            return _read(path)
+            state = _read(path)
+            if check is not None:
+                check(state)
+            return state
         except CheckpointError as e:
-            log.warning("%s; trying the previous checkpoint", e)
+            if name == NAME:
+                log.warning("%s; trying the previous checkpoint", e)
             errors.append(str(e))
     if errors:
-        raise CheckpointError("; ".join(errors))
+        raise CheckpointError("; ".join(errors) + f"; no checkpoint in {run_dir} can be restored: start a new run "
+                              "(this one's files are left as they are)")
     return None
 
 
