@@ -175,16 +175,22 @@ class ReplayBuffer:
                 "chunks": [dict(c) for c in self.chunks]}
 
     @staticmethod
-    def verify_chunks(directory: str | Path, manifest: dict) -> None:
+    def _chunk_bytes(directory: Path, c: dict) -> bytes:
+        """One chunk file's bytes, checked against the checksum its manifest entry holds (CheckpointError if not)."""
+        path = directory / c["name"]
+        try:
+            payload = path.read_bytes()
+        except OSError as e:
+            raise CheckpointError(f"replay chunk {path} is missing ({e.strerror}); the checkpoint cannot be restored") from e
+        if hashlib.sha256(payload).hexdigest() != c["sha256"]:
+            raise CheckpointError(f"replay chunk {path}: checksum mismatch (the file is corrupted or truncated)")
+        return payload
+
+    @classmethod
+    def verify_chunks(cls, directory: str | Path, manifest: dict) -> None:
         """Every chunk a :meth:`save_chunks` manifest lists is there with its checksum (CheckpointError if not)."""
         for c in manifest["chunks"]:
-            path = Path(directory) / c["name"]
-            try:
-                payload = path.read_bytes()
-            except OSError as e:
-                raise CheckpointError(f"replay chunk {path} is missing ({e.strerror})") from e
-            if hashlib.sha256(payload).hexdigest() != c["sha256"]:
-                raise CheckpointError(f"replay chunk {path}: checksum mismatch (the file is corrupted or truncated)")
+            cls._chunk_bytes(Path(directory), c)
 
     def load_chunks(self, directory: str | Path, manifest: dict) -> None:
         """Restore the buffer a :meth:`save_chunks` manifest describes, reading one chunk at a time."""
@@ -193,14 +199,7 @@ class ReplayBuffer:
         directory = Path(directory)
         first_live = manifest["added"] - manifest["size"]
         for c in manifest["chunks"]:
-            path = directory / c["name"]
-            try:
-                payload = path.read_bytes()
-            except OSError as e:
-                raise CheckpointError(f"replay chunk {path} is missing ({e.strerror}); the checkpoint cannot be restored") from e
-            if hashlib.sha256(payload).hexdigest() != c["sha256"]:
-                raise CheckpointError(f"replay chunk {path}: checksum mismatch (the file is corrupted or truncated)")
-            part = torch.load(io.BytesIO(payload), weights_only=True, map_location="cpu")
+            part = torch.load(io.BytesIO(self._chunk_bytes(directory, c)), weights_only=True, map_location="cpu")
             lo = max(c["start"], first_live)  # the rows of this chunk not overwritten since
             slots = (torch.arange(lo, c["end"]) % self.capacity).to(self.device)
             self.table[slots] = part["rows"][lo - c["start"]:].to(self.device)
