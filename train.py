@@ -270,7 +270,8 @@ def resume_changes(cfg: DictConfig, run_dir: Path, saved: Optional[dict] = None)
         saved = OmegaConf.to_container(OmegaConf.create(recorded["config.yaml"]), resolve=True)
     old, new = _flat(saved), _flat(OmegaConf.to_container(cfg, resolve=True))
     changed = []
-    for key in sorted(set(old) & set(new)):
+    first = ("algo.name", "env.name", "env.id", "seed")  # another algorithm or task is named before its settings
+    for key in sorted(set(old) & set(new), key=lambda k: (k not in first, first.index(k) if k in first else 0, k)):
         if key.split(".")[0] in RESUME_SAFE or old[key] == new[key]:
             continue
         if key == "dataset.path":
@@ -680,7 +681,7 @@ def _checked_run(cfg: DictConfig, run_dir: Path, multirun: bool) -> float:
         restore_recorded_config(run_dir)
         raise
     if notes:
-        for note in notes:
+        for note in notes if not checkpoint.exists(run_dir) else []:  # a resume takes the starts its checkpoint has
             log.warning("%s", note)
         # Record what runs: the config, and the overrides a resume (resume=<dir>) re-applies, so a resume with a
         # longer total_steps keeps these starts instead of scaling them anew.
