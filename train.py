@@ -36,6 +36,9 @@ from algos.common.validate import ConfigError, fit_starts, validate  # noqa: E40
 from conf.schema import register  # noqa: E402
 
 log = logging.getLogger("train")
+# A log line that cannot be written (train.log on a full disk) is dropped, not printed as a "--- Logging error ---"
+# block with its traceback for every later line: the failure itself is reported once, in one line.
+logging.raiseExceptions = False
 CONF = Path(__file__).resolve().parent / "conf"
 GROUPS = ("algo", "env", "hardware", "logger", "dataset")
 _SCI_INT = re.compile(r"^[+-]?\d+(\.\d*)?[eE]\+?\d+$")
@@ -157,14 +160,15 @@ def precheck(argv: list[str]) -> list[str]:
                     fail(f"unknown {bare} option {choice!r}; allowed: {', '.join(allowed)}")
         items = [str(int(float(v))) if _SCI_INT.match(v) and float(v).is_integer() else v for v in items]
         value = ",".join(items)
-        if bare == "hydra.run.dir" and checkpoint.is_done(value):
+        if bare == "hydra.run.dir" and checkpoint.is_done(unquote(value)):
+            value = unquote(value)
             fail(f"{value} holds a finished run (results in {value}/metrics.jsonl); "
                  "start a new run without hydra.run.dir or pick another directory")
         out.append(f"{key}={value}")
     compose_check(out)
     out = name_swept_settings(out)
     check_writable(out)
-    run_dir = next((a.partition("=")[2] for a in out if a.startswith("hydra.run.dir=")), None)
+    run_dir = next((unquote(a.partition("=")[2]) for a in out if a.startswith("hydra.run.dir=")), None)
     if run_dir and "${" not in run_dir and not any(a in ("-m", "--multirun", "--cfg", "-c") for a in out):
         try:
             own(Path(run_dir))  # before Hydra writes the run's .hydra/ files there
@@ -181,9 +185,11 @@ def check_writable(argv: list[str]) -> None:
     permission is one line before Hydra tries to create anything there."""
     if any(a in ("--cfg", "-c", "--help", "-h", "--info") for a in argv):
         return
-    multirun = any(a in ("-m", "--multirun") for a in argv)
+    multirun = is_multirun(argv)
     key = "hydra.sweep.dir=" if multirun else "hydra.run.dir="
-    given = next((a.partition("=")[2] for a in argv if a.startswith(key)), None)
+    given = next((unquote(a.partition("=")[2]) for a in argv if a.startswith(key)), None)
+    if multirun and given is None and any(a.lstrip("+").startswith("sweep=") for a in argv):
+        return  # a preset names its own sweep directory (under multirun/, checked when Hydra makes it)
     target = Path(given if given and "${" not in given else ("multirun" if multirun else "runs"))
     existing = target.absolute()
     while not existing.exists() and existing != existing.parent:
@@ -205,8 +211,14 @@ def check_writable(argv: list[str]) -> None:
 SPACE_NEEDED = 1 << 20  # bytes a run must be able to write before it starts (config, train.log, metrics, W&B files)
 
 
-# Settings that name a sweep job's directory already (its algo/env/seed/dataset part).
-IDENTITY_KEYS = ("algo", "env", "seed", "dataset", "dataset.name", "dataset.id", "dataset.path")
+# Settings that name a sweep job's directory already (its algo/env/seed/dataset part; a preset names its sweep dir).
+IDENTITY_KEYS = ("algo", "env", "seed", "dataset", "dataset.name", "dataset.id", "dataset.path", "sweep")
+
+
+def is_multirun(argv: list[str]) -> bool:
+    """``-m``, or a sweep preset (``+sweep=<name>`` sets hydra.mode=MULTIRUN), or that mode given directly."""
+    return any(a in ("-m", "--multirun") or a.lstrip("+").startswith("sweep=") or a == "hydra.mode=MULTIRUN"
+               for a in argv)
 _EXCLUDE = "hydra.job.config.override_dirname.exclude_keys"
 
 
@@ -222,6 +234,9 @@ def name_swept_settings(argv: list[str]) -> list[str]:
     for a in argv:
         key, sep, value = a.partition("=")
         key = key.lstrip("+~")
+        if a.startswith("~") and not sep:  # a deletion names no directory
+            drop.add(key)
+            continue
         if a.startswith("-") or not sep or key.startswith(("hydra.", "hydra/")):
             continue
         swept = "(" in value or len(_split_sweep(value)) > 1
@@ -429,8 +444,20 @@ def expand_resume(argv: list[str]) -> list[str]:
     merged: dict[str, str] = {}  # later overrides of the same key win
     for arg in [*recorded, *rest]:
         merged[arg.partition("=")[0]] = arg
-    merged["hydra.run.dir"] = f"hydra.run.dir={run_dir}"
+    merged["hydra.run.dir"] = f"hydra.run.dir={quote(str(run_dir))}"  # a sweep job's dir may hold = , [ ]
     return list(merged.values())
+
+
+def quote(value: str) -> str:
+    """A value Hydra's override grammar reads back as it is (single-quoted, single quotes escaped)."""
+    return "'" + value.replace("'", "\\'") + "'"
+
+
+def unquote(value: str) -> str:
+    """The path a (possibly quoted) ``hydra.run.dir`` value names."""
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1].replace("\\" + value[0], value[0])
+    return value
 
 
 def _remove_if_fresh(run_dir: Path) -> None:
@@ -483,14 +510,23 @@ def auto_threads(cfg: DictConfig, module) -> tuple[int, str]:
     return threads, why
 
 
-def swept_settings(prefix: str = "") -> str:
+VARIANT_FILE = "variant.txt"  # in a sweep job's .hydra/: the swept settings it ran with (see swept_settings)
+
+
+def swept_settings(run_dir: Path, prefix: str = "") -> str:
     """The settings this sweep job varies besides algo, env, seed and dataset (see :func:`name_swept_settings`),
-    after ``prefix``; "" outside a sweep or when there are none."""
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
-        return ""
-    named = OmegaConf.select(HydraConfig.get(), "job.config.override_dirname.exclude_keys")
-    dirname = HydraConfig.get().job.override_dirname
-    return f"{prefix}{dirname}" if named and dirname else ""
+    after ``prefix``; "" outside a sweep or when there are none. Recorded in ``.hydra/variant.txt`` at the job's
+    start, so a resume of the job (``resume=``, a plain run) keeps its W&B group and its report row."""
+    path = run_dir / ".hydra" / VARIANT_FILE
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        named = OmegaConf.select(HydraConfig.get(), "job.config.override_dirname.exclude_keys")
+        dirname = HydraConfig.get().job.override_dirname
+        found = dirname if named and dirname else ""
+        if found and path.parent.is_dir():
+            path.write_text(found + "\n")
+    else:
+        found = path.read_text().strip() if path.exists() else ""
+    return f"{prefix}{found}" if found else ""
 
 
 def run(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> float:
@@ -520,7 +556,7 @@ def steps(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> Generator[int, 
     log.info("torch threads: %d (%s)", threads, why)
     seeding.seed_everything(cfg.seed)
     device = torch.device(cfg.hardware.device)
-    resume = checkpoint.load(run_dir, check=replay_intact(run_dir))
+    resume = checkpoint.load(run_dir, check=replay_intact(run_dir), set_aside=True)
     if resume is not None:
         changed = resume_changes(cfg, run_dir, resume.get("config"))
         if changed:  # before anything of the run is touched (a sweep's rerun included: it has no recorded copy)
@@ -552,7 +588,7 @@ def steps(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> Generator[int, 
     agent = module.Agent(OmegaConf.to_object(cfg.algo), spec, device)
     try:
         logger = Logger(cfg.logger, run_dir, config=OmegaConf.to_container(cfg, resolve=True),
-                        group=f"{cfg.algo.name}-{cfg.env.name}{swept_settings('-')}", name=f"seed{cfg.seed}",
+                        group=f"{cfg.algo.name}-{cfg.env.name}{swept_settings(run_dir, '-')}", name=f"seed{cfg.seed}",
                         tags=[cfg.algo.name, cfg.env.name, f"seed{cfg.seed}"],
                         run_id=resume["wandb_id"] if resume else None, resume_step=resume["step"] if resume else None)
     except OSError as e:
@@ -712,6 +748,8 @@ def cli(argv: list[str]) -> int:
         return 1 if sweep.finish_open_sweeps() else 0
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if code >= 128:  # a signal stopped the sweep: the user (or the cluster) is stopping it, no report now
+            return code
         return max(code, 1) if sweep.finish_open_sweeps() else code
     finally:
         sweep._OPEN.clear()

@@ -159,12 +159,14 @@ def loop(cfg, agent: A3C, env, eval_env, spec: envs.EnvSpec, logger, run_dir, de
     workers = [ctx.Process(target=_worker, args=(r, plain, spec, agent.net, agent.shared_state, counter, stop, queue,
                                                  os.getpid()), daemon=True, name=f"a3c-worker-{r}")
                for r in range(n_workers)]
-    for w in workers:
-        w.start()
-    log.info("A3C: %d workers (pids %s)", n_workers, " ".join(str(w.pid) for w in workers))
     running = set(range(n_workers))
     try:
-        with run:
+        with run:  # entering makes an evaluation a signal left owed: on the restored weights, before any worker runs
+            for w in workers:
+                w.start()
+            log.info("A3C: %d workers (pids %s)", n_workers, " ".join(str(w.pid) for w in workers))
+            if run.done:
+                stop.set()  # the owed evaluation reached stop_return: the workers exit at once
             while running:
                 try:
                     msg = queue.get(timeout=1.0)
@@ -192,6 +194,7 @@ def loop(cfg, agent: A3C, env, eval_env, spec: envs.EnvSpec, logger, run_dir, de
                 yield run.step
     finally:
         stop.set()
+        workers = [w for w in workers if w.pid is not None]  # started ones
         for w in workers:
             w.join(timeout=10)
         for w in workers:

@@ -70,10 +70,19 @@ def data_dir(name: Optional[str], dataset_id: Optional[str], path: Optional[str]
     return ""
 
 
-def variant(override_dirname: Optional[str]) -> str:
+def variant(override_dirname: Optional[str], named: Optional[list] = None) -> str:
     """``/<swept settings>`` for a sweep job whose sweep varies settings other than algo, env, seed and dataset
-    (``train.precheck`` keeps only those in ``hydra.job.override_dirname``), else ``""``."""
-    return "/" + str(override_dirname).replace("/", "_") if override_dirname else ""
+    (``train.name_swept_settings`` sets ``exclude_keys`` so that only those are in ``override_dirname``), else
+    ``""`` (also when nothing set ``exclude_keys``: then ``override_dirname`` is every override, not a variant).
+    A name too long for a directory keeps its start and a digest of the rest."""
+    if not override_dirname or not named:
+        return ""
+    name = str(override_dirname).replace("/", "_")
+    if len(name) > 160:
+        import hashlib
+
+        name = f"{name[:150]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+    return "/" + name
 
 
 def register() -> None:

@@ -373,7 +373,8 @@ def _set_simple_vars(obj, state: dict[str, Any]) -> None:
 def _sub_env_state(env: gym.Env) -> dict[str, Any]:
     wrappers, w = [], env
     while isinstance(w, gym.Wrapper):
-        wrappers.append(_simple_vars(w))
+        if not isinstance(w, _Guard):  # stateless; skipped so checkpoints from before it existed still line up
+            wrappers.append(_simple_vars(w))
         w = w.env
     u = env.unwrapped
     state = {"wrappers": wrappers, "rng": u.np_random.bit_generator.state,
@@ -393,8 +394,10 @@ def _sub_env_state(env: gym.Env) -> dict[str, Any]:
 def _load_sub_env_state(env: gym.Env, state: dict[str, Any]) -> None:
     w, i = env, 0
     while isinstance(w, gym.Wrapper):
-        _set_simple_vars(w, state["wrappers"][i])
-        w, i = w.env, i + 1
+        if not isinstance(w, _Guard):
+            _set_simple_vars(w, state["wrappers"][i])
+            i += 1
+        w = w.env
     u = env.unwrapped
     u.np_random.bit_generator.state = state["rng"]
     env.action_space.np_random.bit_generator.state = state["action_rng"]

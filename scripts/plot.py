@@ -45,18 +45,10 @@ def iqm(values) -> float:
 
 
 def sweep_variant(run_dir: Path) -> str:
-    """The settings a sweep varied besides algo, env, seed and dataset, as its job directory names them ("" for a
-    single run or a sweep over those only)."""
-    from omegaconf import OmegaConf
-
-    path = run_dir / ".hydra" / "hydra.yaml"
-    if not path.exists():
-        return ""
-    hydra = OmegaConf.load(path).hydra
-    excluded = OmegaConf.select(hydra, "job.config.override_dirname.exclude_keys") or []
-    if str(OmegaConf.select(hydra, "mode")) not in ("MULTIRUN", "RunMode.MULTIRUN") or not excluded:
-        return ""  # not a sweep job, or one from before sweeps named their swept settings
-    return str(OmegaConf.select(hydra, "job.override_dirname") or "")
+    """The settings a sweep varied besides algo, env, seed and dataset, as its job recorded them at its start
+    (train.swept_settings: ``.hydra/variant.txt``); "" for a single run or a sweep over those only."""
+    path = run_dir / ".hydra" / "variant.txt"
+    return path.read_text().strip() if path.exists() else ""
 
 
 def load_run(run_dir: Path, max_step: int | None = None) -> dict | None:

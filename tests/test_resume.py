@@ -79,5 +79,6 @@ def test_a_damaged_newest_replay_chunk_resumes_from_the_previous_checkpoint(tmp_
     out = proc.stdout + proc.stderr
     assert "checksum mismatch" in out and "trying the previous checkpoint" in out
     assert f"resumed from step {older['step']} of 2500" in out and (run_dir / "done").exists()
+    assert (run_dir / "checkpoint.damaged.pt").exists()  # set aside, not rotated over the good previous one
     steps = [r["step"] for r in read_rows(run_dir)]
     assert steps == sorted(steps)

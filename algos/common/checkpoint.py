@@ -75,10 +75,11 @@ def _read(path: Path) -> dict[str, Any]:
     return torch.load(io.BytesIO(payload), weights_only=True, map_location="cpu")
 
 
-def load(run_dir: str | Path, check=None) -> dict[str, Any] | None:
+def load(run_dir: str | Path, check=None, set_aside: bool = False) -> dict[str, Any] | None:
     """The newest readable checkpoint in ``run_dir``, falling back to the previous one; None if there is none.
     ``check(state)`` may raise CheckpointError for a checkpoint whose other files (replay chunks) are damaged:
-    the previous checkpoint is then tried too."""
+    the previous checkpoint is then tried too. ``set_aside`` (a resume): a damaged newest checkpoint is renamed
+    ``checkpoint.damaged.pt``, so the next save does not rotate it over the good previous one."""
     run_dir = Path(run_dir)
     errors = []
     for name in (NAME, PREV):
@@ -89,6 +90,9 @@ def load(run_dir: str | Path, check=None) -> dict[str, Any] | None:
             state = _read(path)
             if check is not None:
                 check(state)
+            if set_aside and errors:
+                (run_dir / NAME).replace(run_dir / "checkpoint.damaged.pt")
+                log.warning("resuming from %s; the damaged %s is kept as checkpoint.damaged.pt", PREV, NAME)
             return state
         except CheckpointError as e:
             if name == NAME:

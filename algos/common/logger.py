@@ -157,7 +157,7 @@ class Logger:
         has is dropped by it (its step is not above the run's highest), so logging too much never duplicates."""
         current = Path(self.run.dir).parent
         saved = -1
-        for f in self.run_dir.glob("wandb/*run-*/run-*.wandb"):
+        for f in self.run_dir.glob(f"wandb/*run-*/run-{self.run_id}.wandb"):  # this run's segments, no other id's
             if f.parent == current:
                 continue
             try:
@@ -208,7 +208,10 @@ class Logger:
 
     def close(self, exit_code: int = 0) -> None:
         if not self._file.closed:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError:  # a full disk: the row that could not be written is reported by the caller's error
+                pass
         if self.run is not None:
             run, self.run = self.run, None
             run.finish(exit_code=exit_code)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import signal
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -350,7 +351,13 @@ class Runner:
                         dynamic_ncols=True, desc=f"{self.cfg.algo.name} {self.cfg.env.name}", mininterval=1.0)
         SIGNALS.enter(self)
         if self.eval_pending:  # owed by the segment a signal stopped mid-evaluation; made on the restored agent
-            self.evaluate()
+            try:
+                self.evaluate()
+                if self.eval_pending and self.signum is not None:  # stopped again: still owed, stop here too
+                    self.on_signal()
+            except BaseException:
+                self.__exit__(*sys.exc_info())
+                raise
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -40,6 +40,8 @@ def finish_open_sweeps() -> bool:
             SweepReport.finish(sweep_dir)
         except SystemExit:
             pass
+        except Exception as e:  # noqa: BLE001 - the report of a broken sweep must not hide why it broke
+            log.error("no report for %s: %s", sweep_dir, e)
         ended = True
     return ended
 
