@@ -172,7 +172,8 @@ def _base(cfg: EnvConfig, render_mode: Optional[str] = None) -> gym.Env:
         return gym.make(cfg.id, render_mode=render_mode, **kwargs)
     except gym.error.DependencyNotInstalled as e:
         package = "gymnasium[box2d]" if "box2d" in entry else "gymnasium[mujoco]" if "mujoco" in entry else "the package named above"
-        raise EnvError(f"env.id={cfg.id}: a dependency is missing ({e}); install it with `pip install {package}`") from e
+        hint = "" if "pip install" in str(e) else f"; install it with `pip install {package}`"
+        raise EnvError(f"env.id={cfg.id}: a dependency is missing ({e}){hint}") from e
     except TypeError as e:  # an env.kwargs key the env's constructor does not take
         if not kwargs:
             raise

@@ -7,6 +7,7 @@ Any failure to render becomes one warning line, never a crash of the run.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -36,8 +37,9 @@ def record_episode(agent, env_cfg, seed: int, path: Path, fps: int = 30, obs_sta
             obs, _, terminated, truncated, _ = env.step(agent.act(obs, deterministic=True))
             done = terminated or truncated
     except Exception as e:  # noqa: BLE001
-        log.warning("video disabled for this run: rendering failed (%s); MuJoCo renders headless with "
-                    "MUJOCO_GL=egl (package libegl1) or MUJOCO_GL=osmesa (package libosmesa6)", str(e).splitlines()[0])
+        log.warning("video disabled for this run: rendering failed (%s, MUJOCO_GL=%s); MuJoCo renders headless "
+                    "with MUJOCO_GL=egl (package libegl1) or MUJOCO_GL=osmesa (package libosmesa6)",
+                    str(e).splitlines()[0] if str(e) else type(e).__name__, os.environ.get("MUJOCO_GL", "unset"))
         return None
     finally:
         env.close()
