@@ -340,6 +340,77 @@ def sac_update_check(env: str = "halfcheetah", updates: int = 3, batch: int = 25
     return {"eps": eps, "updates": diffs}
 
 
+def td3_update_check(env: str = "hopper", updates: int = 4, batch: int = 256) -> dict:
+    """Our TD3 and SB3's, given the same weights, minibatches and target-smoothing noise, update by update.
+
+    SB3's actor and twin critics (and their targets) are copied into ours; both draw the same standard-normal
+    smoothing noise (ours through ``torch.randn_like``, SB3 through ``Tensor.normal_``). Returns the largest
+    absolute parameter difference after each update, per network (the actor and targets move on every second
+    update, both with policy delay 2)."""
+    import torch
+    from omegaconf import OmegaConf
+    from stable_baselines3.common.logger import configure
+    from stable_baselines3.common.type_aliases import ReplayBufferSamples
+
+    import algos.td3 as ourtd3
+    import envs
+    from algos.common.buffer import Batch
+
+    torch.set_num_threads(1)
+    case = Case("td3", env, 1000, 1000, (1000,), ("algo.random_steps=100", "algo.learning_starts=100"))
+    cfg = compose(case, 0)
+    gym_env, spec = envs.make(cfg.env, 0)
+    sb = sb3_model(cfg, gym_env)
+    sb.set_logger(configure(None, []))
+    sb._setup_learn(total_timesteps=10)
+    ours = ourtd3.TD3(OmegaConf.to_object(cfg.algo), spec, torch.device("cpu"))
+
+    def linears(seq):
+        return [m for m in seq if isinstance(m, torch.nn.Linear)]
+
+    pairs_actor = ((sb.actor.mu, ours.actor.net), (sb.actor_target.mu, ours.actor_target.net))
+    pairs_critic = ((sb.critic, ours.critic), (sb.critic_target, ours.critic_target))
+    with torch.no_grad():  # copy SB3's weights into ours
+        for src, dst in pairs_actor:
+            for a, b in zip(linears(src), linears(dst)):
+                b.weight.copy_(a.weight), b.bias.copy_(a.bias)
+        for src, dst in pairs_critic:
+            for k, q in enumerate(src.q_networks):
+                for layer, m in zip(dst.layers, linears(q)):
+                    layer.weight[k].copy_(m.weight.T), layer.bias[k, 0].copy_(m.bias)
+
+    def gaps() -> dict:
+        with torch.no_grad():
+            out = {}
+            for name, (src, dst) in zip(("actor", "actor_target"), pairs_actor):
+                out[name] = max(float((a.weight - b.weight).abs().max()) for a, b in zip(linears(src), linears(dst)))
+            for name, (src, dst) in zip(("critic", "critic_target"), pairs_critic):
+                out[name] = max(float((layer.weight[k] - m.weight.T).abs().max()) for k, q in enumerate(src.q_networks)
+                                for layer, m in zip(dst.layers, linears(q)))
+            return out
+
+    gen = torch.Generator().manual_seed(0)
+    diffs, start = [], [p.detach().clone() for p in ours.actor.parameters()]
+    for _ in range(updates):
+        obs, nxt = torch.randn(batch, spec.obs_dim, generator=gen), torch.randn(batch, spec.obs_dim, generator=gen)
+        act = torch.rand(batch, spec.action_dim, generator=gen) * 2 - 1
+        rew, term = torch.randn(batch, generator=gen), (torch.rand(batch, generator=gen) < 0.1).float()
+        z = torch.randn(batch, spec.action_dim, generator=gen)
+        randn_like, normal_ = torch.randn_like, torch.Tensor.normal_
+        try:
+            torch.randn_like = lambda x, *a, **k: z.clone()
+            ours.update(Batch(obs, act, rew, nxt, term, torch.zeros(batch)))
+            torch.Tensor.normal_ = lambda self, mean=0.0, std=1.0, **k: self.copy_(z * std + mean)
+            samples = ReplayBufferSamples(obs, act, nxt, term.unsqueeze(1), rew.unsqueeze(1), None)
+            sb.replay_buffer.sample = lambda *a, b=samples, **k: b
+            sb.train(gradient_steps=1, batch_size=batch)
+        finally:
+            torch.randn_like, torch.Tensor.normal_ = randn_like, normal_
+        moved = max(float((a.detach() - b).abs().max()) for a, b in zip(ours.actor.parameters(), start))
+        diffs.append({**gaps(), "actor_moved": moved})
+    return {"updates": diffs}
+
+
 # ----------------------------------------------------------------------------------------------- harness
 def _job_dir(out: Path, case: Case, lib: str, seed: int) -> Path:
     return out / case.name / lib / f"seed{seed}"
@@ -524,6 +595,9 @@ def main(argv=None) -> None:
     u = sub.add_parser("sac-update-check", help="our SAC vs SB3's on identical weights, batches and noise")
     u.add_argument("--env", default="halfcheetah")
     u.add_argument("--updates", type=int, default=3)
+    t = sub.add_parser("td3-update-check", help="our TD3 vs SB3's on identical weights, batches and noise")
+    t.add_argument("--env", default="hopper")
+    t.add_argument("--updates", type=int, default=4)
     j = sub.add_parser("_sb3")  # internal: one SB3 job
     j.add_argument("case")
     j.add_argument("seed", type=int)
@@ -540,6 +614,11 @@ def main(argv=None) -> None:
             for i, d in enumerate(res["updates"]):
                 print(f"log_prob_eps={eps:g} update {i + 1}: max |ours - SB3| actor {d['actor']:.2e}  "
                       f"critic {d['critic']:.2e}  log_alpha {d['log_alpha']:.2e}  (ours moved {d['moved']:.2e})")
+        return
+    if args.cmd == "td3-update-check":
+        for i, d in enumerate(td3_update_check(args.env, args.updates)["updates"]):
+            print(f"update {i + 1}: max |ours - SB3| " + "  ".join(f"{k} {v:.2e}" for k, v in d.items() if k != "actor_moved")
+                  + f"  (our actor moved {d['actor_moved']:.2e})")
         return
     if args.cmd == "_sb3":
         sb3_job(CASES[args.case], args.seed, args.dir)
