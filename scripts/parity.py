@@ -398,9 +398,9 @@ def td3_update_check(env: str = "hopper", updates: int = 4, batch: int = 256) ->
         z = torch.randn(batch, spec.action_dim, generator=gen)
         randn_like, normal_ = torch.randn_like, torch.Tensor.normal_
         try:
-            torch.randn_like = lambda x, *a, **k: z.clone()
+            torch.randn_like = lambda x, *a, z=z, **k: z.clone()
             ours.update(Batch(obs, act, rew, nxt, term, torch.zeros(batch)))
-            torch.Tensor.normal_ = lambda self, mean=0.0, std=1.0, **k: self.copy_(z * std + mean)
+            torch.Tensor.normal_ = lambda self, mean=0.0, std=1.0, z=z, **k: self.copy_(z * std + mean)
             samples = ReplayBufferSamples(obs, act, nxt, term.unsqueeze(1), rew.unsqueeze(1), None)
             sb.replay_buffer.sample = lambda *a, b=samples, **k: b
             sb.train(gradient_steps=1, batch_size=batch)
