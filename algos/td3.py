@@ -11,7 +11,8 @@ Implementation details:
    with sigma = ``policy_noise`` and c = ``noise_clip`` both scaled by the action range's half-width.
 4. Delayed updates: the actor and all target networks update every ``policy_freq`` critic updates;
    the actor maximises Q1 only. Targets by Polyak averaging with ``tau``.
-5. Exploration: ``random_steps`` uniform actions, then pi(s) + N(0, expl_noise * half-width), clipped.
+5. Exploration: ``random_steps`` uniform actions, then pi(s) + N(0, expl_noise * half-width), clipped
+   (``warmup_noise``: the uniform actions get that noise too, as SB3's ``learn()`` does; off by default).
 6. Terminated transitions do not bootstrap; truncated ones (time limits) do.
 Deviations: none in the math. DDPG (algos/ddpg.py) is this class with the three tricks switched off.
 """
@@ -50,6 +51,7 @@ class TD3Config(OffPolicyConfig):
     critic_action_layer: int = one_of(0, 0, 1)  # where the action enters the critic: 0 input, 1 after the first layer
     tau: float = unit(0.005, low_open=True)  # Polyak rate of the target networks
     expl_noise: float = non_negative(0.1)  # std of the Gaussian exploration noise, times the action half-width
+    warmup_noise: bool = False  # add that noise to the random_steps' uniform actions too (SB3's learn() does)
     twin: bool = True  # clipped double Q with two critics (False: one critic)
     policy_noise: float = non_negative(0.2)  # target policy smoothing noise std, times the action half-width (0: off)
     noise_clip: float = non_negative(0.5)  # clip of the smoothing noise, times the action half-width
@@ -88,10 +90,23 @@ class TD3:
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
         x = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
         action = self.actor(x)[0]
-        if not deterministic and self.cfg.expl_noise > 0:
+        if not deterministic:
+            action = self._explore(action)
+        return action.cpu().numpy()
+
+    def _explore(self, action: torch.Tensor) -> torch.Tensor:
+        if self.cfg.expl_noise > 0:
             action = action + torch.randn_like(action) * (self.cfg.expl_noise * self.scaler.scale)
             action = torch.maximum(torch.minimum(action, self.scaler.high), self.scaler.low)
-        return action.cpu().numpy()
+        return action
+
+    @torch.inference_mode()
+    def warmup_action(self, action: np.ndarray) -> np.ndarray:
+        """A uniform warm-up action, with the exploration noise added if ``warmup_noise`` (else unchanged)."""
+        if not self.cfg.warmup_noise:
+            return action
+        noisy = self._explore(torch.as_tensor(action, dtype=torch.float32, device=self.device))
+        return noisy.cpu().numpy().astype(action.dtype)
 
     def target(self, batch: Batch) -> torch.Tensor:
         """y = r + gamma * (1 - terminated) * min_i Q_i'(s', a'), a' smoothed (eqs. 10 and 14)."""

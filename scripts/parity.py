@@ -80,6 +80,9 @@ CASES = {c.name: c for c in [
     Case("td3", "hopper", 30_000, 5000, (20_000, 25_000, 30_000), _STARTS_5K,
          "SB3's TD3 at our learning rate 3e-4 (its default is 1e-3) and 256-256 networks (its default 400-300); "
          "SB3 also adds its exploration noise to the warm-up's uniform actions, ours does not"),
+    Case("td3", "hopper", 30_000, 5000, (20_000, 25_000, 30_000), (*_STARTS_5K, "algo.warmup_noise=true"),
+         "ours with SB3's exploration noise on the warm-up's uniform actions (ablation of the one difference left)",
+         "_warmup"),
     Case("dqn", "cartpole", 100_000, 5000, (50_000, 100_000), (),
          "SB3's linear epsilon schedule replaced by ours (exponential, counted after the random steps); ours copies "
          "the target every 128 updates, SB3 every 256 env steps (the same: one copy per update phase)"),

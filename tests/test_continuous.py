@@ -142,3 +142,17 @@ def test_sac_critic_does_not_learn_from_actor_loss():
     assert math.isfinite(float(metrics["loss/actor"])) and agent.log_alpha.item() != before_alpha
     assert all(p.grad is None or torch.isfinite(p.grad).all() for p in agent.critic.parameters())
     assert agent.target_entropy == -2.0
+
+
+def test_td3_warmup_noise_is_opt_in_and_stays_within_bounds():
+    uniform = np.random.default_rng(0).uniform(LOW, HIGH, size=(500, 2)).astype(np.float32)
+    plain = TD3(TD3Config(), SPEC, CPU)
+    assert all(plain.warmup_action(a) is a for a in uniform)  # off by default: the action itself, no RNG drawn
+    torch.manual_seed(0)
+    noisy = TD3(TD3Config(warmup_noise=True), SPEC, CPU)
+    out = np.stack([noisy.warmup_action(a) for a in uniform])
+    assert out.dtype == np.float32 and np.all(out >= LOW) and np.all(out <= HIGH)
+    moved = out - uniform
+    scale = (HIGH - LOW) / 2
+    inner = np.all((out > LOW) & (out < HIGH), axis=1)  # unclipped samples show the noise's std (0.1 x half-width)
+    assert np.allclose(moved[inner].std(axis=0) / scale, 0.1, atol=0.02)
