@@ -271,6 +271,27 @@ def sb3_job(case: Case, seed: int, run_dir: Path) -> None:
     (run_dir / "done").write_text("")
 
 
+def _update_check_pair(algo: str, env: str, overrides: tuple[str, ...]):
+    """(spec, SB3 model, our agent) built from one composed config, one thread, for an update-by-update check."""
+    import importlib
+
+    import torch
+    from omegaconf import OmegaConf
+    from stable_baselines3.common.logger import configure
+
+    import envs
+
+    torch.set_num_threads(1)
+    cfg = compose(Case(algo, env, 1000, 1000, (1000,), ("algo.random_steps=100", "algo.learning_starts=100",
+                                                        *overrides)), 0)
+    gym_env, spec = envs.make(cfg.env, 0)
+    sb = sb3_model(cfg, gym_env)
+    sb.set_logger(configure(None, []))
+    sb._setup_learn(total_timesteps=10)
+    ours = importlib.import_module(f"algos.{algo}").Agent(OmegaConf.to_object(cfg.algo), spec, torch.device("cpu"))
+    return spec, sb, ours
+
+
 def sac_update_check(env: str = "halfcheetah", updates: int = 3, batch: int = 256, eps: float = 1e-6) -> dict:
     """Our SAC and SB3's, given the same weights, minibatches and Gaussian noise, update by update.
 
@@ -282,23 +303,11 @@ def sac_update_check(env: str = "halfcheetah", updates: int = 3, batch: int = 25
     """
     import torch
     import torch.distributions.normal as tnormal
-    from omegaconf import OmegaConf
-    from stable_baselines3.common.logger import configure
     from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
-    import algos.sac as oursac
-    import envs
     from algos.common.buffer import Batch
 
-    torch.set_num_threads(1)
-    case = Case("sac", env, 1000, 1000, (1000,), ("algo.random_steps=100", "algo.learning_starts=100",
-                                                   f"algo.log_prob_eps={eps}"))
-    cfg = compose(case, 0)
-    gym_env, spec = envs.make(cfg.env, 0)
-    sb = sb3_model(cfg, gym_env)
-    sb.set_logger(configure(None, []))
-    sb._setup_learn(total_timesteps=10)
-    ours = oursac.SAC(OmegaConf.to_object(cfg.algo), spec, torch.device("cpu"))
+    spec, sb, ours = _update_check_pair("sac", env, (f"algo.log_prob_eps={eps}",))
     with torch.no_grad():  # copy SB3's weights into ours
         lin = [m for m in sb.actor.latent_pi if isinstance(m, torch.nn.Linear)]
         mine = [m for m in ours.actor.net if isinstance(m, torch.nn.Linear)]
@@ -351,22 +360,11 @@ def td3_update_check(env: str = "hopper", updates: int = 4, batch: int = 256) ->
     absolute parameter difference after each update, per network (the actor and targets move on every second
     update, both with policy delay 2)."""
     import torch
-    from omegaconf import OmegaConf
-    from stable_baselines3.common.logger import configure
     from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
-    import algos.td3 as ourtd3
-    import envs
     from algos.common.buffer import Batch
 
-    torch.set_num_threads(1)
-    case = Case("td3", env, 1000, 1000, (1000,), ("algo.random_steps=100", "algo.learning_starts=100"))
-    cfg = compose(case, 0)
-    gym_env, spec = envs.make(cfg.env, 0)
-    sb = sb3_model(cfg, gym_env)
-    sb.set_logger(configure(None, []))
-    sb._setup_learn(total_timesteps=10)
-    ours = ourtd3.TD3(OmegaConf.to_object(cfg.algo), spec, torch.device("cpu"))
+    spec, sb, ours = _update_check_pair("td3", env, ())
 
     def linears(seq):
         return [m for m in seq if isinstance(m, torch.nn.Linear)]
