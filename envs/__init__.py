@@ -23,7 +23,7 @@ import torch  # noqa: E402
 from omegaconf import MISSING  # noqa: E402
 
 from algos.common import seeding
-from algos.common.settings import any_value, positive
+from algos.common.settings import any_value, non_negative, positive
 
 
 class EnvError(ValueError):
@@ -62,7 +62,7 @@ class EnvConfig:
     eval_every: int = positive(5_000)  # default evaluation interval (env steps) for this env
     normalize_obs: bool = False  # running mean/std observation normalisation (training env; eval shares stats)
     normalize_reward: bool = False  # on-policy only: rewards divided by the running std of the discounted return
-    obs_clip: float = any_value(0.0)  # with normalize_obs: normalised observations clipped to +-obs_clip (<= 0: off)
+    obs_clip: float = non_negative(0.0)  # with normalize_obs: normalised observations clipped to +-obs_clip (0: off)
     reward_shift: float = any_value(0.0)  # training reward becomes (r + reward_shift) * reward_scale
     reward_scale: float = any_value(1.0)  # e.g. Pendulum's (r + 8) / 8: env.reward_shift=8 env.reward_scale=0.125
     kwargs: dict[str, Any] = field(default_factory=dict)  # extra keyword arguments for gym.make
@@ -275,7 +275,7 @@ class VecNormalize(gym.vector.VectorWrapper):
         from gymnasium.wrappers.utils import RunningMeanStd
 
         self.norm_obs, self.norm_reward, self.gamma = obs, reward, gamma
-        self.obs_clip = obs_clip if obs_clip > 0 else np.inf
+        self.obs_clip = obs_clip if obs_clip > 0 else np.inf  # 0: off
         self.obs_rms = RunningMeanStd(shape=env.single_observation_space.shape)
         self.ret_rms = RunningMeanStd(shape=())
         self.returns = np.zeros(env.num_envs)

@@ -192,6 +192,7 @@ def test_offline_configs_have_no_online_settings():
     ("algo.actor_lr=0", "algo.actor_lr=0.0 must be > 0"),
     ("eval_episodes=0", "eval_episodes=0 must be a positive integer"),
     ("hardware.vector=fork", "hardware.vector=fork is not supported; allowed: sync, async"),
+    ("env.obs_clip=-10", "env.obs_clip=-10.0 must be >= 0"),
 ])
 def test_declared_ranges_give_one_line(compose_cfg, override, needle):
     cfg = compose_cfg("algo=iql", "env=pendulum", "dataset.path=x.npz", override)
