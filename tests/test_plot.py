@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from scripts.plot import bootstrap_ci, iqm
+from scripts.plot import bootstrap_ci, iqm, peak_of_mean
 from tests.conftest import ROOT, run_train
 
 
@@ -20,6 +20,12 @@ def test_bootstrap_ci_two_values():
     assert bootstrap_ci([0.0, 1.0]) == (0.0, 1.0)
     lo, hi = bootstrap_ci(np.arange(100.0))
     assert lo < 49.5 < hi and hi - lo < 15
+
+
+def test_peak_of_mean_curve_is_the_highest_seed_mean_on_common_steps():
+    a = {"evals": [(1, 1.0), (2, 3.0), (3, 2.0), (4, 9.0)]}  # step 4 only in this run: not on the common curve
+    b = {"evals": [(1, 3.0), (2, 1.0), (3, 4.0)]}
+    assert peak_of_mean([a, b]) == 3.0  # means 2, 2, 3; the best single evaluation (9, or 4 on common steps) is not it
 
 
 def test_report_from_runs(tmp_path):
