@@ -53,7 +53,6 @@ class A2CConfig(OnPolicyConfig):
     shared_trunk: bool = False  # one trunk with policy and value heads instead of two networks
     log_std_init: float = any_value(0.0)  # initial log-std of the Gaussian policy (continuous actions)
     normalize_advantage: bool = False  # standardise advantages per rollout
-    lr_anneal: bool = False  # decay the learning rate linearly to 0 over total_steps
     orthogonal_init: bool = False  # orthogonal weights (gain sqrt 2; outputs 0.01 policy, 1 value), zero biases
 
 

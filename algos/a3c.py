@@ -130,7 +130,7 @@ def _worker(rank: int, cfg: dict, spec: envs.EnvSpec, global_net, shared_state, 
             batch = storage.batch(local.value(obs), a.gamma, a.gae_lambda)
             if a.lr_anneal:
                 for g in opt.param_groups:
-                    g["lr"] = a.lr * max(1.0 - done_before / total, 0.0)
+                    g["lr"] = a.lr * max(1.0 - done_before / (a.lr_anneal_steps or total), 0.0)
             metrics = local.compute_grads(batch)
             for gp, lp in zip(params, local.net.parameters()):
                 gp.grad = lp.grad

@@ -20,7 +20,7 @@ Implementation details:
    at ``max_grad_norm``.
 5. ``target_kl`` > 0 stops the remaining epochs of a rollout once an epoch's mean approximate KL
    (mean((r - 1) - log r), Schulman's low-variance estimator) exceeds it.
-6. ``lr_anneal`` decays the learning rate linearly to 0 over ``total_steps``.
+6. ``lr_anneal`` decays the learning rate linearly to 0 over ``lr_anneal_steps`` env steps (default ``total_steps``).
 7. Networks: separate actor and critic MLPs (tanh) with orthogonal initialisation (gain sqrt 2 for hidden
    layers, 0.01 for the policy output, 1 for the value output, zero biases); Gaussian policy with a
    state-independent log-std; the sample is clipped to the action bounds for the env and its log-probability
@@ -65,7 +65,6 @@ class PPOConfig(OnPolicyConfig):
     max_grad_norm: float = any_value(0.5)  # global gradient norm clip (<= 0: off)
     target_kl: float = non_negative(0.0)  # > 0: stop a rollout's epochs once the approximate KL exceeds it
     normalize_advantage: bool = True  # standardise advantages per minibatch
-    lr_anneal: bool = False  # decay the learning rate linearly to 0 over total_steps
     hidden: list[int] = field(default_factory=lambda: [64, 64])  # hidden sizes of each network (or the trunk)
     shared_trunk: bool = False  # one trunk with policy and value heads instead of two networks
     log_std_init: float = any_value(0.0)  # initial log-std of the Gaussian policy (continuous actions)

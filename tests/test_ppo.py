@@ -158,6 +158,18 @@ def test_resume_with_a_longer_budget_keeps_the_lr_schedule(tmp_path, compose_cfg
     assert state["anneal_horizon"] == 1024 and state["agent"]["optimizer"]["param_groups"][0]["lr"] == 0.0
 
 
+def test_lr_anneal_steps_sets_the_schedule_horizon_beyond_the_budget(tmp_path, compose_cfg):
+    """lr_anneal_steps=4096 with a 1024-step budget: the run ends a quarter of the way down the schedule."""
+    import train
+
+    cfg = compose_cfg("algo=ppo", "env=cartpole", "total_steps=1024", "eval_every=1024", "eval_episodes=1",
+                      "logger=none", "progress=false", "algo.n_epochs=1", "algo.lr_anneal_steps=4096")
+    train.run(cfg, envs.probe(cfg.env), tmp_path)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert state["anneal_horizon"] == 4096  # the last update saw 768 of 4096 steps done
+    assert state["agent"]["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-3 * (1 - 768 / 4096))
+
+
 def test_obs_clip_bounds_normalised_observations_in_training_and_evaluation():
     # a constant observation entry has ~0 variance: a later deviation normalises to a huge value unless clipped
     cfg = EnvConfig(name="p", id="Pendulum-v1", normalize_obs=True, obs_clip=0.5)

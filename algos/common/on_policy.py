@@ -31,6 +31,10 @@ class OnPolicyConfig(AlgoConfig):
     num_envs: int = positive(16)  # parallel envs (one vector env); a rollout holds num_envs x n_steps transitions
     n_steps: int = positive(5)  # env steps per env per rollout
     gae_lambda: float = unit(1.0)  # 1: n-step returns; < 1: GAE(lambda)
+    lr_anneal: bool = False  # decay the learning rate linearly to 0 over lr_anneal_steps
+    # env steps over which the decay reaches 0 (None: total_steps). Longer than the budget: the run ends part-way
+    # down the schedule, as the first 1M steps of Tianshou's 3M-step MuJoCo runs (lr_anneal_steps=3000000) do.
+    lr_anneal_steps: Optional[int] = positive(None)
 
 
 def collect_rollout(agent, env, storage: RolloutStorage, obs: np.ndarray, gamma: float,
@@ -72,9 +76,10 @@ def loop(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: Path, d
     # The episodes in flight: every sub-env's state and the observations the next rollout starts from.
     cur: dict[str, Any] = {"obs": None, "exact": False}
 
-    # The learning-rate schedule's horizon is the budget the run started with: a resume with a longer
-    # total_steps continues the same schedule (then holds at its end) instead of jumping back up.
-    horizon = resume.get("anneal_horizon", cfg.total_steps) if resume is not None else cfg.total_steps
+    # The learning-rate schedule's horizon is fixed when the run starts (lr_anneal_steps, else the budget): a
+    # resume with a longer total_steps continues the same schedule (then holds at its end) instead of jumping up.
+    horizon = a.lr_anneal_steps or cfg.total_steps
+    horizon = resume.get("anneal_horizon", horizon) if resume is not None else horizon
 
     def load_envs(state: Optional[dict[str, Any]]) -> None:
         if state is not None and envs.vector_state(env) is not None:
