@@ -28,6 +28,9 @@ Implementation details:
 8. Observation normalisation and reward scaling (``env.normalize_obs``, ``env.normalize_reward``) are
    ``envs.VecNormalize`` on the training vector env; their statistics are in the checkpoint and the evaluation
    env reads them frozen.
+9. ``recompute_advantage`` (off by default; Tianshou's MuJoCo PPO has it on, after Andrychowicz et al. 2021,
+   "What Matters in On-Policy RL", Sec. 3.5): before each epoch after the first, GAE runs again over the rollout
+   with the current critic, so later epochs fit the policy to fresher advantages.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from torch import nn
 
 from algos.a2c import A2C, ActorCritic, orthogonal_init
 from algos.common.on_policy import OnPolicyConfig
-from algos.common.rollout import RolloutBatch
+from algos.common.rollout import RolloutBatch, compute_returns
 from algos.common.settings import any_value, non_negative, positive, unit
 from envs import EnvSpec
 
@@ -65,6 +68,7 @@ class PPOConfig(OnPolicyConfig):
     max_grad_norm: float = any_value(0.5)  # global gradient norm clip (<= 0: off)
     target_kl: float = non_negative(0.0)  # > 0: stop a rollout's epochs once the approximate KL exceeds it
     normalize_advantage: bool = True  # standardise advantages per minibatch
+    recompute_advantage: bool = False  # before each epoch after the first, GAE again with the current critic
     hidden: list[int] = field(default_factory=lambda: [64, 64])  # hidden sizes of each network (or the trunk)
     shared_trunk: bool = False  # one trunk with policy and value heads instead of two networks
     log_std_init: float = any_value(0.0)  # initial log-std of the Gaussian policy (continuous actions)
@@ -119,13 +123,25 @@ class PPO(A2C):
         loss = policy_loss + c.value_coef * value_loss - c.entropy_coef * entropy_mean
         return loss, policy_loss, value_loss, entropy_mean, approx_kl, clipped
 
+    @torch.no_grad()
+    def recompute(self, b: RolloutBatch) -> RolloutBatch:
+        """Detail 9: the rollout's advantages and returns by GAE with the current critic (the time-limit
+        bootstraps inside ``b.rewards`` keep the collecting critic's values)."""
+        values = self.net.value(b.obs).view_as(b.rewards)
+        returns, adv = compute_returns(b.rewards, values, b.dones, self.net.value(b.last_obs), self.cfg.gamma,
+                                       self.cfg.gae_lambda)
+        return b._replace(returns=returns.reshape(-1), advantages=adv.reshape(-1))
+
     def update(self, batch: RolloutBatch) -> dict:
         c = self.cfg
         n = batch.obs.shape[0]
         clip_norm = c.max_grad_norm if c.max_grad_norm > 0 else math.inf
         sums: dict[str, torch.Tensor] = {}
         steps, epochs = 0, 0
-        for _ in range(c.n_epochs):
+        collected = batch
+        for epoch in range(c.n_epochs):
+            if epoch > 0 and c.recompute_advantage:
+                batch = self.recompute(collected)
             kl_sum, count = 0.0, 0
             for idx in torch.randperm(n, device=batch.obs.device).tensor_split(min(c.n_minibatches, n)):
                 loss, pl, vl, ent, kl, clipped = self._losses(batch, idx)
@@ -141,8 +157,8 @@ class PPO(A2C):
             if c.target_kl > 0 and float(kl_sum) / count > c.target_kl:
                 break
         metrics = {k: float(v) / steps for k, v in sums.items()}
-        var = float(batch.returns.var())
-        metrics["train/explained_variance"] = (1.0 - float((batch.returns - batch.values).var()) / var
+        var = float(collected.returns.var())
+        metrics["train/explained_variance"] = (1.0 - float((collected.returns - collected.values).var()) / var
                                                if var > 0 else 0.0)
         metrics["train/epochs"] = epochs
         metrics["updates"] = steps  # gradient steps in this phase (the loop counts them; not logged as a metric)

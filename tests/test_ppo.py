@@ -65,6 +65,41 @@ def test_update_phase_runs_every_minibatch_and_changes_the_policy(env_id):
     venv.close()
 
 
+def test_recompute_advantage_uses_the_current_critic_before_each_later_epoch():
+    import copy
+
+    from algos.common.rollout import compute_returns
+
+    cfg = EnvConfig(name="x", id="Pendulum-v1")
+    venv, spec = envs.make_vector(cfg, seed=0, num_envs=2)
+    torch.manual_seed(0)
+    c = PPOConfig(num_envs=2, n_steps=16, n_epochs=3, n_minibatches=2, lr=1e-2, gae_lambda=0.9,
+                  recompute_advantage=True)
+    agent = PPO(c, spec, torch.device("cpu"))
+    storage = RolloutStorage(c.n_steps, 2, spec.obs_shape, spec.action_shape, False, torch.device("cpu"))
+    obs = collect_rollout(agent, venv, storage, venv.reset(seed=0)[0], c.gamma, lambda *a: None)
+    batch = storage.batch(agent.value(obs), c.gamma, c.gae_lambda, last_obs=obs)
+    seen = []  # (batch each epoch trained on, the critic it started from)
+    losses = agent._losses
+
+    def spy(b, idx):
+        if not seen or seen[-1][0] is not b:
+            seen.append((b, copy.deepcopy(agent.net)))
+        return losses(b, idx)
+
+    agent._losses = spy
+    agent.update(batch)
+    assert len(seen) == 3 and seen[0][0] is batch
+    for b, net in seen[1:]:
+        with torch.no_grad():
+            want_ret, want_adv = compute_returns(batch.rewards, net.value(batch.obs).view(16, 2), batch.dones,
+                                                 net.value(batch.last_obs), c.gamma, c.gae_lambda)
+        assert torch.allclose(b.advantages, want_adv.reshape(-1)) and torch.allclose(b.returns, want_ret.reshape(-1))
+        assert not torch.allclose(b.advantages, batch.advantages)  # the critic moved: new advantages
+        assert torch.equal(b.log_probs, batch.log_probs) and torch.equal(b.values, batch.values)
+    venv.close()
+
+
 def test_target_kl_stops_the_epochs_early():
     cfg = EnvConfig(name="x", id="CartPole-v1")
     venv, spec = envs.make_vector(cfg, seed=0, num_envs=2)

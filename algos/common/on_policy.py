@@ -116,7 +116,7 @@ def loop(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: Path, d
                 run.check_finite("action (policy output; the agent's weights may have diverged)", storage.actions)
             run.check_finite("reward", storage.rewards)
             run.check_finite("observation", storage.obs)
-            batch = storage.batch(agent.value(obs), a.gamma, a.gae_lambda)
+            batch = storage.batch(agent.value(obs), a.gamma, a.gae_lambda, last_obs=obs)
             agent.set_progress(run.step / horizon)
             metrics = agent.update(batch)
             run.advance(a.n_steps * n, metrics.pop("updates", 1), metrics)

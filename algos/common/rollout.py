@@ -7,7 +7,7 @@ of the state the env really reached. A *terminated* step is marked done with not
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 
@@ -19,6 +19,11 @@ class RolloutBatch(NamedTuple):
     advantages: torch.Tensor  # (T*N,)
     values: torch.Tensor  # (T*N,) V(s) when the rollout was collected
     log_probs: torch.Tensor  # (T*N,) log-probability of each action under the policy that collected it
+    # What recomputing the advantages with a newer critic needs (PPO's recompute_advantage): the (T, N) rewards
+    # (with the time-limit bootstraps added) and dones, and the observations after the last step (N, *obs_shape).
+    rewards: Optional[torch.Tensor] = None
+    dones: Optional[torch.Tensor] = None
+    last_obs: Optional[torch.Tensor] = None
 
 
 def compute_returns(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor, last_value: torch.Tensor,
@@ -67,10 +72,12 @@ class RolloutStorage:
     def full(self) -> bool:
         return self.t == self.n_steps
 
-    def batch(self, last_value: torch.Tensor, gamma: float, gae_lambda: float) -> RolloutBatch:
+    def batch(self, last_value: torch.Tensor, gamma: float, gae_lambda: float, last_obs=None) -> RolloutBatch:
         returns, advantages = compute_returns(self.rewards, self.values, self.dones, last_value, gamma, gae_lambda)
         self.t = 0
         flat = self.n_steps * self.n_envs
+        if last_obs is not None:
+            last_obs = torch.as_tensor(last_obs, dtype=torch.float32, device=self.obs.device)
         return RolloutBatch(self.obs.reshape(flat, *self.obs.shape[2:]), self.actions.reshape(flat, *self.actions.shape[2:]),
                             returns.reshape(flat), advantages.reshape(flat), self.values.reshape(flat),
-                            self.log_probs.reshape(flat))
+                            self.log_probs.reshape(flat), self.rewards, self.dones, last_obs)
