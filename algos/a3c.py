@@ -38,7 +38,7 @@ import torch.multiprocessing as mp
 import envs
 from algos.a2c import A2C, A2CConfig
 from algos.common import seeding
-from algos.common.on_policy import collect_rollout
+from algos.common.on_policy import anneal_horizon, collect_rollout
 from algos.common.rollout import RolloutStorage
 from algos.common.runner import Runner
 from algos.common.settings import one_of, positive
@@ -130,7 +130,7 @@ def _worker(rank: int, cfg: dict, spec: envs.EnvSpec, global_net, shared_state, 
             batch = storage.batch(local.value(obs), a.gamma, a.gae_lambda)
             if a.lr_anneal:
                 for g in opt.param_groups:
-                    g["lr"] = a.lr * max(1.0 - done_before / (a.lr_anneal_steps or total), 0.0)
+                    g["lr"] = a.lr * max(1.0 - done_before / a.lr_anneal_steps, 0.0)  # the loop set the horizon
             metrics = local.compute_grads(batch)
             for gp, lp in zip(params, local.net.parameters()):
                 gp.grad = lp.grad
@@ -153,9 +153,12 @@ def loop(cfg, agent: A3C, env, eval_env, spec: envs.EnvSpec, logger, run_dir, de
 
     run = Runner(cfg, agent, env, eval_env, logger, run_dir, resume)
     run.track("agent", agent.state_dict, agent.load_state_dict)
+    horizon = anneal_horizon(cfg, resume)
+    run.track("anneal_horizon", lambda: horizon, optional=True)  # optional: checkpoints from before it was kept
     if run.restore():
         counter.value = run.step
     plain = OmegaConf.to_container(cfg, resolve=True)
+    plain["algo"]["lr_anneal_steps"] = horizon  # the workers' schedule: the one the run started with
     workers = [ctx.Process(target=_worker, args=(r, plain, spec, agent.net, agent.shared_state, counter, stop, queue,
                                                  os.getpid()), daemon=True, name=f"a3c-worker-{r}")
                for r in range(n_workers)]

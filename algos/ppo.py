@@ -30,7 +30,9 @@ Implementation details:
    env reads them frozen.
 9. ``recompute_advantage`` (off by default; Tianshou's MuJoCo PPO has it on, after Andrychowicz et al. 2021,
    "What Matters in On-Policy RL", Sec. 3.5): before each epoch after the first, GAE runs again over the rollout
-   with the current critic, so later epochs fit the policy to fresher advantages.
+   with the current critic, so later epochs fit the policy to fresher advantages. Two parts keep the collecting
+   critic's values: the bootstrap gamma V(final obs) already added to a truncated step's reward, and the old
+   values that ``clip_value`` clips around (Tianshou recomputes those too).
 """
 
 from __future__ import annotations
@@ -127,6 +129,8 @@ class PPO(A2C):
     def recompute(self, b: RolloutBatch) -> RolloutBatch:
         """Detail 9: the rollout's advantages and returns by GAE with the current critic (the time-limit
         bootstraps inside ``b.rewards`` keep the collecting critic's values)."""
+        if b.last_obs is None:
+            raise ValueError("recompute_advantage needs the rollout's last observations: RolloutStorage.batch(..., last_obs=obs)")
         values = self.net.value(b.obs).view_as(b.rewards)
         returns, adv = compute_returns(b.rewards, values, b.dones, self.net.value(b.last_obs), self.cfg.gamma,
                                        self.cfg.gae_lambda)

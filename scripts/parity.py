@@ -187,9 +187,11 @@ def sb3_model(cfg, env):
                        use_rms_prop=a.optimizer == "rmsprop", rms_prop_eps=a.eps, normalize_advantage=a.normalize_advantage,
                        policy_kwargs=kwargs, **common)
     if name == "ppo":
-        if a.shared_trunk or a.clip_value or a.target_kl > 0 or a.max_grad_norm <= 0:
+        if a.shared_trunk or a.clip_value or a.target_kl > 0 or a.max_grad_norm <= 0 or a.recompute_advantage:
             raise SystemExit("error: SB3's PPO here has separate networks, no max-form value clipping, no epoch-level "
-                             "KL stop and always clips the gradient norm (max_grad_norm > 0)")
+                             "KL stop, no advantage recomputation and always clips the gradient norm (max_grad_norm > 0)")
+        if a.lr_anneal and a.lr_anneal_steps not in (None, cfg.total_steps):
+            raise SystemExit("error: SB3's learning-rate schedule runs over the whole budget: leave algo.lr_anneal_steps unset")
         rollout = a.num_envs * a.n_steps
         if rollout % a.n_minibatches:
             raise SystemExit(f"error: SB3's minibatches are of one size: num_envs x n_steps ({rollout}) must divide "

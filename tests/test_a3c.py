@@ -86,3 +86,4 @@ def test_a3c_resumes_and_keeps_learning(tmp_path):
     assert f"resumed from step {k}" in out.stdout + out.stderr
     returns = eval_returns(run_dir)
     assert returns[-1][0] == k + 40000 and max(r for _, r in returns) >= 50, returns
+    assert checkpoint.load(run_dir)["anneal_horizon"] == 10000000  # the schedule the run started with

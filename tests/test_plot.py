@@ -36,6 +36,7 @@ def test_report_from_runs(tmp_path):
                            "--threshold", "5"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     md = (out / "report.md").read_text()
+    assert "| final return (mean [95% CI]) | IQM | max of mean curve | best | steps/s |" in md
     assert "| CartPole-v1 | dqn | 2 (0, 1) | 600 |" in md
     assert (out / "CartPole-v1.png").stat().st_size > 1000
 

@@ -65,20 +65,24 @@ def test_update_phase_runs_every_minibatch_and_changes_the_policy(env_id):
     venv.close()
 
 
-def test_recompute_advantage_uses_the_current_critic_before_each_later_epoch():
+@pytest.mark.parametrize("env_id", ["Pendulum-v1", "CartPole-v1"])  # CartPole: episodes end inside the rollout
+def test_recompute_advantage_uses_the_current_critic_before_each_later_epoch(env_id):
     import copy
 
     from algos.common.rollout import compute_returns
 
-    cfg = EnvConfig(name="x", id="Pendulum-v1")
+    cfg = EnvConfig(name="x", id=env_id)
     venv, spec = envs.make_vector(cfg, seed=0, num_envs=2)
     torch.manual_seed(0)
     c = PPOConfig(num_envs=2, n_steps=16, n_epochs=3, n_minibatches=2, lr=1e-2, gae_lambda=0.9,
                   recompute_advantage=True)
     agent = PPO(c, spec, torch.device("cpu"))
-    storage = RolloutStorage(c.n_steps, 2, spec.obs_shape, spec.action_shape, False, torch.device("cpu"))
+    storage = RolloutStorage(c.n_steps, 2, spec.obs_shape, spec.action_shape, spec.discrete, torch.device("cpu"))
     obs = collect_rollout(agent, venv, storage, venv.reset(seed=0)[0], c.gamma, lambda *a: None)
     batch = storage.batch(agent.value(obs), c.gamma, c.gae_lambda, last_obs=obs)
+    assert (batch.dones.sum() > 0) == (env_id == "CartPole-v1")
+    with pytest.raises(ValueError, match="last observations"):
+        agent.recompute(batch._replace(last_obs=None))
     seen = []  # (batch each epoch trained on, the critic it started from)
     losses = agent._losses
 
@@ -203,6 +207,14 @@ def test_lr_anneal_steps_sets_the_schedule_horizon_beyond_the_budget(tmp_path, c
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert state["anneal_horizon"] == 4096  # the last update saw 768 of 4096 steps done
     assert state["agent"]["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-3 * (1 - 768 / 4096))
+
+
+def test_lr_anneal_steps_must_be_positive(compose_cfg):
+    from algos.common.validate import ConfigError, validate
+
+    with pytest.raises(ConfigError) as info:
+        validate(compose_cfg("algo=ppo", "env=cartpole", "algo.lr_anneal_steps=0"))
+    assert str(info.value) == "algo.lr_anneal_steps=0 must be a positive integer"
 
 
 def test_obs_clip_bounds_normalised_observations_in_training_and_evaluation():

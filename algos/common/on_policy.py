@@ -37,6 +37,23 @@ class OnPolicyConfig(AlgoConfig):
     lr_anneal_steps: Optional[int] = positive(None)
 
 
+def anneal_horizon(cfg, resume: Optional[dict[str, Any]]) -> int:
+    """The env steps over which ``lr_anneal`` decays the learning rate to 0. Fixed when the run starts
+    (``lr_anneal_steps``, else the budget): a resume with a longer ``total_steps`` continues the same schedule
+    (then holds at its end) instead of jumping back up."""
+    a = cfg.algo
+    horizon = a.lr_anneal_steps or cfg.total_steps
+    if a.lr_anneal_steps and not a.lr_anneal:
+        log.warning("algo.lr_anneal_steps=%d does nothing without algo.lr_anneal=true", a.lr_anneal_steps)
+    if resume is not None and resume.get("anneal_horizon") is not None:
+        saved = resume["anneal_horizon"]
+        if a.lr_anneal_steps and a.lr_anneal_steps != saved:
+            log.warning("algo.lr_anneal_steps=%d is not this run's schedule: it keeps the %d steps it started with",
+                        a.lr_anneal_steps, saved)
+        horizon = saved
+    return horizon
+
+
 def collect_rollout(agent, env, storage: RolloutStorage, obs: np.ndarray, gamma: float,
                     on_episode: Callable[[int, float, int], None]) -> np.ndarray:
     """Step the vector env ``storage.n_steps`` times, filling ``storage``; returns the last observation.
@@ -76,10 +93,7 @@ def loop(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: Path, d
     # The episodes in flight: every sub-env's state and the observations the next rollout starts from.
     cur: dict[str, Any] = {"obs": None, "exact": False}
 
-    # The learning-rate schedule's horizon is fixed when the run starts (lr_anneal_steps, else the budget): a
-    # resume with a longer total_steps continues the same schedule (then holds at its end) instead of jumping up.
-    horizon = a.lr_anneal_steps or cfg.total_steps
-    horizon = resume.get("anneal_horizon", horizon) if resume is not None else horizon
+    horizon = anneal_horizon(cfg, resume)
 
     def load_envs(state: Optional[dict[str, Any]]) -> None:
         if state is not None and envs.vector_state(env) is not None:
