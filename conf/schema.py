@@ -97,6 +97,8 @@ def register() -> None:
     cs.store(group="schema", name="dataset", node=DatasetConfig)
     for name, module in algos.ALGOS.items():
         cs.store(group="schema/algo", name=name, node=importlib.import_module(module).Config)
+    # submitit launchers that wait for every job even when one's process died (algos/common/sweep.py)
+    importlib.import_module("algos.common.sweep").register_launchers(cs)
     # ${pid:} in the default run directory: two runs started in the same second get different directories
     OmegaConf.register_new_resolver("pid", lambda: str(os.getpid()), replace=True)
     # ${data_dir:...} in run directories: an offline run's dataset is part of where it lives, so the same algo, env
