@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -69,6 +70,9 @@ def load_run(run_dir: Path, max_step: int | None = None) -> dict | None:
     evals = [(r["step"], r[key]) for r in rows if r.get(key) is not None and (max_step is None or r["step"] <= max_step)]
     sps = [r["time/sps"] for r in rows if r.get("time/sps") and r.get("train/updates", 0) > 0]
     env = cfg.env.get("id") or cfg.env.name
+    kwargs = cfg.env.get("kwargs") or {}
+    if kwargs:  # another task than the registered one (e.g. Ant-v5 without its contact forces): its own row
+        env = f"{env} ({', '.join(f'{k}={v}' for k, v in kwargs.items())})"
     if offline:  # one row per dataset: the same env with other data is another experiment
         env = f"{env} / {ds.get('id') or Path(ds.get('path')).stem}"
     algo = cfg.algo.name
@@ -175,7 +179,7 @@ def curves(runs: list[dict], out: Path) -> list[Path]:
         ax.set_title(env)
         ax.legend()
         fig.tight_layout()
-        path = out / f"{env.replace(' / ', '__').replace('/', '_')}.png"
+        path = out / f"{re.sub(r'[^A-Za-z0-9._-]+', '_', env.replace(' / ', '__')).strip('_')}.png"
         fig.savefig(path, dpi=100)
         plt.close(fig)
         written.append(path)

@@ -28,6 +28,17 @@ def test_peak_of_mean_curve_is_the_highest_seed_mean_on_common_steps():
     assert peak_of_mean([a, b]) == 3.0  # means 2, 2, 3; the best single evaluation (9, or 4 on common steps) is not it
 
 
+def test_env_kwargs_make_their_own_row(tmp_path):
+    from scripts.plot import find_runs
+
+    for name, kwargs in (("plain", ""), ("v3like", ", kwargs: {contact_cost_weight: 0.0}")):
+        (tmp_path / name / ".hydra").mkdir(parents=True)
+        (tmp_path / name / ".hydra" / "config.yaml").write_text(
+            f"seed: 0\nalgo: {{name: ppo}}\nenv: {{name: ant, id: Ant-v5{kwargs}}}\n")
+        (tmp_path / name / "metrics.jsonl").write_text(json.dumps({"step": 1, "eval/return_mean": 1.0}) + "\n")
+    assert sorted(r["env"] for r in find_runs([tmp_path])) == ["Ant-v5", "Ant-v5 (contact_cost_weight=0.0)"]
+
+
 def test_report_from_runs(tmp_path):
     for seed in (0, 1):
         run_train("total_steps=600", "eval_every=300", "eval_episodes=1", f"seed={seed}", run_dir=tmp_path / f"s{seed}")
