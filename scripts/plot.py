@@ -6,8 +6,9 @@
 
 Reads each run's ``.hydra/config.yaml`` (algo, env, seed) and ``metrics.jsonl``. For each algo x env:
 number of seeds, final eval return (mean and 95% percentile-bootstrap CI over seeds), IQM over seeds,
-the highest point of the seed-mean curve (the TD3 paper's and Tianshou's protocol), best single eval return, first env step at which the eval return reached ``--threshold`` (per seed), and the
-median ``time/sps`` once updates have started. Curves (mean and bootstrap CI over seeds vs env steps) are
+the highest point of the seed-mean curve (the TD3 paper's and Tianshou's protocol), best single eval
+return, first env step at which the eval return reached ``--threshold`` (per seed), and the median
+``time/sps`` once updates have started. Curves (mean and bootstrap CI over seeds vs env steps) are
 written as PNG when matplotlib is installed.
 """
 
