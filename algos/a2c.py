@@ -16,7 +16,10 @@ Implementation details:
 5. Actor and critic as separate MLPs, or one shared trunk with two heads (``shared_trunk``); PyTorch's default
    init, or orthogonal (``orthogonal_init``, as baselines and Tianshou's MuJoCo A2C).
 6. Observation normalisation and reward scaling (``env.normalize_obs``, ``env.normalize_reward``): see PPO's
-   detail 8 (``algos/ppo.py``).
+   detail 8 (``algos/ppo.py``). ``algo.return_norm`` scales the critic's targets instead (Tianshou's
+   ``reward_normalization``): GAE runs on raw rewards with the critic's values times the running std of the
+   returns, the critic learns returns divided by it, and the advantages keep the rewards' scale, so the
+   entropy bonus weighs less against them than under ``env.normalize_reward``.
 """
 
 from __future__ import annotations

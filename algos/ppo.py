@@ -131,10 +131,11 @@ class PPO(A2C):
         bootstraps inside ``b.rewards`` keep the collecting critic's values)."""
         if b.last_obs is None:
             raise ValueError("recompute_advantage needs the rollout's last observations: RolloutStorage.batch(..., last_obs=obs)")
-        values = self.net.value(b.obs).view_as(b.rewards)
-        returns, adv = compute_returns(b.rewards, values, b.dones, self.net.value(b.last_obs), self.cfg.gamma,
+        unit = b.value_scale  # algo.return_norm: the critic's values times this are in the rewards' units
+        values = self.net.value(b.obs).view_as(b.rewards) * unit
+        returns, adv = compute_returns(b.rewards, values, b.dones, self.net.value(b.last_obs) * unit, self.cfg.gamma,
                                        self.cfg.gae_lambda)
-        return b._replace(returns=returns.reshape(-1), advantages=adv.reshape(-1))
+        return b._replace(returns=returns.reshape(-1) / unit, advantages=adv.reshape(-1))
 
     def update(self, batch: RolloutBatch) -> dict:
         c = self.cfg

@@ -34,6 +34,36 @@ def test_gae_hand_computed():
     assert torch.allclose(adv.squeeze(1), torch.tensor([d0 + g * lam * d1, d1]))
 
 
+def test_return_norm_runs_gae_in_the_rewards_units_and_scales_only_the_targets():
+    """algo.return_norm: the stored values are in units of ``value_scale``; advantages come out in the rewards'
+    units, the critic's targets in the critic's."""
+    torch.manual_seed(0)
+    storage = RolloutStorage(4, 2, (3,), (), True, torch.device("cpu"))
+    rewards, values, dones = torch.randn(4, 2), torch.randn(4, 2), torch.tensor([[0.0, 0], [1, 0], [0, 0], [0, 1]])
+    for t in range(4):
+        storage.add(np.zeros((2, 3)), np.zeros(2), rewards[t], dones[t], values[t], torch.zeros(2))
+    last, s = torch.randn(2), 3.0
+    b = storage.batch(last, 0.9, 0.8, value_scale=s)
+    want_ret, want_adv = compute_returns(rewards, values * s, dones, last * s, 0.9, 0.8)
+    assert torch.allclose(b.advantages, want_adv.reshape(-1)) and torch.allclose(b.returns, want_ret.reshape(-1) / s)
+    assert torch.equal(b.values, values.reshape(-1)) and b.value_scale == s
+
+
+def test_return_scale_tracks_the_returns_variance_and_round_trips():
+    from algos.common.on_policy import ReturnScale
+
+    scale = ReturnScale()
+    assert abs(scale.std - 1.0) < 1e-6  # before any rollout: the critic's units are the env's
+    rets = torch.tensor([1.0, 5.0, 9.0, 13.0])
+    storage = RolloutStorage(1, 4, (1,), (), True, torch.device("cpu"))
+    storage.add(np.zeros((4, 1)), np.zeros(4), rets, torch.ones(4), torch.zeros(4), torch.zeros(4))
+    scale.update(storage.batch(torch.zeros(4), 0.9, 1.0, value_scale=2.0))  # done everywhere: returns = rewards
+    assert abs(scale.std - float(rets.var(unbiased=False).sqrt())) < 1e-3
+    again = ReturnScale()
+    again.load_state_dict(scale.state_dict())
+    assert again.std == scale.std and again.state_dict() == scale.state_dict()
+
+
 class ConstantValueAgent:
     """Always pushes left; V(s) = 100 + obs[0] so the bootstrap value is recognisable."""
 
@@ -73,6 +103,25 @@ def test_truncation_bootstraps_from_real_final_obs_and_termination_does_not():
         assert torch.allclose(storage.obs[t + 1], torch.as_tensor(real_obs[t]))
     assert storage.rewards[0].tolist() == [1.0, 1.0] and storage.dones[0].tolist() == [0.0, 0.0]
     assert [e[0] for e in episodes] == [2, 2, 5, 5] and all(e[2] == 3 for e in episodes)
+    venv.close()
+
+
+def test_truncation_bootstrap_is_in_the_rewards_units_under_return_norm():
+    cfg = EnvConfig(name="cp", id="CartPole-v1", max_episode_steps=3)
+    venv, spec = envs.make_vector(cfg, seed=0, num_envs=1)
+    storage = RolloutStorage(3, 1, spec.obs_shape, (), True, torch.device("cpu"))
+    finals = []
+    step = venv.step
+
+    def spy(action):
+        out = step(action)
+        finals.append(out[4].get("final_obs"))
+        return out
+
+    venv.step = spy
+    collect_rollout(ConstantValueAgent(), venv, storage, venv.reset(seed=0)[0], 0.9, lambda *a: None, value_scale=4.0)
+    expected = 1.0 + 0.9 * 4.0 * (100.0 + finals[2][0][0])
+    assert abs(storage.rewards[2, 0].item() - expected) < 1e-3
     venv.close()
 
 

@@ -107,6 +107,9 @@ def test_misspelled_key_in_yaml_fails(compose_cfg, tmp_path):
     (["algo=ppo", "env=cartpole", "algo.clip_range=0"], "algo.clip_range=0.0 must be > 0"),
     (["algo=a3c", "env=cartpole", "algo.num_envs=4"], "each A3C worker steps one env"),
     (["algo=td3", "env=pendulum", "env.normalize_reward=true"], "allowed with: a2c, ppo"),
+    (["algo=a3c", "env=cartpole", "algo.num_envs=1", "algo.return_norm=true"], "algo.return_norm=true is not "
+     "supported with algo=a3c"),
+    (["algo=ppo", "env=pendulum", "algo.return_norm=true", "env.normalize_reward=true"], "pick one"),
     (["env=gym", "env.id=tests.crashing_env:ImageObs-v0"], "observations of shape (64, 64, 3) (uint8) are not supported"),
 ])
 def test_validation_one_line_errors(compose_cfg, overrides, needle):

@@ -104,6 +104,26 @@ def test_recompute_advantage_uses_the_current_critic_before_each_later_epoch(env
     venv.close()
 
 
+def test_recompute_advantage_keeps_the_return_norm_units():
+    from algos.common.rollout import compute_returns
+
+    venv, spec = envs.make_vector(EnvConfig(name="x", id="Pendulum-v1"), seed=0, num_envs=2)
+    torch.manual_seed(0)
+    c = PPOConfig(num_envs=2, n_steps=8, recompute_advantage=True, return_norm=True)
+    agent = PPO(c, spec, torch.device("cpu"))
+    storage = RolloutStorage(8, 2, spec.obs_shape, spec.action_shape, False, torch.device("cpu"))
+    obs = collect_rollout(agent, venv, storage, venv.reset(seed=0)[0], c.gamma, lambda *a: None, value_scale=5.0)
+    batch = storage.batch(agent.value(obs), c.gamma, c.gae_lambda, last_obs=obs, value_scale=5.0)
+    again = agent.recompute(batch)  # the same critic: the same numbers
+    assert torch.allclose(again.advantages, batch.advantages, atol=1e-5)
+    assert torch.allclose(again.returns, batch.returns, atol=1e-5)
+    with torch.no_grad():
+        _, raw_adv = compute_returns(batch.rewards, agent.net.value(batch.obs).view(8, 2) * 5.0, batch.dones,
+                                     agent.net.value(batch.last_obs) * 5.0, c.gamma, c.gae_lambda)
+    assert torch.allclose(again.advantages, raw_adv.reshape(-1), atol=1e-5)
+    venv.close()
+
+
 def test_target_kl_stops_the_epochs_early():
     cfg = EnvConfig(name="x", id="CartPole-v1")
     venv, spec = envs.make_vector(cfg, seed=0, num_envs=2)

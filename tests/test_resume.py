@@ -17,6 +17,9 @@ CASES = {
     "ppo": ["algo=ppo", "env=pendulum", "total_steps=6144", "checkpoint_every=2048", "eval_every=2048",
             "algo.num_envs=4", "algo.n_epochs=2", "algo.n_minibatches=4", "env.normalize_obs=true",
             "env.normalize_reward=true"],
+    # the critic's return scale (algo.return_norm) is in the checkpoint as well
+    "a2c_return_norm": ["algo=a2c", "env=pendulum", "total_steps=4800", "checkpoint_every=1600", "eval_every=1600",
+                        "algo.return_norm=true", "env.normalize_obs=true"],
     "dqn": ["algo=dqn", "env=cartpole", "total_steps=3000", "checkpoint_every=500", "eval_every=1000"],
     "td3": ["algo=td3", "env=pendulum", "total_steps=1400", "checkpoint_every=400", "eval_every=400",
             "algo.random_steps=200", "algo.learning_starts=200"],

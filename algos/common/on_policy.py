@@ -35,6 +35,10 @@ class OnPolicyConfig(AlgoConfig):
     # env steps over which the decay reaches 0 (None: total_steps). Longer than the budget: the run ends part-way
     # down the schedule, as the first 1M steps of Tianshou's 3M-step MuJoCo runs (lr_anneal_steps=3000000) do.
     lr_anneal_steps: Optional[int] = positive(None)
+    # the critic learns the returns divided by the running std of the (GAE) returns it was given, no mean
+    # subtracted; rewards and advantages stay in the env's units (Tianshou's reward_normalization, the setting
+    # of its MuJoCo A2C and PPO). The other way to scale: env.normalize_reward (rewards before the advantages).
+    return_norm: bool = False
 
 
 def anneal_horizon(cfg, resume: Optional[dict[str, Any]]) -> int:
@@ -54,13 +58,38 @@ def anneal_horizon(cfg, resume: Optional[dict[str, Any]]) -> int:
     return horizon
 
 
+class ReturnScale:
+    """``algo.return_norm``: the running variance of every return the critic is trained on (in the env's units);
+    the critic's values are in units of its std. Part of the checkpoint."""
+
+    def __init__(self):
+        from gymnasium.wrappers.utils import RunningMeanStd
+
+        self.rms = RunningMeanStd(shape=())
+
+    @property
+    def std(self) -> float:
+        return float(np.sqrt(self.rms.var + 1e-8))  # the epsilon of envs.VecNormalize
+
+    def update(self, batch) -> None:
+        """With the returns of a rollout just built with :attr:`std` (so the next rollout uses the new one)."""
+        self.rms.update((batch.returns * batch.value_scale).detach().cpu().double().numpy())
+
+    def state_dict(self) -> dict[str, float]:
+        return {"mean": float(self.rms.mean), "var": float(self.rms.var), "count": float(self.rms.count)}
+
+    def load_state_dict(self, s: dict[str, float]) -> None:
+        self.rms.mean, self.rms.var, self.rms.count = np.float64(s["mean"]), np.float64(s["var"]), s["count"]
+
+
 def collect_rollout(agent, env, storage: RolloutStorage, obs: np.ndarray, gamma: float,
-                    on_episode: Callable[[int, float, int], None]) -> np.ndarray:
+                    on_episode: Callable[[int, float, int], None], value_scale: float = 1.0) -> np.ndarray:
     """Step the vector env ``storage.n_steps`` times, filling ``storage``; returns the last observation.
 
     A sub-env cut by its time limit (truncated, not terminated) gets gamma * V(real final observation) added to
     its reward at that step, and the step is marked done: the return stops there but still bootstraps.
-    ``on_episode(t, return, length)`` is called for each finished episode.
+    ``on_episode(t, return, length)`` is called for each finished episode. ``value_scale``: the critic's unit
+    (``algo.return_norm``), by which its values are multiplied to add them to a reward.
     """
     for t in range(storage.n_steps):
         action, env_action, value, log_prob = agent.step(obs)
@@ -69,7 +98,7 @@ def collect_rollout(agent, env, storage: RolloutStorage, obs: np.ndarray, gamma:
         cut = truncated & ~terminated
         if cut.any():
             final = np.stack([info["final_obs"][i] for i in np.flatnonzero(cut)])
-            reward[cut] += gamma * agent.value(final).cpu().numpy()
+            reward[cut] += gamma * value_scale * agent.value(final).cpu().numpy()
         storage.add(obs, action, reward, terminated | truncated, value, log_prob)
         obs = next_obs
         if "final_info" in info and "episode" in info["final_info"]:
@@ -94,6 +123,7 @@ def loop(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: Path, d
     cur: dict[str, Any] = {"obs": None, "exact": False}
 
     horizon = anneal_horizon(cfg, resume)
+    scale = ReturnScale() if a.return_norm else None
 
     def load_envs(state: Optional[dict[str, Any]]) -> None:
         if state is not None and envs.vector_state(env) is not None:
@@ -117,22 +147,29 @@ def loop(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: Path, d
     run.track("normalizer", lambda: norm.state_dict() if norm is not None else None,
               lambda s: norm.load_state_dict(s) if norm is not None else None, optional=True)
     run.track("obs_stats", lambda: envs.obs_stats(env))  # for readers (scripts/evaluate.py); the normalizer restores
+    run.track("return_scale", lambda: scale.state_dict() if scale is not None else None,
+              lambda s: scale.load_state_dict(s) if scale is not None else None, optional=True)
     run.track("anneal_horizon", lambda: horizon)  # read above, before the agent's schedule starts
     if not run.restore():
         cur["obs"], _ = env.reset(seed=seeding.sub_env_seeds(cfg.seed, n))
     envs.share_obs_stats(env, eval_env)
     with run:
         while not run.done:
+            unit = scale.std if scale is not None else 1.0
             obs = collect_rollout(agent, env, storage, cur["obs"], a.gamma,
-                                  lambda t, r, length: run.episode(r, length, at_step=run.step + (t + 1) * n))
+                                  lambda t, r, length: run.episode(r, length, at_step=run.step + (t + 1) * n), unit)
             cur["obs"] = obs
             if not spec.discrete:
                 run.check_finite("action (policy output; the agent's weights may have diverged)", storage.actions)
             run.check_finite("reward", storage.rewards)
             run.check_finite("observation", storage.obs)
-            batch = storage.batch(agent.value(obs), a.gamma, a.gae_lambda, last_obs=obs)
+            batch = storage.batch(agent.value(obs), a.gamma, a.gae_lambda, last_obs=obs, value_scale=unit)
+            if scale is not None:
+                scale.update(batch)
             agent.set_progress(run.step / horizon)
             metrics = agent.update(batch)
+            if scale is not None:
+                metrics["train/return_scale"] = unit
             run.advance(a.n_steps * n, metrics.pop("updates", 1), metrics)
             yield run.step
     return run.result()

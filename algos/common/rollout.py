@@ -24,6 +24,9 @@ class RolloutBatch(NamedTuple):
     rewards: Optional[torch.Tensor] = None
     dones: Optional[torch.Tensor] = None
     last_obs: Optional[torch.Tensor] = None
+    # ``algo.return_norm``: the critic works in units of the returns' running std ``value_scale`` (rewards,
+    # advantages and ``rewards`` stay in the env's units; ``returns`` and ``values`` are the critic's units).
+    value_scale: float = 1.0
 
 
 def compute_returns(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor, last_value: torch.Tensor,
@@ -72,12 +75,19 @@ class RolloutStorage:
     def full(self) -> bool:
         return self.t == self.n_steps
 
-    def batch(self, last_value: torch.Tensor, gamma: float, gae_lambda: float, last_obs=None) -> RolloutBatch:
-        returns, advantages = compute_returns(self.rewards, self.values, self.dones, last_value, gamma, gae_lambda)
+    def batch(self, last_value: torch.Tensor, gamma: float, gae_lambda: float, last_obs=None,
+              value_scale: float = 1.0) -> RolloutBatch:
+        """Returns and advantages of the rollout. ``value_scale`` != 1 (``algo.return_norm``): the critic's values
+        are in units of ``value_scale``; GAE runs on them times ``value_scale`` (the env's units, as the rewards),
+        and the critic's targets ``returns`` are divided by it again."""
+        returns, advantages = compute_returns(self.rewards, self.values * value_scale, self.dones,
+                                              last_value * value_scale, gamma, gae_lambda)
+        if value_scale != 1.0:
+            returns = returns / value_scale
         self.t = 0
         flat = self.n_steps * self.n_envs
         if last_obs is not None:
             last_obs = torch.as_tensor(last_obs, dtype=torch.float32, device=self.obs.device)
         return RolloutBatch(self.obs.reshape(flat, *self.obs.shape[2:]), self.actions.reshape(flat, *self.actions.shape[2:]),
                             returns.reshape(flat), advantages.reshape(flat), self.values.reshape(flat),
-                            self.log_probs.reshape(flat), self.rewards, self.dones, last_obs)
+                            self.log_probs.reshape(flat), self.rewards, self.dones, last_obs, value_scale)

@@ -174,4 +174,9 @@ def validate(cfg: DictConfig) -> envs.EnvSpec:
     if module.LOOP != "on_policy":
         _check(not cfg.env.normalize_reward, f"env.normalize_reward=true scales rewards by the running std of the "
                f"return in on-policy rollouts; allowed with: a2c, ppo (not algo={cfg.algo.name})")
+    if cfg.algo.get("return_norm", False):
+        _check(module.LOOP == "on_policy", f"algo.return_norm=true is not supported with algo={cfg.algo.name} "
+               "(its workers keep no shared return statistics); allowed with: a2c, ppo")
+        _check(not cfg.env.normalize_reward, "algo.return_norm=true and env.normalize_reward=true are two ways to "
+               "scale returns (the critic's targets; the rewards before the advantages); pick one")
     return spec
