@@ -27,12 +27,14 @@ Implementation details:
    is of the unclipped sample (as in A2C).
 8. Observation normalisation and reward scaling (``env.normalize_obs``, ``env.normalize_reward``) are
    ``envs.VecNormalize`` on the training vector env; their statistics are in the checkpoint and the evaluation
-   env reads them frozen.
+   env reads them frozen. ``algo.return_norm`` instead divides only the critic's targets by the returns'
+   running std (Tianshou's ``reward_normalization``; see A2C's detail 6).
 9. ``recompute_advantage`` (off by default; Tianshou's MuJoCo PPO has it on, after Andrychowicz et al. 2021,
    "What Matters in On-Policy RL", Sec. 3.5): before each epoch after the first, GAE runs again over the rollout
    with the current critic, so later epochs fit the policy to fresher advantages. Two parts keep the collecting
    critic's values: the bootstrap gamma V(final obs) already added to a truncated step's reward, and the old
-   values that ``clip_value`` clips around (Tianshou recomputes those too).
+   values that ``clip_value`` clips around (Tianshou recomputes those too). Under ``algo.return_norm`` (detail 8)
+   every epoch uses the return scale the rollout was built with; Tianshou updates its scale at each recompute.
 """
 
 from __future__ import annotations

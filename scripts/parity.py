@@ -174,6 +174,9 @@ def sb3_model(cfg, env):
                        batch_size=a.batch_size, tau=tau, train_freq=a.train_every, gradient_steps=a.gradient_steps,
                        target_update_interval=interval, max_grad_norm=a.grad_clip_norm if a.grad_clip_norm > 0 else 1e9,
                        policy_kwargs=dict(net_arch=list(a.hidden), **opt), **common)
+    if name in ("a2c", "ppo") and a.return_norm:
+        raise SystemExit("error: SB3 has no critic-target scaling (algo.return_norm); env.normalize_reward is its "
+                         "way (VecNormalize)")
     if name == "a2c":
         if a.rms_alpha != 0.99 or a.lr_anneal or a.shared_trunk or a.max_grad_norm <= 0:
             raise SystemExit("error: SB3's A2C has RMSprop alpha 0.99, a constant learning rate, separate networks "

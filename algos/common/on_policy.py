@@ -148,7 +148,8 @@ def loop(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: Path, d
               lambda s: norm.load_state_dict(s) if norm is not None else None, optional=True)
     run.track("obs_stats", lambda: envs.obs_stats(env))  # for readers (scripts/evaluate.py); the normalizer restores
     run.track("return_scale", lambda: scale.state_dict() if scale is not None else None,
-              lambda s: scale.load_state_dict(s) if scale is not None else None, optional=True)
+              lambda s: scale.load_state_dict(s) if scale is not None and s is not None else None,
+              optional=True)  # a checkpoint from before return_norm existed has no scale: it starts at 1
     run.track("anneal_horizon", lambda: horizon)  # read above, before the agent's schedule starts
     if not run.restore():
         cur["obs"], _ = env.reset(seed=seeding.sub_env_seeds(cfg.seed, n))
