@@ -20,6 +20,11 @@ from pathlib import Path
 from typing import Optional
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # before anything can import mujoco
+# Sweep jobs in other processes (submitit, local or on Slurm) import this repository's modules: they inherit the
+# environment, so a sweep started from any directory works without the user setting PYTHONPATH.
+_ROOT = str(Path(__file__).resolve().parent)
+if _ROOT not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_ROOT, os.environ.get("PYTHONPATH")) if p)
 
 import hydra  # noqa: E402
 import torch  # noqa: E402

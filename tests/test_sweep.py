@@ -17,7 +17,9 @@ SHORT = ["total_steps=400", "eval_every=200", "eval_episodes=1", "progress=false
 
 def sweep(tmp_path, *args, env=None, timeout=600):
     cmd = [sys.executable, str(ROOT / "train.py"), "-m", *SHORT, *args, f"hydra.sweep.dir={tmp_path / 'sweep'}"]
-    full_env = {**os.environ, "WANDB_DIR": str(tmp_path), "PYTHONPATH": str(ROOT), **(env or {})}
+    # no PYTHONPATH: the jobs find the repository's modules from any directory (train.py sets it for them)
+    full_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    full_env.update({"WANDB_DIR": str(tmp_path), **(env or {})})
     return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=timeout, env=full_env)
 
 
@@ -123,7 +125,7 @@ def test_killed_job_leaves_others_and_rerun_completes_only_it(tmp_path):
     args = ["env=cartpole", "seed=0,1", "logger=none", "total_steps=6000", "eval_every=2000", "checkpoint_every=1000",
             "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"]
     cmd = [sys.executable, str(ROOT / "train.py"), "-m", *SHORT, *args, f"hydra.sweep.dir={tmp_path / 'sweep'}"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     sweep_proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     victim = tmp_path / "sweep" / "dqn" / "cartpole" / "seed1"
     deadline = time.time() + 300

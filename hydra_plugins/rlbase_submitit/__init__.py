@@ -1,6 +1,6 @@
 """rlbase's submitit launchers for Hydra (``hydra/launcher=submitit_local`` and ``submitit_slurm`` point here; see
 algos/common/sweep.py's register_launchers). They live in the hydra_plugins namespace package because Hydra
-instantiates launchers from nowhere else; the repository root must be importable by the jobs, as for train.py.
+instantiates launchers from nowhere else; the jobs import the repository's modules through the PYTHONPATH train.py sets.
 """
 
 from __future__ import annotations
