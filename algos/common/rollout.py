@@ -24,7 +24,7 @@ class RolloutBatch(NamedTuple):
     rewards: Optional[torch.Tensor] = None
     dones: Optional[torch.Tensor] = None
     last_obs: Optional[torch.Tensor] = None
-    # ``algo.return_norm``: the critic works in units of the returns' running std ``value_scale`` (rewards,
+    # ``algo.return_norm``: the critic works in units of the returns' running std ``value_scale`` (the
     # advantages and ``rewards`` stay in the env's units; ``returns`` and ``values`` are the critic's units).
     value_scale: float = 1.0
 
