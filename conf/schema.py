@@ -35,6 +35,9 @@ class EvalConfig:
     video: bool = False  # record one deterministic evaluation episode every video_every evaluations
     video_every: int = positive(5)  # evaluations between videos (the first evaluation is always recorded)
     fps: int = positive(30)  # frames per second of the videos
+    # Evaluate with actions sampled from the policy instead of its mean or argmax (Tianshou's protocol for PPO and
+    # A2C); for the algorithms with a stochastic policy: a2c, a3c, ppo, sac, sac_offline. Videos stay deterministic.
+    sample: bool = False
 
 
 @dataclass
@@ -43,7 +46,7 @@ class RunConfig:
     total_steps: int = positive(MISSING)  # env steps to train for (defaults to env.total_steps)
     total_updates: int = positive(100_000)  # offline algorithms (cql, bcq, bc, sac_offline): gradient updates to train for
     eval_every: int = positive(MISSING)  # env steps (offline: updates) between evaluations (defaults to env.eval_every)
-    eval_episodes: int = positive(10)  # deterministic episodes per evaluation
+    eval_episodes: int = positive(10)  # episodes per evaluation (deterministic unless eval.sample)
     checkpoint_every: int = positive(20_000)  # env steps between checkpoints (one is always written at the end)
     log_every: int = positive(1_000)  # env steps between rows of time/ and loss/ metrics
     # End the run at the first evaluation whose mean return reaches this (a solved task, e.g. 475 on CartPole-v1);

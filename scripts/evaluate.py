@@ -1,11 +1,16 @@
 """Evaluate a saved run: load its config and checkpoint, run N deterministic episodes, optionally a video.
 
     python scripts/evaluate.py runs/td3/hopper/seed0/<date>_<time> --episodes 10 --video hopper
+    python scripts/evaluate.py runs/ppo/hopper/seed0/<date>_<time> --sample   # actions sampled, as Tianshou tests
+
+``--sample`` (or a run trained with eval.sample=true) draws the actions from the policy's distribution, on
+generators seeded from --seed, so a repeat gives the same returns.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -13,6 +18,7 @@ from pathlib import Path
 os.environ.setdefault("MUJOCO_GL", "egl")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
@@ -20,7 +26,9 @@ import algos  # noqa: E402
 import envs  # noqa: E402
 from algos.common import checkpoint, seeding  # noqa: E402
 from algos.common.evaluate import evaluate  # noqa: E402
+from algos.common.validate import SAMPLED_POLICIES  # noqa: E402
 from algos.common.video import record_episode  # noqa: E402
+from scripts.plot import bootstrap_ci, iqm  # noqa: E402
 
 
 def load_agent(run_dir: Path):
@@ -38,26 +46,70 @@ def load_agent(run_dir: Path):
     return cfg, agent, state
 
 
-def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run_dir", type=Path)
-    p.add_argument("--episodes", type=int, default=10)
-    p.add_argument("--seed", type=int, default=12345, help="episodes are this seed's evaluation episodes (a run of seed=S evaluates on seed S's; the default "
-                   "12345 is none of a sweep's)")
-    p.add_argument("--video", type=Path, default=None, help="write one episode as a video to this path (no suffix)")
-    args = p.parse_args(argv)
-    cfg, agent, state = load_agent(args.run_dir)
-    env, _ = envs.make(cfg.env, seeding.stream(args.seed, "eval_env"), train=False)
+def _seed(text: str):
+    if text == "run":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seed must be an integer or 'run', not {text!r}") from None
+
+
+def evaluate_run(run_dir: Path, episodes: int, seed, sample: bool, video: Path | None = None) -> dict:
+    """One run's final policy on ``episodes`` evaluation episodes; ``seed="run"``: the run's own evaluation
+    episodes and generators, so a deterministic evaluation of a finished run repeats its last metrics row."""
+    cfg, agent, state = load_agent(run_dir)
+    seed = int(cfg.seed) if seed == "run" else seed
+    sample = sample or bool(cfg.get("eval", {}).get("sample", False))
+    if sample and cfg.algo.name not in SAMPLED_POLICIES:
+        raise SystemExit(f"error: --sample samples the policy's actions, but {run_dir} is algo={cfg.algo.name}, whose "
+                         f"policy is deterministic; allowed with: {', '.join(SAMPLED_POLICIES)}")
+    env, _ = envs.make(cfg.env, seeding.stream(seed, "eval_env"), train=False)
     envs.load_obs_stats(env, state.get("obs_stats"))
-    result = evaluate(agent, env, args.episodes, args.seed)
+    with seeding.isolated(seeding.stream(seed, "eval_rng")):  # the generators the run's own evaluations use
+        result = evaluate(agent, env, episodes, seed, sample=sample)
     env.close()
-    print(f"{cfg.algo.name} on {cfg.env.id}, checkpoint at step {state['step']}: return "
-          f"{result['eval/return_mean']:.2f} ± {result['eval/return_std']:.2f} over {args.episodes} episodes "
-          f"(min {result['eval/return_min']:.2f}, max {result['eval/return_max']:.2f})")
-    if args.video is not None:
-        out = record_episode(agent, cfg.env, args.seed, args.video, obs_stats=state.get("obs_stats"))
+    result.update({"run_dir": str(run_dir), "algo": str(cfg.algo.name), "env": str(cfg.env.id), "seed": seed,
+                   "step": int(state["step"]), "sample": sample})
+    print(f"{run_dir}: {cfg.algo.name} on {cfg.env.id}, checkpoint at step {state['step']}, "
+          f"{'sampled' if sample else 'deterministic'} actions: return "
+          f"{result['eval/return_mean']:.2f} ± {result['eval/return_std']:.2f} over {episodes} episodes "
+          f"(min {result['eval/return_min']:.2f}, max {result['eval/return_max']:.2f})", flush=True)
+    if video is not None:
+        out = record_episode(agent, cfg.env, seed, video, obs_stats=state.get("obs_stats"))
         print(f"video: {out}" if out else "video: rendering failed (see the warning above)")
     return result
+
+
+def main(argv=None) -> list[dict]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dirs", type=Path, nargs="+", help="one or more run directories (several: one line each, "
+                   "then mean, 95%% bootstrap CI and IQM over them)")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--seed", type=_seed, default=12345, help="episodes are this seed's evaluation episodes (a run of "
+                   "seed=S evaluates on seed S's; 'run': each run's own; the default 12345 is none of a sweep's)")
+    p.add_argument("--sample", action="store_true", help="sample the actions from the policy instead of taking its "
+                   "mean or argmax (algorithms with a stochastic policy; the default of a run trained with eval.sample=true)")
+    p.add_argument("--video", type=Path, default=None, help="write one episode as a video to this path (no suffix; "
+                   "one run only)")
+    p.add_argument("--json", type=Path, default=None, help="write the results to this file")
+    args = p.parse_args(argv)
+    if args.episodes < 1:
+        p.error(f"--episodes must be a positive integer, not {args.episodes}")
+    if args.video is not None and len(args.run_dirs) > 1:
+        p.error("--video takes one run directory")
+    for d in args.run_dirs:  # every path checked before any episode is run
+        if not (d / ".hydra" / "config.yaml").exists():
+            raise SystemExit(f"error: {d / '.hydra' / 'config.yaml'} not found; pass run directories made by train.py")
+    results = [evaluate_run(d, args.episodes, args.seed, args.sample, args.video) for d in args.run_dirs]
+    if len(results) > 1:
+        means = [r["eval/return_mean"] for r in results]
+        lo, hi = bootstrap_ci(means)
+        print(f"over {len(means)} runs: mean {np.mean(means):.1f} [{lo:.1f}, {hi:.1f}] (95% bootstrap CI), "
+              f"IQM {iqm(means):.1f}")
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=1) + "\n")
+    return results
 
 
 if __name__ == "__main__":

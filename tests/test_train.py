@@ -113,6 +113,37 @@ def test_evaluate_script_and_video(tmp_path):
     assert "over 2 episodes" in proc.stdout and list(tmp_path.glob("clip.*"))
 
 
+def test_sampled_evaluation_leaves_training_alone_and_the_script_repeats_both_kinds(tmp_path):
+    """eval.sample=true changes what the evaluations report, never the training (their draws are on generators of
+    their own); scripts/evaluate.py --seed run repeats a finished run's last evaluation, deterministic or sampled."""
+    from scripts import evaluate as evaluate_script
+
+    args = ("algo=a2c", "env=pendulum", "total_steps=1600", "eval_every=800", "eval_episodes=2", "algo.num_envs=4")
+    run_train(*args, run_dir=tmp_path / "det")
+    run_train(*args, "eval.sample=true", run_dir=tmp_path / "smp")
+    det, smp = read_rows(tmp_path / "det"), read_rows(tmp_path / "smp")
+    losses = [[(k, v) for k, v in r.items() if k.startswith("loss/")] for r in det], \
+        [[(k, v) for k, v in r.items() if k.startswith("loss/")] for r in smp]
+    assert losses[0] == losses[1] and any(losses[0])
+    assert eval_returns(tmp_path / "det") != eval_returns(tmp_path / "smp")  # the sampled policy is not its mean
+    nets = [torch.load(tmp_path / d / "checkpoint.pt", weights_only=True)["agent"]["net"] for d in ("det", "smp")]
+    assert nets[0].keys() == nets[1].keys() and all(torch.equal(nets[0][k], nets[1][k]) for k in nets[0])
+    again = evaluate_script.main([str(tmp_path / "det"), str(tmp_path / "smp"), "--seed", "run", "--episodes", "2"])
+    assert [r["sample"] for r in again] == [False, True]  # a run trained with eval.sample=true is re-evaluated so
+    assert [r["eval/return_mean"] for r in again] == [eval_returns(tmp_path / "det")[-1][1], eval_returns(tmp_path / "smp")[-1][1]]
+    sampled = evaluate_script.main([str(tmp_path / "det"), "--seed", "run", "--episodes", "2", "--sample"])
+    assert sampled[0]["eval/return_mean"] == eval_returns(tmp_path / "smp")[-1][1]  # same weights, same draws
+
+
+def test_sampled_evaluation_is_refused_for_deterministic_policies(compose_cfg):
+    from algos.common.validate import ConfigError, validate
+
+    with pytest.raises(ConfigError) as info:
+        validate(compose_cfg("algo=td3", "env=pendulum", "eval.sample=true"))
+    assert str(info.value) == ("eval.sample=true samples the policy's actions, but algo=td3 has a deterministic policy; "
+                               "allowed with: a2c, a3c, ppo, sac, sac_offline")
+
+
 @pytest.mark.parametrize("env", ["cartpole", "pendulum"])
 def test_smoke_a2c(tmp_path, env):
     run_dir = tmp_path / env

@@ -1,4 +1,5 @@
-"""Evaluation: the deterministic policy on its own environment, N episodes, mean and spread."""
+"""Evaluation: the deterministic policy (or, with ``sample``, the sampled one) on its own environment, N episodes,
+mean and spread."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ import numpy as np
 from algos.common import seeding
 
 
-def evaluate(agent, env, episodes: int, seed: int, stop=None) -> dict[str, float] | None:
+def evaluate(agent, env, episodes: int, seed: int, stop=None, sample: bool = False) -> dict[str, float] | None:
     """Run ``episodes`` deterministic episodes of the run with seed ``seed``; episode ``i`` starts from
     ``reset(seed=seeding.stream(seed, "eval_episode", i))`` (no two runs' evaluation episodes share a seed).
 
     The same seeds are used at every evaluation, so successive evaluations differ only by the policy.
     Returns are the environment's own rewards (evaluation envs have no reward reshaping). ``stop()``, asked
-    before every step, ends the evaluation early (a signal arrived): it then returns None.
+    before every step, ends the evaluation early (a signal arrived): it then returns None. ``sample`` draws each
+    action from the policy's distribution instead of taking its mean or argmax (Tianshou's test collector does
+    this for PPO and A2C); the draws come from the global generators, which the caller isolates.
     """
     returns, lengths = [], []
     for i in range(episodes):
@@ -22,7 +25,7 @@ def evaluate(agent, env, episodes: int, seed: int, stop=None) -> dict[str, float
         while not done:
             if stop is not None and stop():
                 return None
-            action = agent.act(obs, deterministic=True)
+            action = agent.act(obs, deterministic=not sample)
             obs, reward, terminated, truncated, _ = env.step(action)
             ret += float(reward)
             length += 1

@@ -274,7 +274,7 @@ class Runner:
     def _evaluate(self) -> None:
         self.eval_pending = True  # until it has finished: a checkpoint taken on the way (a second Ctrl-C) owes it
         result = evaluate(self.agent, self.eval_env, self.cfg.eval_episodes, self.cfg.seed,
-                          stop=lambda: self.signum is not None)
+                          stop=lambda: self.signum is not None, sample=self.cfg.eval.sample)
         if result is None:  # a signal: stop now; the checkpoint remembers that this step's evaluation is owed
             log.warning("%s during the evaluation at step %d: it is made first when the run resumes",
                         signal.Signals(self.signum).name, self.step)
