@@ -130,17 +130,61 @@ def _same(values: dict, what: str):
     return distinct.pop()
 
 
+def sb3_unsupported(cfg) -> str | None:
+    """Why SB3 cannot run our composed config ``cfg`` with the same settings (one line), or None. Pure: it needs no
+    SB3, so a parity run checks every case before any job starts."""
+    a, name = cfg.algo, cfg.algo.name
+    if name not in ("sac", "td3", "dqn", "a2c", "ppo"):
+        return f"no SB3 counterpart for algo {name}"
+    if name in ("sac", "td3", "dqn") and a.random_steps != a.learning_starts:
+        return "SB3 acts at random exactly until learning_starts; set random_steps equal to it"
+    lrs = {"sac": ("actor_lr", "critic_lr", "alpha_lr"), "td3": ("actor_lr", "critic_lr")}.get(name, ())
+    if len({a[k] for k in lrs}) > 1:
+        return f"SB3 uses one learning rate for all networks; ours differ: { {k: a[k] for k in lrs} }"
+    if name == "td3" and (not a.twin or a.critic_action_layer != 0 or a.critic_weight_decay != 0):
+        return "SB3's TD3 has twin critics, the action at the input and no weight decay"
+    if name == "dqn":
+        if a.grad_clip_value > 0 or a.double:
+            return "SB3's DQN has no per-element gradient clipping and no double-Q target"
+        if a.target_update_every <= 0 and not a.train_every == a.gradient_steps == 1:
+            return "soft target updates every update need train_every = gradient_steps = 1 in SB3"
+    if name in ("a2c", "ppo"):
+        if a.return_norm:
+            return "SB3 has no critic-target scaling (algo.return_norm); env.normalize_reward is its way (VecNormalize)"
+    if name == "a2c" and (a.rms_alpha != 0.99 or a.lr_anneal or a.shared_trunk or a.max_grad_norm <= 0):
+        return ("SB3's A2C has RMSprop alpha 0.99, a constant learning rate, separate networks and always clips the "
+                "gradient norm (max_grad_norm > 0)")
+    if name == "ppo":
+        if a.shared_trunk or a.clip_value or a.target_kl > 0 or a.max_grad_norm <= 0 or a.recompute_advantage:
+            return ("SB3's PPO here has separate networks, no max-form value clipping, no epoch-level KL stop, no "
+                    "advantage recomputation and always clips the gradient norm (max_grad_norm > 0)")
+        if a.lr_anneal and a.lr_anneal_steps not in (None, cfg.total_steps):
+            return "SB3's learning-rate schedule runs over the whole budget: leave algo.lr_anneal_steps unset"
+        rollout = a.num_envs * a.n_steps
+        if rollout % a.n_minibatches:
+            return f"SB3's minibatches are of one size: num_envs x n_steps ({rollout}) must divide by n_minibatches ({a.n_minibatches})"
+    return None
+
+
+def parity_unsupported(cfg) -> str | None:
+    """Why a parity job cannot run ``cfg`` on SB3's side: what SB3 lacks, or what this harness does not do yet."""
+    if cfg.env.normalize_obs or cfg.env.normalize_reward:  # the benchmark's PPO rows do use VecNormalize
+        return "the parity harness does not hand SB3's VecNormalize statistics to the evaluation env yet"
+    return sb3_unsupported(cfg)
+
+
 def sb3_model(cfg, env):
     """An SB3 model with the settings of our composed config ``cfg`` (only the ones both libraries have)."""
     import stable_baselines3 as sb3
     import torch
     from stable_baselines3.common.noise import NormalActionNoise
 
+    why = sb3_unsupported(cfg)
+    if why is not None:
+        raise SystemExit(f"error: {why}")
     a, name = cfg.algo, cfg.algo.name
     common = dict(seed=cfg.seed, device="cpu", verbose=0, gamma=a.gamma)
     if name in ("sac", "td3"):
-        if a.random_steps != a.learning_starts:
-            raise SystemExit("error: SB3 acts at random exactly until learning_starts; set random_steps equal to it")
         off = dict(buffer_size=a.buffer_size, learning_starts=a.learning_starts, batch_size=a.batch_size, tau=a.tau,
                    train_freq=a.train_every, gradient_steps=a.gradient_steps,
                    policy_kwargs=dict(net_arch=dict(pi=list(a.actor_hidden), qf=list(a.critic_hidden))))
@@ -150,8 +194,6 @@ def sb3_model(cfg, env):
         target = "auto" if a.target_entropy is None else a.target_entropy
         return sb3.SAC("MlpPolicy", env, learning_rate=lr, ent_coef=ent, target_entropy=target, **off, **common)
     if name == "td3":
-        if not a.twin or a.critic_action_layer != 0 or a.critic_weight_decay != 0:
-            raise SystemExit("error: SB3's TD3 has twin critics, the action at the input and no weight decay")
         lr = _same({"actor_lr": a.actor_lr, "critic_lr": a.critic_lr}, "learning rate")
         n = env.action_space.shape[0]
         # SB3 adds its noise to the action scaled to [-1, 1]; ours is expl_noise times the half-width: the same.
@@ -159,28 +201,16 @@ def sb3_model(cfg, env):
         return sb3.TD3("MlpPolicy", env, learning_rate=lr, action_noise=noise, policy_delay=a.policy_freq,
                        target_policy_noise=a.policy_noise, target_noise_clip=a.noise_clip, **off, **common)
     if name == "dqn":
-        if a.random_steps != a.learning_starts:
-            raise SystemExit("error: SB3 acts at random exactly until learning_starts; set random_steps equal to it")
-        if a.grad_clip_value > 0 or a.double:
-            raise SystemExit("error: SB3's DQN has no per-element gradient clipping and no double-Q target")
         if a.target_update_every > 0:  # SB3 counts its target interval in env steps, ours in updates
             tau, interval = 1.0, max(1, a.target_update_every * a.train_every // a.gradient_steps)
-        elif a.train_every == a.gradient_steps == 1:
+        else:  # every update (sb3_unsupported checked train_every = gradient_steps = 1)
             tau, interval = a.tau, 1
-        else:
-            raise SystemExit("error: soft target updates every update need train_every = gradient_steps = 1 in SB3")
         opt = dict(optimizer_class=torch.optim.AdamW, optimizer_kwargs=dict(weight_decay=a.weight_decay, amsgrad=a.amsgrad))
         return sb3.DQN("MlpPolicy", env, learning_rate=a.lr, buffer_size=a.buffer_size, learning_starts=a.learning_starts,
                        batch_size=a.batch_size, tau=tau, train_freq=a.train_every, gradient_steps=a.gradient_steps,
                        target_update_interval=interval, max_grad_norm=a.grad_clip_norm if a.grad_clip_norm > 0 else 1e9,
                        policy_kwargs=dict(net_arch=list(a.hidden), **opt), **common)
-    if name in ("a2c", "ppo") and a.return_norm:
-        raise SystemExit("error: SB3 has no critic-target scaling (algo.return_norm); env.normalize_reward is its "
-                         "way (VecNormalize)")
     if name == "a2c":
-        if a.rms_alpha != 0.99 or a.lr_anneal or a.shared_trunk or a.max_grad_norm <= 0:
-            raise SystemExit("error: SB3's A2C has RMSprop alpha 0.99, a constant learning rate, separate networks "
-                             "and always clips the gradient norm (max_grad_norm > 0)")
         kwargs = dict(net_arch=dict(pi=list(a.hidden), vf=list(a.hidden)), activation_fn=torch.nn.Tanh,
                       ortho_init=a.orthogonal_init, log_std_init=a.log_std_init)
         if a.optimizer == "adam":
@@ -189,25 +219,15 @@ def sb3_model(cfg, env):
                        ent_coef=a.entropy_coef, vf_coef=a.value_coef, max_grad_norm=a.max_grad_norm,
                        use_rms_prop=a.optimizer == "rmsprop", rms_prop_eps=a.eps, normalize_advantage=a.normalize_advantage,
                        policy_kwargs=kwargs, **common)
-    if name == "ppo":
-        if a.shared_trunk or a.clip_value or a.target_kl > 0 or a.max_grad_norm <= 0 or a.recompute_advantage:
-            raise SystemExit("error: SB3's PPO here has separate networks, no max-form value clipping, no epoch-level "
-                             "KL stop, no advantage recomputation and always clips the gradient norm (max_grad_norm > 0)")
-        if a.lr_anneal and a.lr_anneal_steps not in (None, cfg.total_steps):
-            raise SystemExit("error: SB3's learning-rate schedule runs over the whole budget: leave algo.lr_anneal_steps unset")
-        rollout = a.num_envs * a.n_steps
-        if rollout % a.n_minibatches:
-            raise SystemExit(f"error: SB3's minibatches are of one size: num_envs x n_steps ({rollout}) must divide "
-                             f"by n_minibatches ({a.n_minibatches})")
-        lr = (lambda remaining: a.lr * remaining) if a.lr_anneal else a.lr  # SB3's progress_remaining: 1 -> 0
-        kwargs = dict(net_arch=dict(pi=list(a.hidden), vf=list(a.hidden)), activation_fn=torch.nn.Tanh,
-                      ortho_init=a.orthogonal_init, log_std_init=a.log_std_init,
-                      optimizer_kwargs=dict(eps=a.eps))
-        return sb3.PPO("MlpPolicy", env, learning_rate=lr, n_steps=a.n_steps, batch_size=rollout // a.n_minibatches,
-                       n_epochs=a.n_epochs, gae_lambda=a.gae_lambda, clip_range=a.clip_range, ent_coef=a.entropy_coef,
-                       vf_coef=a.value_coef, max_grad_norm=a.max_grad_norm, normalize_advantage=a.normalize_advantage,
-                       policy_kwargs=kwargs, **common)
-    raise SystemExit(f"error: no SB3 counterpart for algo {name}")
+    rollout = a.num_envs * a.n_steps  # ppo
+    lr = (lambda remaining: a.lr * remaining) if a.lr_anneal else a.lr  # SB3's progress_remaining: 1 -> 0
+    kwargs = dict(net_arch=dict(pi=list(a.hidden), vf=list(a.hidden)), activation_fn=torch.nn.Tanh,
+                  ortho_init=a.orthogonal_init, log_std_init=a.log_std_init,
+                  optimizer_kwargs=dict(eps=a.eps))
+    return sb3.PPO("MlpPolicy", env, learning_rate=lr, n_steps=a.n_steps, batch_size=rollout // a.n_minibatches,
+                   n_epochs=a.n_epochs, gae_lambda=a.gae_lambda, clip_range=a.clip_range, ent_coef=a.entropy_coef,
+                   vf_coef=a.value_coef, max_grad_norm=a.max_grad_norm, normalize_advantage=a.normalize_advantage,
+                   policy_kwargs=kwargs, **common)
 
 
 def sb3_vec_env(cfg):
@@ -237,8 +257,9 @@ def sb3_job(case: Case, seed: int, run_dir: Path) -> None:
 
     torch.set_num_threads(1)
     cfg = compose(case, seed)
-    if cfg.env.normalize_obs or cfg.env.normalize_reward:
-        raise SystemExit("error: the parity harness does not hand SB3's VecNormalize statistics to the evaluation env yet")
+    why = parity_unsupported(cfg)
+    if why is not None:
+        raise SystemExit(f"error: {why}")
     if cfg.algo.name == "ppo":
         env = sb3_vec_env(cfg)
     elif cfg.algo.name == "a2c":  # the same sub-envs as ours
@@ -640,6 +661,11 @@ def main(argv=None) -> None:
             import stable_baselines3  # noqa: F401
         except ImportError as e:
             raise SystemExit("error: stable-baselines3 is not installed; pip install -r requirements-bench.txt") from e
+    if "sb3" in libs:  # every case's SB3 side checked before the first job: no hours of ours before a refusal
+        for c in dict.fromkeys(args.cases):
+            why = None if CASES[c].name_suffix else parity_unsupported(compose(CASES[c], parse_seeds(args.seeds)[0]))
+            if why is not None:
+                raise SystemExit(f"error: case {c}: {why}")
     # Seed-major order: stopped part way, every case has the same seeds finished.
     jobs = [(CASES[c], lib, s) for s in parse_seeds(args.seeds) for c in args.cases for lib in libs
             if not (lib == "sb3" and CASES[c].name_suffix)]  # an ablation of ours has no SB3 side of its own

@@ -42,3 +42,20 @@ def test_seeds_and_diff_ci():
     lo, hi = parity.diff_ci([1, 2, 3], [11, 12, 13])
     assert hi < 0 and parity.verdict(lo, hi) == "ours worse" and parity.verdict(-1, 1) == "no difference resolved"
     assert all(c.name in parity.CASES for c in parity.CASES.values())
+
+
+def test_every_case_maps_to_sb3_and_refusals_are_one_line():
+    """Every case's SB3 side is runnable as configured (checked without SB3); a setting SB3 lacks is named."""
+    for c in parity.CASES.values():
+        if not c.name_suffix:
+            assert parity.parity_unsupported(parity.compose(c, 0)) is None, c.name
+    cfg = parity.compose_overrides(["algo=td3", "env=pendulum", "algo.random_steps=100", "algo.learning_starts=200"])
+    assert parity.sb3_unsupported(cfg) == "SB3 acts at random exactly until learning_starts; set random_steps equal to it"
+    cfg = parity.compose_overrides(["algo=ppo", "env=cartpole", "algo.return_norm=true"])
+    assert "algo.return_norm" in parity.sb3_unsupported(cfg)
+    cfg = parity.compose_overrides(["algo=ppo", "env=hopper"])  # normalised: SB3 can train it (the benchmark does) ...
+    assert parity.sb3_unsupported(cfg) is None
+    assert "VecNormalize" in parity.parity_unsupported(cfg)  # ... but the harness cannot evaluate it yet
+    cfg = parity.compose_overrides(["algo=sac", "env=pendulum", "algo.actor_lr=1e-3", "algo.critic_lr=3e-4"])
+    assert parity.sb3_unsupported(cfg).startswith("SB3 uses one learning rate for all networks")
+    assert parity.sb3_unsupported(parity.compose_overrides(["algo=cql", "env=pendulum"])) == "no SB3 counterpart for algo cql"
