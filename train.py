@@ -257,6 +257,7 @@ _REUSED: set[str] = set()  # run directories given on the command line that alre
 # What a resume may change: the budget, the schedule of logs and checkpoints, logging, hardware and video.
 RESUME_SAFE = ("total_steps", "total_updates", "log_every", "checkpoint_every", "eval_every", "progress", "logger", "hardware",
                "eval", "stop_return")
+RESUME_FIXED = ("eval.sample",)  # in a safe group, but a run's evaluations must all be of one kind (its curve, best, stop)
 
 
 def keep_recorded_config(run_dir: Path) -> None:
@@ -292,7 +293,7 @@ def resume_changes(cfg: DictConfig, run_dir: Path, saved: Optional[dict] = None)
     changed = []
     first = ("algo.name", "env.name", "env.id", "seed")  # another algorithm or task is named before its settings
     for key in sorted(set(old) & set(new), key=lambda k: (k not in first, first.index(k) if k in first else 0, k)):
-        if key.split(".")[0] in RESUME_SAFE or old[key] == new[key]:
+        if (key.split(".")[0] in RESUME_SAFE and key not in RESUME_FIXED) or old[key] == new[key]:
             continue
         if key == "dataset.path":
             continue  # a moved dataset is fine; its checksum against the checkpoint's decides (loops.offline)
@@ -567,7 +568,7 @@ def steps(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> Generator[int, 
         if changed:  # before anything of the run is touched (a sweep's rerun included: it has no recorded copy)
             restore_recorded_config(run_dir)
             raise BadInput(f"resuming {run_dir} would change {'; '.join(changed)}; a resume may change only "
-                           f"{', '.join(RESUME_SAFE[:6])} and the logger.*, hardware.* and eval.* settings; start a "
+                           f"{', '.join(RESUME_SAFE[:6])} and the logger.*, hardware.* and eval.* settings (not eval.sample); start a "
                            "new run (without resume= / hydra.run.dir) for other settings")
     old = run_dir / "metrics.jsonl"
     if resume is None and old.exists() and old.stat().st_size > 0:  # a failed attempt with no checkpoint: start clean

@@ -36,7 +36,7 @@ class EvalConfig:
     video_every: int = positive(5)  # evaluations between videos (the first evaluation is always recorded)
     fps: int = positive(30)  # frames per second of the videos
     # Evaluate with actions sampled from the policy instead of its mean or argmax (Tianshou's protocol for PPO and
-    # A2C); for the algorithms with a stochastic policy: a2c, a3c, ppo, sac, sac_offline. Videos stay deterministic.
+    # A2C); algorithms with a stochastic policy only (a2c, a3c, ppo, sac, sac_offline, cql, iql). Videos: the mean.
     sample: bool = False
 
 

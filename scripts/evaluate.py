@@ -3,8 +3,8 @@
     python scripts/evaluate.py runs/td3/hopper/seed0/<date>_<time> --episodes 10 --video hopper
     python scripts/evaluate.py runs/ppo/hopper/seed0/<date>_<time> --sample   # actions sampled, as Tianshou tests
 
-``--sample`` (or a run trained with eval.sample=true) draws the actions from the policy's distribution, on
-generators seeded from --seed, so a repeat gives the same returns.
+``--sample`` (the default for a run trained with eval.sample=true; ``--no-sample`` for the mean) draws the actions
+from the policy's distribution, on generators seeded from --seed, so a repeat gives the same returns.
 """
 
 from __future__ import annotations
@@ -55,15 +55,13 @@ def _seed(text: str):
         raise argparse.ArgumentTypeError(f"--seed must be an integer or 'run', not {text!r}") from None
 
 
-def evaluate_run(run_dir: Path, episodes: int, seed, sample: bool, video: Path | None = None) -> dict:
+def evaluate_run(run_dir: Path, episodes: int, seed, sample: bool | None, video: Path | None = None) -> dict:
     """One run's final policy on ``episodes`` evaluation episodes; ``seed="run"``: the run's own evaluation
-    episodes and generators, so a deterministic evaluation of a finished run repeats its last metrics row."""
+    episodes and generators, so a deterministic evaluation of a finished run repeats its last metrics row.
+    ``sample=None``: the kind of evaluation the run trained with (eval.sample)."""
     cfg, agent, state = load_agent(run_dir)
     seed = int(cfg.seed) if seed == "run" else seed
-    sample = sample or bool(cfg.get("eval", {}).get("sample", False))
-    if sample and cfg.algo.name not in SAMPLED_POLICIES:
-        raise SystemExit(f"error: --sample samples the policy's actions, but {run_dir} is algo={cfg.algo.name}, whose "
-                         f"policy is deterministic; allowed with: {', '.join(SAMPLED_POLICIES)}")
+    sample = _run_samples(cfg) if sample is None else sample
     env, _ = envs.make(cfg.env, seeding.stream(seed, "eval_env"), train=False)
     envs.load_obs_stats(env, state.get("obs_stats"))
     with seeding.isolated(seeding.stream(seed, "eval_rng")):  # the generators the run's own evaluations use
@@ -81,6 +79,10 @@ def evaluate_run(run_dir: Path, episodes: int, seed, sample: bool, video: Path |
     return result
 
 
+def _run_samples(cfg) -> bool:
+    return bool(cfg.get("eval", {}).get("sample", False))
+
+
 def main(argv=None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dirs", type=Path, nargs="+", help="one or more run directories (several: one line each, "
@@ -88,8 +90,10 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=_seed, default=12345, help="episodes are this seed's evaluation episodes (a run of "
                    "seed=S evaluates on seed S's; 'run': each run's own; the default 12345 is none of a sweep's)")
-    p.add_argument("--sample", action="store_true", help="sample the actions from the policy instead of taking its "
-                   "mean or argmax (algorithms with a stochastic policy; the default of a run trained with eval.sample=true)")
+    p.add_argument("--sample", action=argparse.BooleanOptionalAction, default=None, help="sample the actions from "
+                   "the policy instead of taking its mean or argmax (algorithms with a stochastic policy); default: as "
+                   "the run evaluated (eval.sample). A repeat gives the same returns; a run trained on a GPU drew its "
+                   "samples from CUDA's generator, so --seed run --sample does not repeat its rows")
     p.add_argument("--video", type=Path, default=None, help="write one episode as a video to this path (no suffix; "
                    "one run only)")
     p.add_argument("--json", type=Path, default=None, help="write the results to this file")
@@ -98,15 +102,23 @@ def main(argv=None) -> list[dict]:
         p.error(f"--episodes must be a positive integer, not {args.episodes}")
     if args.video is not None and len(args.run_dirs) > 1:
         p.error("--video takes one run directory")
-    for d in args.run_dirs:  # every path checked before any episode is run
+    for d in args.run_dirs:  # every run checked before any episode is run
         if not (d / ".hydra" / "config.yaml").exists():
             raise SystemExit(f"error: {d / '.hydra' / 'config.yaml'} not found; pass run directories made by train.py")
+        cfg = OmegaConf.load(d / ".hydra" / "config.yaml")
+        if (_run_samples(cfg) if args.sample is None else args.sample) and cfg.algo.name not in SAMPLED_POLICIES:
+            raise SystemExit(f"error: --sample samples the policy's actions, but {d} is algo={cfg.algo.name}, which has "
+                             f"no stochastic policy to sample; allowed with: {', '.join(SAMPLED_POLICIES)}")
     results = [evaluate_run(d, args.episodes, args.seed, args.sample, args.video) for d in args.run_dirs]
     if len(results) > 1:
-        means = [r["eval/return_mean"] for r in results]
-        lo, hi = bootstrap_ci(means)
-        print(f"over {len(means)} runs: mean {np.mean(means):.1f} [{lo:.1f}, {hi:.1f}] (95% bootstrap CI), "
-              f"IQM {iqm(means):.1f}")
+        kinds = {(r["algo"], r["env"], r["sample"]) for r in results}
+        if len(kinds) > 1:
+            print(f"no summary over runs of {len(kinds)} kinds (algo, env, sampled): {sorted(kinds)}")
+        else:
+            means = [r["eval/return_mean"] for r in results]
+            lo, hi = bootstrap_ci(means)
+            print(f"over {len(means)} runs: mean {np.mean(means):.1f} [{lo:.1f}, {hi:.1f}] (95% bootstrap CI), "
+                  f"IQM {iqm(means):.1f}")
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=1) + "\n")
     return results

@@ -61,6 +61,15 @@ def test_resume_that_changes_settings_is_refused_and_leaves_the_run_as_it_was(tm
     assert "resumed from step" in resumed.stdout + resumed.stderr and (run_dir / "done").exists()
 
 
+def test_a_resume_may_not_change_the_kind_of_evaluation(tmp_path, compose_cfg):
+    import train
+
+    saved = OmegaConf.to_container(compose_cfg("algo=ppo", "env=cartpole"), resolve=True)
+    assert train.resume_changes(compose_cfg("algo=ppo", "env=cartpole", "eval.video=true"), tmp_path, saved) == []
+    assert train.resume_changes(compose_cfg("algo=ppo", "env=cartpole", "eval.sample=true"), tmp_path, saved) == [
+        "eval.sample=True (the run has False)"]
+
+
 def test_a_new_run_names_the_unfinished_run_of_the_same_settings(tmp_path):
     base = tmp_path / "runs" / "dqn" / "cartpole" / "seed0"
     first = base / "a"

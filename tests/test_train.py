@@ -1,5 +1,6 @@
 """End to end through train.py: W&B offline files, metrics.jsonl keys, determinism, resume, signals."""
 
+import inspect
 import json
 import os
 import signal
@@ -131,8 +132,12 @@ def test_sampled_evaluation_leaves_training_alone_and_the_script_repeats_both_ki
     again = evaluate_script.main([str(tmp_path / "det"), str(tmp_path / "smp"), "--seed", "run", "--episodes", "2"])
     assert [r["sample"] for r in again] == [False, True]  # a run trained with eval.sample=true is re-evaluated so
     assert [r["eval/return_mean"] for r in again] == [eval_returns(tmp_path / "det")[-1][1], eval_returns(tmp_path / "smp")[-1][1]]
-    sampled = evaluate_script.main([str(tmp_path / "det"), "--seed", "run", "--episodes", "2", "--sample"])
-    assert sampled[0]["eval/return_mean"] == eval_returns(tmp_path / "smp")[-1][1]  # same weights, same draws
+    out = tmp_path / "again.json"
+    crossed = evaluate_script.main([str(tmp_path / "det"), "--seed", "run", "--episodes", "2", "--sample"])
+    crossed += evaluate_script.main([str(tmp_path / "smp"), "--seed", "run", "--episodes", "2", "--no-sample",
+                                     "--json", str(out)])
+    assert [r["eval/return_mean"] for r in crossed] == [r["eval/return_mean"] for r in reversed(again)]  # same weights
+    assert json.loads(out.read_text()) == crossed[1:]
 
 
 def test_sampled_evaluation_is_refused_for_deterministic_policies(compose_cfg):
@@ -140,8 +145,13 @@ def test_sampled_evaluation_is_refused_for_deterministic_policies(compose_cfg):
 
     with pytest.raises(ConfigError) as info:
         validate(compose_cfg("algo=td3", "env=pendulum", "eval.sample=true"))
-    assert str(info.value) == ("eval.sample=true samples the policy's actions, but algo=td3 has a deterministic policy; "
-                               "allowed with: a2c, a3c, ppo, sac, sac_offline")
+    assert str(info.value) == ("eval.sample=true samples the policy's actions, but algo=td3 has no stochastic policy to "
+                               "sample; allowed with: a2c, a3c, ppo, sac, sac_offline, cql, iql")
+    import algos
+    from algos.common.validate import SAMPLED_POLICIES
+
+    for name in SAMPLED_POLICIES:  # each name is an algorithm whose act() takes the flag
+        assert "deterministic" in inspect.signature(algos.get(name).Agent.act).parameters, name
 
 
 @pytest.mark.parametrize("env", ["cartpole", "pendulum"])

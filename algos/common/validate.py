@@ -25,7 +25,7 @@ class ConfigError(ValueError):
 
 
 # Algorithms whose act(deterministic=False) samples the learned policy (not exploration noise or epsilon-greedy).
-SAMPLED_POLICIES = ("a2c", "a3c", "ppo", "sac", "sac_offline")
+SAMPLED_POLICIES = ("a2c", "a3c", "ppo", "sac", "sac_offline", "cql", "iql")
 
 
 def _check(ok: bool, msg: str) -> None:
@@ -179,7 +179,7 @@ def validate(cfg: DictConfig) -> envs.EnvSpec:
         _check(not cfg.env.normalize_reward, f"env.normalize_reward=true scales rewards by the running std of the "
                f"return in on-policy rollouts; allowed with: a2c, ppo (not algo={cfg.algo.name})")
     _check(not cfg.eval.sample or cfg.algo.name in SAMPLED_POLICIES, f"eval.sample=true samples the policy's actions, "
-           f"but algo={cfg.algo.name} has a deterministic policy; allowed with: {', '.join(SAMPLED_POLICIES)}")
+           f"but algo={cfg.algo.name} has no stochastic policy to sample; allowed with: {', '.join(SAMPLED_POLICIES)}")
     if cfg.algo.get("return_norm", False):
         _check(module.LOOP == "on_policy", f"algo.return_norm=true is not supported with algo={cfg.algo.name} "
                "(its workers keep no shared return statistics); allowed with: a2c, ppo")
