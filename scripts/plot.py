@@ -80,6 +80,8 @@ def load_run(run_dir: Path, max_step: int | None = None) -> dict | None:
     variant = sweep_variant(run_dir)
     if variant:  # a sweep over other settings: one row per setting (algo.lr=0.001 and 0.0001 are two experiments)
         algo = f"{algo} ({variant})"
+    if cfg.get("eval", {}).get("sample", False) and "eval.sample" not in variant:
+        algo = f"{algo} (sampled eval)"  # another measurement than the mean action's: never averaged with it
     return {"dir": run_dir, "algo": algo, "env": env, "seed": cfg.seed, "metric": key,
             "evals": evals, "sps": float(np.median(sps)) if sps else float("nan"), "done": (run_dir / "done").exists(),
             "offline": offline}

@@ -39,6 +39,17 @@ def test_env_kwargs_make_their_own_row(tmp_path):
     assert sorted(r["env"] for r in find_runs([tmp_path])) == ["Ant-v5", "Ant-v5 (contact_cost_weight=0.0)"]
 
 
+def test_sampled_evaluations_make_their_own_row(tmp_path):
+    from scripts.plot import find_runs
+
+    for name, ev in (("mean", ""), ("sampled", "\neval: {sample: true}")):
+        (tmp_path / name / ".hydra").mkdir(parents=True)
+        (tmp_path / name / ".hydra" / "config.yaml").write_text(
+            f"seed: 0\nalgo: {{name: ppo}}\nenv: {{name: hopper, id: Hopper-v5}}{ev}\n")
+        (tmp_path / name / "metrics.jsonl").write_text(json.dumps({"step": 1, "eval/return_mean": 1.0}) + "\n")
+    assert sorted(r["algo"] for r in find_runs([tmp_path])) == ["ppo", "ppo (sampled eval)"]
+
+
 def test_report_from_runs(tmp_path):
     for seed in (0, 1):
         run_train("total_steps=600", "eval_every=300", "eval_episodes=1", f"seed={seed}", run_dir=tmp_path / f"s{seed}")
