@@ -28,14 +28,18 @@ def test_peak_of_mean_curve_is_the_highest_seed_mean_on_common_steps():
     assert peak_of_mean([a, b]) == 3.0  # means 2, 2, 3; the best single evaluation (9, or 4 on common steps) is not it
 
 
+def _one_eval_run(run_dir, config_yaml: str) -> None:
+    """A made-up run directory: its recorded config and one evaluation row."""
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "config.yaml").write_text(config_yaml)
+    (run_dir / "metrics.jsonl").write_text(json.dumps({"step": 1, "eval/return_mean": 1.0}) + "\n")
+
+
 def test_env_kwargs_make_their_own_row(tmp_path):
     from scripts.plot import find_runs
 
     for name, kwargs in (("plain", ""), ("v3like", ", kwargs: {contact_cost_weight: 0.0}")):
-        (tmp_path / name / ".hydra").mkdir(parents=True)
-        (tmp_path / name / ".hydra" / "config.yaml").write_text(
-            f"seed: 0\nalgo: {{name: ppo}}\nenv: {{name: ant, id: Ant-v5{kwargs}}}\n")
-        (tmp_path / name / "metrics.jsonl").write_text(json.dumps({"step": 1, "eval/return_mean": 1.0}) + "\n")
+        _one_eval_run(tmp_path / name, f"seed: 0\nalgo: {{name: ppo}}\nenv: {{name: ant, id: Ant-v5{kwargs}}}\n")
     assert sorted(r["env"] for r in find_runs([tmp_path])) == ["Ant-v5", "Ant-v5 (contact_cost_weight=0.0)"]
 
 
@@ -43,10 +47,7 @@ def test_sampled_evaluations_make_their_own_row(tmp_path):
     from scripts.plot import find_runs
 
     for name, ev in (("mean", ""), ("sampled", "\neval: {sample: true}")):
-        (tmp_path / name / ".hydra").mkdir(parents=True)
-        (tmp_path / name / ".hydra" / "config.yaml").write_text(
-            f"seed: 0\nalgo: {{name: ppo}}\nenv: {{name: hopper, id: Hopper-v5}}{ev}\n")
-        (tmp_path / name / "metrics.jsonl").write_text(json.dumps({"step": 1, "eval/return_mean": 1.0}) + "\n")
+        _one_eval_run(tmp_path / name, f"seed: 0\nalgo: {{name: ppo}}\nenv: {{name: hopper, id: Hopper-v5}}{ev}\n")
     assert sorted(r["algo"] for r in find_runs([tmp_path])) == ["ppo", "ppo (sampled eval)"]
 
 
