@@ -40,6 +40,7 @@ from envs import EnvSpec
 
 ACTION_SPACES = ("discrete", "continuous")
 LOOP = "on_policy"
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}  # algo.activation of the on-policy networks
 
 
 @dataclass
@@ -53,6 +54,7 @@ class A2CConfig(OnPolicyConfig):
     entropy_coef: float = non_negative(0.01)  # weight of the entropy bonus
     max_grad_norm: float = any_value(0.5)  # gradient norm clip (<= 0: off)
     hidden: list[int] = field(default_factory=lambda: [64, 64])  # hidden sizes (each network, or the trunk)
+    activation: str = one_of("tanh", *ACTIVATIONS)  # hidden-layer nonlinearity: tanh | relu
     shared_trunk: bool = False  # one trunk with policy and value heads instead of two networks
     log_std_init: float = any_value(0.0)  # initial log-std of the Gaussian policy (continuous actions)
     normalize_advantage: bool = False  # standardise advantages per rollout
@@ -64,13 +66,14 @@ class ActorCritic(nn.Module):
         super().__init__()
         self.discrete = spec.discrete
         out = spec.n_actions if spec.discrete else spec.action_dim
+        act = ACTIVATIONS[cfg.activation]
         if cfg.shared_trunk:
-            self.trunk = nn.Sequential(mlp(spec.obs_dim, cfg.hidden[:-1], cfg.hidden[-1]), nn.Tanh())
+            self.trunk = nn.Sequential(mlp(spec.obs_dim, cfg.hidden[:-1], cfg.hidden[-1], activation=act), act())
             self.pi_head, self.v_head = nn.Linear(cfg.hidden[-1], out), nn.Linear(cfg.hidden[-1], 1)
         else:
             self.trunk = nn.Identity()
-            self.pi_head = mlp(spec.obs_dim, cfg.hidden, out, activation=nn.Tanh)
-            self.v_head = mlp(spec.obs_dim, cfg.hidden, 1, activation=nn.Tanh)
+            self.pi_head = mlp(spec.obs_dim, cfg.hidden, out, activation=act)
+            self.v_head = mlp(spec.obs_dim, cfg.hidden, 1, activation=act)
         if not spec.discrete:
             self.log_std = nn.Parameter(torch.full((spec.action_dim,), cfg.log_std_init))
             self.scaler = ActionScaler(spec.action_low, spec.action_high)

@@ -21,7 +21,7 @@ Implementation details:
 5. ``target_kl`` > 0 stops the remaining epochs of a rollout once an epoch's mean approximate KL
    (mean((r - 1) - log r), Schulman's low-variance estimator) exceeds it.
 6. ``lr_anneal`` decays the learning rate linearly to 0 over ``lr_anneal_steps`` env steps (default ``total_steps``).
-7. Networks: separate actor and critic MLPs (tanh) with orthogonal initialisation (gain sqrt 2 for hidden
+7. Networks: separate actor and critic MLPs (tanh; ``activation=relu`` for ReLU) with orthogonal initialisation (gain sqrt 2 for hidden
    layers, 0.01 for the policy output, 1 for the value output, zero biases); Gaussian policy with a
    state-independent log-std; the sample is clipped to the action bounds for the env and its log-probability
    is of the unclipped sample (as in A2C).
@@ -45,10 +45,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from algos.a2c import A2C, ActorCritic, orthogonal_init
+from algos.a2c import A2C, ACTIVATIONS, ActorCritic, orthogonal_init
 from algos.common.on_policy import OnPolicyConfig
 from algos.common.rollout import RolloutBatch, compute_returns
-from algos.common.settings import any_value, non_negative, positive, unit
+from algos.common.settings import any_value, non_negative, one_of, positive, unit
 from envs import EnvSpec
 
 ACTION_SPACES = ("discrete", "continuous")
@@ -74,6 +74,7 @@ class PPOConfig(OnPolicyConfig):
     normalize_advantage: bool = True  # standardise advantages per minibatch
     recompute_advantage: bool = False  # before each epoch after the first, GAE again with the current critic
     hidden: list[int] = field(default_factory=lambda: [64, 64])  # hidden sizes of each network (or the trunk)
+    activation: str = one_of("tanh", *ACTIVATIONS)  # hidden-layer nonlinearity: tanh | relu
     shared_trunk: bool = False  # one trunk with policy and value heads instead of two networks
     log_std_init: float = any_value(0.0)  # initial log-std of the Gaussian policy (continuous actions)
     orthogonal_init: bool = True  # orthogonal weights, zero biases (detail 7); false: PyTorch's default init
