@@ -254,3 +254,18 @@ def test_obs_clip_bounds_normalised_observations_in_training_and_evaluation():
     unclipped.reset(seed=0)
     assert max(np.abs(unclipped.step(np.ones((2, 1), np.float32))[0]).max() for _ in range(3)) > 0.5
     venv.close(), eval_env.close(), unclipped.close()
+
+
+@pytest.mark.parametrize("shared_trunk", [False, True])
+def test_activation_sets_every_hidden_nonlinearity_and_bad_names_are_refused(shared_trunk, compose_cfg):
+    from algos.common.validate import ConfigError, validate
+
+    spec = envs.probe(EnvConfig(name="x", id="Pendulum-v1"))
+    for name, kind in (("tanh", torch.nn.Tanh), ("relu", torch.nn.ReLU)):
+        agent = PPO(PPOConfig(hidden=[32, 16], activation=name, shared_trunk=shared_trunk), spec, torch.device("cpu"))
+        acts = [m for m in agent.net.modules() if isinstance(m, (torch.nn.Tanh, torch.nn.ReLU))]
+        # two hidden layers in each of two networks, or in the one shared trunk
+        assert len(acts) == (2 if shared_trunk else 4) and all(isinstance(m, kind) for m in acts)
+    with pytest.raises(ConfigError) as info:
+        validate(compose_cfg("algo=a2c", "env=cartpole", "algo.activation=gelu"))
+    assert str(info.value) == "algo.activation=gelu is not supported; allowed: tanh, relu"
