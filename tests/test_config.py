@@ -58,6 +58,29 @@ def test_generic_env_takes_any_id(compose_cfg):
     assert validate(cfg).n_actions == 3
 
 
+
+def _tuned_pair(stem: str) -> tuple[str, str]:
+    """conf/tuned/<algo>_<env>[_<variant>].yaml -> (algo, env); algo and env names may hold underscores."""
+    for algo in sorted(ALGOS, key=len, reverse=True):
+        rest = stem[len(algo) + 1:] if stem.startswith(algo + "_") else None
+        env = next((e for e in sorted(ENVS, key=len, reverse=True) if rest and (rest == e or rest.startswith(e + "_"))), None)
+        if env:
+            return algo, env
+    raise AssertionError(f"conf/tuned/{stem}.yaml names no algo_env pair")
+
+
+@pytest.mark.parametrize("stem", sorted(p.stem for p in (ROOT / "conf/tuned").glob("*.yaml")))
+def test_every_tuned_file_validates_for_its_pair(compose_cfg, stem):
+    """Each tuned file, a named variant (`tuned=ppo_halfcheetah_zoo`) included, composes and passes validation."""
+    algo, env = _tuned_pair(stem)
+    cfg = compose_cfg(f"algo={algo}", f"env={env}", f"tuned={stem}")
+    try:
+        validate(cfg)
+    except ConfigError as e:  # an offline algorithm's file: everything but the missing dataset checked out
+        assert getattr(algos.get(cfg.algo.name), "OFFLINE", False) and "dataset=<name>" in str(e)
+    if stem == "ppo_halfcheetah_zoo":  # a variant replaces the pair's own file
+        assert cfg.algo.activation == "relu" and list(cfg.algo.hidden) == [256, 256] and not cfg.algo.lr_anneal
+
 def test_tuned_file_loads_only_for_its_pair(compose_cfg, tmp_path):
     conf = tmp_path / "conf"
     shutil.copytree(ROOT / "conf", conf)
