@@ -37,7 +37,7 @@ import data  # noqa: E402
 import envs  # noqa: E402
 from algos.common import checkpoint, loops, seeding, sweep  # noqa: E402
 from algos.common.logger import Logger, read_metrics  # noqa: E402
-from algos.common.validate import ConfigError, fit_starts, validate  # noqa: E402
+from algos.common.validate import ConfigError, fit_starts, validate, validate_tuned  # noqa: E402
 from conf.schema import register  # noqa: E402
 
 log = logging.getLogger("train")
@@ -716,6 +716,8 @@ def _job(cfg: DictConfig, run_dir: Path, multirun: bool) -> float:
 
 def _checked_run(cfg: DictConfig, run_dir: Path, multirun: bool) -> float:
     try:
+        if HydraConfig.initialized():
+            validate_tuned(dict(HydraConfig.get().runtime.choices))
         spec = validate(cfg)
         notes = fit_starts(cfg, explicit_keys())
     except ConfigError:

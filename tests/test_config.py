@@ -158,6 +158,11 @@ def test_validation_one_line_errors(compose_cfg, overrides, needle):
     (["seed=0,1"], "Ambiguous value for argument 'seed=0,1': to sweep over these values add --multirun (-m)"),
     (["+totl_steps=500"], "totl_steps is not a setting of the run config"),
     (["+env.kwargs.foo=1"], "env.kwargs for CartPole-v1: CartPoleEnv.__init__() got an unexpected keyword argument 'foo'"),
+    (["tuned=dqn_cartpol"], "tuned=dqn_cartpol: there is no conf/tuned/dqn_cartpol.yaml; allowed for algo=dqn env=cartpole: "
+                            "dqn_cartpole"),
+    (["algo=ppo", "env=hopper", "tuned=ppo_halfcheetah_zoo"],
+     "tuned=ppo_halfcheetah_zoo holds another pair's values than algo=ppo env=hopper; allowed for algo=ppo env=hopper: "
+     "ppo_hopper"),
 ])
 def test_train_refuses_bad_input_before_work(tmp_path, args, needle):
     run_dir = tmp_path / "run"

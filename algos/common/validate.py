@@ -18,6 +18,7 @@ from algos.common import settings
 from algos.common.logger import MODES, has_wandb_key
 
 DATASET_CONF = Path(__file__).resolve().parents[2] / "conf" / "dataset"
+TUNED_CONF = Path(__file__).resolve().parents[2] / "conf" / "tuned"
 
 
 class ConfigError(ValueError):
@@ -186,3 +187,17 @@ def validate(cfg: DictConfig) -> envs.EnvSpec:
         _check(not cfg.env.normalize_reward, "algo.return_norm=true and env.normalize_reward=true are two ways to "
                "scale returns (the critic's targets; the rewards before the advantages); pick one")
     return spec
+
+
+def validate_tuned(choices: dict, tuned_dir: Path = TUNED_CONF) -> None:
+    """``tuned=<file>`` on the command line: Hydra's tuned group is optional, so a misspelt name would silently run
+    without any tuned values, and another pair's file would quietly tune the wrong task. Refuse both; the pair's own
+    file (the default choice, ``<algo>_<env>``) may be absent."""
+    algo, env, tuned = choices.get("algo"), choices.get("env"), choices.get("tuned")
+    pair = f"{algo}_{env}"
+    if not tuned or tuned == pair:
+        return
+    own = sorted(p.stem for p in tuned_dir.glob(f"{pair}*.yaml") if p.stem == pair or p.stem.startswith(pair + "_"))
+    allowed = f"allowed for algo={algo} env={env}: {', '.join(own) if own else 'none (no conf/tuned file names this pair)'}"
+    _check((tuned_dir / f"{tuned}.yaml").is_file(), f"tuned={tuned}: there is no conf/tuned/{tuned}.yaml; {allowed}")
+    _check(tuned in own, f"tuned={tuned} holds another pair's values than algo={algo} env={env}; {allowed}")
