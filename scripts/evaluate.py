@@ -31,12 +31,22 @@ from algos.common.video import record_episode  # noqa: E402
 from scripts.plot import bootstrap_ci, iqm  # noqa: E402
 
 
+def recorded_config(path: Path):
+    """A run's recorded config with the settings added since it ran at their defaults (a run made before
+    ``algo.activation`` existed builds the tanh networks it trained)."""
+    cfg = OmegaConf.load(path)
+    schemas = {"algo": algos.get(cfg.algo.name).Config, "env": envs.EnvConfig}
+    for key, schema in schemas.items():
+        cfg[key] = OmegaConf.merge(OmegaConf.structured(schema), cfg[key])
+    return cfg
+
+
 def load_agent(run_dir: Path):
     """The run's config, its agent with the checkpoint's weights, and the checkpoint itself."""
     cfg_path = run_dir / ".hydra" / "config.yaml"
     if not cfg_path.exists():
         raise SystemExit(f"error: {cfg_path} not found; pass a run directory made by train.py")
-    cfg = OmegaConf.load(cfg_path)
+    cfg = recorded_config(cfg_path)
     state = checkpoint.load(run_dir)
     if state is None:
         raise SystemExit(f"error: no checkpoint in {run_dir}")
@@ -105,7 +115,7 @@ def main(argv=None) -> list[dict]:
     for d in args.run_dirs:  # every run checked before any episode is run
         if not (d / ".hydra" / "config.yaml").exists():
             raise SystemExit(f"error: {d / '.hydra' / 'config.yaml'} not found; pass run directories made by train.py")
-        cfg = OmegaConf.load(d / ".hydra" / "config.yaml")
+        cfg = recorded_config(d / ".hydra" / "config.yaml")
         if (_run_samples(cfg) if args.sample is None else args.sample) and cfg.algo.name not in SAMPLED_POLICIES:
             raise SystemExit(f"error: --sample samples the policy's actions, but {d} is algo={cfg.algo.name}, which has "
                              f"no stochastic policy to sample; allowed with: {', '.join(SAMPLED_POLICIES)}")

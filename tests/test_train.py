@@ -10,6 +10,7 @@ import time
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from algos.common import checkpoint
 from tests.conftest import ROOT, eval_returns, read_rows, run_train
@@ -139,6 +140,21 @@ def test_sampled_evaluation_leaves_training_alone_and_the_script_repeats_both_ki
     assert [r["eval/return_mean"] for r in crossed] == [r["eval/return_mean"] for r in reversed(again)]  # same weights
     assert json.loads(out.read_text()) == crossed[1:]
 
+
+def test_evaluate_reads_a_run_recorded_before_newer_settings_existed(tmp_path):
+    """A run whose .hydra/config.yaml predates a setting (algo.activation, env.obs_clip) evaluates with that
+    setting's default, which is what it trained with: --seed run repeats its last evaluation."""
+    from scripts import evaluate as evaluate_script
+
+    run_dir = tmp_path / "old"
+    run_train("algo=ppo", "env=pendulum", "total_steps=1024", "eval_every=512", "eval_episodes=2", "algo.num_envs=2",
+              "algo.n_steps=256", "algo.n_epochs=1", run_dir=run_dir)
+    path = run_dir / ".hydra" / "config.yaml"
+    cfg = OmegaConf.load(path)
+    del cfg.algo["activation"], cfg.env["obs_clip"]
+    OmegaConf.save(cfg, path)
+    again = evaluate_script.main([str(run_dir), "--seed", "run", "--episodes", "2"])
+    assert again[0]["eval/return_mean"] == eval_returns(run_dir)[-1][1]
 
 def test_sampled_evaluation_is_refused_for_deterministic_policies(compose_cfg):
     from algos.common.validate import ConfigError, validate
