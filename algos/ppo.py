@@ -21,10 +21,10 @@ Implementation details:
 5. ``target_kl`` > 0 stops the remaining epochs of a rollout once an epoch's mean approximate KL
    (mean((r - 1) - log r), Schulman's low-variance estimator) exceeds it.
 6. ``lr_anneal`` decays the learning rate linearly to 0 over ``lr_anneal_steps`` env steps (default ``total_steps``).
-7. Networks: separate actor and critic MLPs (tanh; ``activation=relu`` for ReLU) with orthogonal initialisation (gain sqrt 2 for hidden
-   layers, 0.01 for the policy output, 1 for the value output, zero biases); Gaussian policy with a
-   state-independent log-std; the sample is clipped to the action bounds for the env and its log-probability
-   is of the unclipped sample (as in A2C).
+7. Networks: separate actor and critic MLPs (tanh; ``activation=relu`` for ReLU) with orthogonal initialisation
+   (gain sqrt 2 for hidden layers, 0.01 for the policy output, 1 for the value output, zero biases); Gaussian
+   policy with a state-independent log-std; the sample is clipped to the action bounds for the env and its
+   log-probability is of the unclipped sample (as in A2C).
 8. Observation normalisation and reward scaling (``env.normalize_obs``, ``env.normalize_reward``) are
    ``envs.VecNormalize`` on the training vector env; their statistics are in the checkpoint and the evaluation
    env reads them frozen. ``algo.return_norm`` instead divides only the critic's targets by the returns'

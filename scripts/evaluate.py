@@ -35,9 +35,11 @@ def recorded_config(path: Path):
     """A run's recorded config with the settings added since it ran at their defaults (a run made before
     ``algo.activation`` existed builds the tanh networks it trained)."""
     cfg = OmegaConf.load(path)
-    schemas = {"algo": algos.get(cfg.algo.name).Config, "env": envs.EnvConfig}
-    for key, schema in schemas.items():
-        cfg[key] = OmegaConf.merge(OmegaConf.structured(schema), cfg[key])
+    for key, schema in (("algo", algos.get(cfg.algo.name).Config), ("env", envs.EnvConfig)):
+        defaults = OmegaConf.structured(schema)
+        for name in defaults.keys():  # only what is missing: a recorded value is never retyped or replaced
+            if name not in cfg[key]:
+                cfg[key][name] = defaults[name]
     return cfg
 
 
