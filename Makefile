@@ -12,13 +12,14 @@ STAMP := $(VENV)/.installed
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements.txt 2>&1 | sed '/is ignored: it is neither/d'
-	$(PY) -c "import torch, gymnasium, hydra, wandb, mujoco; print('installed: torch', torch.__version__)"
+	$(PY) -m pip install --quiet --no-build-isolation --no-deps -e .
+	$(PY) -c "import torch, gymnasium, hydra, wandb, mujoco, rlbase; print('installed: torch', torch.__version__)"
 	touch $(STAMP)
 
-install: $(STAMP) ## Create .venv and install requirements.txt
+install: $(STAMP) ## Create .venv, install requirements.txt and this package (editable: import rlbase from anywhere)
 
 train: $(STAMP) ## Train the default run (DQN on CartPole-v1)
 	$(PY) train.py

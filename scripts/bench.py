@@ -28,21 +28,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-import algos  # noqa: E402
-import envs  # noqa: E402
-from algos.common.buffer import ReplayBuffer  # noqa: E402
-from envs import EnvConfig  # noqa: E402
+from rlbase import (
+    algos,  # noqa: E402
+    envs,  # noqa: E402
+)
+from rlbase.core.buffer import ReplayBuffer  # noqa: E402
+from rlbase.envs import EnvConfig  # noqa: E402
 
 CASES = {  # algo -> (env option, env id)
     "td3": ("hopper", "Hopper-v5"),
@@ -152,13 +152,13 @@ class TrainPath:
         self._run()
 
     def _run(self) -> None:
-        import train
+        from rlbase import cli as train
 
         cfg = self.compose([*self.overrides, f"{self.key}={self.total}", f"hardware.threads={torch.get_num_threads()}"])
         train.run(cfg, envs.probe(cfg.env), self.dir)
 
     def run(self, n: int) -> float:
-        from algos.common.logger import read_metrics
+        from rlbase.core.logger import read_metrics
 
         before, self.total = self.total, self.total + n
         t = time.perf_counter()
@@ -252,8 +252,8 @@ class SB3:
 
 
 def bench_a2c(env_id: str, steps: int) -> dict:
-    from algos.common.on_policy import collect_rollout
-    from algos.common.rollout import RolloutStorage
+    from rlbase.core.rollout import RolloutStorage
+    from rlbase.loops.on_policy import collect_rollout
 
     module, cfg, spec, agent = make_agent("a2c", env_id, {})
     venv, _ = envs.make_vector(EnvConfig(name=env_id, id=env_id), 0, 16)
@@ -376,7 +376,7 @@ def bench_offline(algo: str, env: str, args) -> dict:
     """Offline updates through the train.py path: ``train.run`` on a dataset of random Hopper-sized transitions
     (the cost of an update does not depend on the data), in blocks continued from the run's checkpoint; the
     rate is the Runner's logged updates/s inside each block. Also ms per update and analytic FLOPs."""
-    import data
+    from rlbase import data
     from scripts.parity import compose_overrides
 
     spec = envs.probe(EnvConfig(name=CASES[algo][1], id=CASES[algo][1]))

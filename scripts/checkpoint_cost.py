@@ -47,11 +47,10 @@ def _dir_bytes(d: Path) -> int:
 
 
 def child(size: str, rows: int, every: int, method: str) -> dict:
-    sys.path.insert(0, str(ROOT))
     import torch
 
-    from algos.common import checkpoint
-    from algos.common.buffer import ReplayBuffer
+    from rlbase.core import checkpoint
+    from rlbase.core.buffer import ReplayBuffer
 
     torch.set_num_threads(1)
     obs, act = SIZES[size]

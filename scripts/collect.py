@@ -9,16 +9,15 @@ clipped to the bounds), or the probability of a uniformly random action for disc
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-import data  # noqa: E402
-import envs  # noqa: E402
-from algos.common import seeding  # noqa: E402
+from rlbase import (
+    data,  # noqa: E402
+    envs,  # noqa: E402
+)
+from rlbase.core import seeding  # noqa: E402
 from scripts.evaluate import load_agent  # noqa: E402
 
 

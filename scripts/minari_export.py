@@ -7,12 +7,9 @@ reader can load it (``minari.load_dataset(ID)``; the store is MINARI_DATASETS_PA
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import data  # noqa: E402
+from rlbase import data  # noqa: E402
 
 
 def main(argv=None) -> Path:

@@ -9,12 +9,8 @@ both learners to those transitions only, and prints the greedy policies' returns
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from algos import tabular  # noqa: E402
+from rlbase.algos import tabular  # noqa: E402
 
 
 def main(argv=None) -> list[dict]:

@@ -13,7 +13,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("WANDB_MODE", "offline")  # belt and braces: tests never reach a W&B server
 
-from conf.schema import register  # noqa: E402
+from rlbase.conf.schema import register  # noqa: E402
 
 register()
 
@@ -43,7 +43,7 @@ def pytest_collection_modifyitems(config, items):
 def compose_cfg():
     """Compose conf/config.yaml with overrides, as train.py would (without running anything)."""
 
-    def _compose(*overrides: str, config_dir: Path = ROOT / "conf"):
+    def _compose(*overrides: str, config_dir: Path = ROOT / "rlbase" / "conf"):
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
             return compose(config_name="config", overrides=list(overrides), return_hydra_config=False)
@@ -61,7 +61,7 @@ def _in_process(argv: list[str], cwd: Path, env: dict) -> subprocess.CompletedPr
     import contextlib
     import io
 
-    import train
+    from rlbase import cli as train
 
     crashing = sys.modules.get("tests.crashing_env")
     if crashing is not None:  # its envs count steps per process: each run starts as a fresh process would

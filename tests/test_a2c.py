@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-import envs
-from algos.a2c import A2C, A2CConfig
-from algos.common.on_policy import collect_rollout
-from algos.common.rollout import RolloutStorage, compute_returns
-from envs import EnvConfig
+from rlbase import envs
+from rlbase.algos.a2c import A2C, A2CConfig
+from rlbase.core.rollout import RolloutStorage, compute_returns
+from rlbase.envs import EnvConfig
+from rlbase.loops.on_policy import collect_rollout
 
 
 def test_nstep_returns_hand_computed():
@@ -50,7 +50,7 @@ def test_return_norm_runs_gae_in_the_rewards_units_and_scales_only_the_targets()
 
 
 def test_return_scale_tracks_the_returns_variance_and_round_trips():
-    from algos.common.on_policy import ReturnScale
+    from rlbase.loops.on_policy import ReturnScale
 
     scale = ReturnScale()
     assert abs(scale.std - 1.0) < 1e-6  # before any rollout: the critic's units are the env's

@@ -79,7 +79,7 @@ def test_a3c_resumes_and_keeps_learning(tmp_path):
         time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=60)
-    from algos.common import checkpoint
+    from rlbase.core import checkpoint
 
     k = checkpoint.load(run_dir)["step"]
     out = run_train(f"resume={run_dir}", f"total_steps={k + 40000}", "eval_every=10000", run_dir=run_dir, timeout=300)

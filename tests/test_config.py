@@ -8,12 +8,12 @@ from hydra.errors import ConfigCompositionException, HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-import algos
-from algos.common.validate import ConfigError, validate
+from rlbase import algos
+from rlbase.runs.validate import ConfigError, validate
 from tests.conftest import ROOT, run_train
 
-ALGOS = sorted(p.stem for p in (ROOT / "conf/algo").glob("*.yaml"))
-ENVS = sorted(p.stem for p in (ROOT / "conf/env").glob("*.yaml") if p.stem != "gym")
+ALGOS = sorted(p.stem for p in (ROOT / "rlbase/conf/algo").glob("*.yaml"))
+ENVS = sorted(p.stem for p in (ROOT / "rlbase/conf/env").glob("*.yaml") if p.stem != "gym")
 
 
 def test_algo_files_match_registry(compose_cfg):
@@ -43,7 +43,7 @@ def test_slurm_hardware_selects_the_submitit_launcher():
     from hydra.core.global_hydra import GlobalHydra
 
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(ROOT / "rlbase" / "conf"), version_base="1.3"):
         cfg = compose(config_name="config", overrides=["hardware=slurm", "hydra.launcher.partition=gpu"],
                       return_hydra_config=True)
     GlobalHydra.instance().clear()
@@ -69,7 +69,7 @@ def _tuned_pair(stem: str) -> tuple[str, str]:
     raise AssertionError(f"conf/tuned/{stem}.yaml names no algo_env pair")
 
 
-@pytest.mark.parametrize("stem", sorted(p.stem for p in (ROOT / "conf/tuned").glob("*.yaml")))
+@pytest.mark.parametrize("stem", sorted(p.stem for p in (ROOT / "rlbase/conf/tuned").glob("*.yaml")))
 def test_every_tuned_file_validates_for_its_pair(compose_cfg, stem):
     """Each tuned file, a named variant (`tuned=ppo_halfcheetah_zoo`) included, composes and passes validation."""
     algo, env = _tuned_pair(stem)
@@ -83,7 +83,7 @@ def test_every_tuned_file_validates_for_its_pair(compose_cfg, stem):
 
 def test_tuned_file_loads_only_for_its_pair(compose_cfg, tmp_path):
     conf = tmp_path / "conf"
-    shutil.copytree(ROOT / "conf", conf)
+    shutil.copytree(ROOT / "rlbase" / "conf", conf)
     (conf / "tuned" / "dqn_acrobot.yaml").write_text("# @package _global_\nalgo:\n  lr: 0.123\n")
     assert compose_cfg("env=acrobot", config_dir=conf).algo.lr == 0.123
     assert compose_cfg("env=cartpole", config_dir=conf).algo.lr != 0.123
@@ -104,7 +104,7 @@ def test_bad_overrides_fail_at_composition(compose_cfg, override, error):
 
 def test_misspelled_key_in_yaml_fails(compose_cfg, tmp_path):
     conf = tmp_path / "conf"
-    shutil.copytree(ROOT / "conf", conf)
+    shutil.copytree(ROOT / "rlbase" / "conf", conf)
     (conf / "algo" / "dqn_typo.yaml").write_text((conf / "algo" / "dqn.yaml").read_text() + "eps_decayy: 10\n")
     with pytest.raises(HydraException, match="eps_decayy"):
         compose_cfg("algo=dqn_typo", config_dir=conf)
@@ -184,10 +184,10 @@ def test_scientific_step_counts_accepted(tmp_path):
 def _schemas():
     import importlib
 
-    from algos.common.logger import LoggerConfig
-    from conf.schema import EvalConfig, HardwareConfig, RunConfig
-    from data import DatasetConfig
-    from envs import EnvConfig
+    from rlbase.conf.schema import EvalConfig, HardwareConfig, RunConfig
+    from rlbase.core.logger import LoggerConfig
+    from rlbase.data import DatasetConfig
+    from rlbase.envs import EnvConfig
 
     algo = [importlib.import_module(m).Config for m in dict.fromkeys(algos.ALGOS.values())]
     return [*algo, RunConfig, HardwareConfig, EvalConfig, LoggerConfig, EnvConfig, DatasetConfig]
@@ -197,7 +197,7 @@ def _schemas():
 def test_every_numeric_setting_declares_what_it_allows(schema):
     import dataclasses
 
-    from algos.common import settings
+    from rlbase.core import settings
 
     numeric = [f for f in dataclasses.fields(schema) if f.type in ("int", "float", "Optional[int]", "Optional[float]")]
     undeclared = [f.name for f in numeric if settings.allowed(f) is None]

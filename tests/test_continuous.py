@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from algos.common.buffer import Batch
-from algos.ddpg import DDPG, DDPGConfig
-from algos.sac import SAC, SACConfig
-from algos.td3 import TD3, TD3Config
-from envs import EnvSpec
+from rlbase.algos.ddpg import DDPG, DDPGConfig
+from rlbase.algos.sac import SAC, SACConfig
+from rlbase.algos.td3 import TD3, TD3Config
+from rlbase.core.buffer import Batch
+from rlbase.envs import EnvSpec
 
 LOW, HIGH = np.array([-2.0, 0.0], np.float32), np.array([2.0, 1.0], np.float32)  # asymmetric on purpose
 SPEC = EnvSpec("Fake-v0", (3,), False, 0, (2,), LOW, HIGH, 10)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from algos.common import checkpoint, seeding
-from algos.common.buffer import ReplayBuffer
-from algos.common.nets import Critic, EnsembleMLP, adam, hard_update, minimize, mlp, soft_update
+from rlbase.core import checkpoint, seeding
+from rlbase.core.buffer import ReplayBuffer
+from rlbase.core.nets import Critic, EnsembleMLP, adam, hard_update, minimize, mlp, soft_update
 
 
 def fill(buf: ReplayBuffer, n: int, start: int = 0):

@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-import data
-from envs import EnvSpec
+from rlbase import data
+from rlbase.envs import EnvSpec
 from tests.conftest import ROOT, run_train
 
 

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-import algos
-import train
-from algos.common.nets import adam, hard_update, minimize, mlp
-from algos.common.validate import ConfigError, fit_starts
+from rlbase import algos
+from rlbase import cli as train
+from rlbase.core.nets import adam, hard_update, minimize, mlp
+from rlbase.runs.validate import ConfigError, fit_starts
 from tests.conftest import read_rows, run_train
 
 

@@ -3,9 +3,9 @@
 import numpy as np
 import torch
 
-from algos.common.buffer import Batch
-from algos.dqn import DQN, DQNConfig
-from envs import EnvSpec
+from rlbase.algos.dqn import DQN, DQNConfig
+from rlbase.core.buffer import Batch
+from rlbase.envs import EnvSpec
 
 SPEC = EnvSpec("Fake-v0", (2,), True, 3, (), None, None, 10)
 

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-import envs
+from rlbase import envs
 from tests.conftest import ROOT
 
-ENV_OPTIONS = sorted(p.stem for p in (ROOT / "conf/env").glob("*.yaml") if p.stem != "gym")
+ENV_OPTIONS = sorted(p.stem for p in (ROOT / "rlbase/conf/env").glob("*.yaml") if p.stem != "gym")
 
 
 @pytest.mark.parametrize("name", ENV_OPTIONS)

@@ -10,11 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-import algos
-import data
-import envs
-from algos.common.buffer import Batch
-from algos.sac import SAC
+from rlbase import algos, data, envs
+from rlbase.algos.sac import SAC
+from rlbase.core.buffer import Batch
 from tests.conftest import eval_returns, read_rows, run_train
 
 

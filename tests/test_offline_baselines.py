@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-import algos
-import data
-from algos.common.buffer import Batch
-from algos.iql import expectile_loss
+from rlbase import algos, data
+from rlbase.algos.iql import expectile_loss
+from rlbase.core.buffer import Batch
 from tests.conftest import read_rows, run_train
 from tests.test_offline import pendulum_dataset, pendulum_spec
 
@@ -239,7 +238,7 @@ def test_recorded_run_is_also_written_as_minari(store, tmp_path):
 
 
 def test_offline_report_uses_normalised_scores(tmp_path):
-    from scripts.plot import find_runs, table
+    from rlbase.report.plot import find_runs, table
 
     run = tmp_path / "sweep" / "0"
     (run / ".hydra").mkdir(parents=True)

@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from scripts.plot import bootstrap_ci, iqm, peak_of_mean
+from rlbase.report.plot import bootstrap_ci, iqm, peak_of_mean
 from tests.conftest import ROOT, run_train
 
 
@@ -36,7 +36,7 @@ def _one_eval_run(run_dir, config_yaml: str) -> None:
 
 
 def test_env_kwargs_make_their_own_row(tmp_path):
-    from scripts.plot import find_runs
+    from rlbase.report.plot import find_runs
 
     for name, kwargs in (("plain", ""), ("v3like", ", kwargs: {contact_cost_weight: 0.0}")):
         _one_eval_run(tmp_path / name, f"seed: 0\nalgo: {{name: ppo}}\nenv: {{name: ant, id: Ant-v5{kwargs}}}\n")
@@ -44,7 +44,7 @@ def test_env_kwargs_make_their_own_row(tmp_path):
 
 
 def test_sampled_evaluations_make_their_own_row(tmp_path):
-    from scripts.plot import find_runs
+    from rlbase.report.plot import find_runs
 
     for name, ev in (("mean", ""), ("sampled", "\neval: {sample: true}")):
         _one_eval_run(tmp_path / name, f"seed: 0\nalgo: {{name: ppo}}\nenv: {{name: hopper, id: Hopper-v5}}{ev}\n")
@@ -74,8 +74,8 @@ def test_bench_quick_runs(tmp_path):
 
 
 def test_damaged_and_empty_metrics_are_named_never_dropped_silently(tmp_path, capsys):
-    from algos.common.logger import scan_metrics
-    from scripts.plot import find_runs
+    from rlbase.core.logger import scan_metrics
+    from rlbase.report.plot import find_runs
 
     good, empty = tmp_path / "good", tmp_path / "empty"
     for d in (good, empty):
@@ -94,7 +94,7 @@ def test_damaged_and_empty_metrics_are_named_never_dropped_silently(tmp_path, ca
 
 
 def test_resume_keeps_damaged_lines_aside(tmp_path):
-    from algos.common.logger import Logger, LoggerConfig
+    from rlbase.core.logger import Logger, LoggerConfig
 
     (tmp_path / "metrics.jsonl").write_text('{"step": 1, "a": 1}\nnot json\n{"step": 5, "a": 2}\n{"step": 9, "a": 3}\n')
     logger = Logger(LoggerConfig(backend="none"), tmp_path, config={}, group="g", name="n", tags=[], resume_step=5)

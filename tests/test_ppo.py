@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-import envs
-from algos.common.on_policy import collect_rollout
-from algos.common.rollout import RolloutStorage
-from algos.ppo import PPO, PPOConfig, clipped_surrogate, standardise
-from envs import EnvConfig
+from rlbase import envs
+from rlbase.algos.ppo import PPO, PPOConfig, clipped_surrogate, standardise
+from rlbase.core.rollout import RolloutStorage
+from rlbase.envs import EnvConfig
+from rlbase.loops.on_policy import collect_rollout
 
 
 def test_clipped_objective_gradient_is_zero_outside_the_trust_region_and_plain_inside():
@@ -69,7 +69,7 @@ def test_update_phase_runs_every_minibatch_and_changes_the_policy(env_id):
 def test_recompute_advantage_uses_the_current_critic_before_each_later_epoch(env_id):
     import copy
 
-    from algos.common.rollout import compute_returns
+    from rlbase.core.rollout import compute_returns
 
     cfg = EnvConfig(name="x", id=env_id)
     venv, spec = envs.make_vector(cfg, seed=0, num_envs=2)
@@ -105,7 +105,7 @@ def test_recompute_advantage_uses_the_current_critic_before_each_later_epoch(env
 
 
 def test_recompute_advantage_keeps_the_return_norm_units():
-    from algos.common.rollout import compute_returns
+    from rlbase.core.rollout import compute_returns
 
     venv, spec = envs.make_vector(EnvConfig(name="x", id="Pendulum-v1"), seed=0, num_envs=2)
     torch.manual_seed(0)
@@ -200,7 +200,7 @@ def test_sub_envs_are_not_normalised_one_by_one():
 def test_resume_with_a_longer_budget_keeps_the_lr_schedule(tmp_path, compose_cfg):
     """lr annealing runs over the budget the run started with: a resume with a larger total_steps does not send
     the learning rate back up."""
-    import train
+    from rlbase import cli as train
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -219,7 +219,7 @@ def test_resume_with_a_longer_budget_keeps_the_lr_schedule(tmp_path, compose_cfg
 
 def test_lr_anneal_steps_sets_the_schedule_horizon_beyond_the_budget(tmp_path, compose_cfg):
     """lr_anneal_steps=4096 with a 1024-step budget: the run ends a quarter of the way down the schedule."""
-    import train
+    from rlbase import cli as train
 
     cfg = compose_cfg("algo=ppo", "env=cartpole", "total_steps=1024", "eval_every=1024", "eval_episodes=1",
                       "logger=none", "progress=false", "algo.n_epochs=1", "algo.lr_anneal_steps=4096")
@@ -230,7 +230,7 @@ def test_lr_anneal_steps_sets_the_schedule_horizon_beyond_the_budget(tmp_path, c
 
 
 def test_lr_anneal_steps_must_be_positive(compose_cfg):
-    from algos.common.validate import ConfigError, validate
+    from rlbase.runs.validate import ConfigError, validate
 
     with pytest.raises(ConfigError) as info:
         validate(compose_cfg("algo=ppo", "env=cartpole", "algo.lr_anneal_steps=0"))
@@ -258,7 +258,7 @@ def test_obs_clip_bounds_normalised_observations_in_training_and_evaluation():
 
 @pytest.mark.parametrize("shared_trunk", [False, True])
 def test_activation_sets_every_hidden_nonlinearity_and_bad_names_are_refused(shared_trunk, compose_cfg):
-    from algos.common.validate import ConfigError, validate
+    from rlbase.runs.validate import ConfigError, validate
 
     spec = envs.probe(EnvConfig(name="x", id="Pendulum-v1"))
     for name, kind in (("tanh", torch.nn.Tanh), ("relu", torch.nn.ReLU)):

@@ -8,7 +8,7 @@ import time
 import pytest
 import torch
 
-from algos.common import checkpoint
+from rlbase.core import checkpoint
 from tests.conftest import ROOT, eval_returns, read_rows, run_train
 
 CASES = {

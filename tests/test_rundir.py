@@ -30,7 +30,7 @@ def test_second_live_writer_refused_then_resume_after_kill(tmp_path):
         first.send_signal(signal.SIGKILL)
         first.wait()
     # the OS dropped the lock with the process: the run resumes
-    from algos.common import checkpoint
+    from rlbase.core import checkpoint
 
     step = checkpoint.load(run_dir)["step"]
     resumed = run_train(f"resume={run_dir}", f"total_steps={step + 300}", run_dir=run_dir, check=False)
@@ -40,7 +40,7 @@ def test_second_live_writer_refused_then_resume_after_kill(tmp_path):
 def test_default_run_dir_has_the_pid(compose_cfg):
     node = OmegaConf.create({"d": "${pid:}"})
     assert node.d == str(os.getpid())
-    assert "${pid:}" in (ROOT / "conf" / "config.yaml").read_text()
+    assert "${pid:}" in (ROOT / "rlbase" / "conf" / "config.yaml").read_text()
 
 
 def test_resume_that_changes_settings_is_refused_and_leaves_the_run_as_it_was(tmp_path):
@@ -62,7 +62,7 @@ def test_resume_that_changes_settings_is_refused_and_leaves_the_run_as_it_was(tm
 
 
 def test_a_resume_may_not_change_the_kind_of_evaluation(tmp_path, compose_cfg):
-    import train
+    from rlbase import cli as train
 
     saved = OmegaConf.to_container(compose_cfg("algo=ppo", "env=cartpole"), resolve=True)
     assert train.resume_changes(compose_cfg("algo=ppo", "env=cartpole", "eval.video=true"), tmp_path, saved) == []

@@ -4,8 +4,8 @@ from a stream of its own (so how often a run evaluates never changes how it trai
 import numpy as np
 import pytest
 
-import envs
-from algos.common import seeding
+from rlbase import envs
+from rlbase.core import seeding
 from tests.conftest import read_rows, run_train
 from tests.test_offline import pendulum_dataset
 
@@ -116,9 +116,10 @@ def test_runs_interleaved_in_one_process_train_as_each_alone(tmp_path, compose_c
     their random state is their own, and the process's one signal handler serves all of them."""
     import signal
 
-    import train
-    from algos.common import loops, runner
-    from algos.common.validate import validate
+    from rlbase import cli as train
+    from rlbase import loops
+    from rlbase.loops import runner
+    from rlbase.runs.validate import validate
 
     def steps(name: str, where: str):
         cfg = compose_cfg(*INTERLEAVED[name], "seed=3", "logger=none", "progress=false", "eval_every=200",
@@ -155,9 +156,11 @@ def test_a_signal_stops_every_interleaved_run_at_a_checkpoint(tmp_path, compose_
     import os
     import signal
 
-    import train
-    from algos.common import checkpoint, loops, runner
-    from algos.common.validate import validate
+    from rlbase import cli as train
+    from rlbase import loops
+    from rlbase.core import checkpoint
+    from rlbase.loops import runner
+    from rlbase.runs.validate import validate
 
     gens, dirs = [], []
     for name in ("sac", "dqn"):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from algos import tabular as T
+from rlbase.algos import tabular as T
 
 
 def hand_dataset() -> dict[str, np.ndarray]:

@@ -12,7 +12,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from algos.common import checkpoint
+from rlbase.core import checkpoint
 from tests.conftest import ROOT, eval_returns, read_rows, run_train
 
 SHORT = ["total_steps=1500", "eval_every=500", "eval_episodes=2", "log_every=250"]
@@ -157,14 +157,14 @@ def test_evaluate_reads_a_run_recorded_before_newer_settings_existed(tmp_path):
     assert again[0]["eval/return_mean"] == eval_returns(run_dir)[-1][1]
 
 def test_sampled_evaluation_is_refused_for_deterministic_policies(compose_cfg):
-    from algos.common.validate import ConfigError, validate
+    from rlbase.runs.validate import ConfigError, validate
 
     with pytest.raises(ConfigError) as info:
         validate(compose_cfg("algo=td3", "env=pendulum", "eval.sample=true"))
     assert str(info.value) == ("eval.sample=true samples the policy's actions, but algo=td3 has no stochastic policy to "
                                "sample; allowed with: a2c, a3c, ppo, sac, sac_offline, cql, iql")
-    import algos
-    from algos.common.validate import SAMPLED_POLICIES
+    from rlbase import algos
+    from rlbase.runs.validate import SAMPLED_POLICIES
 
     for name in SAMPLED_POLICIES:  # each name is an algorithm whose act() takes the flag
         assert "deterministic" in inspect.signature(algos.get(name).Agent.act).parameters, name
@@ -195,7 +195,7 @@ def test_wandb_history_of_a_killed_and_resumed_run_is_one_x_axis(tmp_path, sig):
     """Each segment of a resumed run is its own offline folder with the run's id; after `wandb sync` the server
     keeps a row only if its _step is above the highest so far. With _step = env step, the merged history has
     every evaluation once and an x-axis that never goes back."""
-    from algos.common.logger import wandb_history
+    from rlbase.core.logger import wandb_history
 
     run_dir = tmp_path / "run"
     args = ["algo=dqn", "env=cartpole", "total_steps=6000", "eval_every=1000", "eval_episodes=1",
@@ -251,7 +251,7 @@ def test_online_wandb_without_a_server_falls_back_to_offline_quickly(tmp_path):
 
 
 def test_wandb_history_reader_spans_blocks_and_survives_a_cut_file(tmp_path):
-    from algos.common.logger import wandb_history
+    from rlbase.core.logger import wandb_history
 
     script = ("import wandb\n"
               f"run = wandb.init(mode='offline', dir={str(tmp_path)!r}, project='t', settings=wandb.Settings(silent=True))\n"

@@ -1,0 +1,1 @@
+"""rlbase: deep-RL research code."""

@@ -1,0 +1,75 @@
+"""BC: behaviour cloning, supervised imitation of the dataset's actions (the simplest offline baseline).
+
+Implementation details:
+1. Continuous actions: a deterministic MLP policy with tanh output mapped to the env's bounds, trained by
+   MSE to the dataset's actions (in the action box rescaled to [-1, 1]).
+2. Discrete actions: an MLP of logits trained by cross-entropy; acting takes the most likely action.
+3. Rewards are ignored: BC reproduces the average behaviour of the data, good and bad episodes alike,
+   which is the bar an offline RL method must clear on mixed data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rlbase.core.buffer import Batch
+from rlbase.core.nets import ActionScaler, adam, mlp
+from rlbase.core.settings import positive
+from rlbase.envs import EnvSpec
+from rlbase.loops.offline import OfflineConfig
+
+ACTION_SPACES = ("continuous", "discrete")
+LOOP = "offline"
+OFFLINE = True
+
+
+@dataclass
+class BCConfig(OfflineConfig):
+    name: str = "bc"
+    lr: float = positive(3e-4)  # Adam learning rate
+    hidden: list[int] = field(default_factory=lambda: [256, 256])  # policy hidden sizes
+
+
+class BC:
+    def __init__(self, cfg: BCConfig, spec: EnvSpec, device: torch.device):
+        self.cfg, self.spec, self.device = cfg, spec, device
+        if spec.discrete:
+            self.policy = mlp(spec.obs_dim, cfg.hidden, spec.n_actions).to(device)
+        else:
+            self.policy = mlp(spec.obs_dim, cfg.hidden, spec.action_dim, out_activation=nn.Tanh).to(device)
+            self.scaler = ActionScaler(spec.action_low, spec.action_high).to(device)
+        self.opt = adam(self.policy.parameters(), cfg.lr)
+        self.updates = 0
+
+    @torch.inference_mode()
+    def act(self, obs: np.ndarray, deterministic: bool = False):
+        out = self.policy(torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0))[0]
+        return int(out.argmax()) if self.spec.discrete else self.scaler(out).cpu().numpy()
+
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        out = self.policy(batch.obs)
+        if self.spec.discrete:
+            loss = F.cross_entropy(out, batch.action)
+        else:
+            loss = F.mse_loss(out, self.scaler.unit(batch.action))
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.updates += 1
+        return {"loss/bc": loss.detach()}
+
+    def state_dict(self) -> dict:
+        return {"policy": self.policy.state_dict(), "opt": self.opt.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.opt.load_state_dict(state["opt"])
+        self.updates = state["updates"]
+
+
+Config, Agent = BCConfig, BC

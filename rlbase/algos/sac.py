@@ -1,0 +1,183 @@
+"""SAC: Soft Actor-Critic with automatic entropy tuning.
+
+Papers: Haarnoja et al., "Soft Actor-Critic: Off-Policy Maximum Entropy Deep RL with a Stochastic Actor",
+ICML 2018, and "Soft Actor-Critic Algorithms and Applications", arXiv:1812.05905 (learned temperature).
+Reference implementation: github.com/rail-berkeley/softlearning.
+
+Implementation details:
+1. Policy: MLP giving the mean and log-std (clamped to [log_std_min, log_std_max]) of a Gaussian over
+   a pre-squash sample u; the action is a = center + scale * tanh(u).
+2. Log-probability by the change of variables (appendix C of the 2018 paper):
+   log pi(a|s) = log N(u; mu, sigma) - sum_i log(1 - tanh(u_i)^2) - sum_i log(scale_i), where
+   log(1 - tanh(u)^2) = 2 * (log 2 - u - softplus(-2u)) is evaluated on u itself (stable for large |u|,
+   unlike log(1 - a^2 + eps) on the squashed action). ``log_prob_eps > 0`` selects that inexact form instead
+   (SB3 and CleanRL use eps = 1e-6): it caps the penalty of a saturated action dimension at -log(eps) = 13.8 nats,
+   so saturated actions look more entropic and the learned temperature moves; kept for parity comparisons.
+3. Twin critics (one batched ensemble) and target critics updated by Polyak averaging with ``tau``;
+   soft target y = r + gamma * (1 - terminated) * (min_i Q_i'(s', a') - alpha * log pi(a'|s')), a' ~ pi(s').
+4. Temperature: alpha = exp(log_alpha), learned to keep the entropy near ``target_entropy``
+   (default -|A|), loss -log_alpha * (log pi + target_entropy) (eq. 18 of the 2018 applications paper).
+5. Deterministic evaluation uses center + scale * tanh(mu).
+6. Terminated transitions do not bootstrap; truncated ones (time limits) do.
+The critic loss is one method (``critic_loss``) so CQL can add its conservative term without copying SAC.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rlbase.core.buffer import Batch
+from rlbase.core.nets import ActionScaler, Critic, adam, hard_update, minimize, mlp, soft_update
+from rlbase.core.settings import any_value, at_least, non_negative, positive, unit
+from rlbase.envs import EnvSpec
+from rlbase.loops.off_policy import OffPolicyConfig
+
+ACTION_SPACES = ("continuous",)
+LOOP = "off_policy"
+
+
+@dataclass
+class SACLoss:
+    """SAC's own settings (networks, learning rates, temperature): the part of its config CQL and offline SAC
+    reuse on the offline loop, which has no replay buffer or random steps."""
+
+    actor_lr: float = positive(3e-4)  # Adam learning rate of the policy
+    critic_lr: float = positive(3e-4)  # Adam learning rate of the critics
+    alpha_lr: float = positive(3e-4)  # Adam learning rate of log(alpha)
+    actor_hidden: list[int] = field(default_factory=lambda: [256, 256])  # policy hidden sizes
+    critic_hidden: list[int] = field(default_factory=lambda: [256, 256])  # critic hidden sizes
+    tau: float = unit(0.005, low_open=True)  # Polyak rate of the target critics
+    init_alpha: float = positive(1.0)  # initial temperature
+    autotune: bool = True  # learn alpha; False keeps init_alpha fixed
+    target_entropy: Optional[float] = any_value(None)  # None: -|A|
+    log_std_min: float = any_value(-20.0)  # clamp of the policy's log-std
+    log_std_max: float = any_value(2.0)
+    log_prob_eps: float = non_negative(0.0)  # 0: exact log(1 - tanh(u)^2); > 0: log(1 - tanh(u)^2 + eps), as SB3 and CleanRL (1e-6)
+
+
+@dataclass
+class SACConfig(SACLoss, OffPolicyConfig):
+    name: str = "sac"
+    batch_size: int = positive(256)  # transitions per update
+    buffer_size: int = positive(1_000_000)  # replay capacity
+    random_steps: int = non_negative(10_000)  # uniform random actions first
+    learning_starts: int = at_least(1, 10_000)  # updates begin once the buffer holds this many transitions
+
+
+class TanhGaussianPolicy(nn.Module):
+    def __init__(self, obs_dim: int, hidden: list[int], spec: EnvSpec, log_std_min: float, log_std_max: float,
+                 log_prob_eps: float = 0.0):
+        super().__init__()
+        self.log_prob_eps = log_prob_eps
+        self.net = mlp(obs_dim, hidden, 2 * spec.action_dim)
+        self.scaler = ActionScaler(spec.action_low, spec.action_high)
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+
+    def dist_params(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_std = self.net(obs).chunk(2, dim=-1)
+        return mean, log_std.clamp(self.log_std_min, self.log_std_max)
+
+    def log_prob(self, u: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+        """log-density of the action center + scale * tanh(u), given the pre-squash sample u."""
+        gauss = -0.5 * ((u - mean) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)
+        if self.log_prob_eps > 0:
+            log_det_tanh = torch.log(1.0 - torch.tanh(u) ** 2 + self.log_prob_eps)
+        else:
+            log_det_tanh = 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))  # log(1 - tanh(u)^2), stable
+        return (gauss - log_det_tanh).sum(-1) - self.scaler.scale.log().sum()
+
+    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A reparameterised action sample and its log-probability."""
+        mean, log_std = self.dist_params(obs)
+        u = mean + log_std.exp() * torch.randn_like(mean)
+        return self.scaler(torch.tanh(u)), self.log_prob(u, mean, log_std)
+
+    def sample_action(self, obs: torch.Tensor) -> torch.Tensor:
+        """An action sample alone (acting needs no log-probability); draws the same noise as ``sample``."""
+        mean, log_std = self.dist_params(obs)
+        return self.scaler(torch.tanh(mean + log_std.exp() * torch.randn_like(mean)))
+
+    def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.scaler(torch.tanh(self.dist_params(obs)[0]))
+
+
+class SAC:
+    def __init__(self, cfg: SACConfig, spec: EnvSpec, device: torch.device):
+        self.cfg, self.spec, self.device = cfg, spec, device
+        self.actor = TanhGaussianPolicy(spec.obs_dim, cfg.actor_hidden, spec, cfg.log_std_min, cfg.log_std_max,
+                                        cfg.log_prob_eps).to(device)
+        self.critic = Critic(2, spec.obs_dim, spec.action_dim, cfg.critic_hidden).to(device)
+        self.critic_target = Critic(2, spec.obs_dim, spec.action_dim, cfg.critic_hidden).to(device)
+        hard_update(self.critic_target, self.critic)
+        self.critic_target.requires_grad_(False)
+        self.log_alpha = torch.tensor(math.log(cfg.init_alpha), device=device, requires_grad=cfg.autotune)
+        self.target_entropy = -float(spec.action_dim) if cfg.target_entropy is None else cfg.target_entropy
+        self.actor_opt = adam(self.actor.parameters(), cfg.actor_lr)
+        self.critic_opt = adam(self.critic.parameters(), cfg.critic_lr)
+        self.alpha_opt = adam([self.log_alpha], cfg.alpha_lr)
+        self.updates = 0
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return self.log_alpha.detach().exp()
+
+    @torch.inference_mode()
+    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        x = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
+        action = self.actor.deterministic(x) if deterministic else self.actor.sample_action(x)
+        return action[0].cpu().numpy()
+
+    def target(self, batch: Batch) -> torch.Tensor:
+        """Soft Bellman target y = r + gamma (1 - terminated) (min_i Q_i'(s', a') - alpha log pi(a'|s'))."""
+        with torch.no_grad():
+            next_action, next_log_prob = self.actor.sample(batch.next_obs)
+            next_q = self.critic_target(batch.next_obs, next_action).min(dim=0).values - self.alpha * next_log_prob
+            return batch.reward + self.cfg.gamma * (1.0 - batch.terminated) * next_q
+
+    def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        target_q = self.target(batch)
+        q = self.critic(batch.obs, batch.action)  # (2, B)
+        loss = F.mse_loss(q, target_q.expand_as(q), reduction="none").mean(dim=1).sum()
+        return loss, {"train/q_mean": q.detach().mean()}
+
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        critic_loss, metrics = self.critic_loss(batch)
+        minimize(self.critic_opt, critic_loss)
+
+        # ``minimize`` differentiates with respect to the policy's parameters only: the critics get no
+        # gradient from the policy loss.
+        action, log_prob = self.actor.sample(batch.obs)
+        q_pi = self.critic(batch.obs, action).min(dim=0).values
+        actor_loss = (self.alpha * log_prob - q_pi).mean()
+        minimize(self.actor_opt, actor_loss)
+
+        if self.cfg.autotune:
+            alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
+            minimize(self.alpha_opt, alpha_loss)
+        soft_update(self.critic_target, self.critic, self.cfg.tau)
+        self.updates += 1
+        return {**metrics, "loss/critic": critic_loss.detach(), "loss/actor": actor_loss.detach(),
+                "train/alpha": self.alpha, "train/entropy": -log_prob.detach().mean()}
+
+    def state_dict(self) -> dict:
+        return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
+                "critic_target": self.critic_target.state_dict(), "log_alpha": self.log_alpha.detach().clone(),
+                "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
+                "alpha_opt": self.alpha_opt.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name in ("actor", "critic", "critic_target", "actor_opt", "critic_opt", "alpha_opt"):
+            getattr(self, name).load_state_dict(state[name])
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+        self.updates = state["updates"]
+
+
+Config, Agent = SACConfig, SAC

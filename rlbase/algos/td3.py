@@ -1,0 +1,152 @@
+"""TD3: Twin Delayed Deep Deterministic policy gradient.
+
+Paper: Fujimoto, van Hoof, Meger, "Addressing Function Approximation Error in Actor-Critic Methods", ICML 2018.
+Reference implementation: github.com/sfujim/TD3 (TD3.py, main.py).
+
+Implementation details:
+1. Actor: MLP with tanh output mapped to the env's bounds; critics: 256-256 MLPs on concat(s, a).
+2. Twin critics (clipped double Q, eq. 10): the target uses min(Q1', Q2'); both critics regress onto it
+   with MSE. The two critics run as one batched ensemble (one matmul per layer for both).
+3. Target policy smoothing (eq. 14): a' = clip(pi'(s') + clip(eps, -c, c), low, high), eps ~ N(0, sigma),
+   with sigma = ``policy_noise`` and c = ``noise_clip`` both scaled by the action range's half-width.
+4. Delayed updates: the actor and all target networks update every ``policy_freq`` critic updates;
+   the actor maximises Q1 only. Targets by Polyak averaging with ``tau``.
+5. Exploration: ``random_steps`` uniform actions, then pi(s) + N(0, expl_noise * half-width), clipped
+   (``warmup_noise``: the uniform actions get that noise too, as SB3's ``learn()`` does; off by default).
+6. Terminated transitions do not bootstrap; truncated ones (time limits) do.
+Deviations: none in the math. DDPG (algos/ddpg.py) is this class with the three tricks switched off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rlbase.core.buffer import Batch
+from rlbase.core.nets import ActionScaler, Critic, adam, hard_update, minimize, mlp, soft_update
+from rlbase.core.settings import at_least, non_negative, one_of, positive, unit
+from rlbase.envs import EnvSpec
+from rlbase.loops.off_policy import OffPolicyConfig
+
+ACTION_SPACES = ("continuous",)
+LOOP = "off_policy"
+
+
+@dataclass
+class TD3Config(OffPolicyConfig):
+    name: str = "td3"
+    batch_size: int = positive(256)  # transitions per update
+    buffer_size: int = positive(1_000_000)  # replay capacity
+    random_steps: int = non_negative(25_000)  # uniform random actions first (Fujimoto's start_timesteps)
+    learning_starts: int = at_least(1, 25_000)  # updates begin once the buffer holds this many transitions
+    actor_lr: float = positive(3e-4)  # Adam learning rate of the actor
+    critic_lr: float = positive(3e-4)  # Adam learning rate of the critics
+    critic_weight_decay: float = non_negative(0.0)  # L2 weight decay of the critics (1e-2 in Lillicrap's DDPG)
+    actor_hidden: list[int] = field(default_factory=lambda: [256, 256])  # actor hidden sizes
+    critic_hidden: list[int] = field(default_factory=lambda: [256, 256])  # critic hidden sizes
+    critic_action_layer: int = one_of(0, 0, 1)  # where the action enters the critic: 0 input, 1 after the first layer
+    tau: float = unit(0.005, low_open=True)  # Polyak rate of the target networks
+    expl_noise: float = non_negative(0.1)  # std of the Gaussian exploration noise, times the action half-width
+    warmup_noise: bool = False  # add that noise to the random_steps' uniform actions too (SB3's learn() does)
+    twin: bool = True  # clipped double Q with two critics (False: one critic)
+    policy_noise: float = non_negative(0.2)  # target policy smoothing noise std, times the action half-width (0: off)
+    noise_clip: float = non_negative(0.5)  # clip of the smoothing noise, times the action half-width
+    policy_freq: int = positive(2)  # critic updates per actor and target update (1: no delay)
+
+
+class Actor(nn.Module):
+    def __init__(self, obs_dim: int, hidden: list[int], spec: EnvSpec):
+        super().__init__()
+        self.net = mlp(obs_dim, hidden, spec.action_dim, out_activation=nn.Tanh)
+        self.scaler = ActionScaler(spec.action_low, spec.action_high)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.scaler(self.net(obs))
+
+
+class TD3:
+    def __init__(self, cfg: TD3Config, spec: EnvSpec, device: torch.device):
+        self.cfg, self.spec, self.device = cfg, spec, device
+        k = 2 if cfg.twin else 1
+        self.actor = Actor(spec.obs_dim, cfg.actor_hidden, spec).to(device)
+        self.actor_target = Actor(spec.obs_dim, cfg.actor_hidden, spec).to(device)
+        self.critic = Critic(k, spec.obs_dim, spec.action_dim, cfg.critic_hidden, cfg.critic_action_layer).to(device)
+        self.critic_target = Critic(k, spec.obs_dim, spec.action_dim, cfg.critic_hidden, cfg.critic_action_layer).to(device)
+        hard_update(self.actor_target, self.actor)
+        hard_update(self.critic_target, self.critic)
+        self.actor_target.requires_grad_(False)
+        self.critic_target.requires_grad_(False)
+        self.actor_opt = adam(self.actor.parameters(), cfg.actor_lr)
+        self.critic_opt = adam(self.critic.parameters(), cfg.critic_lr, cfg.critic_weight_decay)
+        self.scaler = self.actor.scaler
+        self.updates = 0
+        self._actor_loss = torch.zeros((), device=device)
+
+    @torch.inference_mode()
+    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        x = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
+        action = self.actor(x)[0]
+        if not deterministic:
+            action = self._explore(action)
+        return action.cpu().numpy()
+
+    def _explore(self, action: torch.Tensor) -> torch.Tensor:
+        if self.cfg.expl_noise > 0:
+            action = action + torch.randn_like(action) * (self.cfg.expl_noise * self.scaler.scale)
+            action = torch.maximum(torch.minimum(action, self.scaler.high), self.scaler.low)
+        return action
+
+    @torch.inference_mode()
+    def warmup_action(self, action: np.ndarray) -> np.ndarray:
+        """A uniform warm-up action, with the exploration noise added if ``warmup_noise`` (else unchanged)."""
+        if not self.cfg.warmup_noise:
+            return action
+        noisy = self._explore(torch.as_tensor(action, dtype=torch.float32, device=self.device))
+        return noisy.cpu().numpy().astype(action.dtype)
+
+    def target(self, batch: Batch) -> torch.Tensor:
+        """y = r + gamma * (1 - terminated) * min_i Q_i'(s', a'), a' smoothed (eqs. 10 and 14)."""
+        c, s = self.cfg, self.scaler
+        with torch.no_grad():
+            next_action = self.actor_target(batch.next_obs)
+            if c.policy_noise > 0:
+                noise = (torch.randn_like(next_action) * c.policy_noise).clamp(-c.noise_clip, c.noise_clip)
+                next_action = torch.maximum(torch.minimum(next_action + noise * s.scale, s.high), s.low)
+            next_q = self.critic_target(batch.next_obs, next_action).min(dim=0).values
+            return batch.reward + c.gamma * (1.0 - batch.terminated) * next_q
+
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        target_q = self.target(batch)
+        q = self.critic(batch.obs, batch.action)  # (k, B)
+        # Sum over critics of each critic's MSE, as in the reference (mse(Q1) + mse(Q2)).
+        critic_loss = F.mse_loss(q, target_q.expand_as(q), reduction="none").mean(dim=1).sum()
+        minimize(self.critic_opt, critic_loss)
+        self.updates += 1
+
+        if self.updates % self.cfg.policy_freq == 0:
+            # The actor maximises Q1, so only the first critic is evaluated; ``minimize`` differentiates with
+            # respect to the actor's parameters only, so the critic's weights get no gradient from this loss.
+            actor_loss = -self.critic(batch.obs, self.actor(batch.obs), members=1)[0].mean()
+            minimize(self.actor_opt, actor_loss)
+            soft_update(self.critic_target, self.critic, self.cfg.tau)
+            soft_update(self.actor_target, self.actor, self.cfg.tau)
+            self._actor_loss = actor_loss.detach()
+        return {"loss/critic": critic_loss.detach(), "loss/actor": self._actor_loss, "train/q_mean": q.detach().mean()}
+
+    def state_dict(self) -> dict:
+        return {"actor": self.actor.state_dict(), "actor_target": self.actor_target.state_dict(),
+                "critic": self.critic.state_dict(), "critic_target": self.critic_target.state_dict(),
+                "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
+                "updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name in ("actor", "actor_target", "critic", "critic_target", "actor_opt", "critic_opt"):
+            getattr(self, name).load_state_dict(state[name])
+        self.updates = state["updates"]
+
+
+Config, Agent = TD3Config, TD3

@@ -1,0 +1,120 @@
+"""The off-policy loop (DQN, DDPG, TD3, SAC): act -> step -> store -> update, one env step at a time.
+
+The :class:`~rlbase.loops.runner.Runner` does the rest (logging, evaluation, checkpoints, signals); this module holds
+only the interaction with the env and the replay buffer, and the settings that belong to it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from omegaconf import OmegaConf
+
+from rlbase import data, envs
+from rlbase.core import seeding
+from rlbase.core.buffer import ReplayBuffer
+from rlbase.core.settings import MinibatchConfig, at_least, non_negative, positive
+from rlbase.loops.runner import Runner
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class OffPolicyConfig(MinibatchConfig):
+    """Settings every off-policy algorithm shares; each algorithm's config extends it."""
+
+    buffer_size: int = positive(1_000_000)  # replay capacity (transitions)
+    learning_starts: int = at_least(1, 1_000)  # updates begin once the buffer holds this many transitions
+    random_steps: int = non_negative(0)  # uniform random actions for the first random_steps env steps
+    train_every: int = positive(1)  # env steps between update phases (SB3's train_freq); 1: after every env step
+    gradient_steps: int = positive(1)  # gradient updates in each update phase, once learning has started
+
+
+def loop(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: Path, device: torch.device,
+         resume: Optional[dict[str, Any]] = None) -> Generator[int, None, dict[str, float]]:
+    """Train until the budget is spent, yielding the env step after each one; returns the Runner's result."""
+    a = agent.cfg  # the algorithm's dataclass (train.run converts it once): plain attributes in the hot loop
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seeding.stream(cfg.seed, "replay"))
+    buffer = ReplayBuffer(a.buffer_size, spec.obs_shape, spec.action_shape, discrete=spec.discrete,
+                          device=device, generator=gen)
+
+    # The replay rows go to chunk files in replay/, each written once (ReplayBuffer.save_chunks); the checkpoint
+    # holds their manifest. Chunks are deleted once neither checkpoint on disk (current, previous) names them.
+    replay_dir = run_dir / "replay"
+    on_disk: list[dict] = [resume["buffer"]] if resume is not None else []
+
+    def load_buffer(manifest: dict[str, Any]) -> None:
+        if manifest.get("format") == "chunks":
+            buffer.load_chunks(replay_dir, manifest)
+        else:  # a checkpoint from before chunked replay: the rows are inside it
+            buffer.load_state_dict(manifest)
+
+    def prune(state: dict[str, Any]) -> None:
+        on_disk[:] = [*on_disk[-1:], state["buffer"]]
+        ReplayBuffer.prune(replay_dir, on_disk)
+
+    run = Runner(cfg, agent, env, eval_env, logger, run_dir, resume, episode_aligned=True)
+    run.track("agent", agent.state_dict, agent.load_state_dict)
+    run.track("buffer", lambda: buffer.save_chunks(replay_dir), load_buffer)
+    run.track("sample_rng", gen.get_state, gen.set_state)
+    run.track("env_rng", lambda: seeding.env_rng_state(env), lambda s: seeding.set_env_rng_state(env, s))
+    run.track("obs_stats", lambda: envs.obs_stats(env), lambda s: envs.load_obs_stats(env, s), optional=True)
+    run.on_saved.append(prune)
+    if run.restore():
+        # Periodic checkpoints are taken between an episode's end and the next reset, so this reset is the one the
+        # uninterrupted run made. (After a signal the checkpoint is mid-episode: that episode is dropped.)
+        obs, _ = env.reset()
+    else:
+        obs, _ = env.reset(seed=seeding.stream(cfg.seed, "train_env"))
+    envs.share_obs_stats(env, eval_env)
+
+    discrete = spec.discrete
+    warmup = getattr(agent, "warmup_action", None)  # TD3/DDPG: optional noise on the uniform warm-up actions
+    with run:
+        while not run.done:
+            if run.step < a.random_steps:
+                action = env.action_space.sample()
+                if warmup is not None:
+                    action = warmup(action)
+            else:
+                action = agent.act(obs, deterministic=False)
+                if not discrete:  # NaN weights show first here: name the policy, not the env's reward
+                    run.check_finite("action (policy output; the agent's weights may have diverged)", action, run.step + 1)
+            next_obs, reward, terminated, truncated, info = env.step(action)
+            run.check_finite("reward", reward, run.step + 1)
+            run.check_finite("observation", next_obs, run.step + 1)
+            buffer.add(obs, action, reward, next_obs, terminated, truncated)
+            obs = next_obs
+            metrics, n = None, 0
+            if len(buffer) >= a.learning_starts and (run.step + 1) % a.train_every == 0:
+                for _ in range(a.gradient_steps):
+                    metrics = agent.update(buffer.sample(a.batch_size))
+                n = a.gradient_steps
+            if terminated or truncated:
+                run.episode(info["episode"]["r"], info["episode"]["l"], at_step=run.step + 1)
+            run.advance(1, n, metrics)
+            if (terminated or truncated) and not run.done:
+                run.episode_boundary()
+                obs, _ = env.reset()
+            yield run.step
+    if cfg.dataset.record:
+        record(cfg, buffer, spec, run_dir)
+    return run.result()
+
+
+def record(cfg, buffer: ReplayBuffer, spec: envs.EnvSpec, run_dir: Path) -> None:
+    """``dataset.record=true``: the run's replay as a dataset (and as a Minari dataset when ``dataset.id`` is set)."""
+    path = data.from_buffer(buffer, run_dir / "dataset", env_id=spec.id, discrete=spec.discrete,
+                            source={"kind": "online run", "run_dir": str(run_dir),
+                                    "config": OmegaConf.to_container(cfg, resolve=True)})
+    log.info("recorded %d transitions: %s", len(buffer), path)
+    if cfg.dataset.id is not None:
+        arrays, meta = data.read(path)
+        log.info("and as Minari dataset %s: %s", cfg.dataset.id,
+                 data.to_minari(arrays, meta, cfg.dataset.id, description=f"replay of {cfg.algo.name} on {spec.id}"))

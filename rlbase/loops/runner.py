@@ -1,0 +1,371 @@
+"""What every training loop shares: the schedule of periodic work and the state that saves itself.
+
+A loop builds a :class:`Runner`, registers the stateful parts of its run with :meth:`Runner.track` (agent, replay,
+samplers, env state, ...), calls :meth:`Runner.restore` once, then reports progress with :meth:`Runner.episode` and
+:meth:`Runner.advance`. The Runner decides when to log, evaluate (and record video) and checkpoint, and it alone
+writes and reads checkpoints: one save path and one restore path for every loop kind. A checkpoint is the Runner's
+counters, the run's random state, the logger's id and config, and one entry per tracked part under its name.
+
+Signals (SIGTERM, SIGINT, SIGUSR1, SIGUSR2) are caught by one handler per process (:class:`ProcessSignals`), which
+tells every Runner in the process; each checkpoints at its next step and raises :class:`Interrupted`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from tqdm import tqdm
+
+from rlbase import data, envs
+from rlbase.core import checkpoint, seeding
+from rlbase.core.evaluate import evaluate
+from rlbase.loops.video import record_episode
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteError(RuntimeError):
+    """A loss, gradient statistic, reward, observation or weight became NaN or infinite."""
+
+
+def _first_non_finite(tree, prefix: str = "") -> Optional[str]:
+    if torch.is_tensor(tree):
+        return prefix if tree.is_floating_point() and not bool(torch.isfinite(tree).all()) else None
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            found = _first_non_finite(v, f"{prefix}.{k}" if prefix else str(k))
+            if found:
+                return found
+    return None
+
+
+class Interrupted(Exception):
+    """Raised by the loop after a signal asked it to stop (a checkpoint has been written)."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+class ProcessSignals:
+    """The process's one handler for SIGTERM/SIGINT/SIGUSR1/SIGUSR2 while any Runner is active.
+
+    Installed when the first Runner enters and put back when the last one leaves, so several runs can share a
+    process. A signal is handed to every active Runner (``runner.signum``); once each has checkpointed, the handler
+    that was there before ours gets it too (e.g. submitit's requeue on SIGUSR2 at a Slurm time limit, which exits).
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
+
+    def __init__(self):
+        self.active: list[Runner] = []
+        self.pending: set[int] = set()  # ids of Runners that have a signal to act on
+        self._old: dict[int, Any] = {}
+
+    def enter(self, runner: Runner) -> None:
+        if not self.active:
+            self._old = {}
+            for s in self.SIGNALS:
+                try:
+                    self._old[s] = signal.signal(s, self._handle)
+                except ValueError:  # not in the main thread
+                    pass
+        self.active.append(runner)
+
+    def leave(self, runner: Runner) -> None:
+        self.active.remove(runner)
+        self.pending.discard(id(runner))
+        if not self.active:
+            for s, h in self._old.items():
+                signal.signal(s, h)
+            self._old = {}
+
+    def _handle(self, signum, frame):
+        if signum == signal.SIGINT and any(r.signum is not None for r in self.active):  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        for r in self.active:
+            r.signum = signum
+            self.pending.add(id(r))
+
+    def handled(self, runner: Runner) -> None:
+        """``runner`` has checkpointed after its signal; when no Runner is left to do so, chain the old handler."""
+        self.pending.discard(id(runner))
+        old = self._old.get(runner.signum)
+        if not self.pending and callable(old) and old is not signal.default_int_handler:
+            old(runner.signum, None)
+
+
+SIGNALS = ProcessSignals()
+
+
+class Rate:
+    """Counts events since the last read and returns events per second."""
+
+    def __init__(self, count: int = 0):
+        self.count, self.t = count, time.perf_counter()
+
+    def read(self, count: int) -> float:
+        now = time.perf_counter()
+        rate = (count - self.count) / max(now - self.t, 1e-9)
+        self.count, self.t = count, now
+        return rate
+
+
+def crossed(before: int, after: int, every: int) -> bool:
+    """True when a multiple of ``every`` lies in (before, after]: loops that advance by N steps at a time
+    still evaluate, log and checkpoint once per interval."""
+    return after // every > before // every
+
+
+_COUNTERS = ("step", "updates", "episodes", "evals")
+
+
+class Runner:
+    """Counters, periodic logging, evaluation (and video), checkpoints, signals and the progress bar.
+
+    ``resume`` is the checkpoint to continue from (None: a fresh run); ``total`` the budget when it is not
+    ``cfg.total_steps`` (offline: updates). ``episode_aligned``: periodic checkpoints wait for the current episode's
+    end (see :meth:`episode_boundary`), where a resume replays the uninterrupted run exactly. ``save_on_ctrl_c``:
+    a second Ctrl-C lands anywhere, e.g. mid-rollout; loops whose state is only whole between chunks keep their last
+    checkpoint instead of writing one there.
+    """
+
+    def __init__(self, cfg, agent, env, eval_env, logger, run_dir: Path, resume: Optional[dict[str, Any]] = None,
+                 episode_aligned: bool = False, total: Optional[int] = None, save_on_ctrl_c: bool = True):
+        self.total = cfg.total_steps if total is None else total  # env steps (online) or updates (offline)
+        self.cfg, self.agent, self.env, self.eval_env, self.logger, self.run_dir = cfg, agent, env, eval_env, logger, run_dir
+        self.resume = resume
+        self.unit = "step" if total is None else "update"
+        self.save_on_ctrl_c, self.episode_aligned = save_on_ctrl_c, episode_aligned
+        self.parts: dict[str, tuple[Callable[[], Any], Optional[Callable[[Any], None]], bool]] = {}
+        self.on_saved: list[Callable[[dict[str, Any]], None]] = []  # after a checkpoint is safely on disk
+        self.pending_since: Optional[int] = None
+        self.step = self.updates = self.episodes = self.evals = 0
+        self.solved = False  # an evaluation reached cfg.stop_return: the run ends at this step
+        self.best = self.last = float("-inf")
+        self.signum: Optional[int] = None  # set by ProcessSignals
+        self.eval_pending = False  # a signal stopped the evaluation of this step: the resumed run makes it first
+        # Read once: an OmegaConf attribute costs microseconds, and advance() runs every env step.
+        self.log_every, self.eval_every, self.checkpoint_every = cfg.log_every, cfg.eval_every, cfg.checkpoint_every
+        # On the CPU reading a loss costs about 3 us (a DQN update: hundreds); on a GPU it would wait for the device
+        # at every update, so there losses are checked when they are logged.
+        self.check_every_update = str(cfg.hardware.device) == "cpu"
+        self.last_saved: Optional[int] = None
+        self.video_on = cfg.eval.video
+        self.score_ref: Optional[tuple[float, float]] = None  # (random, expert) returns: eval/normalized_score
+        self.metrics: dict[str, Any] = {}
+        self._ep: list[tuple[float, int]] = []  # episodes ending at step _ep_step, not logged yet
+        self._ep_step: Optional[int] = None
+        self.sps = 0.0
+        self.step_rate, self.update_rate = Rate(), Rate()
+        self.bar: Optional[tqdm] = None
+        # The global generators (network initialisation, exploration noise, stochastic policies): part of every run.
+        self.track("rng", seeding.global_rng_state, seeding.set_global_rng_state)
+
+    # -- state -------------------------------------------------------------------------------------------------
+    def track(self, name: str, save: Callable[[], Any], load: Optional[Callable[[Any], None]] = None,
+              optional: bool = False) -> None:
+        """Register a stateful part: ``save()`` gives its checkpoint entry ``name``; on resume ``load(entry)`` puts it
+        back, in the order parts were registered (None: saved for readers, nothing to put back). ``optional``: a
+        checkpoint from before the part existed lacks it; ``load`` then gets None."""
+        if name in self.parts or name in _COUNTERS:
+            raise ValueError(f"checkpoint part {name!r} is registered twice")
+        self.parts[name] = (save, load, optional)
+
+    def restore(self) -> bool:
+        """Put every tracked part and the counters back from the checkpoint the run resumes from, if any; True then."""
+        resume = self.resume
+        if resume is None:
+            return False
+        for key in _COUNTERS:
+            setattr(self, key, resume[key])
+        self.best, self.last = resume["best_eval"], resume["last_eval"]
+        self.eval_pending = bool(resume.get("eval_pending", False))
+        self.last_saved = self.step
+        self.step_rate, self.update_rate = Rate(self.step), Rate(self.updates)
+        for name, (_, load, optional) in self.parts.items():
+            if load is None:
+                continue
+            if name not in resume and not optional:
+                raise checkpoint.CheckpointError(f"the checkpoint in {self.run_dir} has no {name!r} entry "
+                                                 "(written by another kind of run?); start a new run")
+            load(resume.get(name))
+        log.info("resumed from step %d of %d", self.step, self.total)
+        return True
+
+    def state(self) -> dict[str, Any]:
+        return {"step": self.step, "updates": self.updates, "episodes": self.episodes, "evals": self.evals,
+                "best_eval": self.best, "last_eval": self.last, "eval_pending": self.eval_pending,
+                "algo_starts": {k: int(self.cfg.algo[k]) for k in ("random_steps", "learning_starts") if k in self.cfg.algo},
+                "wandb_id": self.logger.run_id, "config": OmegaConf.to_container(self.cfg, resolve=True),
+                **{name: save() for name, (save, _, _) in self.parts.items()}}
+
+    def save(self) -> None:
+        self.pending_since = None
+        state = self.state()
+        bad = _first_non_finite(state.get("agent"))
+        if bad is not None:  # never write NaN weights over the last good checkpoint
+            self.fail(f"agent state {bad}")
+        checkpoint.save(self.run_dir, state)
+        self.last_saved = self.step
+        for hook in self.on_saved:
+            hook(state)
+
+    def episode_boundary(self) -> None:
+        """Called between an episode's end and the next reset: the place where a checkpoint resumes exactly."""
+        if self.pending_since is not None:
+            self.save()
+
+    # -- checks ------------------------------------------------------------------------------------------------
+    @property
+    def done(self) -> bool:
+        return self.step >= self.total or self.solved
+
+    def fail(self, quantity: str, at_step: Optional[int] = None) -> None:
+        where = (f"the last good checkpoint is {self.run_dir / checkpoint.NAME} (step {self.last_saved})"
+                 if self.last_saved is not None else "no checkpoint was written")
+        raise NonFiniteError(f"non-finite {quantity} at env step {self.step if at_step is None else at_step}; {where}")
+
+    def check_finite(self, name: str, value, at_step: Optional[int] = None) -> None:
+        """Stop the run when an observation or reward from the env is NaN or infinite."""
+        finite = bool(torch.isfinite(value).all()) if torch.is_tensor(value) else bool(np.all(np.isfinite(value)))
+        if not finite:
+            self.fail(name, at_step)
+
+    # -- progress ----------------------------------------------------------------------------------------------
+    def episode(self, ret: float, length: int, at_step: int) -> None:
+        """A finished training episode at the env step that ended it. Episodes that end at the same step (sub-envs
+        of a vector env) are logged as one row, their mean, with ``train/episodes_at_step`` when more than one:
+        W&B keeps one value per key and step, so separate rows would lose all but the last."""
+        self.episodes += 1
+        if self._ep_step is not None and at_step != self._ep_step:
+            self._flush_episodes()
+        self._ep_step = at_step
+        self._ep.append((float(ret), int(length)))
+
+    def _flush_episodes(self) -> None:
+        if not self._ep:
+            return
+        rets, lens = zip(*self._ep)
+        row = {"train/episode_return": rets[0] if len(rets) == 1 else float(np.mean(rets)),
+               "train/episode_length": lens[0] if len(lens) == 1 else float(np.mean(lens)), "train/episodes": self.episodes}
+        if len(rets) > 1:
+            row["train/episodes_at_step"] = len(rets)
+        self.logger.log(self._ep_step, row)
+        self._ep, self._ep_step = [], None
+
+    def evaluate(self) -> None:
+        # On generators of its own: what a stochastic part of the policy draws (BCQ's samples) never moves the
+        # training trajectory, so eval_every and eval_episodes leave training exactly as it was.
+        with seeding.isolated(seeding.stream(self.cfg.seed, "eval_rng")):
+            self._evaluate()
+
+    def _evaluate(self) -> None:
+        self.eval_pending = True  # until it has finished: a checkpoint taken on the way (a second Ctrl-C) owes it
+        result = evaluate(self.agent, self.eval_env, self.cfg.eval_episodes, self.cfg.seed,
+                          stop=lambda: self.signum is not None, sample=self.cfg.eval.sample)
+        if result is None:  # a signal: stop now; the checkpoint remembers that this step's evaluation is owed
+            log.warning("%s during the evaluation at step %d: it is made first when the run resumes",
+                        signal.Signals(self.signum).name, self.step)
+            return
+        self.eval_pending = False
+        if self.score_ref is not None:
+            result["eval/normalized_score"] = data.normalized_score(result["eval/return_mean"], self.score_ref)
+        self.last = result["eval/return_mean"]
+        self.best = max(self.best, self.last)
+        if self.cfg.get("stop_return") is not None and self.last >= self.cfg.stop_return and not self.solved:
+            self.solved = True
+            log.info("evaluation return %.1f reached stop_return=%g at step %d: the run ends here",
+                     self.last, self.cfg.stop_return, self.step)
+        self.logger.log(self.step, result)
+        if self.video_on and self.evals % self.cfg.eval.video_every == 0:
+            video = record_episode(self.agent, self.cfg.env, self.cfg.seed, self.run_dir / "videos" / f"step{self.step}",
+                                   self.cfg.eval.fps, envs.obs_stats(self.env))
+            if video is None:
+                self.video_on = False  # warned once; keep training without videos
+            else:
+                self.logger.video(self.step, "eval/video", video, self.cfg.eval.fps)
+        self.evals += 1
+
+    def advance(self, steps: int, updates: int, metrics: Optional[dict[str, Any]] = None) -> None:
+        """``steps`` env steps (offline: updates) and ``updates`` gradient updates happened: log, evaluate and
+        checkpoint when their intervals are crossed, and act on a signal."""
+        self._flush_episodes()
+        before = self.step
+        self.step += steps
+        self.updates += updates
+        if metrics:
+            self.metrics = metrics
+            if self.check_every_update:  # a diverged loss is named at the update it happened, not log_every later
+                self._check_metrics()
+        if crossed(before, self.step, self.log_every):
+            self.sps = self.step_rate.read(self.step)
+            self._check_metrics()
+            self.logger.log(self.step, {**self.metrics, "time/sps": self.sps,
+                                        "time/updates_per_s": self.update_rate.read(self.updates),
+                                        "train/updates": self.updates})
+        if crossed(before, self.step, self.eval_every) or self.done:
+            self.evaluate()
+        if self.done:
+            self.save()
+        elif crossed(before, self.step, self.checkpoint_every):
+            if self.episode_aligned:
+                self.pending_since = self.step if self.pending_since is None else self.pending_since
+            else:
+                self.save()
+        if self.pending_since is not None and self.step - self.pending_since >= self.checkpoint_every:
+            self.save()  # an episode that never ends must not starve checkpoints (resume is then not exact)
+        if self.bar is not None:
+            if crossed(before, self.step, self.log_every) or crossed(before, self.step, self.eval_every):
+                shown = f"{self.last:.1f}" if self.evals else "-"  # formatted only when it changes, not every step
+                self.bar.set_postfix_str(f"sps={self.sps:.0f} eval={shown}", refresh=False)
+            self.bar.update(steps)
+        if self.signum is not None:
+            self.on_signal()
+
+    def _check_metrics(self) -> None:
+        for key, value in self.metrics.items():
+            if not math.isfinite(float(value)):
+                self.fail(key)
+
+    def on_signal(self) -> None:
+        """Checkpoint, hand the signal on (e.g. to submitit's requeue handler, which exits) and stop the run."""
+        self.save()
+        log.warning("%s: checkpoint written at step %d", signal.Signals(self.signum).name, self.step)
+        SIGNALS.handled(self)
+        raise Interrupted(self.signum)
+
+    def __enter__(self) -> Runner:
+        self.bar = tqdm(total=self.total, initial=self.step, disable=not self.cfg.progress, unit=self.unit,
+                        dynamic_ncols=True, desc=f"{self.cfg.algo.name} {self.cfg.env.name}", mininterval=1.0)
+        SIGNALS.enter(self)
+        if self.eval_pending:  # owed by the segment a signal stopped mid-evaluation; made on the restored agent
+            try:
+                self.evaluate()
+                if self.eval_pending and self.signum is not None:  # stopped again: still owed, stop here too
+                    self.on_signal()
+            except BaseException:
+                self.__exit__(*sys.exc_info())
+                raise
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is KeyboardInterrupt and self.save_on_ctrl_c:
+                self.save()
+        finally:
+            self.bar.close()
+            SIGNALS.leave(self)
+
+    def result(self) -> dict[str, float]:
+        return {"final": self.last, "best": self.best, "steps": self.step, "updates": self.updates}

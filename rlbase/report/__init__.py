@@ -1,0 +1,1 @@
+"""Reporting helpers: tables, comparisons with published results."""
