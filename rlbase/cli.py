@@ -562,7 +562,6 @@ def steps(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> Generator[int, 
     threads, why = auto_threads(cfg, module)
     seeding.set_threads(threads)
     log.info("torch threads: %d (%s)", threads, why)
-    seeding.seed_everything(cfg.seed)
     device = torch.device(cfg.hardware.device)
     resume = checkpoint.load(run_dir, check=replay_intact(run_dir), set_aside=True)
     if resume is not None:
@@ -593,7 +592,8 @@ def steps(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> Generator[int, 
     eval_env, _ = envs.make(cfg.env, seeding.stream(cfg.seed, "eval_env"), train=False)
     # The algorithm's own dataclass, not the DictConfig: agents read settings in every update, and an OmegaConf
     # attribute costs microseconds (a third of a DQN run's time; docs/results.md, Speed).
-    agent = module.Agent(OmegaConf.to_object(cfg.algo), spec, device)
+    # Every random draw of the agent comes from its own generators (seeding.AgentRandom), spawned from the seed.
+    agent = module.Agent(OmegaConf.to_object(cfg.algo), spec, device, seeding.AgentRandom(cfg.seed, device))
     try:
         logger = Logger(cfg.logger, run_dir, config=OmegaConf.to_container(cfg, resolve=True),
                         group=f"{cfg.algo.name}-{cfg.env.name}{swept_settings(run_dir, '-')}", name=f"seed{cfg.seed}",

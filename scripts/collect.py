@@ -36,14 +36,14 @@ def main(argv=None) -> Path:
     if args.minari_id is not None and args.minari_id in data.local_minari_ids():
         raise SystemExit(f"error: Minari dataset {args.minari_id} already exists in {data.minari_root()}; pick another id")
     cfg, agent, state = load_agent(args.run_dir)
-    seeding.seed_everything(args.seed)
     env, spec = envs.make(cfg.env, args.seed, train=False)
     envs.load_obs_stats(env, state.get("obs_stats"))
     rng = np.random.default_rng(args.seed)
+    gen = seeding.generator(args.seed, "eval_rng")  # what the policy draws (BCQ's candidates)
     cols = {k: [] for k in ("obs", "act", "rew", "next", "term", "trunc")}
     obs, _ = env.reset(seed=args.seed)
     for _ in range(args.steps):
-        action = agent.act(obs, deterministic=True)
+        action = agent.act(obs, deterministic=True, generator=gen)
         if spec.discrete:
             if rng.random() < args.noise:
                 action = int(env.action_space.sample())

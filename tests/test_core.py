@@ -1,12 +1,11 @@
 """Unit tests of the shared core: replay storage, target updates, checkpoints, seeding."""
 
-import random
 
 import numpy as np
 import pytest
 import torch
 
-from rlbase.core import checkpoint, seeding
+from rlbase.core import checkpoint, nets, seeding
 from rlbase.core.buffer import ReplayBuffer
 from rlbase.core.nets import Critic, EnsembleMLP, adam, hard_update, minimize, mlp, soft_update
 
@@ -139,8 +138,7 @@ def test_ensemble_members_are_independent_mlps():
 
 
 def test_checkpoint_roundtrip_safe_load_and_fallback(tmp_path):
-    seeding.seed_everything(3)
-    state = {"step": 5, "rng": seeding.global_rng_state(), "w": torch.arange(4.0)}
+    state = {"step": 5, "rng": seeding.AgentRandom(3).state_dict(), "w": torch.arange(4.0)}
     checkpoint.save(tmp_path, state)
     checkpoint.save(tmp_path, {**state, "step": 6})
     assert checkpoint.load(tmp_path)["step"] == 6
@@ -159,12 +157,15 @@ def test_checkpoint_roundtrip_safe_load_and_fallback(tmp_path):
         checkpoint.load(tmp_path)
 
 
-def test_rng_state_roundtrip():
-    seeding.seed_everything(7)
-    st = seeding.global_rng_state()
-    a = (random.random(), np.random.rand(), torch.rand(1).item())
-    seeding.set_global_rng_state(st)
-    assert a == (random.random(), np.random.rand(), torch.rand(1).item())
+def test_init_draws_from_the_given_generator_only():
+    a = nets.init_(nets.mlp(3, [8], 2), seeding.generator(0, "init"))
+    torch.manual_seed(123)  # the global generator plays no part
+    b = nets.init_(nets.mlp(3, [8], 2), seeding.generator(0, "init"))
+    c = nets.init_(nets.mlp(3, [8], 2), seeding.generator(1, "init"))
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+    assert not torch.equal(a[0].weight, c[0].weight)
+    bound = 1 / 3 ** 0.5  # PyTorch's default range for fan_in 3
+    assert float(a[0].weight.abs().max()) <= bound and float(a[0].weight.abs().max()) > 0.5 * bound
 
 
 @pytest.mark.parametrize("decoupled, amsgrad, weight_decay, clip", [(False, False, 0.0, 0.0), (True, True, 0.01, 100.0),

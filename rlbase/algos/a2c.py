@@ -26,14 +26,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 import torch
 from torch import nn
 from torch.distributions import Categorical, Normal
 
-from rlbase.core.nets import ActionScaler, mlp
+from rlbase.core.nets import ActionScaler, init_, mlp
 from rlbase.core.rollout import RolloutBatch
+from rlbase.core.seeding import AgentRandom, normal
 from rlbase.core.settings import any_value, non_negative, one_of, positive, unit
 from rlbase.envs import EnvSpec
 from rlbase.loops.on_policy import OnPolicyConfig
@@ -91,23 +93,24 @@ class ActorCritic(nn.Module):
         return self.v_head(self.trunk(obs)).squeeze(-1)
 
 
-def orthogonal_init(net: ActorCritic) -> None:
+def orthogonal_init(net: ActorCritic, gen: torch.Generator) -> None:
     """Orthogonal init (PPO detail 7, baselines' A2C) with gain sqrt(2) for hidden layers, 0.01 (policy) and 1 (value) for outputs."""
     for module in net.modules():
         if isinstance(module, nn.Linear):
-            nn.init.orthogonal_(module.weight, math.sqrt(2))
+            nn.init.orthogonal_(module.weight, math.sqrt(2), generator=gen)
             nn.init.zeros_(module.bias)
     for head, gain in ((net.pi_head, 0.01), (net.v_head, 1.0)):
         last = [m for m in head.modules() if isinstance(m, nn.Linear)][-1]
-        nn.init.orthogonal_(last.weight, gain)
+        nn.init.orthogonal_(last.weight, gain, generator=gen)
 
 
 class A2C:
-    def __init__(self, cfg: A2CConfig, spec: EnvSpec, device: torch.device):
+    def __init__(self, cfg: A2CConfig, spec: EnvSpec, device: torch.device, rng: Optional[AgentRandom] = None):
         self.cfg, self.spec, self.device = cfg, spec, device
-        self.net = ActorCritic(cfg, spec).to(device)
+        self.rng = AgentRandom(0, device) if rng is None else rng
+        self.net = init_(ActorCritic(cfg, spec).to(device), self.rng.init)
         if cfg.orthogonal_init:
-            orthogonal_init(self.net)
+            orthogonal_init(self.net, self.rng.init)
         if cfg.optimizer == "rmsprop":
             self.optimizer = torch.optim.RMSprop(self.net.parameters(), lr=cfg.lr, alpha=cfg.rms_alpha, eps=cfg.eps)
         elif cfg.optimizer == "adam":
@@ -125,22 +128,28 @@ class A2C:
         return torch.as_tensor(obs, dtype=torch.float32, device=self.device)
 
     @torch.inference_mode()
-    def act(self, obs: np.ndarray, deterministic: bool = False):
+    def act(self, obs: np.ndarray, deterministic: bool = False, generator: Optional[torch.Generator] = None):
         """One env's action: greedy (argmax or mean, clipped) when deterministic, sampled otherwise."""
         dist, _ = self.net(self._obs(obs).unsqueeze(0))
         if deterministic:
             action = dist.probs.argmax(-1) if self.spec.discrete else dist.mean
         else:
-            action = dist.sample()
+            action = self.sample(dist, self.rng.explore if generator is None else generator)
         out = self._to_env(action)[0]
         return int(out) if self.spec.discrete else out
+
+    def sample(self, dist, gen: torch.Generator) -> torch.Tensor:
+        """An action drawn from ``dist`` (the policy's Categorical or Normal) with ``gen``."""
+        if self.spec.discrete:
+            return torch.multinomial(dist.probs, 1, generator=gen).squeeze(-1)
+        return dist.mean + dist.stddev * normal(dist.mean, gen)
 
     @torch.inference_mode()
     def step(self, obs: np.ndarray) -> tuple[torch.Tensor, np.ndarray, torch.Tensor, torch.Tensor]:
         """For a batch of observations: the sampled actions (as stored), the env's actions, V(s) and the
         actions' log-probabilities."""
         dist, value = self.net(self._obs(obs))
-        action = dist.sample()
+        action = self.sample(dist, self.rng.explore)
         log_prob = dist.log_prob(action)
         return action, self._to_env(action), value, log_prob if self.spec.discrete else log_prob.sum(-1)
 

@@ -59,8 +59,8 @@ class A3CConfig(A2CConfig):
 class A3C(A2C):
     """The global model and its shared optimizer (the main process evaluates and checkpoints this object)."""
 
-    def __init__(self, cfg: A3CConfig, spec: envs.EnvSpec, device: torch.device):
-        super().__init__(cfg, spec, torch.device("cpu"))  # shared memory is CPU memory
+    def __init__(self, cfg: A3CConfig, spec: envs.EnvSpec, device: torch.device, rng: Optional[seeding.AgentRandom] = None):
+        super().__init__(cfg, spec, torch.device("cpu"), rng)  # shared memory is CPU memory
         self.net.share_memory()
         self.shared_state = share_optimizer_state(self.optimizer)
 
@@ -107,8 +107,7 @@ def _worker(rank: int, cfg: dict, spec: envs.EnvSpec, global_net, shared_state, 
         c = OmegaConf.create(cfg)
         a = c.algo
         seed = seeding.stream(c.seed, "worker", rank)  # apart from every other run's and stream's seeds
-        seeding.seed_everything(seed)
-        local = A2C(a, spec, torch.device("cpu"))  # the local copy computes gradients
+        local = A2C(a, spec, torch.device("cpu"), seeding.AgentRandom(seed))  # computes gradients; its own streams
         params = list(global_net.parameters())
         opt = type(local.optimizer)(params, **local.optimizer.defaults)  # steps the global parameters...
         for p, st in zip(params, shared_state):

@@ -11,6 +11,7 @@ Implementation details:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 import torch
@@ -18,7 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlbase.core.buffer import Batch
-from rlbase.core.nets import ActionScaler, adam, mlp
+from rlbase.core.nets import ActionScaler, adam, init_, mlp
+from rlbase.core.seeding import AgentRandom
 from rlbase.core.settings import positive
 from rlbase.envs import EnvSpec
 from rlbase.loops.offline import OfflineConfig
@@ -36,18 +38,20 @@ class BCConfig(OfflineConfig):
 
 
 class BC:
-    def __init__(self, cfg: BCConfig, spec: EnvSpec, device: torch.device):
+    def __init__(self, cfg: BCConfig, spec: EnvSpec, device: torch.device, rng: Optional[AgentRandom] = None):
         self.cfg, self.spec, self.device = cfg, spec, device
+        self.rng = AgentRandom(0, device) if rng is None else rng
         if spec.discrete:
             self.policy = mlp(spec.obs_dim, cfg.hidden, spec.n_actions).to(device)
         else:
             self.policy = mlp(spec.obs_dim, cfg.hidden, spec.action_dim, out_activation=nn.Tanh).to(device)
             self.scaler = ActionScaler(spec.action_low, spec.action_high).to(device)
+        init_(self.policy, self.rng.init)
         self.opt = adam(self.policy.parameters(), cfg.lr)
         self.updates = 0
 
     @torch.inference_mode()
-    def act(self, obs: np.ndarray, deterministic: bool = False):
+    def act(self, obs: np.ndarray, deterministic: bool = False, generator: Optional[torch.Generator] = None):
         out = self.policy(torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0))[0]
         return int(out.argmax()) if self.spec.discrete else self.scaler(out).cpu().numpy()
 

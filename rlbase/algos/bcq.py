@@ -34,7 +34,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlbase.core.buffer import Batch
-from rlbase.core.nets import ActionScaler, Critic, adam, hard_update, load_state_of, minimize, mlp, soft_update, state_of
+from rlbase.core.nets import (
+    ActionScaler,
+    Critic,
+    adam,
+    hard_update,
+    init_,
+    load_state_of,
+    minimize,
+    mlp,
+    soft_update,
+    state_of,
+)
+from rlbase.core.seeding import AgentRandom, normal
 from rlbase.core.settings import non_negative, positive, unit
 from rlbase.envs import EnvSpec
 from rlbase.loops.offline import OfflineConfig
@@ -74,15 +86,15 @@ class VAE(nn.Module):
         self.encoder = mlp(obs_dim + action_dim, hidden, 2 * latent_dim)
         self.decoder = mlp(obs_dim + latent_dim, hidden, action_dim, out_activation=nn.Tanh)
 
-    def forward(self, obs: torch.Tensor, action: torch.Tensor):
+    def forward(self, obs: torch.Tensor, action: torch.Tensor, gen: torch.Generator):
         mean, log_std = self.encoder(torch.cat([obs, action], -1)).chunk(2, -1)
         std = log_std.clamp(-4, 15).exp()
-        z = mean + std * torch.randn_like(std)
-        return self.decode(obs, z), mean, std
+        z = mean + std * normal(std, gen)
+        return self.decode(obs, gen, z), mean, std
 
-    def decode(self, obs: torch.Tensor, z: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def decode(self, obs: torch.Tensor, gen: torch.Generator, z: Optional[torch.Tensor] = None) -> torch.Tensor:
         if z is None:
-            z = torch.randn(obs.shape[0], self.latent_dim, device=obs.device).clamp(-0.5, 0.5)
+            z = torch.randn(obs.shape[0], self.latent_dim, generator=gen, device=obs.device).clamp(-0.5, 0.5)
         return self.decoder(torch.cat([obs, z], -1))
 
 
@@ -101,8 +113,9 @@ class Perturbation(nn.Module):
 class BCQ:
     NETS = ("vae", "actor", "actor_target", "critic", "critic_target", "vae_opt", "actor_opt", "critic_opt")
 
-    def __init__(self, cfg: BCQConfig, spec: EnvSpec, device: torch.device):
+    def __init__(self, cfg: BCQConfig, spec: EnvSpec, device: torch.device, rng: Optional[AgentRandom] = None):
         self.cfg, self.spec, self.device = cfg, spec, device
+        self.rng = AgentRandom(0, device) if rng is None else rng
         o, a = spec.obs_dim, spec.action_dim
         self.scaler = ActionScaler(spec.action_low, spec.action_high).to(device)
         self.vae = VAE(o, a, cfg.latent_dim or 2 * a, cfg.vae_hidden).to(device)
@@ -110,6 +123,8 @@ class BCQ:
         self.actor_target = Perturbation(o, a, cfg.actor_hidden, cfg.phi).to(device)
         self.critic = Critic(2, o, a, cfg.critic_hidden).to(device)
         self.critic_target = Critic(2, o, a, cfg.critic_hidden).to(device)
+        for net in (self.vae, self.actor, self.critic):
+            init_(net, self.rng.init)
         for target, source in ((self.actor_target, self.actor), (self.critic_target, self.critic)):
             hard_update(target, source)
             target.requires_grad_(False)
@@ -118,23 +133,26 @@ class BCQ:
         self.critic_opt = adam(self.critic.parameters(), cfg.lr)
         self.updates = 0
 
-    def select(self, obs: torch.Tensor, n: int, actor: Perturbation, critic: Critic) -> torch.Tensor:
+    def select(self, obs: torch.Tensor, n: int, actor: Perturbation, critic: Critic, gen: torch.Generator) -> torch.Tensor:
         """For each state, the best of ``n`` perturbed generator samples by Q_1; in [-1, 1], shape (B, |A|)."""
         b = obs.shape[0]
         obs_n = obs.repeat_interleave(n, dim=0)
-        actions = actor(obs_n, self.vae.decode(obs_n))
+        actions = actor(obs_n, self.vae.decode(obs_n, gen))
         best = critic(obs_n, actions)[0].view(b, n).argmax(dim=1)
         return actions.view(b, n, -1)[torch.arange(b, device=obs.device), best]
 
     @torch.inference_mode()
-    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
+    def act(self, obs: np.ndarray, deterministic: bool = False, generator: Optional[torch.Generator] = None) -> np.ndarray:
+        """The best of ``n_act`` generated actions: random even when deterministic (the generator's samples),
+        drawn from ``generator`` (evaluation passes its own), else from the agent's ``explore`` stream."""
         x = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
-        return self.scaler(self.select(x, self.cfg.n_act, self.actor, self.critic))[0].cpu().numpy()
+        gen = self.rng.explore if generator is None else generator
+        return self.scaler(self.select(x, self.cfg.n_act, self.actor, self.critic, gen))[0].cpu().numpy()
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         c = self.cfg
         action = self.scaler.unit(batch.action)
-        recon, mean, std = self.vae(batch.obs, action)
+        recon, mean, std = self.vae(batch.obs, action, self.rng.update)
         kl = -0.5 * (1 + (std * std).log() - mean * mean - std * std).mean()
         vae_loss = F.mse_loss(recon, action) + 0.5 * kl
         self.vae_opt.zero_grad(set_to_none=True)
@@ -144,7 +162,7 @@ class BCQ:
         with torch.no_grad():
             b, n = batch.obs.shape[0], c.n_target
             next_n = batch.next_obs.repeat_interleave(n, dim=0)
-            q = self.critic_target(next_n, self.actor_target(next_n, self.vae.decode(next_n)))  # (2, B*n)
+            q = self.critic_target(next_n, self.actor_target(next_n, self.vae.decode(next_n, self.rng.update)))  # (2, B*n)
             q = c.lmbda * q.min(dim=0).values + (1 - c.lmbda) * q.max(dim=0).values
             target_q = batch.reward + c.gamma * (1.0 - batch.terminated) * q.view(b, n).max(dim=1).values
         q = self.critic(batch.obs, action)
@@ -152,7 +170,7 @@ class BCQ:
         minimize(self.critic_opt, critic_loss)
 
         with torch.no_grad():
-            sampled = self.vae.decode(batch.obs)
+            sampled = self.vae.decode(batch.obs, self.rng.update)
         # the actor maximises Q1; ``minimize`` gives gradients to the actor's parameters only
         actor_loss = -self.critic(batch.obs, self.actor(batch.obs, sampled), members=1)[0].mean()
         minimize(self.actor_opt, actor_loss)
@@ -184,9 +202,10 @@ class DiscreteBCQNet(nn.Module):
 class DiscreteBCQ:
     NETS = ("net", "net_target", "opt")
 
-    def __init__(self, cfg: BCQConfig, spec: EnvSpec, device: torch.device):
+    def __init__(self, cfg: BCQConfig, spec: EnvSpec, device: torch.device, rng: Optional[AgentRandom] = None):
         self.cfg, self.spec, self.device = cfg, spec, device
-        self.net = DiscreteBCQNet(spec.obs_dim, spec.n_actions, cfg.hidden).to(device)
+        self.rng = AgentRandom(0, device) if rng is None else rng
+        self.net = init_(DiscreteBCQNet(spec.obs_dim, spec.n_actions, cfg.hidden).to(device), self.rng.init)
         self.net_target = DiscreteBCQNet(spec.obs_dim, spec.n_actions, cfg.hidden).to(device)
         hard_update(self.net_target, self.net)
         self.net_target.requires_grad_(False)
@@ -200,7 +219,7 @@ class DiscreteBCQ:
         return q.masked_fill(~allowed, float("-inf")).argmax(dim=-1)
 
     @torch.inference_mode()
-    def act(self, obs: np.ndarray, deterministic: bool = False) -> int:
+    def act(self, obs: np.ndarray, deterministic: bool = False, generator: Optional[torch.Generator] = None) -> int:
         x = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
         return int(self.best_allowed(*self.net(x))[0])
 
@@ -230,9 +249,9 @@ class DiscreteBCQ:
         self.updates = state["updates"]
 
 
-def make_agent(cfg: BCQConfig, spec: EnvSpec, device: torch.device):
+def make_agent(cfg: BCQConfig, spec: EnvSpec, device: torch.device, rng: Optional[AgentRandom] = None):
     """Continuous BCQ for box actions, discrete BCQ for discrete ones."""
-    return DiscreteBCQ(cfg, spec, device) if spec.discrete else BCQ(cfg, spec, device)
+    return DiscreteBCQ(cfg, spec, device, rng) if spec.discrete else BCQ(cfg, spec, device, rng)
 
 
 Config, Agent = BCQConfig, make_agent

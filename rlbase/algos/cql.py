@@ -31,12 +31,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
 from rlbase.algos.sac import SAC, SACLoss
 from rlbase.core.buffer import Batch
 from rlbase.core.nets import adam
+from rlbase.core.seeding import AgentRandom, uniform
 from rlbase.core.settings import non_negative, one_of, positive
 from rlbase.envs import EnvSpec
 from rlbase.loops.offline import OfflineConfig
@@ -60,8 +62,8 @@ class CQLConfig(SACLoss, OfflineConfig):
 
 
 class CQL(SAC):
-    def __init__(self, cfg: CQLConfig, spec: EnvSpec, device: torch.device):
-        super().__init__(cfg, spec, device)
+    def __init__(self, cfg: CQLConfig, spec: EnvSpec, device: torch.device, rng: Optional[AgentRandom] = None):
+        super().__init__(cfg, spec, device, rng)
         scaler = self.actor.scaler
         self.log_uniform = -float(torch.log(scaler.high - scaler.low).sum())  # log-density of uniform actions
         self.log_alpha_prime = torch.tensor(math.log(cfg.init_alpha_prime), device=device, requires_grad=True)
@@ -69,7 +71,7 @@ class CQL(SAC):
 
     def uniform_actions(self, n: int) -> torch.Tensor:
         s = self.actor.scaler
-        return s.low + (s.high - s.low) * torch.rand(n, self.spec.action_dim, device=self.device)
+        return s.low + (s.high - s.low) * uniform((n, self.spec.action_dim), self.rng.update, self.device)
 
     def conservative_gap(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per critic, the batch mean of T * logsumexp(x / T) - Q(s, a_data): a (k,) tensor with gradient to the
@@ -78,8 +80,8 @@ class CQL(SAC):
         obs_n = batch.obs.repeat_interleave(n, dim=0)  # (B*n, obs): state j of the batch, n times in a row
         with torch.no_grad():
             a_unif = self.uniform_actions(b * n)
-            a_pi, logp_pi = self.actor.sample(obs_n)
-            a_next, logp_next = self.actor.sample(batch.next_obs.repeat_interleave(n, dim=0))
+            a_pi, logp_pi = self.actor.sample(obs_n, self.rng.update)
+            a_next, logp_next = self.actor.sample(batch.next_obs.repeat_interleave(n, dim=0), self.rng.update)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"):
             q = self.critic(torch.cat([obs_n, obs_n, obs_n, batch.obs]),
                             torch.cat([a_unif, a_pi, a_next, batch.action]))  # (k, 3*B*n + B), one call

@@ -26,15 +26,16 @@ RL-Zoo's tuned CartPole settings instead: 1000 random steps, a 100k memory, 128 
 from __future__ import annotations
 
 import math
-import random
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from rlbase.core.buffer import Batch
-from rlbase.core.nets import adam, hard_update, minimize, mlp, soft_update
+from rlbase.core.nets import adam, hard_update, init_, minimize, mlp, soft_update
+from rlbase.core.seeding import AgentRandom
 from rlbase.core.settings import any_value, at_least, non_negative, positive, unit
 from rlbase.envs import EnvSpec
 from rlbase.loops.off_policy import OffPolicyConfig
@@ -65,9 +66,10 @@ class DQNConfig(OffPolicyConfig):
 
 
 class DQN:
-    def __init__(self, cfg: DQNConfig, spec: EnvSpec, device: torch.device):
+    def __init__(self, cfg: DQNConfig, spec: EnvSpec, device: torch.device, rng: Optional[AgentRandom] = None):
         self.cfg, self.spec, self.device = cfg, spec, device
-        self.q = mlp(spec.obs_dim, cfg.hidden, spec.n_actions).to(device)
+        self.rng = AgentRandom(0, device) if rng is None else rng
+        self.q = init_(mlp(spec.obs_dim, cfg.hidden, spec.n_actions).to(device), self.rng.init)
         self.q_target = mlp(spec.obs_dim, cfg.hidden, spec.n_actions).to(device)
         hard_update(self.q_target, self.q)
         self.q_target.requires_grad_(False)
@@ -80,12 +82,13 @@ class DQN:
         return c.eps_end + (c.eps_start - c.eps_end) * math.exp(-self.explore_steps / c.eps_decay)
 
     @torch.inference_mode()
-    def act(self, obs: np.ndarray, deterministic: bool = False) -> int:
+    def act(self, obs: np.ndarray, deterministic: bool = False, generator: Optional[torch.Generator] = None) -> int:
         if not deterministic:
             eps = self.epsilon()
             self.explore_steps += 1
-            if random.random() < eps:
-                return random.randrange(self.spec.n_actions)
+            gen = self.rng.explore if generator is None else generator
+            if float(torch.rand((), generator=gen)) < eps:
+                return int(torch.randint(self.spec.n_actions, (), generator=gen))
         x = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
         return int(self.q(x).argmax(dim=1).item())
 

@@ -28,13 +28,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 import torch
 from torch import nn
 
 from rlbase.core.buffer import Batch
-from rlbase.core.nets import ActionScaler, Critic, adam, hard_update, minimize, mlp, soft_update
+from rlbase.core.nets import ActionScaler, Critic, adam, hard_update, init_, minimize, mlp, soft_update
+from rlbase.core.seeding import AgentRandom, normal
 from rlbase.core.settings import any_value, non_negative, positive, unit
 from rlbase.envs import EnvSpec
 from rlbase.loops.offline import OfflineConfig
@@ -84,16 +86,19 @@ def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
 
 
 class IQL:
-    def __init__(self, cfg: IQLConfig, spec: EnvSpec, device: torch.device):
+    def __init__(self, cfg: IQLConfig, spec: EnvSpec, device: torch.device, rng: Optional[AgentRandom] = None):
         self.cfg, self.spec, self.device = cfg, spec, device
+        self.rng = AgentRandom(0, device) if rng is None else rng
         self.scaler = ActionScaler(spec.action_low, spec.action_high).to(device)
         self.policy = GaussianPolicy(spec.obs_dim, cfg.hidden, spec.action_dim, cfg.log_std_min,
                                      cfg.log_std_max).to(device)
         self.critic = Critic(2, spec.obs_dim, spec.action_dim, cfg.hidden).to(device)
         self.critic_target = Critic(2, spec.obs_dim, spec.action_dim, cfg.hidden).to(device)
+        init_(self.policy, self.rng.init)
+        init_(self.critic, self.rng.init)
         hard_update(self.critic_target, self.critic)
         self.critic_target.requires_grad_(False)
-        self.value = mlp(spec.obs_dim, cfg.hidden, 1).to(device)
+        self.value = init_(mlp(spec.obs_dim, cfg.hidden, 1).to(device), self.rng.init)
         self.actor_opt = adam(self.policy.parameters(), cfg.actor_lr)
         self.critic_opt = adam(self.critic.parameters(), cfg.critic_lr)
         self.value_opt = adam(self.value.parameters(), cfg.value_lr)
@@ -109,12 +114,12 @@ class IQL:
         self.reward_scale = 1000.0 / span if span > 0 else 1.0
 
     @torch.inference_mode()
-    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+    def act(self, obs: np.ndarray, deterministic: bool = True, generator: Optional[torch.Generator] = None) -> np.ndarray:
         x = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
         mean = self.policy.net(x)[0]
         if not deterministic:
             std = self.policy.log_std.clamp(self.cfg.log_std_min, self.cfg.log_std_max).exp()
-            mean = (mean + std * torch.randn_like(mean)).clamp(-1.0, 1.0)
+            mean = (mean + std * normal(mean, self.rng.explore if generator is None else generator)).clamp(-1.0, 1.0)
         return self.scaler(mean).cpu().numpy()
 
     def actor_lr(self) -> float:

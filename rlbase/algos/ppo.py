@@ -41,12 +41,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Optional
 
 import torch
 from torch import nn
 
 from rlbase.algos.a2c import A2C, ACTIVATIONS, ActorCritic, orthogonal_init
+from rlbase.core.nets import init_
 from rlbase.core.rollout import RolloutBatch, compute_returns
+from rlbase.core.seeding import AgentRandom
 from rlbase.core.settings import any_value, non_negative, one_of, positive, unit
 from rlbase.envs import EnvSpec
 from rlbase.loops.on_policy import OnPolicyConfig
@@ -99,11 +102,12 @@ def standardise(x: torch.Tensor) -> torch.Tensor:
 class PPO(A2C):
     """A2C's acting, value and state methods; PPO's own update."""
 
-    def __init__(self, cfg: PPOConfig, spec: EnvSpec, device: torch.device):
+    def __init__(self, cfg: PPOConfig, spec: EnvSpec, device: torch.device, rng: Optional[AgentRandom] = None):
         self.cfg, self.spec, self.device = cfg, spec, device
-        self.net = ActorCritic(cfg, spec).to(device)
+        self.rng = AgentRandom(0, device) if rng is None else rng
+        self.net = init_(ActorCritic(cfg, spec).to(device), self.rng.init)
         if cfg.orthogonal_init:
-            orthogonal_init(self.net)
+            orthogonal_init(self.net, self.rng.init)
         # fused: one kernel for all parameters (about 20% off an update phase on this CPU; same arithmetic)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, eps=cfg.eps, fused=True)
 
@@ -151,7 +155,7 @@ class PPO(A2C):
             if epoch > 0 and c.recompute_advantage:
                 batch = self.recompute(collected)
             kl_sum, count = 0.0, 0
-            for idx in torch.randperm(n, device=batch.obs.device).tensor_split(min(c.n_minibatches, n)):
+            for idx in torch.randperm(n, generator=self.rng.update, device=batch.obs.device).tensor_split(min(c.n_minibatches, n)):
                 loss, pl, vl, ent, kl, clipped = self._losses(batch, idx)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()

@@ -34,7 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlbase.core.buffer import Batch
-from rlbase.core.nets import ActionScaler, Critic, adam, hard_update, minimize, mlp, soft_update
+from rlbase.core.nets import ActionScaler, Critic, adam, hard_update, init_, minimize, mlp, soft_update
+from rlbase.core.seeding import AgentRandom, normal
 from rlbase.core.settings import any_value, at_least, non_negative, positive, unit
 from rlbase.envs import EnvSpec
 from rlbase.loops.off_policy import OffPolicyConfig
@@ -93,28 +94,31 @@ class TanhGaussianPolicy(nn.Module):
             log_det_tanh = 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))  # log(1 - tanh(u)^2), stable
         return (gauss - log_det_tanh).sum(-1) - self.scaler.scale.log().sum()
 
-    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """A reparameterised action sample and its log-probability."""
+    def sample(self, obs: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """A reparameterised action sample (noise from ``gen``) and its log-probability."""
         mean, log_std = self.dist_params(obs)
-        u = mean + log_std.exp() * torch.randn_like(mean)
+        u = mean + log_std.exp() * normal(mean, gen)
         return self.scaler(torch.tanh(u)), self.log_prob(u, mean, log_std)
 
-    def sample_action(self, obs: torch.Tensor) -> torch.Tensor:
+    def sample_action(self, obs: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """An action sample alone (acting needs no log-probability); draws the same noise as ``sample``."""
         mean, log_std = self.dist_params(obs)
-        return self.scaler(torch.tanh(mean + log_std.exp() * torch.randn_like(mean)))
+        return self.scaler(torch.tanh(mean + log_std.exp() * normal(mean, gen)))
 
     def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
         return self.scaler(torch.tanh(self.dist_params(obs)[0]))
 
 
 class SAC:
-    def __init__(self, cfg: SACConfig, spec: EnvSpec, device: torch.device):
+    def __init__(self, cfg: SACConfig, spec: EnvSpec, device: torch.device, rng: Optional[AgentRandom] = None):
         self.cfg, self.spec, self.device = cfg, spec, device
+        self.rng = AgentRandom(0, device) if rng is None else rng
         self.actor = TanhGaussianPolicy(spec.obs_dim, cfg.actor_hidden, spec, cfg.log_std_min, cfg.log_std_max,
                                         cfg.log_prob_eps).to(device)
         self.critic = Critic(2, spec.obs_dim, spec.action_dim, cfg.critic_hidden).to(device)
         self.critic_target = Critic(2, spec.obs_dim, spec.action_dim, cfg.critic_hidden).to(device)
+        init_(self.actor, self.rng.init)
+        init_(self.critic, self.rng.init)
         hard_update(self.critic_target, self.critic)
         self.critic_target.requires_grad_(False)
         self.log_alpha = torch.tensor(math.log(cfg.init_alpha), device=device, requires_grad=cfg.autotune)
@@ -129,15 +133,18 @@ class SAC:
         return self.log_alpha.detach().exp()
 
     @torch.inference_mode()
-    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
+    def act(self, obs: np.ndarray, deterministic: bool = False, generator: Optional[torch.Generator] = None) -> np.ndarray:
         x = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
-        action = self.actor.deterministic(x) if deterministic else self.actor.sample_action(x)
+        if deterministic:
+            action = self.actor.deterministic(x)
+        else:
+            action = self.actor.sample_action(x, self.rng.explore if generator is None else generator)
         return action[0].cpu().numpy()
 
     def target(self, batch: Batch) -> torch.Tensor:
         """Soft Bellman target y = r + gamma (1 - terminated) (min_i Q_i'(s', a') - alpha log pi(a'|s'))."""
         with torch.no_grad():
-            next_action, next_log_prob = self.actor.sample(batch.next_obs)
+            next_action, next_log_prob = self.actor.sample(batch.next_obs, self.rng.update)
             next_q = self.critic_target(batch.next_obs, next_action).min(dim=0).values - self.alpha * next_log_prob
             return batch.reward + self.cfg.gamma * (1.0 - batch.terminated) * next_q
 
@@ -153,7 +160,7 @@ class SAC:
 
         # ``minimize`` differentiates with respect to the policy's parameters only: the critics get no
         # gradient from the policy loss.
-        action, log_prob = self.actor.sample(batch.obs)
+        action, log_prob = self.actor.sample(batch.obs, self.rng.update)
         q_pi = self.critic(batch.obs, action).min(dim=0).values
         actor_loss = (self.alpha * log_prob - q_pi).mean()
         minimize(self.actor_opt, actor_loss)

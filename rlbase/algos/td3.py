@@ -20,6 +20,7 @@ Deviations: none in the math. DDPG (algos/ddpg.py) is this class with the three 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 import torch
@@ -27,7 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlbase.core.buffer import Batch
-from rlbase.core.nets import ActionScaler, Critic, adam, hard_update, minimize, mlp, soft_update
+from rlbase.core.nets import ActionScaler, Critic, adam, hard_update, init_, minimize, mlp, soft_update
+from rlbase.core.seeding import AgentRandom, normal
 from rlbase.core.settings import at_least, non_negative, one_of, positive, unit
 from rlbase.envs import EnvSpec
 from rlbase.loops.off_policy import OffPolicyConfig
@@ -69,13 +71,16 @@ class Actor(nn.Module):
 
 
 class TD3:
-    def __init__(self, cfg: TD3Config, spec: EnvSpec, device: torch.device):
+    def __init__(self, cfg: TD3Config, spec: EnvSpec, device: torch.device, rng: Optional[AgentRandom] = None):
         self.cfg, self.spec, self.device = cfg, spec, device
+        self.rng = AgentRandom(0, device) if rng is None else rng
         k = 2 if cfg.twin else 1
         self.actor = Actor(spec.obs_dim, cfg.actor_hidden, spec).to(device)
         self.actor_target = Actor(spec.obs_dim, cfg.actor_hidden, spec).to(device)
         self.critic = Critic(k, spec.obs_dim, spec.action_dim, cfg.critic_hidden, cfg.critic_action_layer).to(device)
         self.critic_target = Critic(k, spec.obs_dim, spec.action_dim, cfg.critic_hidden, cfg.critic_action_layer).to(device)
+        init_(self.actor, self.rng.init)
+        init_(self.critic, self.rng.init)
         hard_update(self.actor_target, self.actor)
         hard_update(self.critic_target, self.critic)
         self.actor_target.requires_grad_(False)
@@ -87,16 +92,17 @@ class TD3:
         self._actor_loss = torch.zeros((), device=device)
 
     @torch.inference_mode()
-    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
+    def act(self, obs: np.ndarray, deterministic: bool = False, generator: Optional[torch.Generator] = None) -> np.ndarray:
         x = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
         action = self.actor(x)[0]
         if not deterministic:
-            action = self._explore(action)
+            action = self._explore(action, generator)
         return action.cpu().numpy()
 
-    def _explore(self, action: torch.Tensor) -> torch.Tensor:
+    def _explore(self, action: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         if self.cfg.expl_noise > 0:
-            action = action + torch.randn_like(action) * (self.cfg.expl_noise * self.scaler.scale)
+            noise = normal(action, self.rng.explore if generator is None else generator)
+            action = action + noise * (self.cfg.expl_noise * self.scaler.scale)
             action = torch.maximum(torch.minimum(action, self.scaler.high), self.scaler.low)
         return action
 
@@ -114,7 +120,7 @@ class TD3:
         with torch.no_grad():
             next_action = self.actor_target(batch.next_obs)
             if c.policy_noise > 0:
-                noise = (torch.randn_like(next_action) * c.policy_noise).clamp(-c.noise_clip, c.noise_clip)
+                noise = (normal(next_action, self.rng.update) * c.policy_noise).clamp(-c.noise_clip, c.noise_clip)
                 next_action = torch.maximum(torch.minimum(next_action + noise * s.scale, s.high), s.low)
             next_q = self.critic_target(batch.next_obs, next_action).min(dim=0).values
             return batch.reward + c.gamma * (1.0 - batch.terminated) * next_q

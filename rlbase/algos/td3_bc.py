@@ -21,6 +21,7 @@ Defaults are the paper's (Table 4): 256-256 networks, lr 3e-4, batch 256, gamma 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ import torch.nn.functional as F
 from rlbase.algos.td3 import TD3
 from rlbase.core.buffer import Batch
 from rlbase.core.nets import minimize, soft_update
+from rlbase.core.seeding import AgentRandom
 from rlbase.core.settings import non_negative, positive, unit
 from rlbase.envs import EnvSpec
 from rlbase.loops.offline import OfflineConfig
@@ -76,8 +78,8 @@ class StateNorm(torch.nn.Module):
 
 
 class TD3BC(TD3):
-    def __init__(self, cfg: TD3BCConfig, spec: EnvSpec, device: torch.device):
-        super().__init__(cfg, spec, device)
+    def __init__(self, cfg: TD3BCConfig, spec: EnvSpec, device: torch.device, rng: Optional[AgentRandom] = None):
+        super().__init__(cfg, spec, device, rng)
         self.norm = StateNorm(spec.obs_dim).to(device)
         self._lmbda = torch.zeros((), device=device)
         self._bc = torch.zeros((), device=device)
@@ -87,7 +89,7 @@ class TD3BC(TD3):
             self.norm.fit(arrays["observations"])
 
     @torch.inference_mode()
-    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+    def act(self, obs: np.ndarray, deterministic: bool = True, generator: Optional[torch.Generator] = None) -> np.ndarray:
         x = self.norm(torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0))
         return self.actor(x)[0].cpu().numpy()
 

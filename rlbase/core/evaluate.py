@@ -4,11 +4,13 @@ mean and spread."""
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from rlbase.core import seeding
 
 
-def evaluate(agent, env, episodes: int, seed: int, stop=None, sample: bool = False) -> dict[str, float] | None:
+def evaluate(agent, env, episodes: int, seed: int, stop=None, sample: bool = False,
+             generator: torch.Generator | None = None) -> dict[str, float] | None:
     """Run ``episodes`` deterministic episodes of the run with seed ``seed``; episode ``i`` starts from
     ``reset(seed=seeding.stream(seed, "eval_episode", i))`` (no two runs' evaluation episodes share a seed).
 
@@ -16,8 +18,11 @@ def evaluate(agent, env, episodes: int, seed: int, stop=None, sample: bool = Fal
     Returns are the environment's own rewards (evaluation envs have no reward reshaping). ``stop()``, asked
     before every step, ends the evaluation early (a signal arrived): it then returns None. ``sample`` draws each
     action from the policy's distribution instead of taking its mean or argmax (Tianshou's test collector does
-    this for PPO and A2C); the draws come from the global generators, which the caller isolates.
+    this for PPO and A2C); what the policy draws (sampled actions, BCQ's generated candidates) comes from
+    ``generator`` (default: one seeded from the run's ``eval_rng`` stream), never from the agent's training streams.
     """
+    if generator is None:
+        generator = seeding.generator(seed, "eval_rng")
     returns, lengths = [], []
     for i in range(episodes):
         obs, _ = env.reset(seed=seeding.stream(seed, "eval_episode", i))
@@ -25,7 +30,7 @@ def evaluate(agent, env, episodes: int, seed: int, stop=None, sample: bool = Fal
         while not done:
             if stop is not None and stop():
                 return None
-            action = agent.act(obs, deterministic=not sample)
+            action = agent.act(obs, deterministic=not sample, generator=generator)
             obs, reward, terminated, truncated, _ = env.step(action)
             ret += float(reward)
             length += 1

@@ -66,6 +66,25 @@ class EnsembleMLP(nn.Module):
 
 
 @torch.no_grad()
+def init_(module: nn.Module, gen: torch.Generator) -> nn.Module:
+    """Initialise every linear layer of ``module`` (``nn.Linear``, ``EnsembleLinear``) as PyTorch's default does,
+    weights and biases uniform in +-1/sqrt(fan_in), drawing from ``gen`` (the agent's ``init`` stream) instead of
+    the process-global generator. Agents call it on each network they build, in a fixed order; parameters with a
+    constant start (log-stds, temperatures) are left as built."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            bound = 1.0 / math.sqrt(m.in_features)
+            m.weight.uniform_(-bound, bound, generator=gen)
+            if m.bias is not None:
+                m.bias.uniform_(-bound, bound, generator=gen)
+        elif isinstance(m, EnsembleLinear):
+            bound = 1.0 / math.sqrt(m.weight.shape[1])
+            m.weight.uniform_(-bound, bound, generator=gen)
+            m.bias.uniform_(-bound, bound, generator=gen)
+    return module
+
+
+@torch.no_grad()
 def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     """Polyak averaging: target <- tau * source + (1 - tau) * target, for every parameter."""
     tgt = [p for p in target.parameters()]

@@ -1,12 +1,10 @@
-"""Seeding of every random source, and RNG state capture for checkpoints.
+"""The run's random streams: every generator of a run is spawned from its seed here; none is process-global.
 
 States are stored as plain python/torch values so checkpoints load with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import random
 from typing import Any
 
 import numpy as np
@@ -16,8 +14,9 @@ import torch
 # stream's index (and an item's index: sub-env i, worker i, evaluation episode i) as spawn key. Seeds of different
 # runs, streams or items so never coincide, unlike ``seed + i`` schemes, where run 1's sub-env 0 is run 0's sub-env 1.
 # Append new names at the end: an index, once given, is part of every recorded run's trajectory.
+# "python", "numpy" and "torch" seeded the process-global generators before agents owned theirs (AgentRandom).
 STREAMS = ("python", "numpy", "torch", "train_env", "eval_env", "eval_episode", "eval_rng", "replay", "sub_env", "worker",
-           "action_space", "observation_space")
+           "action_space", "observation_space", "init", "explore", "update")
 
 
 def stream(seed: int, name: str, index: int = 0) -> int:
@@ -31,50 +30,50 @@ def sub_env_seeds(seed: int, n: int) -> list[int]:
     return [stream(seed, "sub_env", i) for i in range(n)]
 
 
-def seed_everything(seed: int) -> None:
-    """Seed the process-global generators (network initialisation, exploration noise) from the run's streams."""
-    random.seed(stream(seed, "python"))
-    np.random.seed(stream(seed, "numpy") % 2**32)
-    torch.manual_seed(stream(seed, "torch"))
+def generator(seed: int, name: str, index: int = 0, device: torch.device | str = "cpu") -> torch.Generator:
+    """A torch generator on ``device`` seeded with stream ``name`` (item ``index``) of the run with seed ``seed``."""
+    gen = torch.Generator(device=device)
+    gen.manual_seed(stream(seed, name, index))
+    return gen
 
 
-@contextlib.contextmanager
-def isolated(seed: int):
-    """Run a block on generators of its own (seeded with ``seed``), leaving the global ones as they were: what the
-    block draws (e.g. an evaluation's stochastic policy) never moves the training trajectory."""
-    saved = global_rng_state()
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    try:
-        yield
-    finally:
-        set_global_rng_state(saved)
+def normal(like: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Standard normal noise shaped, typed and placed like ``like``, drawn from ``gen``."""
+    return torch.randn(like.shape, generator=gen, dtype=like.dtype, device=like.device)
 
 
-class RunRandom:
-    """One run's state of the global generators (python, numpy, torch, CUDA), when several runs share a process.
+def uniform(shape: tuple[int, ...], gen: torch.Generator, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Uniform [0, 1) draws of ``shape`` from ``gen``."""
+    return torch.rand(shape, generator=gen, device=device)
 
-    Network initialisation, exploration noise and stochastic policies draw from the global generators (as
-    ``torch.nn.init`` and ``torch.distributions`` do), so each run keeps its own copy of their state and
-    :meth:`active` puts it in place while that run's code runs, then puts back what was there. A run alone in its
-    process never needs this; interleaved runs (``loops.interleave``) each get one, and so draw exactly what they
-    would draw alone. (Other streams, such as envs' and the replay sampler's, are generator objects of the run.)
+
+class AgentRandom:
+    """The generators an agent draws from, each its own stream of the run's seed (none shared with another run, the
+    env, the replay sampler or the evaluation):
+
+    * ``init``: network initialisation, used once while the agent is built;
+    * ``explore``: what acting during training draws (exploration noise, epsilon, sampled actions);
+    * ``update``: what an update draws (target-policy smoothing noise, reparameterised samples, minibatch order,
+      CQL's random actions, BCQ's latent samples).
+
+    Agents take one at construction (``Agent(cfg, spec, device, rng)``) and draw only from it, so nothing of a run
+    lives in the process-global generators and several runs (or agents) share a process without touching each
+    other. ``explore`` and ``update`` are part of the checkpoint (:meth:`state_dict`); ``init`` is spent when the
+    networks exist. Evaluation passes generators of its own to ``act`` (see ``core.evaluate``).
     """
 
-    def __init__(self):
-        self.state: dict[str, Any] | None = None  # None until the run has first run (it seeds itself then)
+    def __init__(self, seed: int, device: torch.device | str = "cpu"):
+        self.seed = int(seed)
+        self.init = generator(seed, "init", device=device)
+        self.explore = generator(seed, "explore", device=device)
+        self.update = generator(seed, "update", device=device)
 
-    @contextlib.contextmanager
-    def active(self):
-        outer = global_rng_state()
-        if self.state is not None:
-            set_global_rng_state(self.state)
-        try:
-            yield
-        finally:
-            self.state = global_rng_state()
-            set_global_rng_state(outer)
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"explore": self.explore.get_state(), "update": self.update.get_state()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.explore.set_state(state["explore"])
+        self.update.set_state(state["update"])
 
 
 def set_threads(threads: int) -> None:
@@ -84,30 +83,6 @@ def set_threads(threads: int) -> None:
 
 def _np_generator_state(gen: np.random.Generator) -> dict:
     return gen.bit_generator.state  # a dict of ints and strings
-
-
-def global_rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()
-    return {
-        "python": random.getstate(),
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
-        "torch": torch.get_rng_state(),
-        # on GPU the CUDA generators too (dropout-free nets still draw exploration noise on the device)
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else [],
-    }
-
-
-def set_global_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(_tuplify(state["python"]))
-    name, keys, *rest = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
-    torch.set_rng_state(state["torch"])
-    if state.get("cuda") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _tuplify(x: Any) -> Any:
-    return tuple(_tuplify(v) for v in x) if isinstance(x, (list, tuple)) else x
 
 
 def env_rng_state(env) -> dict[str, Any]:

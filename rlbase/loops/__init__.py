@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 from typing import Any
 
-from rlbase.core import seeding
 from rlbase.loops.off_policy import OffPolicyConfig
 from rlbase.loops.off_policy import loop as off_policy
 from rlbase.loops.offline import OfflineConfig
@@ -43,29 +42,26 @@ def drive(steps: Generator[Any, None, Any]) -> Any:
 
 def interleave(runs: list[Generator[Any, None, Any]]) -> list[Any]:
     """Run several loops (e.g. ``train.steps`` of several configs) in this process, one step of each in turn, and
-    return their results. Each run draws from its own state of the global generators (:class:`seeding.RunRandom`),
-    so each does exactly what it would do alone. After a signal every run checkpoints and stops, then the first
+    return their results. Each run draws only from generators it owns (``seeding.AgentRandom``, its envs',
+    its replay sampler's), so each does exactly what it would do alone. After a signal every run checkpoints and stops, then the first
     :class:`Interrupted` is raised; any other failure closes the other runs (their logs and envs) and is raised."""
-    own = [seeding.RunRandom() for _ in runs]
     results: list[Any] = [None] * len(runs)
     stopped: list[Interrupted] = []
     live = list(range(len(runs)))
     try:
         while live:
             for i in list(live):
-                with own[i].active():
-                    try:
-                        next(runs[i])
-                    except StopIteration as stop:
-                        results[i] = stop.value
-                        live.remove(i)
-                    except Interrupted as e:
-                        stopped.append(e)
-                        live.remove(i)
+                try:
+                    next(runs[i])
+                except StopIteration as stop:
+                    results[i] = stop.value
+                    live.remove(i)
+                except Interrupted as e:
+                    stopped.append(e)
+                    live.remove(i)
     finally:
         for i in live:
-            with own[i].active():
-                runs[i].close()
+            runs[i].close()
     if stopped:
         raise stopped[0]
     return results

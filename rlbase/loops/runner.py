@@ -169,8 +169,12 @@ class Runner:
         self.sps = 0.0
         self.step_rate, self.update_rate = Rate(), Rate()
         self.bar: Optional[tqdm] = None
-        # The global generators (network initialisation, exploration noise, stochastic policies): part of every run.
-        self.track("rng", seeding.global_rng_state, seeding.set_global_rng_state)
+        # The agent's generators (exploration, update noise): part of every run. A checkpoint from before agents
+        # owned them lacks the entry: its run resumes on fresh streams (not an exact resume).
+        rng = getattr(agent, "rng", None)
+        if rng is not None:
+            self.track("agent_rng", rng.state_dict, lambda s: rng.load_state_dict(s) if s is not None else None,
+                       optional=True)
 
     # -- state -------------------------------------------------------------------------------------------------
     def track(self, name: str, save: Callable[[], Any], load: Optional[Callable[[Any], None]] = None,
@@ -265,15 +269,12 @@ class Runner:
         self._ep, self._ep_step = [], None
 
     def evaluate(self) -> None:
-        # On generators of its own: what a stochastic part of the policy draws (BCQ's samples) never moves the
-        # training trajectory, so eval_every and eval_episodes leave training exactly as it was.
-        with seeding.isolated(seeding.stream(self.cfg.seed, "eval_rng")):
-            self._evaluate()
-
-    def _evaluate(self) -> None:
         self.eval_pending = True  # until it has finished: a checkpoint taken on the way (a second Ctrl-C) owes it
+        # On a generator of its own (the same draws at every evaluation): what a stochastic policy draws there never
+        # moves the training trajectory, so eval_every and eval_episodes leave training exactly as it was.
         result = evaluate(self.agent, self.eval_env, self.cfg.eval_episodes, self.cfg.seed,
-                          stop=lambda: self.signum is not None, sample=self.cfg.eval.sample)
+                          stop=lambda: self.signum is not None, sample=self.cfg.eval.sample,
+                          generator=seeding.generator(self.cfg.seed, "eval_rng", device=self.cfg.hardware.device))
         if result is None:  # a signal: stop now; the checkpoint remembers that this step's evaluation is owed
             log.warning("%s during the evaluation at step %d: it is made first when the run resumes",
                         signal.Signals(self.signum).name, self.step)

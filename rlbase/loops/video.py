@@ -31,10 +31,11 @@ def record_episode(agent, env_cfg, seed: int, path: Path, fps: int = 30, obs_sta
     frames = []
     try:
         obs, _ = env.reset(seed=seeding.stream(seed, "eval_episode", 0))  # the evaluation's first episode
+        gen = seeding.generator(seed, "eval_rng")  # what the policy draws (BCQ's candidates), as its evaluation
         done = False
         while not done and len(frames) < max_frames:
             frames.append(env.render())
-            obs, _, terminated, truncated, _ = env.step(agent.act(obs, deterministic=True))
+            obs, _, terminated, truncated, _ = env.step(agent.act(obs, deterministic=True, generator=gen))
             done = terminated or truncated
     except Exception as e:  # noqa: BLE001
         log.warning("video disabled for this run: rendering failed (%s, MUJOCO_GL=%s); MuJoCo renders headless "

@@ -79,8 +79,8 @@ def evaluate_run(run_dir: Path, episodes: int, seed, sample: bool | None, video:
     sample = _run_samples(cfg) if sample is None else sample
     env, _ = envs.make(cfg.env, seeding.stream(seed, "eval_env"), train=False)
     envs.load_obs_stats(env, state.get("obs_stats"))
-    with seeding.isolated(seeding.stream(seed, "eval_rng")):  # the generators the run's own evaluations use
-        result = evaluate(agent, env, episodes, seed, sample=sample)
+    # the generator the run's own evaluations use
+    result = evaluate(agent, env, episodes, seed, sample=sample, generator=seeding.generator(seed, "eval_rng"))
     env.close()
     result.update({"run_dir": str(run_dir), "algo": str(cfg.algo.name), "env": str(cfg.env.id), "seed": seed,
                    "step": int(state["step"]), "sample": sample})

@@ -118,7 +118,7 @@ class _SB3Policy:
     def __init__(self, model):
         self.model = model
 
-    def act(self, obs, deterministic: bool = True):
+    def act(self, obs, deterministic: bool = True, generator=None):  # SB3 draws from its own generators
         return self.model.predict(obs, deterministic=deterministic)[0]
 
 
