@@ -1,0 +1,253 @@
+"""Pre-registered benchmarks: a protocol file, a resumable runner, and the per-seed curves it commits.
+
+A protocol is ``benchmarks/<name>/protocol.yaml``, written (and committed) before its first run starts: what is run
+(algorithm, task and version, every setting that differs from the defaults), on which seeds (fresh ones, never
+those a setting was chosen on), for how long, how it is evaluated, and which statistic and anchor it will be compared
+with. This module runs it and collects what it produced:
+
+    python scripts/protocol.py run benchmarks/offpolicy_1m/protocol.yaml --workers 2    # resumable queue
+    python scripts/protocol.py status benchmarks/offpolicy_1m/protocol.yaml             # how far it has come
+    python scripts/protocol.py export benchmarks/offpolicy_1m/protocol.yaml             # per-seed curves -> CSV
+
+``run`` works through every (entry, seed) in the file's order with ``--workers`` jobs at a time (one torch thread
+each by default): a finished run is skipped, an unfinished one resumes from its checkpoint (``resume=<dir>``), a
+new one starts. Stop it any time (Ctrl-C or SIGTERM: every job checkpoints first) and start it again, in this
+session or the next. Run directories live under ``benchmarks/runs/<protocol>/`` (ignored by git); ``export``
+writes one small CSV per run next to the protocol (``<entry>-seed<k>.csv``: ``step,return_mean,return_std``,
+finished runs only unless ``--partial``) plus ``runs.json`` (which commit made each run, its last step and
+whether it finished), and those files are what the results page is computed from.
+
+Protocol file keys: ``name``, ``written`` (date), ``issue``, ``purpose``, ``seeds`` (list), ``common`` (overrides
+for every run), ``entries`` (list of ``{name, overrides}``), ``evaluation`` / ``statistic`` / ``anchors`` (text and
+data references read by the report), ``notes``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]  # the repository: train.py, benchmarks/
+REQUIRED = ("name", "written", "purpose", "seeds", "entries", "evaluation", "statistic")
+
+
+class ProtocolError(ValueError):
+    """A protocol file that cannot be run as written (one line naming what is wrong)."""
+
+
+@dataclass
+class Job:
+    entry: str
+    seed: int
+    overrides: list[str]
+    run_dir: Path
+
+    @property
+    def key(self) -> str:
+        return f"{self.entry}-seed{self.seed}"
+
+
+def load(path: Path) -> dict[str, Any]:
+    """The protocol at ``path``, checked: every required key, unique entry names, integer seeds."""
+    path = Path(path)
+    if not path.is_file():
+        raise ProtocolError(f"{path}: no such protocol file (benchmarks/<name>/protocol.yaml)")
+    spec = yaml.safe_load(path.read_text()) or {}
+    missing = [k for k in REQUIRED if k not in spec]
+    if missing:
+        raise ProtocolError(f"{path}: missing {', '.join(missing)}; a protocol states {', '.join(REQUIRED)}")
+    names = [e.get("name") for e in spec["entries"]]
+    if None in names or len(set(names)) != len(names):
+        raise ProtocolError(f"{path}: every entry needs a unique name (have {names})")
+    if not all(isinstance(s, int) and s >= 0 for s in spec["seeds"]):
+        raise ProtocolError(f"{path}: seeds must be non-negative integers (have {spec['seeds']})")
+    for e in spec["entries"]:
+        for o in [*spec.get("common", []), *e.get("overrides", [])]:
+            if o.partition("=")[0] in ("seed", "hydra.run.dir", "resume"):
+                raise ProtocolError(f"{path}: entry {e['name']}: {o!r} is set by the runner (seeds: the seeds list)")
+    spec["_path"] = path
+    return spec
+
+
+def jobs(spec: dict[str, Any], runs_root: Optional[Path] = None) -> list[Job]:
+    """Every (entry, seed) of the protocol, entries in file order, seeds in list order within each entry."""
+    root = (runs_root or ROOT / "benchmarks" / "runs") / spec["name"]
+    out = []
+    for e in spec["entries"]:
+        for s in spec.get("entry_seeds", {}).get(e["name"], spec["seeds"]):
+            out.append(Job(e["name"], int(s), [*spec.get("common", []), *e.get("overrides", [])],
+                           root / f"{e['name']}-seed{s}"))
+    return out
+
+
+def state_of(job: Job) -> tuple[str, int]:
+    """("done" | "partial" | "new", last logged step) of a job's run directory."""
+    from rlbase.core import checkpoint
+    from rlbase.core.logger import read_metrics
+
+    d = job.run_dir
+    step = 0
+    if (d / "metrics.jsonl").exists():
+        rows = [r for r in read_metrics(d / "metrics.jsonl") if "step" in r]
+        step = max((int(r["step"]) for r in rows), default=0)
+    if checkpoint.is_done(d):
+        return "done", step
+    return ("partial" if checkpoint.exists(d) else "new"), step
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=20).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def command(job: Job, threads: int) -> list[str]:
+    status, _ = state_of(job)
+    if status == "partial":  # the run's recorded settings, its checkpoint and its W&B id: an exact continuation
+        return [sys.executable, str(ROOT / "train.py"), f"resume={job.run_dir}"]
+    return [sys.executable, str(ROOT / "train.py"), *job.overrides, f"seed={job.seed}", "progress=false",
+            f"hardware.threads={threads}", f"hydra.run.dir={job.run_dir}"]
+
+
+def run(spec: dict[str, Any], workers: int = 2, threads: int = 1, only: Optional[list[str]] = None,
+        runs_root: Optional[Path] = None) -> int:
+    """Work through the protocol's jobs, ``workers`` at a time; returns the number of jobs that failed."""
+    todo = [j for j in jobs(spec, runs_root) if (only is None or j.entry in only) and state_of(j)[0] != "done"]
+    print(f"{spec['name']}: {len(todo)} run(s) to start or resume, {workers} at a time", flush=True)
+    live: dict[int, tuple[Job, subprocess.Popen, Any]] = {}
+    failed = 0
+    stopping = {"sig": None}
+
+    def on_signal(signum, frame):  # hand it to every job (each checkpoints), then stop starting new ones
+        stopping["sig"] = signum
+        for _, proc, _ in live.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while todo or live:
+            while todo and len(live) < workers and stopping["sig"] is None:
+                job = todo.pop(0)
+                job.run_dir.parent.mkdir(parents=True, exist_ok=True)
+                cmd = command(job, threads)
+                log = open(job.run_dir.parent / f"{job.key}.log", "a")
+                log.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} commit {_git('rev-parse', 'HEAD')}: "
+                          f"{' '.join(cmd[1:])}\n")
+                log.flush()
+                env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+                proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                        start_new_session=True)  # our signal handler decides what reaches it
+                live[proc.pid] = (job, proc, log)
+                print(f"{time.strftime('%H:%M:%S')} start {job.key} ({state_of(job)[0]})", flush=True)
+            if stopping["sig"] is not None and not todo:
+                pass
+            if stopping["sig"] is not None:
+                todo.clear()
+            time.sleep(2)
+            for pid, (job, proc, log) in list(live.items()):
+                rc = proc.poll()
+                if rc is None:
+                    continue
+                log.close()
+                del live[pid]
+                status, step = state_of(job)
+                print(f"{time.strftime('%H:%M:%S')} {job.key}: exit {rc}, {status} at step {step}", flush=True)
+                if rc != 0 and stopping["sig"] is None:
+                    failed += 1
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    return failed
+
+
+def curve(run_dir: Path) -> list[tuple[int, float, float]]:
+    """(step, eval/return_mean, eval/return_std) of every evaluation in the run's metrics."""
+    from rlbase.core.logger import read_metrics
+
+    if not (run_dir / "metrics.jsonl").exists():
+        return []
+    return [(int(r["step"]), float(r["eval/return_mean"]), float(r.get("eval/return_std", float("nan"))))
+            for r in read_metrics(run_dir / "metrics.jsonl") if "eval/return_mean" in r]
+
+
+def export(spec: dict[str, Any], partial: bool = False, runs_root: Optional[Path] = None) -> list[Path]:
+    """Write each finished run's evaluation curve next to the protocol (``<entry>-seed<k>.csv``) and
+    ``runs.json``; with ``partial`` unfinished runs too (their files say so in runs.json)."""
+    out_dir = Path(spec["_path"]).parent
+    written, manifest = [], {}
+    for job in jobs(spec, runs_root):
+        status, step = state_of(job)
+        commits = []
+        log = job.run_dir.parent / f"{job.key}.log"
+        if log.exists():
+            commits = sorted({line.split("commit ")[1].split(":")[0] for line in log.read_text().splitlines()
+                              if line.startswith("# ") and "commit " in line})
+        manifest[job.key] = {"entry": job.entry, "seed": job.seed, "status": status, "last_step": step,
+                             "commits": commits}
+        if status != "done" and not (partial and status == "partial"):
+            continue
+        rows = curve(job.run_dir)
+        path = out_dir / f"{job.key}.csv"
+        path.write_text("step,return_mean,return_std\n" + "".join(f"{s},{m:.4f},{sd:.4f}\n" for s, m, sd in rows))
+        written.append(path)
+    (out_dir / "runs.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    return written
+
+
+def status(spec: dict[str, Any], runs_root: Optional[Path] = None) -> str:
+    lines, total, done = [], 0, 0
+    for job in jobs(spec, runs_root):
+        st, step = state_of(job)
+        total += 1
+        done += st == "done"
+        lines.append(f"  {job.key:32s} {st:8s} step {step}")
+    return f"{spec['name']}: {done}/{total} runs finished\n" + "\n".join(lines)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("action", choices=("run", "status", "export"))
+    p.add_argument("protocol", type=Path)
+    p.add_argument("--workers", type=int, default=2, help="jobs at a time (run; default 2)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per job (run; default 1)")
+    p.add_argument("--only", nargs="*", default=None, help="entry names to run (run; default all)")
+    p.add_argument("--partial", action="store_true", help="export unfinished runs' curves too")
+    args = p.parse_args(argv)
+    try:
+        spec = load(args.protocol)
+    except ProtocolError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.only:
+        unknown = set(args.only) - {e["name"] for e in spec["entries"]}
+        if unknown:
+            print(f"error: --only {', '.join(sorted(unknown))}: no such entry; allowed: "
+                  f"{', '.join(e['name'] for e in spec['entries'])}", file=sys.stderr)
+            return 2
+    if args.action == "status":
+        print(status(spec))
+        return 0
+    if args.action == "export":
+        for path in export(spec, args.partial):
+            print(f"wrote {path}")
+        return 0
+    if args.workers < 1 or args.threads < 1:
+        print("error: --workers and --threads must be at least 1", file=sys.stderr)
+        return 2
+    return 1 if run(spec, args.workers, args.threads, args.only) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,9 @@
+"""Pre-registered benchmarks: ``python scripts/protocol.py run|status|export <protocol.yaml>`` (see
+``rlbase.report.protocol``)."""
+
+import sys
+
+from rlbase.report.protocol import main
+
+if __name__ == "__main__":
+    sys.exit(main())

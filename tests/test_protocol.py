@@ -1,0 +1,63 @@
+"""The pre-registered benchmark runner: runs every (entry, seed), skips finished runs, resumes unfinished ones,
+exports one curve file per run, and refuses a protocol file that does not state what it must."""
+
+import json
+
+import pytest
+import yaml
+
+from rlbase.core import checkpoint
+from rlbase.report import protocol
+
+PROTO = {
+    "name": "tiny", "written": "2026-12-06", "purpose": "test", "seeds": [7, 8],
+    "common": ["logger=none", "total_steps=1200", "eval_every=600", "eval_episodes=2", "algo.random_steps=200",
+               "algo.learning_starts=200"],
+    "entries": [{"name": "dqn-cartpole", "overrides": ["algo=dqn", "env=cartpole"]}],
+    "evaluation": "every 600 steps, 2 episodes", "statistic": "final",
+}
+
+
+def write(tmp_path, **changes):
+    path = tmp_path / "tiny" / "protocol.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({**PROTO, **changes}))
+    return path
+
+
+def test_runs_skips_resumes_and_exports(tmp_path):
+    spec = protocol.load(write(tmp_path))
+    runs = tmp_path / "runs"
+    assert protocol.run(spec, workers=2, threads=1, runs_root=runs) == 0
+    jobs = protocol.jobs(spec, runs)
+    assert [j.key for j in jobs] == ["dqn-cartpole-seed7", "dqn-cartpole-seed8"]
+    assert all(protocol.state_of(j) == ("done", 1200) for j in jobs)
+    # an unfinished run (here: its done marker gone) is resumed from its checkpoint, a finished one skipped
+    (jobs[0].run_dir / checkpoint.DONE).unlink()
+    assert protocol.state_of(jobs[0])[0] == "partial"
+    assert protocol.command(jobs[0], 1)[-1] == f"resume={jobs[0].run_dir}"
+    assert protocol.run(spec, workers=2, threads=1, runs_root=runs) == 0
+    assert protocol.state_of(jobs[0])[0] == "done"
+    written = protocol.export(spec, runs_root=runs)
+    assert sorted(p.name for p in written) == ["dqn-cartpole-seed7.csv", "dqn-cartpole-seed8.csv"]
+    lines = written[0].read_text().splitlines()
+    assert lines[0] == "step,return_mean,return_std" and [int(x.split(",")[0]) for x in lines[1:]] == [600, 1200]
+    manifest = json.loads((spec["_path"].parent / "runs.json").read_text())
+    assert manifest["dqn-cartpole-seed8"]["status"] == "done" and manifest["dqn-cartpole-seed8"]["commits"]
+    # different seeds, different curves
+    assert written[0].read_text() != written[1].read_text()
+
+
+@pytest.mark.parametrize("change, needle", [
+    ({"statistic": None}, "missing statistic"),
+    ({"seeds": [1, -2]}, "seeds must be non-negative"),
+    ({"entries": [{"name": "a", "overrides": ["seed=3"]}]}, "set by the runner"),
+    ({"entries": [{"name": "a"}, {"name": "a"}]}, "unique name"),
+])
+def test_a_protocol_that_does_not_state_what_it_must_is_refused(tmp_path, change, needle):
+    spec = {**PROTO, **change}
+    spec = {k: v for k, v in spec.items() if v is not None}
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(protocol.ProtocolError, match=needle):
+        protocol.load(path)
