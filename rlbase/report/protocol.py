@@ -12,7 +12,8 @@ with. This module runs it and collects what it produced:
 ``run`` works through every (entry, seed) in the file's order with ``--workers`` jobs at a time (one torch thread
 each by default): a finished run is skipped, an unfinished one resumes from its checkpoint (``resume=<dir>``), a
 new one starts. Stop it any time (Ctrl-C or SIGTERM: every job checkpoints first) and start it again, in this
-session or the next. Run directories live under ``benchmarks/runs/<protocol>/`` (ignored by git); ``export``
+session or the next. Run directories live under ``benchmarks/runs/<protocol>/`` (ignored by git; ``--runs-root``
+or ``$RLBASE_BENCH_RUNS`` puts them elsewhere, e.g. outside a checkout that is laid anew each session); ``export``
 writes one small CSV per run next to the protocol (``<entry>-seed<k>.csv``: ``step,return_mean,return_std``,
 finished runs only unless ``--partial``) plus ``runs.json`` (which commit made each run, its last step and
 whether it finished), and those files are what the results page is computed from.
@@ -81,7 +82,7 @@ def load(path: Path) -> dict[str, Any]:
 
 def jobs(spec: dict[str, Any], runs_root: Optional[Path] = None) -> list[Job]:
     """Every (entry, seed) of the protocol, entries in file order, seeds in list order within each entry."""
-    root = (runs_root or ROOT / "benchmarks" / "runs") / spec["name"]
+    root = Path(runs_root or os.environ.get("RLBASE_BENCH_RUNS") or ROOT / "benchmarks" / "runs") / spec["name"]
     out = []
     for e in spec["entries"]:
         for s in spec.get("entry_seeds", {}).get(e["name"], spec["seeds"]):
@@ -151,8 +152,6 @@ def run(spec: dict[str, Any], workers: int = 2, threads: int = 1, only: Optional
                                         start_new_session=True)  # our signal handler decides what reaches it
                 live[proc.pid] = (job, proc, log)
                 print(f"{time.strftime('%H:%M:%S')} start {job.key} ({state_of(job)[0]})", flush=True)
-            if stopping["sig"] is not None and not todo:
-                pass
             if stopping["sig"] is not None:
                 todo.clear()
             time.sleep(2)
@@ -224,6 +223,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads per job (run; default 1)")
     p.add_argument("--only", nargs="*", default=None, help="entry names to run (run; default all)")
     p.add_argument("--partial", action="store_true", help="export unfinished runs' curves too")
+    p.add_argument("--runs-root", type=Path, default=None,
+                   help="where run directories live (default $RLBASE_BENCH_RUNS or benchmarks/runs/); put them outside "
+                        "the checkout when the checkout is laid anew between sessions")
     args = p.parse_args(argv)
     try:
         spec = load(args.protocol)
@@ -237,16 +239,16 @@ def main(argv: Optional[list[str]] = None) -> int:
                   f"{', '.join(e['name'] for e in spec['entries'])}", file=sys.stderr)
             return 2
     if args.action == "status":
-        print(status(spec))
+        print(status(spec, args.runs_root))
         return 0
     if args.action == "export":
-        for path in export(spec, args.partial):
+        for path in export(spec, args.partial, args.runs_root):
             print(f"wrote {path}")
         return 0
     if args.workers < 1 or args.threads < 1:
         print("error: --workers and --threads must be at least 1", file=sys.stderr)
         return 2
-    return 1 if run(spec, args.workers, args.threads, args.only) else 0
+    return 1 if run(spec, args.workers, args.threads, args.only, args.runs_root) else 0
 
 
 if __name__ == "__main__":
