@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from rlbase import algos
-from rlbase import cli as train
 from rlbase.core.nets import adam, hard_update, minimize, mlp
+from rlbase.runs import job as train
 from rlbase.runs.validate import ConfigError, fit_starts
 from tests.conftest import read_rows, run_train
 

@@ -200,7 +200,7 @@ def test_sub_envs_are_not_normalised_one_by_one():
 def test_resume_with_a_longer_budget_keeps_the_lr_schedule(tmp_path, compose_cfg):
     """lr annealing runs over the budget the run started with: a resume with a larger total_steps does not send
     the learning rate back up."""
-    from rlbase import cli as train
+    from rlbase.runs import job as train
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -219,7 +219,7 @@ def test_resume_with_a_longer_budget_keeps_the_lr_schedule(tmp_path, compose_cfg
 
 def test_lr_anneal_steps_sets_the_schedule_horizon_beyond_the_budget(tmp_path, compose_cfg):
     """lr_anneal_steps=4096 with a 1024-step budget: the run ends a quarter of the way down the schedule."""
-    from rlbase import cli as train
+    from rlbase.runs import job as train
 
     cfg = compose_cfg("algo=ppo", "env=cartpole", "total_steps=1024", "eval_every=1024", "eval_episodes=1",
                       "logger=none", "progress=false", "algo.n_epochs=1", "algo.lr_anneal_steps=4096")

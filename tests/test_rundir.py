@@ -62,7 +62,7 @@ def test_resume_that_changes_settings_is_refused_and_leaves_the_run_as_it_was(tm
 
 
 def test_a_resume_may_not_change_the_kind_of_evaluation(tmp_path, compose_cfg):
-    from rlbase import cli as train
+    from rlbase.runs import job as train
 
     saved = OmegaConf.to_container(compose_cfg("algo=ppo", "env=cartpole"), resolve=True)
     assert train.resume_changes(compose_cfg("algo=ppo", "env=cartpole", "eval.video=true"), tmp_path, saved) == []

@@ -63,7 +63,7 @@ def test_a_run_reads_no_process_global_generator(tmp_path, compose_cfg):
 
     import torch
 
-    from rlbase import cli as train
+    from rlbase.runs import job as train
     from rlbase.runs.validate import validate
 
     def logged(global_seed: int, name: str) -> list[dict]:
@@ -144,9 +144,9 @@ def test_runs_interleaved_in_one_process_train_as_each_alone(tmp_path, compose_c
     their random state is their own, and the process's one signal handler serves all of them."""
     import signal
 
-    from rlbase import cli as train
     from rlbase import loops
     from rlbase.loops import runner
+    from rlbase.runs import job as train
     from rlbase.runs.validate import validate
 
     def steps(name: str, where: str):
@@ -184,10 +184,10 @@ def test_a_signal_stops_every_interleaved_run_at_a_checkpoint(tmp_path, compose_
     import os
     import signal
 
-    from rlbase import cli as train
     from rlbase import loops
     from rlbase.core import checkpoint
     from rlbase.loops import runner
+    from rlbase.runs import job as train
     from rlbase.runs.validate import validate
 
     gens, dirs = [], []

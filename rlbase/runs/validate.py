@@ -11,9 +11,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from rlbase import algos
-from rlbase import data
-from rlbase import envs
+from rlbase import algos, data, envs
 from rlbase.core import settings
 from rlbase.core.logger import MODES, has_wandb_key
 
@@ -147,8 +145,8 @@ def validate(cfg: DictConfig) -> envs.EnvSpec:
         module = algos.get(cfg.algo.name)
     except algos.UnknownAlgo as e:
         raise ConfigError(str(e)) from e
-    from rlbase.core.logger import LoggerConfig
     from rlbase.conf.schema import EvalConfig, HardwareConfig, RunConfig
+    from rlbase.core.logger import LoggerConfig
 
     validate_keys(cfg, RunConfig, "the run config", top=True)  # a `+key=...` nowhere in a schema is refused
     validate_keys(cfg.algo, module.Config, "algo")

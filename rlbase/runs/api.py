@@ -1,0 +1,134 @@
+"""``rlbase.run``: one run from Python, made exactly as ``python train.py <overrides>`` makes it.
+
+    import rlbase
+    r = rlbase.run(["algo=td3", "env=hopper", "total_steps=20000"])
+    r.final_return, r.best_return, r.run_dir, r.checkpoint
+
+The same steps as the command line, in the same order: compose ``rlbase/conf`` with the overrides (Hydra's own
+grammar), lock the run directory, validate, fit the random and learning starts to the budget, record
+``.hydra/config.yaml``, ``overrides.yaml`` and ``hydra.yaml`` as the command line does, train (or resume the
+checkpoint already in ``run_dir``), and return a :class:`Result`. It never exits the process: bad input raises
+``ConfigError`` or ``BadInput``, other failures the exceptions in ``rlbase.runs.job.KNOWN_FAILURES``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # before anything can import mujoco
+
+from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
+
+from rlbase.core import checkpoint  # noqa: E402
+from rlbase.core.logger import read_metrics  # noqa: E402
+from rlbase.runs import job  # noqa: E402
+from rlbase.runs.validate import ConfigError, fit_starts, validate, validate_tuned  # noqa: E402
+
+log = logging.getLogger("train")
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+@dataclass
+class Result:
+    """What a run returns: its directory, evaluation returns and checkpoint."""
+
+    run_dir: Path
+    final_return: float  # the last evaluation's mean return
+    best_return: float  # the best evaluation's mean return
+    steps: int  # env steps (offline: gradient updates) at the end
+    checkpoint: Path  # the final checkpoint (rlbase.load_policy reads it)
+    config: DictConfig  # the config the run trained with (fitted starts included)
+
+
+def compose(overrides: Sequence[str] = ()) -> tuple[DictConfig, DictConfig]:
+    """The run config for ``overrides`` (Hydra's grammar) and Hydra's own config for it (run directory, choices);
+    a composition error is one line (``ConfigError``)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from rlbase.conf.schema import register
+
+    register()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            full = hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+    except Exception as e:  # Hydra's and OmegaConf's composition errors
+        parts = [str(e).splitlines()[0].rstrip(".")] if str(e) else [type(e).__name__]
+        if e.__cause__ is not None and str(e.__cause__):
+            parts.append(str(e.__cause__).splitlines()[0])
+        raise ConfigError(": ".join(parts)) from None
+    finally:
+        GlobalHydra.instance().clear()
+    hydra_cfg = full.hydra
+    with open_dict(full):
+        del full["hydra"]
+    return full, hydra_cfg
+
+
+def _default_dir(hydra_cfg: DictConfig) -> Path:
+    return Path(OmegaConf.to_container(hydra_cfg.run, resolve=True)["dir"])
+
+
+def _record(run_dir: Path, cfg: DictConfig, hydra_cfg: DictConfig, overrides: list[str]) -> None:
+    """The files the command line's Hydra writes into ``.hydra/``, written before the run starts."""
+    d = run_dir / ".hydra"
+    d.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, d / "config.yaml")
+    OmegaConf.save(OmegaConf.create(list(overrides)), d / "overrides.yaml")
+    OmegaConf.save(OmegaConf.create({"hydra": hydra_cfg}), d / "hydra.yaml")
+
+
+def run(overrides: Union[Sequence[str], None] = None, run_dir: Optional[Union[str, Path]] = None) -> Result:
+    """Train one run in this process from command-line style ``overrides`` (``["algo=td3", "env=hopper"]``);
+    ``run_dir`` defaults to the command line's ``runs/<algo>/<env>/seed<k>/<time>_<pid>``. A ``run_dir`` holding an
+    unfinished run's checkpoint is resumed (with the settings it recorded: pass the same overrides)."""
+    if isinstance(overrides, (str, bytes)):
+        raise TypeError("overrides must be a list of key=value strings, e.g. ['algo=td3', 'env=hopper']")
+    overrides = list(overrides or [])
+    cfg, hydra_cfg = compose(overrides)
+    run_dir = Path(run_dir) if run_dir is not None else _default_dir(hydra_cfg)
+    if checkpoint.is_done(run_dir):
+        raise job.BadInput(f"{run_dir} holds a finished run (results in {run_dir}/metrics.jsonl); pick another directory")
+    job.own(run_dir)
+    handler = None
+    try:
+        resumed = checkpoint.exists(run_dir)
+        if resumed:
+            job.keep_recorded_config(run_dir)
+        try:
+            validate_tuned(dict(hydra_cfg.runtime.choices))
+            spec = validate(cfg)
+            notes = fit_starts(cfg, {o.partition("=")[0].lstrip("+~") for o in overrides})
+        except ConfigError:
+            job._remove_if_fresh(run_dir)
+            raise
+        handler = logging.FileHandler(run_dir / "train.log")
+        handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+        logging.getLogger().addHandler(handler)
+        if logging.getLogger().level > logging.INFO:
+            logging.getLogger().setLevel(logging.INFO)
+        if not resumed:
+            for note in notes:
+                log.warning("%s", note)
+            fitted = [f"algo.{k}={cfg.algo[k]}" for k in ("random_steps", "learning_starts") if k in cfg.algo and notes]
+            _record(run_dir, cfg, hydra_cfg, [*overrides, *fitted])
+        job.run(cfg, spec, run_dir)
+    finally:
+        if handler is not None:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+        job.release(run_dir)
+        job._RECORDED.pop(str(run_dir.resolve()), None)
+    returns = [(int(r["step"]), float(r["eval/return_mean"])) for r in read_metrics(run_dir / "metrics.jsonl")
+               if "eval/return_mean" in r]
+    state_step = returns[-1][0] if returns else 0
+    return Result(run_dir=run_dir, final_return=returns[-1][1] if returns else float("nan"),
+                  best_return=max(r for _, r in returns) if returns else float("nan"), steps=state_step,
+                  checkpoint=run_dir / checkpoint.NAME, config=cfg)
