@@ -37,7 +37,8 @@ def test_two_tasks_two_seeds_sweep(tmp_path, launcher):
     assert [m["name"] for m in meta] == ["seed0", "seed1", "seed0", "seed1"]
     assert all(list((j / "wandb").glob("offline-run-*")) and (j / "done").exists() for j in jobs)
     report = (tmp_path / "sweep" / "report" / "report.md").read_text()
-    assert "| CartPole-v1 | dqn | 2 (0, 1) |" in report and "| Acrobot-v1 | dqn | 2 (0, 1) |" in report
+    assert "| dqn · CartPole-v1 | 2 (0, 1) |" in report and "| dqn · Acrobot-v1 | 2 (0, 1) |" in report
+    assert f"- command: `python {ROOT / 'train.py'} -m " in report  # the sweep's own command made it
     assert (tmp_path / "sweep" / "report" / "CartPole-v1.png").exists()
 
 
@@ -51,7 +52,7 @@ def test_swept_settings_get_their_own_directories_groups_and_report_rows(tmp_pat
     groups = [json.loads((j / "wandb_run.json").read_text())["group"] for j in jobs]
     assert groups == ["dqn-cartpole-algo.lr=0.0001", "dqn-cartpole-algo.lr=0.001"]
     report = (tmp_path / "sweep" / "report" / "report.md").read_text()
-    assert "| CartPole-v1 | dqn (algo.lr=0.0001) | 1 (0) |" in report and "| CartPole-v1 | dqn (algo.lr=0.001) | 1 (0) |" in report
+    assert "| dqn · CartPole-v1 · algo.lr=0.0001 | 1 (0) |" in report and "| dqn · CartPole-v1 · algo.lr=0.001 | 1 (0) |" in report
 
 
 def test_failed_job_is_listed_and_only_it_reruns(tmp_path):

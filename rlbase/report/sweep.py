@@ -6,6 +6,8 @@ Registered as a Hydra callback in conf/config.yaml, so it runs after every ``-m`
 from __future__ import annotations
 
 import logging
+import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +97,8 @@ class SweepReport(Callback):
             from rlbase.report.plot import main as plot
 
             try:
-                plot([str(sweep_dir), "--out", str(sweep_dir / "report")])
+                # the report's header names the command that made it: the sweep's own
+                plot([str(sweep_dir), "--out", str(sweep_dir / "report")], command=shlex.join(["python", *sys.argv]))
                 log.info("report: %s", sweep_dir / "report" / "report.md")
             except SystemExit as e:  # no evaluations yet
                 log.warning("no report: %s", e)
