@@ -47,7 +47,7 @@ class StubPolicy:
     def __init__(self, a1, lp1, a2, lp2):
         self.v = (a1, lp1, a2, lp2)
 
-    def sample(self, obs):
+    def sample(self, obs, gen=None):
         nxt = obs[:, 0] > 50
         a1, lp1, a2, lp2 = self.v
         a = torch.where(nxt[:, None], torch.full((len(obs), 1), a2), torch.full((len(obs), 1), a1))
@@ -68,7 +68,7 @@ def test_cql_uniform_and_policy_terms_match_hand_computation():
     # Constant Q: the uniform samples' values are known exactly whatever they are.
     agent.critic = ConstQ(c=(1.0, -2.0))
     agent.actor.sample = StubPolicy(0.5, -0.3, -0.5, 0.7).sample
-    log_u = -math.log(4.0)  # uniform density over [-2, 2]
+    log_u = -math.log(2.0)  # uniform density over [-1, 1], the unit action space of the log-probabilities
     assert agent.log_uniform == pytest.approx(log_u)
     gap, lse, q_data = agent.conservative_gap(batch)
     for i, c in enumerate((1.0, -2.0)):

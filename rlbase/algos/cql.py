@@ -64,8 +64,8 @@ class CQLConfig(SACLoss, OfflineConfig):
 class CQL(SAC):
     def __init__(self, cfg: CQLConfig, spec: EnvSpec, device: torch.device, rng: Optional[AgentRandom] = None):
         super().__init__(cfg, spec, device, rng)
-        scaler = self.actor.scaler
-        self.log_uniform = -float(torch.log(scaler.high - scaler.low).sum())  # log-density of uniform actions
+        # log-density of the uniform proposal in the unit action space, where SAC's log-probabilities live
+        self.log_uniform = -spec.action_dim * math.log(2.0)
         self.log_alpha_prime = torch.tensor(math.log(cfg.init_alpha_prime), device=device, requires_grad=True)
         self.alpha_prime_opt = adam([self.log_alpha_prime], cfg.alpha_prime_lr)
 

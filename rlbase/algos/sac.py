@@ -7,8 +7,10 @@ Reference implementation: github.com/rail-berkeley/softlearning.
 Implementation details:
 1. Policy: MLP giving the mean and log-std (clamped to [log_std_min, log_std_max]) of a Gaussian over
    a pre-squash sample u; the action is a = center + scale * tanh(u).
-2. Log-probability by the change of variables (appendix C of the 2018 paper):
-   log pi(a|s) = log N(u; mu, sigma) - sum_i log(1 - tanh(u_i)^2) - sum_i log(scale_i), where
+2. Log-probability by the change of variables (appendix C of the 2018 paper), of the squashed action
+   tanh(u) in [-1, 1]^|A| before it is scaled to the env's bounds (the authors' softlearning normalises actions to
+   [-1, 1], and SB3 works in that unit space too), so the default target entropy -|A| means what it means in the
+   paper on every task: log pi = log N(u; mu, sigma) - sum_i log(1 - tanh(u_i)^2), where
    log(1 - tanh(u)^2) = 2 * (log 2 - u - softplus(-2u)) is evaluated on u itself (stable for large |u|,
    unlike log(1 - a^2 + eps) on the squashed action). ``log_prob_eps > 0`` selects that inexact form instead
    (SB3 and CleanRL use eps = 1e-6): it caps the penalty of a saturated action dimension at -log(eps) = 13.8 nats,
@@ -92,7 +94,7 @@ class TanhGaussianPolicy(nn.Module):
             log_det_tanh = torch.log(1.0 - torch.tanh(u) ** 2 + self.log_prob_eps)
         else:
             log_det_tanh = 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))  # log(1 - tanh(u)^2), stable
-        return (gauss - log_det_tanh).sum(-1) - self.scaler.scale.log().sum()
+        return (gauss - log_det_tanh).sum(-1)  # of tanh(u) in [-1, 1]^|A|: no - sum log(scale) (detail 2)
 
     def sample(self, obs: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """A reparameterised action sample (noise from ``gen``) and its log-probability."""

@@ -313,7 +313,7 @@ def _update_check_pair(algo: str, env: str, overrides: tuple[str, ...]):
     sb = sb3_model(cfg, gym_env)
     sb.set_logger(configure(None, []))
     sb._setup_learn(total_timesteps=10)
-    ours = importlib.import_module(f"algos.{algo}").Agent(OmegaConf.to_object(cfg.algo), spec, torch.device("cpu"))
+    ours = importlib.import_module(f"rlbase.algos.{algo}").Agent(OmegaConf.to_object(cfg.algo), spec, torch.device("cpu"))
     return spec, sb, ours
 
 
@@ -326,6 +326,8 @@ def sac_update_check(env: str = "halfcheetah", updates: int = 3, batch: int = 25
     ``log_prob_eps=eps`` (SB3's 1e-6) the two updates are the same up to float32 rounding; with the exact form
     (``eps=0``) the temperature and policy move apart from the first update.
     """
+    import importlib
+
     import torch
     import torch.distributions.normal as tnormal
     from stable_baselines3.common.type_aliases import ReplayBufferSamples
@@ -354,16 +356,17 @@ def sac_update_check(env: str = "halfcheetah", updates: int = 3, batch: int = 25
         rew, term = torch.randn(batch, generator=gen), (torch.rand(batch, generator=gen) < 0.1).float()
         noise = {"obs": torch.randn(batch, act_dim, generator=gen), "next": torch.randn(batch, act_dim, generator=gen)}
         order_ours, order_sb3 = [noise["next"], noise["obs"]], [noise["obs"], noise["next"]]
-        randn_like, standard_normal = torch.randn_like, tnormal._standard_normal
-        try:
-            torch.randn_like = lambda x, *a, q=order_ours, **k: q.pop(0).clone()
+        sac_module = importlib.import_module("rlbase.algos.sac")
+        normal, standard_normal = sac_module.normal, tnormal._standard_normal
+        try:  # our SAC draws its noise through rlbase.core.seeding.normal (imported into rlbase.algos.sac)
+            sac_module.normal = lambda like, gen, q=order_ours: q.pop(0).clone()
             ours.update(Batch(obs, act, rew, nxt, term, torch.zeros(batch)))
             tnormal._standard_normal = lambda shape, dtype, device, q=order_sb3: q.pop(0).clone()
             samples = ReplayBufferSamples(obs, act, nxt, term.unsqueeze(1), rew.unsqueeze(1), None)
             sb.replay_buffer.sample = lambda *a, b=samples, **k: b
             sb.train(gradient_steps=1, batch_size=batch)
         finally:
-            torch.randn_like, tnormal._standard_normal = randn_like, standard_normal
+            sac_module.normal, tnormal._standard_normal = normal, standard_normal
         with torch.no_grad():
             actor = max(float((a.weight - b.weight).abs().max()) for a, b in zip(lin, mine[:-1]))
             head = float((mine[-1].weight - torch.cat([sb.actor.mu.weight, sb.actor.log_std.weight])).abs().max())
@@ -381,9 +384,11 @@ def td3_update_check(env: str = "hopper", updates: int = 4, batch: int = 256) ->
     """Our TD3 and SB3's, given the same weights, minibatches and target-smoothing noise, update by update.
 
     SB3's actor and twin critics (and their targets) are copied into ours; both draw the same standard-normal
-    smoothing noise (ours through ``torch.randn_like``, SB3 through ``Tensor.normal_``). Returns the largest
+    smoothing noise (ours through ``rlbase.core.seeding.normal``, SB3 through ``Tensor.normal_``). Returns the largest
     absolute parameter difference after each update, per network (the actor and targets move on every second
     update, both with policy delay 2)."""
+    import importlib
+
     import torch
     from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
@@ -422,16 +427,17 @@ def td3_update_check(env: str = "hopper", updates: int = 4, batch: int = 256) ->
         act = torch.rand(batch, spec.action_dim, generator=gen) * 2 - 1
         rew, term = torch.randn(batch, generator=gen), (torch.rand(batch, generator=gen) < 0.1).float()
         z = torch.randn(batch, spec.action_dim, generator=gen)
-        randn_like, normal_ = torch.randn_like, torch.Tensor.normal_
-        try:
-            torch.randn_like = lambda x, *a, z=z, **k: z.clone()
+        td3_module = importlib.import_module("rlbase.algos.td3")
+        our_normal, normal_ = td3_module.normal, torch.Tensor.normal_
+        try:  # our TD3 draws its noise through rlbase.core.seeding.normal (imported into rlbase.algos.td3)
+            td3_module.normal = lambda like, gen, z=z: z.clone()
             ours.update(Batch(obs, act, rew, nxt, term, torch.zeros(batch)))
             torch.Tensor.normal_ = lambda self, mean=0.0, std=1.0, z=z, **k: self.copy_(z * std + mean)
             samples = ReplayBufferSamples(obs, act, nxt, term.unsqueeze(1), rew.unsqueeze(1), None)
             sb.replay_buffer.sample = lambda *a, b=samples, **k: b
             sb.train(gradient_steps=1, batch_size=batch)
         finally:
-            torch.randn_like, torch.Tensor.normal_ = randn_like, normal_
+            td3_module.normal, torch.Tensor.normal_ = our_normal, normal_
         moved = max(float((a.detach() - b).abs().max()) for a, b in zip(ours.actor.parameters(), start))
         diffs.append({**gaps(), "actor_moved": moved})
     return {"updates": diffs}
