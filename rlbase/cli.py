@@ -196,7 +196,7 @@ def compose_check(argv: list[str]) -> None:
                  and not a.lstrip("+~").startswith(("hydra.", "hydra/"))]
     multirun = any(a in ("-m", "--multirun") for a in argv)
     if multirun:
-        overrides = [f"{a.partition('=')[0]}={_first_choice(a.partition('=')[2])}" for a in overrides]
+        overrides = [(sweep_values(a) or [a])[0] for a in overrides]
     register()
     GlobalHydra.instance().clear()
     try:
@@ -226,6 +226,30 @@ def compose_check(argv: list[str]) -> None:
         GlobalHydra.instance().clear()
 
 
+def sweep_values(arg: str) -> list[str] | None:
+    """The ``key=value`` overrides a sweep argument stands for, read with Hydra's own override parser: ``a,b``,
+    ``range(0,3)``, ``choice(...)`` and ``glob(...)`` over a group's options; ``[]`` for a plain (non-sweep) argument,
+    None for a sweep that cannot be listed (``interval()``) or an argument Hydra's grammar refuses (Hydra then says so)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import Glob
+
+    try:
+        override = OverridesParser.create().parse_override(arg)
+    except Exception:  # noqa: BLE001 - Hydra reports grammar errors itself
+        return None
+    if not override.is_sweep_override():
+        return []
+    key = arg.partition("=")[0]
+    value = override.value()
+    try:
+        if isinstance(value, Glob):
+            options = sorted(p.stem for p in (CONF / key.lstrip("+~")).glob("*.yaml"))
+            return [f"{key}={v}" for v in value.filter(options)]
+        return [f"{key}={v}" for v in override.sweep_string_iterator()]
+    except Exception:  # noqa: BLE001 - interval() and other sweeps that cannot be enumerated
+        return None
+
+
 def _split_sweep(value: str) -> list[str]:
     """All items of a sweep ``a,b,c`` (commas inside brackets or quotes belong to the item)."""
     items, rest = [], value
@@ -242,13 +266,15 @@ MAX_SWEEP_CHECKS = 400  # combinations composed and validated before a sweep sta
 
 def check_sweep(compose, overrides: list[str]) -> None:
     """Compose and validate every combination of a sweep before its first job: one line per invalid combination,
-    and the sweep is refused (exit 2) if there is any. Sweeps written with Hydra's functions (range(), glob(),
-    choice()) or with more than ``MAX_SWEEP_CHECKS`` combinations are checked at their first value only."""
+    and the sweep is refused (exit 2) if there is any. Values are listed by Hydra's own parser (``a,b``, range(),
+    choice(), glob() over a group's options); sweeps it cannot list (interval()) or with more than
+    ``MAX_SWEEP_CHECKS`` combinations are checked at their first value only."""
     import itertools
 
-    if any("(" in o.partition("=")[2] for o in overrides):
+    axes = [sweep_values(o) for o in overrides]
+    if any(axis is None for axis in axes):
         return
-    axes = [[f"{o.partition('=')[0]}={v}" for v in _split_sweep(o.partition("=")[2])] for o in overrides]
+    axes = [axis or [o] for axis, o in zip(axes, overrides)]
     combos = list(itertools.product(*axes)) if axes else [()]
     if len(combos) < 2 or len(combos) > MAX_SWEEP_CHECKS:
         return

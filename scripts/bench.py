@@ -143,7 +143,7 @@ class TrainPath:
     def __init__(self, overrides: list[str], learning_starts: int, run_dir: Path, key: str = "total_steps"):
         import shutil
 
-        from scripts.parity import compose_overrides
+        from rlbase.report.parity import compose_overrides
 
         self.overrides, self.dir, self.total, self.key = overrides, run_dir, learning_starts, key
         self.compose = compose_overrides
@@ -234,7 +234,7 @@ class SB3:
     ``run(n)`` continues training for n more env steps and returns their rate."""
 
     def __init__(self, cfg, learning_starts: int):
-        from scripts.parity import sb3_model
+        from rlbase.report.parity import sb3_model
 
         self.cfg = cfg
         self.model = sb3_model(cfg, envs.make(cfg.env, seed=0)[0])
@@ -280,7 +280,7 @@ def bench_a2c(env_id: str, steps: int) -> dict:
 def bench_on_policy(algo: str, env: str, args, with_sb3: bool) -> dict:
     """PPO: blocks of whole rollouts through the train.py path (its tuned MuJoCo settings, evaluation off) and
     SB3's PPO ``learn()`` at the same settings (``scripts/parity.py``), alternating; medians over ``args.rounds``."""
-    from scripts.parity import compose_overrides, sb3_model, sb3_vec_env
+    from rlbase.report.parity import compose_overrides, sb3_model, sb3_vec_env
 
     base = [f"algo={algo}", f"env={env}", "logger=none", "progress=false", "eval_episodes=1",
             "eval_every=1000000000", "checkpoint_every=1000000000"]
@@ -312,7 +312,7 @@ def bench_on_policy(algo: str, env: str, args, with_sb3: bool) -> dict:
 def bench_off_policy(algo: str, env: str, args, with_sb3: bool) -> dict:
     """Alternate timed blocks of the train.py path, SB3's learn() and the bare loop (all warmed up first);
     medians over ``args.rounds``."""
-    from scripts.parity import compose_overrides
+    from rlbase.report.parity import compose_overrides
 
     cfg = compose_overrides(run_overrides(algo, env, args.learning_starts, args.steps))
     every = cfg.algo.train_every  # blocks of whole update phases (DQN on CartPole: 128 updates every 256 steps)
@@ -377,7 +377,7 @@ def bench_offline(algo: str, env: str, args) -> dict:
     (the cost of an update does not depend on the data), in blocks continued from the run's checkpoint; the
     rate is the Runner's logged updates/s inside each block. Also ms per update and analytic FLOPs."""
     from rlbase import data
-    from scripts.parity import compose_overrides
+    from rlbase.report.parity import compose_overrides
 
     spec = envs.probe(EnvConfig(name=CASES[algo][1], id=CASES[algo][1]))
     extra = ["algo.precision=bf16"] if algo == "cql_bf16" else []

@@ -18,7 +18,7 @@ from rlbase import (
     envs,  # noqa: E402
 )
 from rlbase.core import seeding  # noqa: E402
-from scripts.evaluate import load_agent  # noqa: E402
+from rlbase.report.evaluate import load_agent
 
 
 def main(argv=None) -> Path:

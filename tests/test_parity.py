@@ -2,7 +2,7 @@
 
 import json
 
-from scripts import parity
+from rlbase.report import parity
 
 
 def _write(out, case, lib, seed, finals):

@@ -147,3 +147,26 @@ def test_killed_job_leaves_others_and_rerun_completes_only_it(tmp_path):
     assert rerun.returncode == 0 and (victim / "done").exists(), out[-3000:]
     assert "skipping finished job" in (other / "train.log").read_text()
     assert "resumed from step" in (victim / "train.log").read_text()
+
+
+def test_hydra_sweep_functions_are_read_with_hydras_parser():
+    """range(), choice() and glob() (over a group's options) are listed as Hydra's launcher will run them."""
+    from rlbase.cli import sweep_values
+
+    assert sweep_values("seed=range(0,3)") == ["seed=0", "seed=1", "seed=2"]
+    assert sweep_values("seed=choice(4,5)") == ["seed=4", "seed=5"]
+    assert sweep_values("algo=glob(dd*)") == ["algo=ddpg", "algo=ddpg_lillicrap"]
+    assert sweep_values("algo=dqn,td3") == ["algo=dqn", "algo=td3"]
+    assert sweep_values("seed=3") == [] and sweep_values("x=[1,2]") == []
+    assert sweep_values("algo.lr=interval(0,1)") is None  # cannot be listed: checked at run time
+
+
+def test_a_sweep_function_over_invalid_combinations_is_refused_before_any_job(tmp_path):
+    from tests.conftest import ROOT
+
+    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), "-m", "algo=glob(dd*)", "env=cartpole",
+                           "logger=none", f"hydra.sweep.dir={tmp_path / 'sweep'}"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2
+    assert "2 of 2 combinations of this sweep are invalid" in proc.stderr
+    assert not (tmp_path / "sweep" / "ddpg").exists()

@@ -118,7 +118,7 @@ def test_evaluate_script_and_video(tmp_path):
 def test_sampled_evaluation_leaves_training_alone_and_the_script_repeats_both_kinds(tmp_path):
     """eval.sample=true changes what the evaluations report, never the training (their draws are on generators of
     their own); scripts/evaluate.py --seed run repeats a finished run's last evaluation, deterministic or sampled."""
-    from scripts import evaluate as evaluate_script
+    from rlbase.report import evaluate as evaluate_script
 
     args = ("algo=a2c", "env=pendulum", "total_steps=1600", "eval_every=800", "eval_episodes=2", "algo.num_envs=4")
     run_train(*args, run_dir=tmp_path / "det")
@@ -144,7 +144,7 @@ def test_sampled_evaluation_leaves_training_alone_and_the_script_repeats_both_ki
 def test_evaluate_reads_a_run_recorded_before_newer_settings_existed(tmp_path):
     """A run whose .hydra/config.yaml predates a setting (algo.activation, env.obs_clip) evaluates with that
     setting's default, which is what it trained with: --seed run repeats its last evaluation."""
-    from scripts import evaluate as evaluate_script
+    from rlbase.report import evaluate as evaluate_script
 
     run_dir = tmp_path / "old"
     run_train("algo=ppo", "env=pendulum", "total_steps=1024", "eval_every=512", "eval_episodes=2", "algo.num_envs=2",

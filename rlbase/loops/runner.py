@@ -12,8 +12,11 @@ tells every Runner in the process; each checkpoints at its next step and raises 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import math
+import os
 import signal
 import sys
 import time
@@ -129,6 +132,14 @@ def crossed(before: int, after: int, every: int) -> bool:
 
 _COUNTERS = ("step", "updates", "episodes", "evals")
 
+BEST_POLICY = "best_policy.pt"  # the policy of the run's best evaluation so far, beside checkpoint.pt
+
+
+def policy_state(agent_state: dict[str, Any]) -> dict[str, Any]:
+    """An agent's state without its optimizers (entries that are an optimizer's state_dict; Adam's moments are twice
+    the size of the networks they train): what acting needs. A reader fills those entries from a freshly built agent."""
+    return {k: v for k, v in agent_state.items() if not (isinstance(v, dict) and "param_groups" in v and "state" in v)}
+
 
 class Runner:
     """Counters, periodic logging, evaluation (and video), checkpoints, signals and the progress bar.
@@ -153,6 +164,7 @@ class Runner:
         self.step = self.updates = self.episodes = self.evals = 0
         self.solved = False  # an evaluation reached cfg.stop_return: the run ends at this step
         self.best = self.last = float("-inf")
+        self.best_write_failed = False  # a best_policy.pt write failed: warned once, later new bests try again
         self.signum: Optional[int] = None  # set by ProcessSignals
         self.eval_pending = False  # a signal stopped the evaluation of this step: the resumed run makes it first
         # Read once: an OmegaConf attribute costs microseconds, and advance() runs every env step.
@@ -283,12 +295,15 @@ class Runner:
         if self.score_ref is not None:
             result["eval/normalized_score"] = data.normalized_score(result["eval/return_mean"], self.score_ref)
         self.last = result["eval/return_mean"]
+        new_best = self.last > self.best
         self.best = max(self.best, self.last)
         if self.cfg.get("stop_return") is not None and self.last >= self.cfg.stop_return and not self.solved:
             self.solved = True
             log.info("evaluation return %.1f reached stop_return=%g at step %d: the run ends here",
                      self.last, self.cfg.stop_return, self.step)
         self.logger.log(self.step, result)
+        if new_best:
+            self.keep_best(result)
         if self.video_on and self.evals % self.cfg.eval.video_every == 0:
             video = record_episode(self.agent, self.cfg.env, self.cfg.seed, self.run_dir / "videos" / f"step{self.step}",
                                    self.cfg.eval.fps, envs.obs_stats(self.env))
@@ -297,6 +312,35 @@ class Runner:
             else:
                 self.logger.video(self.step, "eval/video", video, self.cfg.eval.fps)
         self.evals += 1
+
+    def keep_best(self, result: dict[str, float]) -> None:
+        """Write ``best_policy.pt``: the policy that just made the run's best evaluation (its agent state without
+        optimizers, the observation statistics this evaluation normalised with, the step, the evaluation row and
+        the run config), for ``rlbase.load_policy(run_dir, which="best")``. Written to a temporary file and renamed,
+        so a reader never sees half a file. Nothing reads it on resume. A failed write (a full disk) removes the
+        older file, which is no longer the best, warns once and leaves the run going; a later new best tries again."""
+        path = self.run_dir / BEST_POLICY
+        tmp = path.with_name(BEST_POLICY + ".tmp")
+        state = {"format": 1, "step": self.step, "eval_return": self.last, "eval": dict(result),
+                 "agent": policy_state(self.agent.state_dict()), "obs_stats": envs.obs_stats(self.eval_env),
+                 "config": OmegaConf.to_container(self.cfg, resolve=True)}
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(buf.getvalue())
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as e:
+            for stale in (tmp, path):
+                with contextlib.suppress(OSError):
+                    stale.unlink(missing_ok=True)
+            if not self.best_write_failed:
+                log.warning("could not write %s (%s); the run goes on without it: which='best' is unavailable until "
+                            "a later best evaluation is written (checkpoint.pt, which='last', is unaffected)",
+                            path, e.strerror or e)
+            self.best_write_failed = True
 
     def advance(self, steps: int, updates: int, metrics: Optional[dict[str, Any]] = None) -> None:
         """``steps`` env steps (offline: updates) and ``updates`` gradient updates happened: log, evaluate and

@@ -2,9 +2,13 @@
 
     python scripts/evaluate.py runs/td3/hopper/seed0/<date>_<time> --episodes 10 --video hopper
     python scripts/evaluate.py runs/ppo/hopper/seed0/<date>_<time> --sample   # actions sampled, as Tianshou tests
+    python scripts/evaluate.py runs/sac/hopper/seed*/* --which best          # each run's best evaluation's policy
 
 ``--sample`` (the default for a run trained with eval.sample=true; ``--no-sample`` for the mean) draws the actions
 from the policy's distribution, on generators seeded from --seed, so a repeat gives the same returns.
+``--which last`` (default) evaluates the run's checkpoint; ``--which best`` the policy of its best evaluation
+(``best_policy.pt``), which every run keeps beside its checkpoint. Several runs: one line each, then the mean with
+its 95% confidence interval and the IQM over them (``rlbase.report.stats``).
 """
 
 from __future__ import annotations
@@ -13,51 +17,101 @@ import argparse
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from rlbase import (
-    algos,  # noqa: E402
-    envs,  # noqa: E402
-)
+from rlbase import algos, envs  # noqa: E402
 from rlbase.core import (
     checkpoint,  # noqa: E402
     seeding,  # noqa: E402
 )
 from rlbase.core.evaluate import evaluate  # noqa: E402
+from rlbase.loops.runner import BEST_POLICY  # noqa: E402
 from rlbase.loops.video import record_episode  # noqa: E402
-from rlbase.report.plot import bootstrap_ci, iqm  # noqa: E402
 from rlbase.runs.validate import SAMPLED_POLICIES  # noqa: E402
 
+WHICH = ("last", "best")  # a run's saved policies: checkpoint.pt (its last step), best_policy.pt (its best evaluation)
 
-def recorded_config(path: Path):
+
+def with_defaults(cfg: DictConfig) -> DictConfig:
     """A run's recorded config with the settings added since it ran at their defaults (a run made before
-    ``algo.activation`` existed builds the tanh networks it trained)."""
-    cfg = OmegaConf.load(path)
+    ``algo.activation`` existed builds the tanh networks it trained). Only what is missing: a recorded value is
+    never retyped or replaced."""
     for key, schema in (("algo", algos.get(cfg.algo.name).Config), ("env", envs.EnvConfig)):
         defaults = OmegaConf.structured(schema)
-        for name in defaults.keys():  # only what is missing: a recorded value is never retyped or replaced
+        for name in defaults.keys():
             if name not in cfg[key]:
                 cfg[key][name] = defaults[name]
     return cfg
 
 
-def load_agent(run_dir: Path):
-    """The run's config, its agent with the checkpoint's weights, and the checkpoint itself."""
+def load_state(run_dir: str | Path, which: str = "last") -> tuple[DictConfig, dict[str, Any]]:
+    """The run's config and the saved state ``which`` names: the checkpoint (``"last"``) or ``best_policy.pt``
+    (``"best"``). The config is the run's recorded one (``.hydra/config.yaml``; without it, the copy saved with the
+    state), with settings added since the run at their defaults (:func:`with_defaults`)."""
+    if which not in WHICH:
+        raise ValueError(f"which={which!r} is not a checkpoint of a run; allowed: {', '.join(WHICH)}")
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory {run_dir} not found; pass a run directory made by train.py")
+    if which == "best":
+        path = run_dir / BEST_POLICY
+        if not path.exists():
+            raise FileNotFoundError(f"{path} not found (a run made before best policies were kept, or one whose write "
+                                    "of it failed: see its train.log); which='last' loads its checkpoint")
+        try:
+            state = torch.load(path, weights_only=True, map_location="cpu")
+        except Exception as e:  # noqa: BLE001 - a damaged file fails in several ways (pickle, zip, EOF)
+            raise checkpoint.CheckpointError(f"{path} cannot be read ({type(e).__name__}: {e}); which='last' loads "
+                                             "the run's checkpoint") from e
+    else:
+        state = checkpoint.load(run_dir)
+        if state is None:
+            raise FileNotFoundError(f"no checkpoint in {run_dir} (the run stopped before its first one, or this is "
+                                    "not a run directory)")
+    if (run_dir / ".hydra" / "config.yaml").exists():
+        cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    elif state.get("config") is not None:  # a run directory without .hydra/ (copied without it)
+        cfg = OmegaConf.create(state["config"])
+    else:
+        raise FileNotFoundError(f"{run_dir} has no config (.hydra/config.yaml) and its {which} state holds none")
+    return with_defaults(cfg), state
+
+
+def build_agent(cfg: DictConfig, agent_state: dict[str, Any], spec: envs.EnvSpec, device: torch.device | str = "cpu"):
+    """The run's agent with ``agent_state``'s weights. Entries the state lacks (``best_policy.pt`` keeps no
+    optimizer) stay as the freshly built agent has them."""
+    module = algos.get(cfg.algo.name)
+    try:  # the algorithm's own dataclass, as in training (an OmegaConf attribute costs microseconds per read)
+        algo_cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(module.Config), cfg.algo))
+    except Exception:  # noqa: BLE001 - a recorded setting the schema no longer has: the recorded config as it is
+        algo_cfg = cfg.algo
+    agent = module.Agent(algo_cfg, spec, torch.device(device))
+    agent.load_state_dict({**agent.state_dict(), **agent_state})
+    return agent
+
+
+def recorded_config(path: Path):
+    """A run's recorded config with the settings added since it ran at their defaults (a run made before
+    ``algo.activation`` existed builds the tanh networks it trained)."""
+    return with_defaults(OmegaConf.load(path))
+
+
+def load_agent(run_dir: Path, which: str = "last"):
+    """The run's config, its agent with the weights of the checkpoint ``which`` names (``"last"``: checkpoint.pt,
+    ``"best"``: best_policy.pt) and that saved state (``step``, ``obs_stats``, ``agent``, ...)."""
     cfg_path = run_dir / ".hydra" / "config.yaml"
     if not cfg_path.exists():
         raise SystemExit(f"error: {cfg_path} not found; pass a run directory made by train.py")
-    cfg = recorded_config(cfg_path)
-    state = checkpoint.load(run_dir)
-    if state is None:
-        raise SystemExit(f"error: no checkpoint in {run_dir}")
-    spec = envs.probe(cfg.env)
-    agent = algos.get(cfg.algo.name).Agent(cfg.algo, spec, torch.device("cpu"))
-    agent.load_state_dict(state["agent"])
+    try:
+        cfg, state = load_state(run_dir, which)
+    except (FileNotFoundError, ValueError, checkpoint.CheckpointError) as e:
+        raise SystemExit(f"error: {e}") from None
+    agent = build_agent(cfg, state["agent"], envs.probe(cfg.env), torch.device("cpu"))
     return cfg, agent, state
 
 
@@ -70,11 +124,13 @@ def _seed(text: str):
         raise argparse.ArgumentTypeError(f"--seed must be an integer or 'run', not {text!r}") from None
 
 
-def evaluate_run(run_dir: Path, episodes: int, seed, sample: bool | None, video: Path | None = None) -> dict:
-    """One run's final policy on ``episodes`` evaluation episodes; ``seed="run"``: the run's own evaluation
-    episodes and generators, so a deterministic evaluation of a finished run repeats its last metrics row.
+def evaluate_run(run_dir: Path, episodes: int, seed, sample: bool | None, video: Path | None = None,
+                 which: str = "last") -> dict:
+    """One run's policy (``which``: its checkpoint, ``"last"``, or its best evaluation's, ``"best"``) on ``episodes``
+    evaluation episodes; ``seed="run"``: the run's own evaluation episodes and generators, so a deterministic
+    evaluation of a finished run repeats its last metrics row (``"best"``: its best row).
     ``sample=None``: the kind of evaluation the run trained with (eval.sample)."""
-    cfg, agent, state = load_agent(run_dir)
+    cfg, agent, state = load_agent(run_dir, which)
     seed = int(cfg.seed) if seed == "run" else seed
     sample = _run_samples(cfg) if sample is None else sample
     env, _ = envs.make(cfg.env, seeding.stream(seed, "eval_env"), train=False)
@@ -83,8 +139,8 @@ def evaluate_run(run_dir: Path, episodes: int, seed, sample: bool | None, video:
     result = evaluate(agent, env, episodes, seed, sample=sample, generator=seeding.generator(seed, "eval_rng"))
     env.close()
     result.update({"run_dir": str(run_dir), "algo": str(cfg.algo.name), "env": str(cfg.env.id), "seed": seed,
-                   "step": int(state["step"]), "sample": sample})
-    print(f"{run_dir}: {cfg.algo.name} on {cfg.env.id}, checkpoint at step {state['step']}, "
+                   "step": int(state["step"]), "which": which, "sample": sample})
+    print(f"{run_dir}: {cfg.algo.name} on {cfg.env.id}, {which} checkpoint (step {state['step']}), "
           f"{'sampled' if sample else 'deterministic'} actions: return "
           f"{result['eval/return_mean']:.2f} ± {result['eval/return_std']:.2f} over {episodes} episodes "
           f"(min {result['eval/return_min']:.2f}, max {result['eval/return_max']:.2f})", flush=True)
@@ -101,7 +157,9 @@ def _run_samples(cfg) -> bool:
 def main(argv=None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dirs", type=Path, nargs="+", help="one or more run directories (several: one line each, "
-                   "then mean, 95%% bootstrap CI and IQM over them)")
+                   "then the mean with its 95%% confidence interval and the IQM over them)")
+    p.add_argument("--which", choices=WHICH, default="last", help="the run's checkpoint (last, the default) or the "
+                   "policy of its best evaluation (best: best_policy.pt)")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=_seed, default=12345, help="episodes are this seed's evaluation episodes (a run of "
                    "seed=S evaluates on seed S's; 'run': each run's own; the default 12345 is none of a sweep's)")
@@ -124,16 +182,21 @@ def main(argv=None) -> list[dict]:
         if (_run_samples(cfg) if args.sample is None else args.sample) and cfg.algo.name not in SAMPLED_POLICIES:
             raise SystemExit(f"error: --sample samples the policy's actions, but {d} is algo={cfg.algo.name}, which has "
                              f"no stochastic policy to sample; allowed with: {', '.join(SAMPLED_POLICIES)}")
-    results = [evaluate_run(d, args.episodes, args.seed, args.sample, args.video) for d in args.run_dirs]
+        if args.which == "best" and not (d / BEST_POLICY).exists():
+            raise SystemExit(f"error: --which best: {d / BEST_POLICY} not found (a run made before best policies were "
+                             "kept, or one whose write of it failed: see its train.log); --which last evaluates its "
+                             "checkpoint")
+    results = [evaluate_run(d, args.episodes, args.seed, args.sample, args.video, args.which) for d in args.run_dirs]
     if len(results) > 1:
         kinds = {(r["algo"], r["env"], r["sample"]) for r in results}
         if len(kinds) > 1:
             print(f"no summary over runs of {len(kinds)} kinds (algo, env, sampled): {sorted(kinds)}")
         else:
+            from rlbase.report.stats import format_ci, iqm, mean_ci  # scipy: imported only when there is a summary
+
             means = [r["eval/return_mean"] for r in results]
-            lo, hi = bootstrap_ci(means)
-            print(f"over {len(means)} runs: mean {np.mean(means):.1f} [{lo:.1f}, {hi:.1f}] (95% bootstrap CI), "
-                  f"IQM {iqm(means):.1f}")
+            print(f"over {len(means)} runs ({args.which} checkpoints): mean {format_ci(*mean_ci(means))} (95% CI, "
+                  f"t+Hall), IQM {iqm(means):.1f}")
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=1) + "\n")
     return results
