@@ -1,5 +1,5 @@
 """rlbase's submitit launchers for Hydra (``hydra/launcher=submitit_local`` and ``submitit_slurm`` point here; see
-algos/common/sweep.py's register_launchers). They live in the hydra_plugins namespace package because Hydra
+rlbase/conf/schema.py's register_launchers). They live in the hydra_plugins namespace package because Hydra
 instantiates launchers from nowhere else; the jobs import the repository's modules through the PYTHONPATH train.py sets.
 """
 

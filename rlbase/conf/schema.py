@@ -88,6 +88,24 @@ def variant(override_dirname: Optional[str], named: Optional[list] = None) -> st
     return "/" + name
 
 
+def register_launchers(store) -> None:
+    """Point Hydra's ``hydra/launcher=submitit_local`` and ``submitit_slurm`` at ours (hydra_plugins/rlbase_submitit:
+    Hydra instantiates launchers only from the hydra_plugins package)."""
+    try:
+        import hydra_plugins.hydra_submitit_launcher  # noqa: F401 - the plugin is optional
+    except ImportError:
+        return
+    from hydra.core.plugins import Plugins
+
+    Plugins.instance()  # Hydra's plugin scan runs each plugin's config module (once): it must not come after ours
+    from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf, SlurmQueueConf
+
+    store.store(group="hydra/launcher", name="submitit_local", provider="rlbase",
+                node=LocalQueueConf(_target_="hydra_plugins.rlbase_submitit.LocalLauncher"))
+    store.store(group="hydra/launcher", name="submitit_slurm", provider="rlbase",
+                node=SlurmQueueConf(_target_="hydra_plugins.rlbase_submitit.SlurmLauncher"))
+
+
 def register() -> None:
     global _registered
     if _registered:
@@ -100,8 +118,8 @@ def register() -> None:
     cs.store(group="schema", name="dataset", node=DatasetConfig)
     for name, module in algos.ALGOS.items():
         cs.store(group="schema/algo", name=name, node=importlib.import_module(module).Config)
-    # submitit launchers that wait for every job even when one's process died (algos/common/sweep.py)
-    importlib.import_module("rlbase.report.sweep").register_launchers(cs)
+    # submitit launchers that wait for every job even when one's process died (hydra_plugins/rlbase_submitit)
+    register_launchers(cs)
     # ${pid:} in the default run directory: two runs started in the same second get different directories
     OmegaConf.register_new_resolver("pid", lambda: str(os.getpid()), replace=True)
     # ${data_dir:...} in run directories: an offline run's dataset is part of where it lives, so the same algo, env

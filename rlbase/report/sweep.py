@@ -48,24 +48,6 @@ def finish_open_sweeps() -> bool:
     return ended
 
 
-def register_launchers(store) -> None:
-    """Point Hydra's ``hydra/launcher=submitit_local`` and ``submitit_slurm`` at ours (hydra_plugins/rlbase_submitit:
-    Hydra instantiates launchers only from the hydra_plugins package)."""
-    try:
-        import hydra_plugins.hydra_submitit_launcher  # noqa: F401 - the plugin is optional
-    except ImportError:
-        return
-    from hydra.core.plugins import Plugins
-
-    Plugins.instance()  # Hydra's plugin scan runs each plugin's config module (once): it must not come after ours
-    from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf, SlurmQueueConf
-
-    store.store(group="hydra/launcher", name="submitit_local", provider="rlbase",
-                node=LocalQueueConf(_target_="hydra_plugins.rlbase_submitit.LocalLauncher"))
-    store.store(group="hydra/launcher", name="submitit_slurm", provider="rlbase",
-                node=SlurmQueueConf(_target_="hydra_plugins.rlbase_submitit.SlurmLauncher"))
-
-
 class SweepReport(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         _OPEN.append(Path(config.hydra.sweep.dir))
