@@ -106,3 +106,20 @@ def test_resume_without_a_checkpoint_or_with_damaged_overrides_is_refused_untouc
     # no checkpoint: the refusal gives the command that starts the run again
     saved.write_text("- algo=dqn\n- env=cartpole\n")
     assert "python train.py algo=dqn env=cartpole" in run_train(f"resume={run_dir}", run_dir=run_dir, check=False).stderr
+
+
+def test_a_resume_refuses_a_key_only_one_side_has_unless_it_is_a_new_setting_at_its_default(tmp_path, compose_cfg):
+    """A key added under a dict-valued setting (env.kwargs) changes the task and is refused; a setting the code
+    gained since the run started is accepted at its default only."""
+    from omegaconf import OmegaConf
+
+    from rlbase.runs import job
+
+    saved = OmegaConf.to_container(compose_cfg("algo=sac", "env=pendulum"), resolve=True)
+    assert job.resume_changes(compose_cfg("algo=sac", "env=pendulum", "+env.kwargs.g=5.0"), tmp_path, saved) == [
+        "env.kwargs.g=5.0 (the run has no env.kwargs.g)"]
+    older = OmegaConf.to_container(compose_cfg("algo=sac", "env=pendulum"), resolve=True)
+    del older["algo"]["log_prob_eps"]  # a run recorded before the setting existed
+    assert job.resume_changes(compose_cfg("algo=sac", "env=pendulum"), tmp_path, older) == []
+    assert job.resume_changes(compose_cfg("algo=sac", "env=pendulum", "algo.log_prob_eps=1e-6"), tmp_path, older) == [
+        "algo.log_prob_eps=1e-06 (the run has no algo.log_prob_eps)"]

@@ -157,7 +157,8 @@ def _flat(node, prefix: str = "") -> dict[str, object]:
 def resume_changes(cfg: DictConfig, run_dir: Path, saved: Optional[dict] = None) -> list[str]:
     """Settings of this resume that differ from those the run's checkpoint was trained with (``saved``: the config
     stored in the checkpoint; older checkpoints: the run's recorded .hydra/config.yaml), safe ones aside. A key only
-    one side has (a setting added or removed since the run started) is not a change."""
+    one side has is a change too (a key added under ``env.kwargs`` changes the task), except a setting the code
+    gained since the run started, given at its default (the run trained with what that default keeps)."""
     if saved is None:
         recorded = _RECORDED.get(str(run_dir.resolve()))
         if recorded is None:
@@ -174,7 +175,30 @@ def resume_changes(cfg: DictConfig, run_dir: Path, saved: Optional[dict] = None)
         if key.startswith("algo.") and key[5:] in ("random_steps", "learning_starts"):
             continue  # fitted to the first budget and restored from the checkpoint (train.run), whatever is given now
         changed.append(f"{key}={new[key]} (the run has {old[key]})")
+    defaults = _flat(_schema_defaults(cfg))
+    for key in sorted(set(old) ^ set(new)):
+        if key.split(".")[0] in RESUME_SAFE and key not in RESUME_FIXED:
+            continue
+        if key in new and key in defaults and defaults[key] == new[key]:
+            continue  # a setting added to the code since the run started, at its default
+        changed.append(f"{key}={new[key]} (the run has no {key})" if key in new else f"no {key} (the run has {key}={old[key]})")
     return changed
+
+
+def _schema_defaults(cfg: DictConfig) -> dict:
+    """Every setting's default for this config's algorithm (the schemas' dataclasses), as a plain nested dict."""
+    from rlbase.conf.schema import EvalConfig, HardwareConfig
+    from rlbase.core.logger import LoggerConfig
+
+    out = {}
+    schemas = {"algo": algos.get(cfg.algo.name).Config, "env": envs.EnvConfig, "eval": EvalConfig,
+               "hardware": HardwareConfig, "logger": LoggerConfig, "dataset": data.DatasetConfig}
+    for name, schema in schemas.items():
+        try:
+            out[name] = OmegaConf.to_container(OmegaConf.structured(schema), resolve=False)
+        except Exception:  # noqa: BLE001 - a schema with a mandatory field: no defaults to offer
+            out[name] = {}
+    return out
 
 
 def _remove_if_fresh(run_dir: Path) -> None:
