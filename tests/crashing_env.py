@@ -69,3 +69,21 @@ class ImageObsEnv(gym.Env):
 
 if "ImageObs-v0" not in gym.envs.registry:
     gym.register("ImageObs-v0", entry_point=ImageObsEnv, max_episode_steps=10)
+
+
+class UnboundedPendulum(gym.Env):
+    """A continuous-action env whose action space has no finite bounds (refused before any work)."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+    action_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(3, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(3, np.float32), 0.0, False, False, {}
+
+
+if "UnboundedPendulum-v0" not in gym.envs.registry:
+    gym.register("UnboundedPendulum-v0", entry_point=UnboundedPendulum, max_episode_steps=50)

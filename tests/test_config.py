@@ -134,6 +134,8 @@ def test_misspelled_key_in_yaml_fails(compose_cfg, tmp_path):
      "supported with algo=a3c"),
     (["algo=ppo", "env=pendulum", "algo.return_norm=true", "env.normalize_reward=true"], "pick one"),
     (["env=gym", "env.id=tests.crashing_env:ImageObs-v0"], "observations of shape (64, 64, 3) (uint8) are not supported"),
+    (["algo=td3", "env=gym", "env.id=tests.crashing_env:UnboundedPendulum-v0"], "has an action space without finite bounds"),
+    (["algo=ppo", "env=gym", "env.id=tests.crashing_env:UnboundedPendulum-v0"], "algo=ppo scales and clips its actions"),
 ])
 def test_validation_one_line_errors(compose_cfg, overrides, needle):
     cfg = compose_cfg(*overrides)

@@ -170,6 +170,15 @@ def validate(cfg: DictConfig) -> envs.EnvSpec:
     _check(spec.kind in allowed,
            f"algo={cfg.algo.name} needs {' or '.join(allowed)} actions, but env={cfg.env.name} ({spec.id}) has "
            f"{spec.kind} actions; pick an env with {' or '.join(allowed)} actions")
+    if not spec.discrete:
+        import numpy as np
+
+        bounds = np.concatenate([np.ravel(spec.action_low), np.ravel(spec.action_high)])
+        _check(bool(np.all(np.isfinite(bounds))),
+               f"env={cfg.env.name} ({spec.id}) has an action space without finite bounds (low {np.ravel(spec.action_low)}, "
+               f"high {np.ravel(spec.action_high)}); algo={cfg.algo.name} scales and clips its actions to the bounds, so "
+               "they must be finite: give the env a bounded Box (e.g. gymnasium.wrappers.ClipAction after a Box with "
+               "finite low/high)")
     validate_dataset(cfg, module, spec)
     if module.LOOP not in ("off_policy", "on_policy"):
         _check(not cfg.env.normalize_obs, f"env.normalize_obs=true is not supported with algo={cfg.algo.name} yet; "
