@@ -77,6 +77,9 @@ class UnboundedPendulum(gym.Env):
     observation_space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
     action_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
 
+    def __init__(self, render_mode=None):
+        self.render_mode = render_mode
+
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
         return np.zeros(3, np.float32), {}
