@@ -46,3 +46,16 @@ def test_bad_input_is_an_exception_and_leaves_nothing(tmp_path):
         rlbase.run(["algo.nope=1"], run_dir=tmp_path / "y")
     with pytest.raises(TypeError, match="list of key=value"):
         rlbase.run("algo=td3")
+
+
+def test_a_run_records_what_made_it_and_logs_progress_without_the_bar(tmp_path, monkeypatch):
+    from rlbase.loops import runner
+
+    monkeypatch.setattr(runner, "PROGRESS_EVERY", 0.0)  # a line at every log_every instead of every 5 minutes
+    r = rlbase.run(["algo=dqn", "env=cartpole", "total_steps=2000", "eval_every=1000", "eval_episodes=1",
+                    "logger=none", "progress=false"], run_dir=tmp_path / "r")
+    prov = json.loads((r.run_dir / "provenance.json").read_text())
+    assert len(prov["git"]["commit"]) == 40 and isinstance(prov["git"]["dirty"], bool)
+    assert prov["packages"]["torch"].startswith("2.") and prov["machine"]["cores"] >= 1
+    lines = (r.run_dir / "train.log").read_text()
+    assert "step 1000/2000 (50%)" in lines and "step 2000/2000 (100%)" in lines and "last eval" in lines

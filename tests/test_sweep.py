@@ -34,7 +34,7 @@ def test_two_tasks_two_seeds_sweep(tmp_path, launcher):
     meta = [json.loads((j / "wandb_run.json").read_text()) for j in jobs]
     assert len({m["id"] for m in meta}) == 4
     assert [m["group"] for m in meta] == ["dqn-acrobot", "dqn-acrobot", "dqn-cartpole", "dqn-cartpole"]
-    assert [m["name"] for m in meta] == ["seed0", "seed1", "seed0", "seed1"]
+    assert [m["name"] for m in meta] == ["dqn-acrobot-seed0", "dqn-acrobot-seed1", "dqn-cartpole-seed0", "dqn-cartpole-seed1"]
     assert all(list((j / "wandb").glob("offline-run-*")) and (j / "done").exists() for j in jobs)
     report = (tmp_path / "sweep" / "report" / "report.md").read_text()
     assert "| dqn · CartPole-v1 | 2 (0, 1) |" in report and "| dqn · Acrobot-v1 | 2 (0, 1) |" in report
@@ -86,7 +86,7 @@ def test_invalid_combinations_refuse_the_sweep_before_any_job(tmp_path):
 
 def test_sweep_preset_sets_multirun(compose_cfg):
     cfg = compose_cfg("+sweep=classic", "algo=dqn", "env=cartpole")
-    assert cfg.logger.group == "classic"
+    assert cfg.logger.group is None and list(cfg.logger.tags) == ["classic"]  # groups per algo x task; preset a tag
 
 
 def test_submitit_timeout_requeues_and_resumes(tmp_path):

@@ -131,6 +131,7 @@ def crossed(before: int, after: int, every: int) -> bool:
 
 
 _COUNTERS = ("step", "updates", "episodes", "evals")
+PROGRESS_EVERY = 300.0  # seconds between progress lines in train.log when the progress bar is off
 
 BEST_POLICY = "best_policy.pt"  # the policy of the run's best evaluation so far, beside checkpoint.pt
 
@@ -181,6 +182,10 @@ class Runner:
         self.sps = 0.0
         self.step_rate, self.update_rate = Rate(), Rate()
         self.bar: Optional[tqdm] = None
+        # Without the progress bar (a Slurm job's log, `progress=false`): one line to train.log and stdout every
+        # PROGRESS_EVERY seconds, so `tail -f` shows the run moving.
+        self.next_line = time.monotonic() + PROGRESS_EVERY
+        self.started = (time.monotonic(), 0)
         # The agent's generators (exploration, update noise): part of every run. A checkpoint from before agents
         # owned them lacks the entry: its run resumes on fresh streams (not an exact resume).
         rng = getattr(agent, "rng", None)
@@ -355,6 +360,8 @@ class Runner:
                 self._check_metrics()
         if crossed(before, self.step, self.log_every):
             self.sps = self.step_rate.read(self.step)
+            if not self.cfg.progress and time.monotonic() >= self.next_line:
+                self.progress_line()
             self._check_metrics()
             self.logger.log(self.step, {**self.metrics, "time/sps": self.sps,
                                         "time/updates_per_s": self.update_rate.read(self.updates),
@@ -378,6 +385,18 @@ class Runner:
         if self.signum is not None:
             self.on_signal()
 
+    def progress_line(self) -> None:
+        """``step 120000/1000000 (12%), 96 steps/s, last eval 2714.3 at 115000, about 2h33m left``."""
+        now = time.monotonic()
+        self.next_line = now + PROGRESS_EVERY
+        t0, s0 = self.started
+        rate = (self.step - s0) / max(now - t0, 1e-9)  # this segment's average (a resume starts its own)
+        left = (self.total - self.step) / rate if rate > 0 else float("inf")
+        last = f"last eval {self.last:.1f}" if self.evals else "no eval yet"
+        eta = f"about {int(left // 3600)}h{int(left % 3600 // 60):02d}m left" if math.isfinite(left) else ""
+        log.info("%s %d/%d (%.0f%%), %.0f %ss/s, %s, %s", self.unit, self.step, self.total, 100 * self.step / self.total,
+                 rate, self.unit, last, eta)
+
     def _check_metrics(self) -> None:
         for key, value in self.metrics.items():
             if not math.isfinite(float(value)):
@@ -391,6 +410,7 @@ class Runner:
         raise Interrupted(self.signum)
 
     def __enter__(self) -> Runner:
+        self.started, self.next_line = (time.monotonic(), self.step), time.monotonic() + PROGRESS_EVERY
         self.bar = tqdm(total=self.total, initial=self.step, disable=not self.cfg.progress, unit=self.unit,
                         dynamic_ncols=True, desc=f"{self.cfg.algo.name} {self.cfg.env.name}", mininterval=1.0)
         SIGNALS.enter(self)

@@ -23,7 +23,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from rlbase import algos, data, envs, loops
-from rlbase.core import checkpoint, seeding
+from rlbase.core import checkpoint, provenance, seeding
 from rlbase.core.logger import Logger
 from rlbase.runs.validate import ConfigError
 
@@ -324,7 +324,7 @@ def steps(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> Generator[int, 
     agent = module.Agent(OmegaConf.to_object(cfg.algo), spec, device, seeding.AgentRandom(cfg.seed, device))
     try:
         logger = Logger(cfg.logger, run_dir, config=OmegaConf.to_container(cfg, resolve=True),
-                        group=f"{cfg.algo.name}-{cfg.env.name}{swept_settings(run_dir, '-')}", name=f"seed{cfg.seed}",
+                        group=f"{cfg.algo.name}-{cfg.env.name}{swept_settings(run_dir, '-')}", name=f"{cfg.algo.name}-{cfg.env.name}-seed{cfg.seed}",
                         tags=[cfg.algo.name, cfg.env.name, f"seed{cfg.seed}"],
                         run_id=resume["wandb_id"] if resume else None, resume_step=resume["step"] if resume else None)
     except OSError as e:
@@ -334,6 +334,11 @@ def steps(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> Generator[int, 
             raise disk_error(e, str(run_dir)) from None
         raise
     log.info("run dir: %s", run_dir)
+    try:  # which code, packages and machine made the run (a resume adds its own line)
+        rec = provenance.record(run_dir, resumed=resume is not None, threads=threads)
+        log.info("code: commit %s%s", (rec["git"]["commit"] or "unknown")[:12], " (dirty tree)" if rec["git"]["dirty"] else "")
+    except OSError as e:
+        log.warning("could not write the run's provenance record: %s", e)
     exit_code, start = 1, time.time()
     try:
         result = yield from loops.get(module.LOOP)(cfg, agent, env, eval_env, spec, logger, run_dir, device, resume)
