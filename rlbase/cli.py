@@ -45,7 +45,7 @@ from rlbase.runs.job import (  # noqa: E402
     run,
     unfinished_twins,
 )
-from rlbase.runs.validate import ConfigError, fit_starts, validate, validate_tuned  # noqa: E402
+from rlbase.runs.validate import ConfigError, fit_schedule, fit_starts, validate, validate_tuned  # noqa: E402
 
 log = logging.getLogger("train")
 # A log line that cannot be written (train.log on a full disk) is dropped, not printed as a "--- Logging error ---"
@@ -412,7 +412,7 @@ def _checked_run(cfg: DictConfig, run_dir: Path, multirun: bool) -> float:
         if HydraConfig.initialized():
             validate_tuned(dict(HydraConfig.get().runtime.choices))
         spec = validate(cfg)
-        notes = fit_starts(cfg, explicit_keys())
+        notes = fit_starts(cfg, explicit_keys()) + fit_schedule(cfg, explicit_keys())
     except ConfigError:
         _remove_if_fresh(run_dir)
         restore_recorded_config(run_dir)

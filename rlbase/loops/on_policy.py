@@ -153,6 +153,10 @@ def loop(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: Path, d
     run.track("anneal_horizon", lambda: horizon)  # read above, before the agent's schedule starts
     if not run.restore():
         cur["obs"], _ = env.reset(seed=seeding.sub_env_seeds(cfg.seed, n))
+        rollout = a.n_steps * n
+        if cfg.total_steps % rollout:
+            log.info("total_steps=%d is not a whole number of rollouts (num_envs x n_steps = %d): the run ends at %d",
+                     cfg.total_steps, rollout, -(-cfg.total_steps // rollout) * rollout)
     envs.share_obs_stats(env, eval_env)
     with run:
         while not run.done:

@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
 from rlbase.core import checkpoint  # noqa: E402
 from rlbase.core.logger import read_metrics  # noqa: E402
 from rlbase.runs import job  # noqa: E402
-from rlbase.runs.validate import ConfigError, fit_starts, validate, validate_tuned  # noqa: E402
+from rlbase.runs.validate import ConfigError, fit_schedule, fit_starts, validate, validate_tuned  # noqa: E402
 
 log = logging.getLogger("train")
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -105,7 +105,8 @@ def run(overrides: Union[Sequence[str], None] = None, run_dir: Optional[Union[st
         try:
             validate_tuned(dict(hydra_cfg.runtime.choices))
             spec = validate(cfg)
-            notes = fit_starts(cfg, {o.partition("=")[0].lstrip("+~") for o in overrides})
+            explicit = {o.partition("=")[0].lstrip("+~") for o in overrides}
+            notes = fit_starts(cfg, explicit) + fit_schedule(cfg, explicit)
         except ConfigError:
             job._remove_if_fresh(run_dir)
             raise

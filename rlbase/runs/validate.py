@@ -90,6 +90,20 @@ def fit_starts(cfg: DictConfig, explicit: set[str]) -> list[str]:
     return notes
 
 
+def fit_schedule(cfg: DictConfig, explicit: set[str]) -> list[str]:
+    """An evaluation schedule that fits the budget: an ``eval_every`` from a file (an env's or a tuned file's
+    50k) that leaves fewer than two evaluations in ``total_steps`` becomes a tenth of the budget, with one line
+    (evaluation never changes training). Values set on the command line are kept. Offline runs count updates."""
+    total = cfg.total_updates if getattr(algos.get(cfg.algo.name), "OFFLINE", False) else cfg.total_steps
+    if {"eval_every", "env.eval_every"} & explicit or cfg.eval_every * 2 <= total:
+        return []
+    new = max(total // 10, 1)
+    note = (f"eval_every={cfg.eval_every} (from the env or tuned file) leaves {total // cfg.eval_every} evaluation(s) "
+            f"before the end of a {total}-step budget; using {new} (set eval_every to choose)")
+    cfg.eval_every = new
+    return [note]
+
+
 def validate_hardware(h: DictConfig) -> None:
     dev = str(h.device)
     _check(dev == "cpu" or dev.startswith("cuda"), f"hardware.device={dev} is not supported; allowed: cpu, cuda, cuda:<index>")

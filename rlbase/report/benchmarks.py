@@ -1,0 +1,437 @@
+"""``docs/benchmarks.md``: every pre-registered protocol against the anchors it names, one headline table.
+
+    python scripts/benchmarks.py                      # reads benchmarks/*/protocol.yaml, writes docs/benchmarks.md
+    python scripts/benchmarks.py --root DIR --out F   # another tree (tests), another output file
+
+What it reads, and nothing else: each ``benchmarks/<name>/protocol.yaml`` (``rlbase.report.protocol.load``), the
+per-seed curves its ``export`` wrote next to it (``<entry>-seed<k>.csv``: ``step,return_mean,return_std``), its
+``runs.json`` (which runs finished, on which commits), and the anchor files the protocol's ``anchors`` list names
+(per-seed curves ``benchmarks/anchors/<source>/<algo>-<task>.csv`` with ``seed,step,return``; tables such as the TD3
+paper's ``table1.csv`` with ``algo,task,mean,std,statistic,seeds``). Entries are named ``<algo>-<task>``; an entry
+is compared with every curve file of the anchors list named ``<algo>-<task>.csv`` (and allowed by that anchor's
+``algos``), one table row per (entry, anchor).
+
+The per-seed statistic of a protocol is its ``statistic`` text put into code: a :class:`Statistic` (the mean return
+over a window of evaluations, the same window for our seeds and the anchor's), taken from the protocol's optional
+``statistic_window`` mapping (same field names) or else from ``STATISTICS`` below, keyed by the protocol's name. A
+protocol with neither is listed as not tabulated. Verdicts come from ``rlbase.report.stats`` (Welch interval,
+permutation test, ``verdict``), and only when every seed of the entry has finished; otherwise the row says
+"queued: k/n finished" and shows the anchor's numbers alone. The secondary line (highest point of the seed-mean
+curve, the anchors' own headline statistic) is descriptive: no verdict.
+
+A benchmark directory that writes its own ``summary.md`` (e.g. ``benchmarks/generator_change/``) is linked, not
+computed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from rlbase.report import anchors as anchor_lib
+from rlbase.report import protocol as protocol_lib
+from rlbase.report import stats
+
+ROOT = Path(__file__).resolve().parents[2]
+SOURCE_NAMES = {"tianshou": "Tianshou", "td3_paper": "TD3 paper", "rl_zoo": "RL-Zoo"}
+
+
+@dataclass(frozen=True)
+class Statistic:
+    """One value per seed: the mean return over the evaluations at ``first_step <= step <= last_step``, of which
+    there must be exactly ``evaluations``; verdict margin ``margin`` x |anchor mean|; secondary statistic: the
+    highest point of the seed-mean curve at steps <= ``max_step``."""
+
+    first_step: int
+    last_step: int
+    evaluations: int
+    margin: float = 0.05
+    max_step: Optional[int] = None
+
+    def describe(self) -> str:
+        return (f"mean return over the last {self.evaluations} evaluations ({self.first_step:,}-{self.last_step:,} "
+                f"steps) of each seed")
+
+    def per_seed(self, curve: list[tuple[int, float]], where: str) -> float:
+        window = [r for s, r in curve if self.first_step <= s <= self.last_step]
+        if len(window) != self.evaluations:
+            raise ValueError(f"{where}: {len(window)} evaluations in {self.first_step}-{self.last_step}, "
+                             f"the protocol's statistic needs {self.evaluations}")
+        return float(sum(window) / len(window))
+
+
+# Each protocol's `statistic` text, in code (a protocol may instead carry `statistic_window:` with these fields).
+STATISTICS = {
+    # "the mean evaluation return over the last ten evaluations (955k-1M steps) of each seed ... verdict margin 5%
+    # of the anchor's mean. Secondary ...: the highest point of the 5-seed mean curve within 1M steps"
+    "offpolicy_1m": Statistic(first_step=955_000, last_step=1_000_000, evaluations=10, margin=0.05,
+                              max_step=1_000_000),
+}
+
+
+@dataclass
+class Row:
+    protocol: str
+    algo: str
+    task: str
+    our_task: str
+    anchor: str  # "TD3 paper curves, v1 tasks"
+    anchor_file: str
+    n_seeds: int
+    finished: list[int] = field(default_factory=list)
+    our_files: list[str] = field(default_factory=list)
+    commits: list[str] = field(default_factory=list)
+    ours: dict[int, float] = field(default_factory=dict)
+    theirs: dict[int, float] = field(default_factory=dict)
+    our_max: Optional[tuple[int, float]] = None
+    their_max: Optional[tuple[int, float]] = None
+    tables: list[tuple[str, str]] = field(default_factory=list)  # (label, value) of published table numbers
+    table_files: list[str] = field(default_factory=list)
+    error: str = ""
+    margin: float = 0.05
+
+    @property
+    def queued(self) -> bool:
+        return len(self.finished) < self.n_seeds
+
+    def diff(self) -> Optional[stats.Diff]:
+        if self.queued or self.error or len(self.ours) < 2 or len(self.theirs) < 1:
+            return None
+        return stats.diff(list(self.ours.values()), list(self.theirs.values()))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def expand(pattern: str) -> list[str]:
+    """Shell-style brace expansion: ``"a/{x,y}-{1,2}.csv"`` -> the four paths, in order."""
+    m = re.search(r"\{([^{}]*)\}", pattern)
+    if not m:
+        return [pattern]
+    return [p for alt in m.group(1).split(",") for p in expand(pattern[:m.start()] + alt + pattern[m.end():])]
+
+
+def read_curves(path: Path) -> anchor_lib.Curves:
+    """An anchor file (``seed,step,return``) as seed -> [(step, return), ...] (``anchors.curves`` for any path)."""
+    out: anchor_lib.Curves = {}
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            out.setdefault(int(row["seed"]), []).append((int(row["step"]), float(row["return"])))
+    return {seed: sorted(points) for seed, points in sorted(out.items())}
+
+
+def read_ours(path: Path) -> list[tuple[int, float]]:
+    """One exported run (``step,return_mean,return_std``) as [(step, return_mean), ...]; a repeated step is an
+    error (the curve would weigh that evaluation twice)."""
+    with path.open(newline="") as f:
+        points = sorted((int(r["step"]), float(r["return_mean"])) for r in csv.DictReader(f))
+    steps = [s for s, _ in points]
+    if len(set(steps)) != len(steps):
+        raise ValueError(f"{path.name}: an evaluation step appears twice")
+    return points
+
+
+def split_entry(name: str) -> tuple[str, str]:
+    algo, sep, task = name.partition("-")
+    if not sep or not algo or not task:
+        raise ValueError(f"entry {name!r}: expected <algo>-<task>")
+    return algo.lower(), task.lower()
+
+
+def our_task(entry: dict[str, Any], common: list[str], task: str) -> str:
+    """The task id our runs used: an ``env.id=`` override, else the env file's ``id``, else the entry's task."""
+    overrides = [*common, *entry.get("overrides", [])]
+    for o in overrides:
+        if o.startswith("env.id="):
+            return o.partition("=")[2]
+    env = next((o.partition("=")[2] for o in overrides if o.startswith("env=")), task)
+    conf = ROOT / "rlbase" / "conf" / "env" / f"{env}.yaml"
+    if conf.is_file():
+        return str((yaml.safe_load(conf.read_text()) or {}).get("id", task))
+    return task
+
+
+def statistic_of(spec: dict[str, Any]) -> Optional[Statistic]:
+    if spec.get("statistic_window"):
+        return Statistic(**spec["statistic_window"])
+    return STATISTICS.get(spec["name"])
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def rows_of(spec: dict[str, Any], stat: Statistic, root: Path) -> list[Row]:
+    """Every (entry, anchor) row of one protocol, with all numbers read (none computed yet but the per-seed ones)."""
+    out_dir = Path(spec["_path"]).parent
+    manifest_path = out_dir / "runs.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    by_entry: dict[str, list[protocol_lib.Job]] = {}
+    for job in protocol_lib.jobs(spec, root / "benchmarks" / "runs"):
+        by_entry.setdefault(job.entry, []).append(job)
+    anchor_specs = spec.get("anchors") or []
+    rows: list[Row] = []
+    for entry in spec["entries"]:
+        algo, task = split_entry(entry["name"])
+        jobs = by_entry[entry["name"]]
+        # ours: finished runs (runs.json says done, and the curve file is there)
+        ours: dict[int, float] = {}
+        finished, files, commits, curves, errors = [], [], set(), {}, []
+        for job in jobs:
+            record = manifest.get(job.key, {})
+            path = out_dir / f"{job.key}.csv"
+            if record.get("status") != "done" or not path.is_file():
+                continue
+            finished.append(job.seed)
+            files.append(_rel(path, root))
+            commits.update(record.get("commits", []))
+            try:
+                curves[job.seed] = read_ours(path)
+                ours[job.seed] = stat.per_seed(curves[job.seed], path.name)
+            except ValueError as e:
+                errors.append(str(e))
+        our_max = None
+        if not errors and len(finished) == len(jobs) and curves:
+            our_max = _max_of_mean(curves, stat.max_step)
+        # published table numbers (secondary line only): rows whose algo ends with ours (ddpg: ddpg and ourddpg)
+        tables, table_files = [], []
+        for a in anchor_specs:
+            if "file" not in a:
+                continue
+            path = root / a["file"]
+            if not path.is_file():
+                continue
+            if a.get("tasks") and task not in a["tasks"]:
+                continue
+            with path.open(newline="") as f:
+                for r in csv.DictReader(f):
+                    if r["task"] == task and r["algo"].endswith(algo) and r["algo"] in a.get("algos", [r["algo"]]):
+                        label = f"{SOURCE_NAMES.get(a['source'], a['source'])} {Path(a['file']).stem} {r['algo']}"
+                        how = f"{r['statistic']}, {r['seeds']} seeds, {a.get('version', '?')}"
+                        tables.append((label, f"{float(r['mean']):.2f} ({how})"))
+                        if _rel(path, root) not in table_files:
+                            table_files.append(_rel(path, root))
+        # one row per curve anchor that has this entry's file
+        for a in anchor_specs:
+            if "files" not in a or (a.get("algos") and algo not in a["algos"]):
+                continue
+            wanted = f"benchmarks/anchors/{a['source']}/{algo}-{task}.csv"
+            if wanted not in expand(a["files"]):
+                continue
+            source = SOURCE_NAMES.get(a["source"], a["source"])
+            row = Row(spec["name"], algo, task, our_task(entry, spec.get("common", []), task),
+                      f"{source} curves, {a.get('version', '?')} tasks", wanted, len(jobs), finished, files,
+                      sorted(commits), dict(ours), our_max=our_max, tables=list(tables),
+                      table_files=list(table_files), error="; ".join(errors), margin=stat.margin)
+            path = root / wanted
+            if not path.is_file():
+                row.error = (row.error + "; " if row.error else "") + f"anchor file {wanted} missing"
+            else:
+                their = read_curves(path)
+                try:
+                    row.theirs = {s: stat.per_seed(c, f"{wanted} seed {s}") for s, c in their.items()}
+                    row.their_max = _max_of_mean(their, stat.max_step)
+                except ValueError as e:
+                    row.error = (row.error + "; " if row.error else "") + str(e)
+            rows.append(row)
+        if not any(r.algo == algo and r.task == task and r.protocol == spec["name"] for r in rows):
+            rows.append(Row(spec["name"], algo, task, our_task(entry, spec.get("common", []), task),
+                            "no per-seed anchor named", "", len(jobs), finished, files, sorted(commits), dict(ours),
+                            our_max=our_max, tables=tables, table_files=table_files,
+                            error="; ".join(errors) or "the protocol names no per-seed anchor file for this entry",
+                            margin=stat.margin))
+    return rows
+
+
+def _max_of_mean(curves: anchor_lib.Curves, max_step: Optional[int]) -> tuple[int, float]:
+    return anchor_lib.max_of_mean(curves, max_step=max_step)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _git(*args: str) -> Optional[str]:
+    try:
+        proc = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def _ci(values: dict[int, float]) -> str:
+    m, lo, hi = stats.mean_ci(list(values.values()))
+    return f"{stats.format_ci(m, lo, hi)}, n={len(values)}"
+
+
+def _pretty_task(task: str) -> str:
+    return {"halfcheetah": "HalfCheetah", "walker2d": "Walker2d"}.get(task, task.capitalize())
+
+
+def cells(row: Row) -> list[str]:
+    """The headline table's cells for one row."""
+    what = f"{row.algo.upper()} | {_pretty_task(row.task)} ({row.our_task})"
+    theirs = f"{_ci(row.theirs)}, {row.anchor}" if row.theirs else f"— ({row.anchor})"
+    if row.queued:
+        return [what, f"queued: {len(row.finished)}/{row.n_seeds} finished", theirs, "—", "no verdict (queued)",
+                row.protocol]
+    if row.error:
+        return [what, _ci(row.ours) if len(row.ours) >= 2 else "—", theirs, f"data error: {row.error}",
+                "no verdict (data error)", row.protocol]
+    d = row.diff()
+    if d is None:
+        return [what, "—", theirs, "—", "no verdict", row.protocol]
+    v = stats.verdict(d, stats.margin_from(list(row.theirs.values()), row.margin))
+    return [what, _ci(row.ours), theirs, stats.format_diff(d), f"**{v}**", row.protocol]
+
+
+def secondary(row: Row) -> str:
+    """The descriptive line: highest point of the seed-mean curve, ours and the anchor's; published numbers."""
+    def at(x: Optional[tuple[int, float]], n: int) -> str:
+        return f"{x[1]:.1f} at step {x[0]:,} ({n} seeds)" if x else "—"
+
+    ours = at(row.our_max, len(row.finished)) if not row.queued else f"— (queued: {len(row.finished)}/{row.n_seeds})"
+    line = (f"- {row.algo.upper()} {_pretty_task(row.task)} vs {row.anchor}: ours {ours}; anchor "
+            f"{at(row.their_max, len(row.theirs))}")
+    if row.tables:
+        line += "; published: " + ", ".join(f"{label} {value}" for label, value in row.tables)
+    return line + "."
+
+
+def render(root: Path) -> str:
+    bench = root / "benchmarks"
+    protocols, linked, untabled, rows = [], [], [], []
+    for d in sorted(p for p in bench.iterdir() if p.is_dir() and p.name not in ("anchors", "runs")) \
+            if bench.is_dir() else []:
+        if (d / "summary.md").is_file():
+            linked.append(d)
+            continue
+        if not (d / "protocol.yaml").is_file():
+            continue
+        spec = protocol_lib.load(d / "protocol.yaml")
+        stat = statistic_of(spec)
+        if stat is None:
+            untabled.append(spec)
+            continue
+        protocols.append((spec, stat))
+        rows += rows_of(spec, stat, root)
+
+    commit = _git("rev-parse", "HEAD") or "unknown"
+    dirty = _git("status", "--porcelain")
+    tree = "" if dirty is None else " (the working tree had uncommitted changes)" if dirty else " (clean tree)"
+    out = [
+        "# Benchmarks: pre-registered protocols against published anchors",
+        "",
+        "Generated by `python scripts/benchmarks.py` (`rlbase/report/benchmarks.py`) from the files under "
+        f"`benchmarks/` only, at commit `{commit}`{tree}. Do not edit by hand: rerun the command.",
+        "",
+        "Each row compares our seeds of one protocol entry with one anchor's seeds at the protocol's per-seed "
+        "statistic, computed the same way for both. Ours: mean [95% interval] over the finished seeds (interval "
+        "`t+hall`, `rlbase.report.stats.mean_ci`). Difference: ours minus the anchor, Welch 95% interval and a "
+        "two-sided permutation test, with the smallest p that test can reach at these seed counts (`stats.diff`). "
+        "Verdicts (`stats.verdict`):",
+        "",
+        "- **above** / **below**: a resolved difference: the interval excludes 0 *and* the permutation p < 0.05 "
+        "(so 3 seeds against 3, whose smallest attainable p is 0.10, can never be above or below);",
+        "- **matches**: not resolved, and the whole interval lies inside the protocol's equivalence margin "
+        "(" + ("; ".join(f"{spec['name']}: ±{100 * stat.margin:g}% of the anchor's mean" for spec, stat in protocols)
+               or "stated by each protocol") + ");",
+        "- **not resolved**: anything else;",
+        "- **queued: k/n finished**: fewer than the protocol's seeds have finished; the anchor's numbers are shown, "
+        "no verdict is given.",
+        "",
+        "Task versions differ between us and the anchors (named in each cell); a difference can be the task's.",
+        "",
+    ]
+    if rows:
+        out += ["| algo | task (ours) | ours | anchor | ours − anchor | verdict | protocol |",
+                "|---|---|---|---|---|---|---|"]
+        out += ["| " + " | ".join(cells(r)) + " |" for r in rows]
+    else:
+        out += ["No protocol with a known statistic yet."]
+    if rows:
+        out += ["", "Secondary, descriptive (no verdict): the highest point of the seed-mean curve within each "
+                "protocol's budget (the statistic of the anchors' own tables), ours and the anchor's, with the "
+                "published table numbers the protocol names (what each source's algorithms and numbers are: the "
+                "`SOURCE.md` beside its file" + ("; the TD3 paper's `ddpg` is OpenAI Baselines' DDPG, `ourddpg` the "
+                "authors' own" if any("ourddpg" in label for r in rows for label, _ in r.tables) else "") + "):", ""]
+        out += [secondary(r) for r in rows]
+        out += ["", "## Data behind each row", ""]
+        for r in rows:
+            files = [f"`{_rel(Path(spec['_path']), root)}`" for spec, _ in protocols if spec["name"] == r.protocol]
+            manifest = root / "benchmarks" / r.protocol / "runs.json"
+            files.append(f"`{_rel(manifest, root)}`" if manifest.is_file() else "no `runs.json` yet (nothing exported)")
+            if r.our_files:
+                files.append(f"ours: {_file_list(r.our_files)}")
+            else:
+                files.append("ours: no finished run yet")
+            if r.anchor_file:
+                files.append(f"anchor: `{r.anchor_file}`")
+            files += [f"table: `{f}`" for f in r.table_files]
+            commits = f"; runs' commits: {', '.join(f'`{c[:7]}`' for c in r.commits)}" if r.commits else ""
+            out.append(f"- {r.algo.upper()} {_pretty_task(r.task)} vs {r.anchor}: " + ", ".join(files) + commits)
+    out += ["", "## Protocols", ""]
+    for spec, stat in protocols:
+        jobs = protocol_lib.jobs(spec, root / "benchmarks" / "runs")
+        manifest_path = Path(spec["_path"]).parent / "runs.json"
+        manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+        done = sum(manifest.get(j.key, {}).get("status") == "done" for j in jobs)
+        text = " ".join(str(spec["statistic"]).split())
+        out += [f"- **{spec['name']}** (`{_rel(Path(spec['_path']), root)}`, written {spec['written']}): "
+                f"{done}/{len(jobs)} runs finished. Seeds {', '.join(map(str, spec['seeds']))}. "
+                f"Statistic as computed here: {stat.describe()}, margin {100 * stat.margin:g}% of the anchor's mean"
+                + (f", secondary within {stat.max_step:,} steps" if stat.max_step else "")
+                + f". The protocol's text: \"{text}\""]
+    for spec in untabled:
+        out.append(f"- **{spec['name']}** (`{_rel(Path(spec['_path']), root)}`): not tabulated: no statistic for it "
+                   "in `rlbase/report/benchmarks.py` (`STATISTICS`) and no `statistic_window` in the file.")
+    if linked:
+        out += ["", "## Other checks (each reports itself)", ""]
+        out += [f"- [{d.name}](../{_rel(d / 'summary.md', root)})" for d in linked]
+    out += ["", "Older comparisons (before the protocols, and before commits f8a52e1 and 47a9c88, which changed every "
+            "trajectory) are exploration, in [results.md](results.md).", ""]
+    return "\n".join(out)
+
+
+def _file_list(files: list[str]) -> str:
+    """``benchmarks/p/td3-hopper-seed{1000,1001}.csv`` for files that differ only in the seed."""
+    m = [re.fullmatch(r"(.*-seed)(\d+)(\.csv)", f) for f in files]
+    if all(m) and len({(x.group(1), x.group(3)) for x in m}) == 1 and len(files) > 1:
+        return f"`{m[0].group(1)}{{{','.join(x.group(2) for x in m)}}}{m[0].group(3)}`"
+    return ", ".join(f"`{f}`" for f in files)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--root", type=Path, default=ROOT, help="the tree holding benchmarks/ (default: this repository)")
+    p.add_argument("--out", type=Path, default=None, help="output file (default: <root>/docs/benchmarks.md)")
+    args = p.parse_args(argv)
+    out = args.out or args.root / "docs" / "benchmarks.md"
+    try:
+        text = render(args.root)
+    except protocol_lib.ProtocolError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
