@@ -246,3 +246,28 @@ def test_minimize_falls_back_for_other_optimizers():
     minimize(opt, net(torch.randn(16, 3)).pow(2).mean())
     assert all(not torch.equal(b, p) for b, p in zip(before, net.parameters()))
     assert all(p.grad is None for p in net.parameters())
+
+
+def test_minimize_falls_back_to_the_public_step_when_the_private_kernel_is_unusable(monkeypatch):
+    """A torch whose private fused Adam kernel moved or changed its signature: the step goes through opt.step()
+    instead, with the same arithmetic, and every later step too."""
+    from rlbase.core import nets as nets_module
+
+    def step_all(broken: bool):
+        torch.manual_seed(0)
+        net = mlp(3, [8], 1)
+        opt = adam(net.parameters(), 1e-2)
+        monkeypatch.setitem(nets_module._FAST, "ok", True)
+        if broken:
+            def changed(*a, **k):
+                raise TypeError("_fused_adam_() got an unexpected keyword argument 'lr'")
+            monkeypatch.setattr(nets_module, "_fused_kernel", lambda decoupled: changed)
+        for _ in range(4):
+            minimize(opt, net(torch.arange(6.0).view(2, 3)).pow(2).mean())
+        monkeypatch.undo()
+        return [p.detach().clone() for p in net.parameters()], opt.state_dict()
+
+    (fast, _), (slow, slow_state) = step_all(False), step_all(True)
+    assert all(torch.equal(a, b) for a, b in zip(fast, slow))
+    assert all(float(s["step"]) == 4 for s in slow_state["state"].values())
+    assert nets_module._FAST["ok"]  # monkeypatch put it back

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 
 import torch
 from torch import nn
+
+log = logging.getLogger(__name__)
 
 
 def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, activation: type[nn.Module] = nn.ReLU,
@@ -177,7 +180,7 @@ def minimize(opt: torch.optim.Optimizer, loss: torch.Tensor, clip_value: float =
         total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
         torch._foreach_mul_(grads, torch.clamp(clip_norm / (total + 1e-6), max=1.0))
     state = opt.state
-    if len(opt.param_groups) > 1 or not group.get("fused") or len(state) < len(params):
+    if not _FAST["ok"] or len(opt.param_groups) > 1 or not group.get("fused") or len(state) < len(params):
         # first step (torch creates the state) or an optimizer this fast path does not cover
         for p, g in zip(params, grads):
             p.grad = g
@@ -188,13 +191,38 @@ def minimize(opt: torch.optim.Optimizer, loss: torch.Tensor, clip_value: float =
     st = [state[p] for p in params]
     steps = [s["step"] for s in st]
     beta1, beta2 = group["betas"]
-    kernel = torch._fused_adamw_ if group.get("decoupled_weight_decay") else torch._fused_adam_
+    kernel = _fused_kernel(bool(group.get("decoupled_weight_decay")))
     with torch.no_grad():
         torch._foreach_add_(steps, 1)
-        kernel(params, grads, [s["exp_avg"] for s in st], [s["exp_avg_sq"] for s in st],
-               [s["max_exp_avg_sq"] for s in st] if group["amsgrad"] else [], steps, amsgrad=group["amsgrad"],
-               lr=group["lr"], beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
-               maximize=group["maximize"], grad_scale=None, found_inf=None)
+        try:
+            if kernel is None:
+                raise AttributeError("torch has no fused Adam kernel")
+            kernel(params, grads, [s["exp_avg"] for s in st], [s["exp_avg_sq"] for s in st],
+                   [s["max_exp_avg_sq"] for s in st] if group["amsgrad"] else [], steps,
+                   amsgrad=group["amsgrad"], lr=group["lr"], beta1=beta1, beta2=beta2,
+                   weight_decay=group["weight_decay"], eps=group["eps"], maximize=group["maximize"], grad_scale=None,
+                   found_inf=None)
+        except (AttributeError, TypeError, RuntimeError) as e:  # a torch whose private kernel moved or changed
+            torch._foreach_sub_(steps, 1)  # opt.step() counts this step itself
+            _FAST["ok"] = False
+            log.warning("torch's private fused Adam kernel is not usable here (%s); using opt.step(), the same "
+                        "arithmetic through the public path", str(e).splitlines()[0] if str(e) else type(e).__name__)
+            for p, g in zip(params, grads):
+                p.grad = g
+            opt.step()
+            for p in params:
+                p.grad = None
+            return
+
+
+# The fast path of ``minimize`` calls torch's private fused Adam kernel; the first call that fails (an upgrade
+# moved or changed it) switches every later step to the public ``opt.step()`` for the rest of the process.
+_FAST = {"ok": True}
+
+
+def _fused_kernel(decoupled: bool):
+    """torch's private fused Adam(W) kernel, or None where this torch has none."""
+    return getattr(torch, "_fused_adamw_" if decoupled else "_fused_adam_", None)
 
 
 def state_of(obj, names: Sequence[str]) -> dict:
