@@ -181,12 +181,7 @@ def minimize(opt: torch.optim.Optimizer, loss: torch.Tensor, clip_value: float =
         torch._foreach_mul_(grads, torch.clamp(clip_norm / (total + 1e-6), max=1.0))
     state = opt.state
     if not _FAST["ok"] or len(opt.param_groups) > 1 or not group.get("fused") or len(state) < len(params):
-        # first step (torch creates the state) or an optimizer this fast path does not cover
-        for p, g in zip(params, grads):
-            p.grad = g
-        opt.step()
-        for p in params:
-            p.grad = None
+        _public_step(opt, params, grads)  # first step (torch creates the state), or a case the fast path does not cover
         return
     st = [state[p] for p in params]
     steps = [s["step"] for s in st]
@@ -207,17 +202,21 @@ def minimize(opt: torch.optim.Optimizer, loss: torch.Tensor, clip_value: float =
             _FAST["ok"] = False
             log.warning("torch's private fused Adam kernel is not usable here (%s); using opt.step(), the same "
                         "arithmetic through the public path", str(e).splitlines()[0] if str(e) else type(e).__name__)
-            for p, g in zip(params, grads):
-                p.grad = g
-            opt.step()
-            for p in params:
-                p.grad = None
-            return
+            _public_step(opt, params, grads)
 
 
 # The fast path of ``minimize`` calls torch's private fused Adam kernel; the first call that fails (an upgrade
 # moved or changed it) switches every later step to the public ``opt.step()`` for the rest of the process.
 _FAST = {"ok": True}
+
+
+def _public_step(opt: torch.optim.Optimizer, params: list, grads: list) -> None:
+    """``opt.step()`` with ``grads`` as the parameters' gradients (left unset afterwards)."""
+    for p, g in zip(params, grads):
+        p.grad = g
+    opt.step()
+    for p in params:
+        p.grad = None
 
 
 def _fused_kernel(decoupled: bool):
