@@ -29,7 +29,7 @@ import queue as queue_mod
 import signal
 import traceback
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 import torch
@@ -141,7 +141,9 @@ def _worker(rank: int, cfg: dict, spec: envs.EnvSpec, global_net, shared_state, 
         queue.put(("error", rank, traceback.format_exc()))
 
 
-def loop(cfg, agent: A3C, env, eval_env, spec: envs.EnvSpec, logger, run_dir, device, resume: Optional[dict[str, Any]] = None):
+def loop(ctx):
+    """Asynchronous workers (``_worker``) update the shared model; this process evaluates and checkpoints it."""
+    cfg, agent, env, eval_env, spec, logger, run_dir, device, resume = ctx.unpack()
     from omegaconf import OmegaConf
 
     n_workers = cfg.hardware.workers or os.cpu_count() or 1

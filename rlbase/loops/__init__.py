@@ -3,32 +3,65 @@
 ``off_policy`` (``off_policy.py``) drives DQN, DDPG, TD3 and SAC: act -> step -> store -> update.
 ``on_policy`` (``on_policy.py``) drives A2C and PPO: rollouts of N vector envs, one update phase per rollout.
 ``offline`` (``offline.py``) drives CQL, BCQ, BC, TD3+BC, IQL and offline SAC: sample the fixed dataset -> update.
-A3C brings its own loop (``algos/a3c.py``: asynchronous workers) on the same Runner.
+A3C brings its own loop (``rlbase/algos/a3c.py``: asynchronous workers) on the same Runner.
 
 A loop is a generator: it yields after each step (or rollout, or update) and returns the run's result, so a
-driver can run it to the end (:func:`drive`) or interleave several runs in one process (``train.steps``).
+driver can run it to the end (:func:`drive`) or interleave several runs in one process (``rlbase.runs.job.steps``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from typing import Any
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Optional
 
+from rlbase.loops import off_policy as _off_policy_mod
+from rlbase.loops import offline as _offline_mod
+from rlbase.loops import on_policy as _on_policy_mod
 from rlbase.loops.off_policy import OffPolicyConfig
-from rlbase.loops.off_policy import loop as off_policy
 from rlbase.loops.offline import OfflineConfig
-from rlbase.loops.offline import loop as offline
 from rlbase.loops.on_policy import OnPolicyConfig, collect_rollout
-from rlbase.loops.on_policy import loop as on_policy
 from rlbase.loops.runner import Interrupted, NonFiniteError, Runner, _first_non_finite
 
-KINDS: dict[str, Callable[..., Generator[int, None, dict[str, float]]]] = {
-    "off_policy": off_policy, "on_policy": on_policy, "offline": offline}
+
+@dataclass
+class Context:
+    """Everything a loop needs from the run that starts it, in one object instead of nine arguments."""
+
+    cfg: Any  # the run's DictConfig
+    agent: Any  # the algorithm's Agent (its own generators inside)
+    env: Any  # the training env (``make_env`` of the loop kind)
+    eval_env: Any
+    spec: Any  # envs.EnvSpec
+    logger: Any
+    run_dir: Any  # Path
+    device: Any  # torch.device
+    resume: Optional[dict[str, Any]] = None  # the checkpoint to continue from; None: a fresh run
+
+    def unpack(self) -> tuple:
+        return (self.cfg, self.agent, self.env, self.eval_env, self.spec, self.logger, self.run_dir, self.device,
+                self.resume)
 
 
-def get(loop: str | Callable) -> Callable[..., Generator[int, None, dict[str, float]]]:
+# A loop kind is a module with ``make_env(cfg)`` (the training env it steps) and ``loop(ctx)`` (a generator that
+# yields after each step and returns the Runner's result). An algorithm names its kind in ``LOOP``, or brings its
+# own loop function there (A3C), which trains on a single env.
+KINDS: dict[str, ModuleType] = {"off_policy": _off_policy_mod, "on_policy": _on_policy_mod, "offline": _offline_mod}
+
+
+def get(loop: str | Callable) -> Callable[[Context], Generator[int, None, dict[str, float]]]:
     """An algorithm module's ``LOOP``: a kind's name, or its own loop function."""
-    return loop if callable(loop) else KINDS[loop]
+    if callable(loop):
+        return loop
+    if loop not in KINDS:
+        raise ValueError(f"unknown loop kind {loop!r}; allowed: {', '.join(KINDS)} or a loop function")
+    return KINDS[loop].loop
+
+
+def make_env(loop: str | Callable, cfg):
+    """The training env of a loop kind (a loop function of its own: one env, as the off-policy kind steps)."""
+    return (_off_policy_mod if callable(loop) else KINDS[loop]).make_env(cfg)
 
 
 def drive(steps: Generator[Any, None, Any]) -> Any:
@@ -67,5 +100,5 @@ def interleave(runs: list[Generator[Any, None, Any]]) -> list[Any]:
     return results
 
 
-__all__ = ["KINDS", "Interrupted", "NonFiniteError", "OffPolicyConfig", "OfflineConfig", "OnPolicyConfig", "Runner",
-           "_first_non_finite", "collect_rollout", "drive", "get", "interleave", "offline", "off_policy", "on_policy"]
+__all__ = ["KINDS", "Context", "Interrupted", "NonFiniteError", "OffPolicyConfig", "OfflineConfig", "OnPolicyConfig",
+           "Runner", "_first_non_finite", "collect_rollout", "drive", "get", "interleave", "make_env"]

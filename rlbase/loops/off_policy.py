@@ -10,7 +10,7 @@ import logging
 from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import torch
 from omegaconf import OmegaConf
@@ -20,6 +20,9 @@ from rlbase.core import seeding
 from rlbase.core.buffer import ReplayBuffer
 from rlbase.core.settings import MinibatchConfig, at_least, non_negative, positive
 from rlbase.loops.runner import Runner
+
+if TYPE_CHECKING:
+    from rlbase.loops import Context
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +38,14 @@ class OffPolicyConfig(MinibatchConfig):
     gradient_steps: int = positive(1)  # gradient updates in each update phase, once learning has started
 
 
-def loop(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: Path, device: torch.device,
-         resume: Optional[dict[str, Any]] = None) -> Generator[int, None, dict[str, float]]:
+def make_env(cfg):
+    """The training env this loop kind steps."""
+    return envs.make(cfg.env, seeding.stream(cfg.seed, "train_env"))[0]
+
+
+def loop(ctx: Context) -> Generator[int, None, dict[str, float]]:
     """Train until the budget is spent, yielding the env step after each one; returns the Runner's result."""
+    cfg, agent, env, eval_env, spec, logger, run_dir, device, resume = ctx.unpack()
     a = agent.cfg  # the algorithm's dataclass (train.run converts it once): plain attributes in the hot loop
     gen = torch.Generator(device=device)
     gen.manual_seed(seeding.stream(cfg.seed, "replay"))

@@ -9,8 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Generator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 import torch
 
@@ -20,6 +19,9 @@ from rlbase.core.buffer import ReplayBuffer
 from rlbase.core.settings import MinibatchConfig
 from rlbase.loops.runner import Runner
 
+if TYPE_CHECKING:
+    from rlbase.loops import Context
+
 log = logging.getLogger(__name__)
 
 
@@ -28,12 +30,18 @@ class OfflineConfig(MinibatchConfig):
     """Settings every offline algorithm shares: no replay buffer, no random or learning starts (the dataset is the buffer)."""
 
 
-def loop(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: Path, device: torch.device,
-         resume: Optional[dict[str, Any]] = None) -> Generator[int, None, dict[str, float]]:
+def make_env(cfg):
+    """The training env this loop kind steps (offline runs train on the dataset; the env is built
+    alike for the Runner and never stepped in training)."""
+    return envs.make(cfg.env, seeding.stream(cfg.seed, "train_env"))[0]
+
+
+def loop(ctx: Context) -> Generator[int, None, dict[str, float]]:
     """``total_updates`` gradient updates on minibatches of the dataset, evaluation in the real env every
     ``eval_every`` updates (evaluation only: no transition of it is ever trained on). A checkpoint holds the agent
     and the sampler's RNG; the dataset itself is re-read (and its checksum verified) on resume, so checkpoints stay
     small. Yields the update count after each update."""
+    cfg, agent, env, eval_env, spec, logger, run_dir, device, resume = ctx.unpack()
     arrays, meta = data.load(cfg.dataset, spec)
     if hasattr(agent, "fit_dataset"):  # statistics of the data the agent uses (state normalisation, reward scale)
         agent.fit_dataset(arrays)

@@ -9,8 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 import torch
@@ -20,6 +19,9 @@ from rlbase.core import seeding
 from rlbase.core.rollout import RolloutStorage
 from rlbase.core.settings import AlgoConfig, positive, unit
 from rlbase.loops.runner import Runner
+
+if TYPE_CHECKING:
+    from rlbase.loops import Context
 
 log = logging.getLogger(__name__)
 
@@ -108,14 +110,19 @@ def collect_rollout(agent, env, storage: RolloutStorage, obs: np.ndarray, gamma:
     return obs
 
 
-def loop(cfg, agent, env, eval_env, spec: envs.EnvSpec, logger, run_dir: Path, device: torch.device,
-         resume: Optional[dict[str, Any]] = None) -> Generator[int, None, dict[str, float]]:
+def make_env(cfg):
+    """The training env this loop kind steps (a vector env of ``algo.num_envs``)."""
+    return envs.make_vector(cfg.env, cfg.seed, cfg.algo.num_envs, cfg.hardware.vector, cfg.algo.gamma)[0]
+
+
+def loop(ctx: Context) -> Generator[int, None, dict[str, float]]:
     """``num_envs`` envs x ``n_steps`` per rollout, then ``agent.update(rollout)``; yields the env step after each.
 
     ``env`` is a vector env in SAME_STEP autoreset mode (see ``envs.make_vector``), with ``envs.VecNormalize`` on
     top when observations or rewards are normalised: its statistics are saved in the checkpoint and shared
     (read-only) with the evaluation env.
     """
+    cfg, agent, env, eval_env, spec, logger, run_dir, device, resume = ctx.unpack()
     a, n = agent.cfg, env.num_envs
     storage = RolloutStorage(a.n_steps, n, spec.obs_shape, spec.action_shape, spec.discrete, device)
     norm = env if isinstance(env, envs.VecNormalize) else None

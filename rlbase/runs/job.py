@@ -313,10 +313,7 @@ def steps(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> Generator[int, 
         restore_recorded_config(run_dir)
         raise BadInput(f"{key}={cfg[key]} is below the step of the checkpoint in {run_dir} ({resume['step']}); "
                        f"allowed: {key} >= {resume['step']}")
-    if module.LOOP == "on_policy":
-        env, _ = envs.make_vector(cfg.env, cfg.seed, cfg.algo.num_envs, cfg.hardware.vector, cfg.algo.gamma)
-    else:
-        env, _ = envs.make(cfg.env, seeding.stream(cfg.seed, "train_env"))
+    env = loops.make_env(module.LOOP, cfg)
     eval_env, _ = envs.make(cfg.env, seeding.stream(cfg.seed, "eval_env"), train=False)
     # The algorithm's own dataclass, not the DictConfig: agents read settings in every update, and an OmegaConf
     # attribute costs microseconds (a third of a DQN run's time; docs/results.md, Speed).
@@ -341,7 +338,8 @@ def steps(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> Generator[int, 
         log.warning("could not write the run's provenance record: %s", e)
     exit_code, start = 1, time.time()
     try:
-        result = yield from loops.get(module.LOOP)(cfg, agent, env, eval_env, spec, logger, run_dir, device, resume)
+        result = yield from loops.get(module.LOOP)(loops.Context(cfg, agent, env, eval_env, spec, logger, run_dir, device,
+                                                                 resume))
         logger.summary({"eval/final_return": result["final"], "eval/best_return": result["best"],
                         "time/total_s": time.time() - start})
         if cfg.logger.artifacts:
