@@ -95,8 +95,8 @@ def test_a_gl_backend_that_cannot_load_does_not_stop_training(tmp_path, backend)
 
     from tests.conftest import ROOT
 
-    code = ("import os, sys; sys.path.insert(0, sys.argv[1]); import envs; from omegaconf import OmegaConf; "
-            "from conf.schema import register; register(); "
+    code = ("import os, sys; sys.path.insert(0, sys.argv[1]); from rlbase import envs; from omegaconf import OmegaConf; "
+            "from rlbase.conf.schema import register; register(); "
             "cfg = OmegaConf.merge(OmegaConf.structured(envs.EnvConfig), {'name': 'hopper', 'id': 'Hopper-v5'}); "
             "env, spec = envs.make(cfg, 0); env.reset(seed=0); print('stepped', env.step(env.action_space.sample())[1])")
     proc = subprocess.run([sys.executable, "-c", code, str(ROOT)], capture_output=True, text=True, timeout=120,
