@@ -82,6 +82,10 @@ CASES = {c.name: c for c in [
     Case("td3", "hopper", 30_000, 5000, (20_000, 25_000, 30_000), (*_STARTS_5K, "algo.warmup_noise=true"),
          "ours with SB3's exploration noise on the warm-up's uniform actions (ablation of the one difference left)",
          "_warmup"),
+    Case("sac", "humanoid", 20_000, 5000, (10_000, 15_000, 20_000), _STARTS_5K,
+         "Humanoid-v5's actions are +-0.4: both take the log-probability of the unit-space action tanh(u) (SAC's "
+         "authors' convention), so the target entropy -17 means the same in both; ours keeps the exact "
+         "log(1 - tanh(u)^2), SB3 has 1e-6 inside it"),
     Case("dqn", "cartpole", 100_000, 5000, (50_000, 100_000), (),
          "SB3's linear epsilon schedule replaced by ours (exponential, counted after the random steps); ours copies "
          "the target every 128 updates, SB3 every 256 env steps (the same: one copy per update phase)"),
