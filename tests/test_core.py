@@ -271,3 +271,20 @@ def test_minimize_falls_back_to_the_public_step_when_the_private_kernel_is_unusa
     assert all(torch.equal(a, b) for a, b in zip(fast, slow))
     assert all(float(s["step"]) == 4 for s in slow_state["state"].values())
     assert nets_module._FAST["ok"]  # monkeypatch put it back
+
+
+def test_every_registered_agent_satisfies_its_loop_kinds_protocol():
+    """An algorithm's Agent has what its loop calls (optional hooks included, with the Hooks defaults)."""
+    from rlbase import algos
+    from rlbase.core.agent import PROTOCOLS, Agent
+    from rlbase.envs import EnvSpec
+    from tests.test_offline import pendulum_spec
+
+    cartpole = EnvSpec(id="CartPole-v1", obs_shape=(4,), action_shape=(), discrete=True, n_actions=2, action_low=None,
+                       action_high=None, max_episode_steps=500)
+    for name in algos.ALGOS:
+        module = algos.get(name)
+        spec = cartpole if "discrete" in module.ACTION_SPACES and "continuous" not in module.ACTION_SPACES else pendulum_spec()
+        agent = module.Agent(module.Config(), spec, torch.device("cpu"))
+        protocol = PROTOCOLS.get(module.LOOP, Agent) if isinstance(module.LOOP, str) else PROTOCOLS["on_policy"]
+        assert isinstance(agent, protocol), (name, protocol.__name__)

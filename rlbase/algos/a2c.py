@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from torch.distributions import Categorical, Normal
 
+from rlbase.core.agent import Hooks
 from rlbase.core.nets import ActionScaler, init_, mlp
 from rlbase.core.rollout import RolloutBatch
 from rlbase.core.seeding import AgentRandom, normal
@@ -104,7 +105,7 @@ def orthogonal_init(net: ActorCritic, gen: torch.Generator) -> None:
         nn.init.orthogonal_(last.weight, gain, generator=gen)
 
 
-class A2C:
+class A2C(Hooks):
     def __init__(self, cfg: A2CConfig, spec: EnvSpec, device: torch.device, rng: Optional[AgentRandom] = None):
         self.cfg, self.spec, self.device = cfg, spec, device
         self.rng = AgentRandom(0, device) if rng is None else rng

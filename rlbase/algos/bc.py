@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rlbase.core.agent import Hooks
 from rlbase.core.buffer import Batch
 from rlbase.core.nets import ActionScaler, adam, init_, mlp
 from rlbase.core.seeding import AgentRandom
@@ -37,7 +38,7 @@ class BCConfig(OfflineConfig):
     hidden: list[int] = field(default_factory=lambda: [256, 256])  # policy hidden sizes
 
 
-class BC:
+class BC(Hooks):
     def __init__(self, cfg: BCConfig, spec: EnvSpec, device: torch.device, rng: Optional[AgentRandom] = None):
         self.cfg, self.spec, self.device = cfg, spec, device
         self.rng = AgentRandom(0, device) if rng is None else rng

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rlbase.core.agent import Hooks
 from rlbase.core.buffer import Batch
 from rlbase.core.nets import (
     ActionScaler,
@@ -110,7 +111,7 @@ class Perturbation(nn.Module):
         return (action + self.phi * self.net(torch.cat([obs, action], -1))).clamp(-1.0, 1.0)
 
 
-class BCQ:
+class BCQ(Hooks):
     NETS = ("vae", "actor", "actor_target", "critic", "critic_target", "vae_opt", "actor_opt", "critic_opt")
 
     def __init__(self, cfg: BCQConfig, spec: EnvSpec, device: torch.device, rng: Optional[AgentRandom] = None):
@@ -199,7 +200,7 @@ class DiscreteBCQNet(nn.Module):
         return self.q(obs), self.g(obs)
 
 
-class DiscreteBCQ:
+class DiscreteBCQ(Hooks):
     NETS = ("net", "net_target", "opt")
 
     def __init__(self, cfg: BCQConfig, spec: EnvSpec, device: torch.device, rng: Optional[AgentRandom] = None):

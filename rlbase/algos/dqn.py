@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rlbase.core.agent import Hooks
 from rlbase.core.buffer import Batch
 from rlbase.core.nets import adam, hard_update, init_, minimize, mlp, soft_update
 from rlbase.core.seeding import AgentRandom
@@ -65,7 +66,7 @@ class DQNConfig(OffPolicyConfig):
     weight_decay: float = non_negative(0.01)  # AdamW's decoupled weight decay (the tutorial's default); 0: plain Adam
 
 
-class DQN:
+class DQN(Hooks):
     def __init__(self, cfg: DQNConfig, spec: EnvSpec, device: torch.device, rng: Optional[AgentRandom] = None):
         self.cfg, self.spec, self.device = cfg, spec, device
         self.rng = AgentRandom(0, device) if rng is None else rng

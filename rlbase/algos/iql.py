@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rlbase.core.agent import Hooks
 from rlbase.core.buffer import Batch
 from rlbase.core.nets import ActionScaler, Critic, adam, hard_update, init_, minimize, mlp, soft_update
 from rlbase.core.seeding import AgentRandom, normal
@@ -85,7 +86,7 @@ def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
     return (weight * diff.pow(2)).mean()
 
 
-class IQL:
+class IQL(Hooks):
     def __init__(self, cfg: IQLConfig, spec: EnvSpec, device: torch.device, rng: Optional[AgentRandom] = None):
         self.cfg, self.spec, self.device = cfg, spec, device
         self.rng = AgentRandom(0, device) if rng is None else rng

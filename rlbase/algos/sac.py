@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rlbase.core.agent import Hooks
 from rlbase.core.buffer import Batch
 from rlbase.core.nets import ActionScaler, Critic, adam, hard_update, init_, minimize, mlp, soft_update
 from rlbase.core.seeding import AgentRandom, normal
@@ -111,7 +112,7 @@ class TanhGaussianPolicy(nn.Module):
         return self.scaler(torch.tanh(self.dist_params(obs)[0]))
 
 
-class SAC:
+class SAC(Hooks):
     def __init__(self, cfg: SACConfig, spec: EnvSpec, device: torch.device, rng: Optional[AgentRandom] = None):
         self.cfg, self.spec, self.device = cfg, spec, device
         self.rng = AgentRandom(0, device) if rng is None else rng

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rlbase.core.agent import Hooks
 from rlbase.core.buffer import Batch
 from rlbase.core.nets import ActionScaler, Critic, adam, hard_update, init_, minimize, mlp, soft_update
 from rlbase.core.seeding import AgentRandom, normal
@@ -70,7 +71,7 @@ class Actor(nn.Module):
         return self.scaler(self.net(obs))
 
 
-class TD3:
+class TD3(Hooks):
     def __init__(self, cfg: TD3Config, spec: EnvSpec, device: torch.device, rng: Optional[AgentRandom] = None):
         self.cfg, self.spec, self.device = cfg, spec, device
         self.rng = AgentRandom(0, device) if rng is None else rng

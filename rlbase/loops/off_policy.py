@@ -83,13 +83,10 @@ def loop(ctx: Context) -> Generator[int, None, dict[str, float]]:
     envs.share_obs_stats(env, eval_env)
 
     discrete = spec.discrete
-    warmup = getattr(agent, "warmup_action", None)  # TD3/DDPG: optional noise on the uniform warm-up actions
     with run:
         while not run.done:
             if run.step < a.random_steps:
-                action = env.action_space.sample()
-                if warmup is not None:
-                    action = warmup(action)
+                action = agent.warmup_action(env.action_space.sample())  # TD3/DDPG may add their noise
             else:
                 action = agent.act(obs, deterministic=False)
                 if not discrete:  # NaN weights show first here: name the policy, not the env's reward

@@ -43,8 +43,7 @@ def loop(ctx: Context) -> Generator[int, None, dict[str, float]]:
     small. Yields the update count after each update."""
     cfg, agent, env, eval_env, spec, logger, run_dir, device, resume = ctx.unpack()
     arrays, meta = data.load(cfg.dataset, spec)
-    if hasattr(agent, "fit_dataset"):  # statistics of the data the agent uses (state normalisation, reward scale)
-        agent.fit_dataset(arrays)
+    agent.fit_dataset(arrays)  # statistics of the data the agent uses (state normalisation, reward scale)
     gen = torch.Generator(device=device)
     gen.manual_seed(seeding.stream(cfg.seed, "replay"))
     buffer = ReplayBuffer(meta["size"], spec.obs_shape, spec.action_shape, discrete=spec.discrete,

@@ -188,10 +188,9 @@ class Runner:
         self.started = (time.monotonic(), 0)
         # The agent's generators (exploration, update noise): part of every run. A checkpoint from before agents
         # owned them lacks the entry: its run resumes on fresh streams (not an exact resume).
-        rng = getattr(agent, "rng", None)
-        if rng is not None:
-            self.track("agent_rng", rng.state_dict, lambda s: rng.load_state_dict(s) if s is not None else None,
-                       optional=True)
+        rng = agent.rng
+        self.track("agent_rng", rng.state_dict, lambda s: rng.load_state_dict(s) if s is not None else None,
+                   optional=True)
 
     # -- state -------------------------------------------------------------------------------------------------
     def track(self, name: str, save: Callable[[], Any], load: Optional[Callable[[Any], None]] = None,

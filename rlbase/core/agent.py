@@ -1,0 +1,70 @@
+"""What an agent is, by the loop that drives it: ``typing.Protocol`` classes, optional hooks included.
+
+An algorithm module's ``Agent(cfg, spec, device, rng)`` satisfies the protocol of its ``LOOP`` kind
+(``tests/test_core.py`` checks every registered algorithm). Hooks a loop calls on every agent of its kind have a
+default in :class:`Hooks`, which agents inherit, so loops call them directly instead of probing with ``hasattr``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from rlbase.core.seeding import AgentRandom
+
+
+@runtime_checkable
+class Agent(Protocol):
+    """Every agent: acts on one observation, saves and restores itself, owns its random generators."""
+
+    cfg: Any  # the algorithm's config dataclass
+    rng: AgentRandom  # every draw of the agent comes from these (seeding.AgentRandom)
+
+    def act(self, obs: np.ndarray, deterministic: bool = False, generator: Optional[torch.Generator] = None) -> Any:
+        """One action for one observation: the policy's mean or argmax when ``deterministic``, else explored or
+        sampled; random draws from ``generator`` when given (evaluation passes its own), else from ``rng``."""
+
+    def update(self, batch: Any) -> dict[str, Any]:
+        """One update (off-policy, offline: a minibatch; on-policy: a rollout); returns metrics by name."""
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+@runtime_checkable
+class OffPolicyAgent(Agent, Protocol):
+    def warmup_action(self, action: np.ndarray) -> np.ndarray:
+        """A uniform warm-up action as the agent wants it stepped (TD3/DDPG may add their exploration noise)."""
+
+
+@runtime_checkable
+class OfflineAgent(Agent, Protocol):
+    def fit_dataset(self, arrays: dict[str, np.ndarray]) -> None:
+        """Statistics of the dataset the agent uses (state normalisation, reward scale), before the first update."""
+
+
+@runtime_checkable
+class OnPolicyAgent(Agent, Protocol):
+    def step(self, obs: np.ndarray) -> tuple[torch.Tensor, np.ndarray, torch.Tensor, torch.Tensor]:
+        """For a batch of observations: sampled actions (as stored), the env's actions, values, log-probabilities."""
+
+    def value(self, obs: np.ndarray) -> torch.Tensor: ...
+
+    def set_progress(self, fraction: float) -> None:
+        """The share of the learning-rate schedule already run (for ``lr_anneal``)."""
+
+
+class Hooks:
+    """Defaults of the optional hooks: agents inherit them and override what they use."""
+
+    def warmup_action(self, action: np.ndarray) -> np.ndarray:
+        return action
+
+    def fit_dataset(self, arrays: dict[str, np.ndarray]) -> None:
+        return None
+
+
+PROTOCOLS = {"off_policy": OffPolicyAgent, "offline": OfflineAgent, "on_policy": OnPolicyAgent}
