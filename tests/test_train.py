@@ -162,7 +162,7 @@ def test_sampled_evaluation_is_refused_for_deterministic_policies(compose_cfg):
     with pytest.raises(ConfigError) as info:
         validate(compose_cfg("algo=td3", "env=pendulum", "eval.sample=true"))
     assert str(info.value) == ("eval.sample=true samples the policy's actions, but algo=td3 has no stochastic policy to "
-                               "sample; allowed with: a2c, a3c, ppo, sac, sac_offline, cql, iql")
+                               "sample; allowed with: a2c, a3c, cql, iql, ppo, sac, sac_offline")
     from rlbase import algos
     from rlbase.runs.validate import SAMPLED_POLICIES
 

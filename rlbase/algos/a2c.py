@@ -42,6 +42,7 @@ from rlbase.envs import EnvSpec
 from rlbase.loops.on_policy import OnPolicyConfig
 
 ACTION_SPACES = ("discrete", "continuous")
+SAMPLES_POLICY = True  # act(deterministic=False) samples the learned policy (eval.sample, load_policy)
 LOOP = "on_policy"
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}  # algo.activation of the on-policy networks
 

@@ -45,6 +45,7 @@ from rlbase.loops.runner import Runner
 
 log = logging.getLogger(__name__)
 ACTION_SPACES = ("discrete", "continuous")
+SAMPLES_POLICY = True  # act(deterministic=False) samples the learned policy (eval.sample, load_policy)
 
 
 @dataclass
@@ -208,6 +209,14 @@ def loop(ctx):
         queue.close()
         queue.join_thread()
     return run.result()
+
+
+def check_config(a) -> list[str]:
+    """Relations between settings that only A3C has (validate_algo reports each in one line)."""
+    if a.num_envs != 1:
+        return [f"algo.num_envs={a.num_envs}: each A3C worker steps one env; allowed: algo.num_envs=1 (set the "
+                "number of workers with hardware.workers)"]
+    return []
 
 
 LOOP = loop

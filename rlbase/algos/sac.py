@@ -44,6 +44,7 @@ from rlbase.envs import EnvSpec
 from rlbase.loops.off_policy import OffPolicyConfig
 
 ACTION_SPACES = ("continuous",)
+SAMPLES_POLICY = True  # act(deterministic=False) samples the learned policy (eval.sample, load_policy)
 LOOP = "off_policy"
 
 

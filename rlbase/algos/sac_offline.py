@@ -13,6 +13,7 @@ from rlbase.algos.sac import SAC, SACLoss
 from rlbase.loops.offline import OfflineConfig
 
 ACTION_SPACES = ("continuous",)
+SAMPLES_POLICY = True  # act(deterministic=False) samples the learned policy (eval.sample, load_policy)
 LOOP = "offline"
 OFFLINE = True
 

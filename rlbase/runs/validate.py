@@ -23,8 +23,9 @@ class ConfigError(ValueError):
     pass
 
 
-# Algorithms whose act(deterministic=False) samples the learned policy (not exploration noise or epsilon-greedy).
-SAMPLED_POLICIES = ("a2c", "a3c", "ppo", "sac", "sac_offline", "cql", "iql")
+# Algorithms whose act(deterministic=False) samples the learned policy (not exploration noise or epsilon-greedy):
+# those whose module declares SAMPLES_POLICY = True.
+SAMPLED_POLICIES = tuple(sorted(n for n in algos.ALGOS if getattr(algos.get(n), "SAMPLES_POLICY", False)))
 
 
 def _check(ok: bool, msg: str) -> None:
@@ -53,9 +54,9 @@ def validate_algo(a: DictConfig, schema: type) -> None:
     if "batch_size" in a and "buffer_size" in a:
         _check(a.batch_size <= a.buffer_size,
                f"algo.batch_size={a.batch_size} is larger than algo.buffer_size={a.buffer_size}; allowed: batch_size <= buffer_size")
-    if a.name == "a3c":
-        _check(a.num_envs == 1, f"algo.num_envs={a.num_envs}: each A3C worker steps one env; allowed: algo.num_envs=1 "
-               "(set the number of workers with hardware.workers)")
+    module = algos.get(a.name)
+    for problem in module.check_config(a) if hasattr(module, "check_config") else []:  # the algorithm's own relations
+        _check(False, problem)
 
 
 STARTS = ("random_steps", "learning_starts")
