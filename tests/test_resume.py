@@ -70,7 +70,7 @@ def test_sigkill_then_resume_is_exact(tmp_path, algo):
 
 def test_a_damaged_newest_replay_chunk_resumes_from_the_previous_checkpoint(tmp_path):
     run_dir = tmp_path / "run"
-    args = ["algo=dqn", "env=cartpole", "total_steps=2000", "checkpoint_every=500", "eval_every=1000"]
+    args = ["algo=dqn", "env=cartpole", "total_steps=2000", "checkpoint_every=500", "eval_every=1000", "keep_replay=true"]
     run_train(*args, run_dir=run_dir)
     (run_dir / "done").unlink()
     newest, older = checkpoint._read(run_dir / checkpoint.NAME), checkpoint._read(run_dir / checkpoint.PREV)
@@ -78,10 +78,18 @@ def test_a_damaged_newest_replay_chunk_resumes_from_the_previous_checkpoint(tmp_
     (only_newest,) = [c["name"] for c in newest["buffer"]["chunks"] if c["name"] not in kept]
     chunk = run_dir / "replay" / only_newest
     chunk.write_bytes(chunk.read_bytes()[:-10])  # cut short
-    proc = run_train(*args[:2], "total_steps=2500", *args[3:], run_dir=run_dir)
+    proc = run_train(*args[:2], "total_steps=2500", *args[3:], run_dir=run_dir)  # keep_replay=true again
     out = proc.stdout + proc.stderr
     assert "checksum mismatch" in out and "trying the previous checkpoint" in out
     assert f"resumed from step {older['step']} of 2500" in out and (run_dir / "done").exists()
     assert (run_dir / "checkpoint.damaged.pt").exists()  # set aside, not rotated over the good previous one
     steps = [r["step"] for r in read_rows(run_dir)]
     assert steps == sorted(steps)
+
+
+def test_a_finished_off_policy_run_leaves_no_replay_unless_kept(tmp_path):
+    args = ["algo=dqn", "env=cartpole", "total_steps=1000", "checkpoint_every=500", "eval_every=1000"]
+    run_train(*args, run_dir=tmp_path / "a")
+    assert (tmp_path / "a" / "done").exists() and not (tmp_path / "a" / "replay").exists()
+    run_train(*args, "keep_replay=true", run_dir=tmp_path / "b")
+    assert list((tmp_path / "b" / "replay").iterdir())

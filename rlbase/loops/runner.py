@@ -314,7 +314,7 @@ class Runner:
             if video is None:
                 self.video_on = False  # warned once; keep training without videos
             else:
-                self.logger.video(self.step, "eval/video", video, self.cfg.eval.fps)
+                self.logger.video(self.step, "eval/video", video, self.cfg.eval.fps or 30)  # a file: W&B reads its own fps
         self.evals += 1
 
     def keep_best(self, result: dict[str, float]) -> None:

@@ -19,9 +19,10 @@ from rlbase.core import seeding
 log = logging.getLogger(__name__)
 
 
-def record_episode(agent, env_cfg, seed: int, path: Path, fps: int = 30, obs_stats: Optional[dict] = None,
+def record_episode(agent, env_cfg, seed: int, path: Path, fps: int = 0, obs_stats: Optional[dict] = None,
                    max_frames: int = 1000) -> Optional[Path]:
-    """Render one deterministic episode to ``path`` (suffix replaced by .mp4 or .gif). None if rendering failed."""
+    """Render one deterministic episode to ``path`` (suffix replaced by .mp4 or .gif). None if rendering failed.
+    ``fps=0``: the env's own ``render_fps`` (Hopper 125, so a clip plays in real time), 30 where it has none."""
     try:
         env, _ = envs.make(env_cfg, seeding.stream(seed, "eval_env"), train=False, render_mode="rgb_array")
     except Exception as e:  # noqa: BLE001 - any backend problem must not stop training
@@ -44,7 +45,7 @@ def record_episode(agent, env_cfg, seed: int, path: Path, fps: int = 30, obs_sta
         return None
     finally:
         env.close()
-    return write_video(frames, path, fps)
+    return write_video(frames, path, fps or int(env.metadata.get("render_fps") or 30))
 
 
 def write_video(frames: list[np.ndarray], path: Path, fps: int) -> Path:

@@ -127,7 +127,7 @@ _REUSED: set[str] = set()  # run directories given on the command line that alre
 
 
 # What a resume may change: the budget, the schedule of logs and checkpoints, logging, hardware and video.
-RESUME_SAFE = ("total_steps", "total_updates", "log_every", "checkpoint_every", "eval_every", "progress", "logger", "hardware",
+RESUME_SAFE = ("total_steps", "total_updates", "log_every", "checkpoint_every", "eval_every", "progress", "keep_replay", "logger", "hardware",
                "eval", "stop_return")
 
 
@@ -345,6 +345,8 @@ def steps(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> Generator[int, 
         if cfg.logger.artifacts:
             log_artifacts(cfg, logger, run_dir)
         checkpoint.mark_done(run_dir)
+        if not cfg.get("keep_replay", False) and (run_dir / "replay").is_dir():
+            shutil.rmtree(run_dir / "replay", ignore_errors=True)  # a finished run is never resumed (keep_replay=true keeps it)
         exit_code = 0
         log.info("finished: final eval return %.2f (best %.2f) after %d steps; results in %s",
                  result["final"], result["best"], result["steps"], run_dir)
