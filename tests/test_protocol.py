@@ -12,7 +12,7 @@ from rlbase.report import protocol
 PROTO = {
     "name": "tiny", "written": "2026-12-06", "purpose": "test", "seeds": [7, 8],
     "common": ["logger=none", "total_steps=1200", "eval_every=600", "eval_episodes=2", "algo.random_steps=200",
-               "algo.learning_starts=200"],
+               "algo.learning_starts=200", "keep_replay=true"],
     "entries": [{"name": "dqn-cartpole", "overrides": ["algo=dqn", "env=cartpole"]}],
     "evaluation": "every 600 steps, 2 episodes", "statistic": "final",
 }

@@ -242,6 +242,9 @@ def rows_of(spec: dict[str, Any], stat: Statistic, root: Path) -> list[Row]:
                 row.error = (row.error + "; " if row.error else "") + f"anchor file {wanted} missing"
             else:
                 their = read_curves(path)
+                offset = int((a.get("step_offset") or {}).get(algo, 0))
+                if offset:  # the anchor's step counter leaves out its warm-up: put its curve on env steps, as ours
+                    their = {s: [(st + offset, r) for st, r in c] for s, c in their.items()}
                 try:
                     row.theirs = {s: stat.per_seed(c, f"{wanted} seed {s}") for s, c in their.items()}
                     row.their_max = _max_of_mean(their, stat.max_step)
