@@ -234,14 +234,14 @@ def test_declared_ranges_give_one_line(compose_cfg, override, needle):
     assert str(info.value) == needle
 
 
-def test_an_evaluation_schedule_from_a_file_follows_a_short_budget(compose_cfg):
-    """PPO Hopper's tuned eval_every=50000 at total_steps=20000 would evaluate once: it becomes a tenth of the
-    budget, with one line; a value from the command line is kept."""
+def test_a_tuned_evaluation_schedule_that_misses_a_short_budget_is_said(compose_cfg):
+    """PPO Hopper's tuned eval_every=50000 at total_steps=20000 evaluates at the end only: one line says so (the
+    schedule is kept); a value from the command line says nothing."""
     from rlbase.runs.validate import fit_schedule
 
     cfg = compose_cfg("algo=ppo", "env=hopper", "total_steps=20000")
     notes = fit_schedule(cfg, {"algo", "env", "total_steps"})
-    assert cfg.eval_every == 2000 and len(notes) == 1 and "eval_every=50000" in notes[0]
+    assert cfg.eval_every == 50000 and len(notes) == 1 and "evaluates at its end only" in notes[0]
     cfg = compose_cfg("algo=ppo", "env=hopper", "total_steps=20000", "eval_every=20000")
     assert fit_schedule(cfg, {"algo", "env", "total_steps", "eval_every"}) == [] and cfg.eval_every == 20000
     cfg = compose_cfg("algo=ppo", "env=hopper")  # the full budget: unchanged

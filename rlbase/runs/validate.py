@@ -92,17 +92,17 @@ def fit_starts(cfg: DictConfig, explicit: set[str]) -> list[str]:
 
 
 def fit_schedule(cfg: DictConfig, explicit: set[str]) -> list[str]:
-    """An evaluation schedule that fits the budget: an ``eval_every`` from a file (an env's or a tuned file's
-    50k) that leaves fewer than two evaluations in ``total_steps`` becomes a tenth of the budget, with one line
-    (evaluation never changes training). Values set on the command line are kept. Offline runs count updates."""
+    """One line when an ``eval_every`` a tuned file sets (PPO's MuJoCo files: 50k) leaves fewer than two
+    evaluations in the budget (the run then evaluates at its end only, and its curve is one point); the schedule is
+    kept as it is, so a run means the same with or without the line. Values set on the command line, and the env
+    file's own schedule, say nothing. Offline runs count updates."""
     total = cfg.total_updates if getattr(algos.get(cfg.algo.name), "OFFLINE", False) else cfg.total_steps
-    if {"eval_every", "env.eval_every"} & explicit or cfg.eval_every * 2 <= total:
+    from_tuned_file = cfg.eval_every != cfg.env.eval_every  # the top-level default is ${env.eval_every}
+    if {"eval_every", "env.eval_every"} & explicit or not from_tuned_file or cfg.eval_every * 2 <= total:
         return []
-    new = max(total // 10, 1)
-    note = (f"eval_every={cfg.eval_every} (from the env or tuned file) leaves {total // cfg.eval_every} evaluation(s) "
-            f"before the end of a {total}-step budget; using {new} (set eval_every to choose)")
-    cfg.eval_every = new
-    return [note]
+    return [f"eval_every={cfg.eval_every} (from the tuned file) leaves {total // cfg.eval_every} evaluation(s) "
+            f"before the end of a {total}-step budget: the run evaluates at its end only; set eval_every for a curve "
+            f"(e.g. eval_every={max(total // 10, 1)})"]
 
 
 def validate_hardware(h: DictConfig) -> None:
