@@ -126,7 +126,7 @@ def make_agent(algo: str, env_id: str, overrides: dict):
 def run_overrides(algo: str, env: str, learning_starts: int, block: int, every: int = 1) -> list[str]:
     """``train.py`` overrides of the benchmarked runs: defaults, plus starts, logging and no periodic work."""
     return [f"algo={algo}", f"env={env}", f"algo.random_steps={learning_starts}",
-            f"algo.learning_starts={learning_starts}", "logger=none", "progress=false", "eval_episodes=1",
+            f"algo.learning_starts={learning_starts}", "logger=none", "progress=false", "eval_episodes=1", "keep_replay=true",
             f"log_every={log_every_for(block, every)}", "eval_every=1000000000", "checkpoint_every=1000000000"]
 
 
