@@ -74,7 +74,7 @@ def test_recompute_advantage_uses_the_current_critic_before_each_later_epoch(env
     cfg = EnvConfig(name="x", id=env_id)
     venv, spec = envs.make_vector(cfg, seed=0, num_envs=2)
     torch.manual_seed(0)
-    c = PPOConfig(num_envs=2, n_steps=16, n_epochs=3, n_minibatches=2, lr=1e-2, gae_lambda=0.9,
+    c = PPOConfig(num_envs=2, n_steps=48, n_epochs=3, n_minibatches=2, lr=1e-2, gae_lambda=0.9,
                   recompute_advantage=True)
     agent = PPO(c, spec, torch.device("cpu"))
     storage = RolloutStorage(c.n_steps, 2, spec.obs_shape, spec.action_shape, spec.discrete, torch.device("cpu"))
@@ -96,7 +96,7 @@ def test_recompute_advantage_uses_the_current_critic_before_each_later_epoch(env
     assert len(seen) == 3 and seen[0][0] is batch
     for b, net in seen[1:]:
         with torch.no_grad():
-            want_ret, want_adv = compute_returns(batch.rewards, net.value(batch.obs).view(16, 2), batch.dones,
+            want_ret, want_adv = compute_returns(batch.rewards, net.value(batch.obs).view(c.n_steps, 2), batch.dones,
                                                  net.value(batch.last_obs), c.gamma, c.gae_lambda)
         assert torch.allclose(b.advantages, want_adv.reshape(-1)) and torch.allclose(b.returns, want_ret.reshape(-1))
         assert not torch.allclose(b.advantages, batch.advantages)  # the critic moved: new advantages

@@ -46,8 +46,8 @@ def test_default_run_dir_has_the_pid(compose_cfg):
 def test_resume_that_changes_settings_is_refused_and_leaves_the_run_as_it_was(tmp_path):
     run_dir = tmp_path / "run"
     run_train("algo=dqn", "env=cartpole", "total_steps=1500", "eval_every=1500", "eval_episodes=1",
-              "checkpoint_every=500", run_dir=run_dir)
-    (run_dir / "done").unlink()  # as if it had been stopped before the end
+              "checkpoint_every=500", "keep_replay=true", run_dir=run_dir)
+    (run_dir / "done").unlink()  # as if it had been stopped before the end (its replay kept for that)
     recorded = {p.name: p.read_text() for p in (run_dir / ".hydra").glob("*.yaml")}
     for args in ([f"resume={run_dir}", "algo.hidden=[32]"], ["algo=sac", "env=pendulum"],
                  [f"resume={run_dir}", "total_steps=10"]):
