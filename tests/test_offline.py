@@ -92,7 +92,7 @@ def test_cql_temperature_and_weight():
     batch = make_batch()._replace(next_obs=make_batch().next_obs + 100.0)
     agent.critic = ConstQ(c=(1.0, 1.0))
     agent.actor.sample = StubPolicy(0.0, 0.0, 0.0, 0.0).sample
-    n, log_u = agent.cfg.num_random, -math.log(4.0)
+    n, log_u = agent.cfg.num_random, -math.log(2.0)  # uniform density in the unit action space
     gap, _, _ = agent.conservative_gap(batch)
     lse = 2.0 * math.log(n * math.exp((1 - log_u) / 2) + 2 * n * math.exp(1 / 2))
     assert gap[0].item() == pytest.approx(lse - 1.0, rel=1e-5)
@@ -137,7 +137,7 @@ def test_bcq_perturbation_stays_within_phi(low, high, phi):
         for p in agent.actor.parameters():
             p.mul_(1000.0)
     obs = torch.randn(512, 3) * 5
-    generated = agent.vae.decode(obs)
+    generated = agent.vae.decode(obs, agent.rng.update)
     perturbed = agent.actor(obs, generated)
     half = (high - low) / 2
     step = (agent.scaler(perturbed) - agent.scaler(generated)).abs()
