@@ -17,7 +17,8 @@ SHORT = ["total_steps=400", "eval_every=200", "eval_episodes=1", "progress=false
 
 def sweep(tmp_path, *args, env=None, timeout=600):
     cmd = [sys.executable, str(ROOT / "train.py"), "-m", *SHORT, *args, f"hydra.sweep.dir={tmp_path / 'sweep'}"]
-    # no PYTHONPATH: the jobs find the repository's modules from any directory (train.py sets it for them)
+    # no PYTHONPATH: the jobs find the package from any directory (make install installs it); a test env module
+    # outside the package (tests.crashing_env) is passed with env={"PYTHONPATH": ...}
     full_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     full_env.update({"WANDB_DIR": str(tmp_path), **(env or {})})
     return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=timeout, env=full_env)
@@ -97,7 +98,7 @@ def test_submitit_timeout_requeues_and_resumes(tmp_path):
     args = ["env=gym", "env.id=tests.crashing_env:SlowCartPole-v0", "seed=0", "logger=none", "total_steps=16000",
             "eval_every=4000", "eval_episodes=1", "log_every=1000", "algo.learning_starts=15999",
             "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=1", "+hydra.launcher.max_num_timeout=20"]
-    proc = sweep(tmp_path, *args, timeout=900)
+    proc = sweep(tmp_path, *args, env={"PYTHONPATH": str(ROOT)}, timeout=900)  # the test env's module
     job = next((tmp_path / "sweep" / "dqn").glob("*/seed0"))
     log = (job / "train.log").read_text() if (job / "train.log").exists() else ""
     assert proc.returncode == 0 and (job / "done").exists(), (proc.stdout + proc.stderr)[-3000:] + log[-3000:]
