@@ -11,12 +11,12 @@ From Python::
 
 Layers, bottom to top (each imports only those below it): ``core`` (settings, seeding, checkpoints, networks,
 storage, logger, evaluation) -> ``envs``, ``data`` -> ``algos`` -> ``loops`` (the Runner and the loop kinds) ->
-``conf`` (config schemas) -> ``runs`` (validation, one run, ``run()``) -> ``report`` (statistics, anchors, plots,
+``conf`` (config schemas) -> ``runtime`` (validation, one run, ``run()``) -> ``report`` (statistics, anchors, plots,
 protocols) -> ``policy``, ``cli`` (the command line). ``train.py`` and ``scripts/`` are thin command lines over them.
 """
 
 __all__ = ["Policy", "Result", "load_policy", "run"]
-_WHERE = {"Policy": "rlbase.policy", "load_policy": "rlbase.policy", "Result": "rlbase.runs.api", "run": "rlbase.runs.api"}
+_WHERE = {"Policy": "rlbase.policy", "load_policy": "rlbase.policy", "Result": "rlbase.runtime.api", "run": "rlbase.runtime.api"}
 
 
 def __getattr__(name: str):

@@ -29,7 +29,7 @@ from rlbase.core import (
     )
 from rlbase.core.logger import read_metrics  # noqa: E402
 from rlbase.report import sweep  # noqa: E402
-from rlbase.runs.job import (  # noqa: E402
+from rlbase.runtime.job import (  # noqa: E402
     _LOCKS,
     _RECORDED,
     _REUSED,
@@ -45,7 +45,7 @@ from rlbase.runs.job import (  # noqa: E402
     run,
     unfinished_twins,
 )
-from rlbase.runs.validate import ConfigError, fit_schedule, fit_starts, validate, validate_tuned  # noqa: E402
+from rlbase.runtime.validate import ConfigError, fit_schedule, fit_starts, validate, validate_tuned  # noqa: E402
 
 log = logging.getLogger("train")
 # A log line that cannot be written (train.log on a full disk) is dropped, not printed as a "--- Logging error ---"

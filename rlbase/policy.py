@@ -32,7 +32,7 @@ from torch import nn
 from rlbase import envs
 from rlbase.core import seeding
 from rlbase.report.evaluate import build_agent, load_state
-from rlbase.runs.validate import SAMPLED_POLICIES
+from rlbase.runtime.validate import SAMPLED_POLICIES
 
 _NORM_EPS = 1e-8  # gymnasium's NormalizeObservation: (obs - mean) / sqrt(var + 1e-8), the evaluation env's wrapper
 

@@ -152,7 +152,7 @@ class TrainPath:
         self._run()
 
     def _run(self) -> None:
-        from rlbase.runs import job as train
+        from rlbase.runtime import job as train
 
         cfg = self.compose([*self.overrides, f"{self.key}={self.total}", f"hardware.threads={torch.get_num_threads()}"])
         train.run(cfg, envs.probe(cfg.env), self.dir)

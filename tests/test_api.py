@@ -7,7 +7,7 @@ import json
 import pytest
 
 import rlbase
-from rlbase.runs.validate import ConfigError
+from rlbase.runtime.validate import ConfigError
 from tests.conftest import run_train
 
 SHORT = ["algo=td3", "env=pendulum", "total_steps=1200", "eval_every=600", "eval_episodes=2", "logger=none",

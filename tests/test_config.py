@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
 from rlbase import algos
-from rlbase.runs.validate import ConfigError, validate
+from rlbase.runtime.validate import ConfigError, validate
 from tests.conftest import ROOT, run_train
 
 ALGOS = sorted(p.stem for p in (ROOT / "rlbase/conf/algo").glob("*.yaml"))
@@ -237,7 +237,7 @@ def test_declared_ranges_give_one_line(compose_cfg, override, needle):
 def test_a_tuned_evaluation_schedule_that_misses_a_short_budget_is_said(compose_cfg):
     """PPO Hopper's tuned eval_every=50000 at total_steps=20000 evaluates at the end only: one line says so (the
     schedule is kept); a value from the command line says nothing."""
-    from rlbase.runs.validate import fit_schedule
+    from rlbase.runtime.validate import fit_schedule
 
     cfg = compose_cfg("algo=ppo", "env=hopper", "total_steps=20000")
     notes = fit_schedule(cfg, {"algo", "env", "total_steps"})

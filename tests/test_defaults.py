@@ -5,8 +5,8 @@ import torch
 
 from rlbase import algos
 from rlbase.core.nets import adam, hard_update, minimize, mlp
-from rlbase.runs import job as train
-from rlbase.runs.validate import ConfigError, fit_starts
+from rlbase.runtime import job as train
+from rlbase.runtime.validate import ConfigError, fit_starts
 from tests.conftest import read_rows, run_train
 
 

@@ -93,7 +93,7 @@ def test_diverged_policy_is_named_not_the_env(tmp_path, monkeypatch, compose_cfg
     from rlbase import envs
     from rlbase.algos import sac
     from rlbase.loops.runner import NonFiniteError
-    from rlbase.runs import job as train
+    from rlbase.runtime import job as train
 
     cfg = compose_cfg("algo=sac", "env=pendulum", "total_steps=600", "eval_every=600", "eval_episodes=1",
                       "algo.random_steps=100", "algo.learning_starts=100", "logger=none", "progress=false")
@@ -153,7 +153,7 @@ def test_an_env_that_raises_mid_run_is_one_line_and_its_traceback_goes_to_train_
 def test_a_run_dir_that_cannot_be_written_is_one_line_and_left_as_it_was(tmp_path, monkeypatch):
     import errno
 
-    from rlbase.runs import job as train
+    from rlbase.runtime import job as train
 
     real_open = open
 
@@ -197,7 +197,7 @@ def test_a_diverged_loss_is_named_at_its_update_not_at_the_next_log(tmp_path, mo
     from rlbase import envs
     from rlbase.algos import dqn
     from rlbase.loops.runner import NonFiniteError
-    from rlbase.runs import job as train
+    from rlbase.runtime import job as train
 
     cfg = compose_cfg("algo=dqn", "env=cartpole", "total_steps=5000", "log_every=2000", "algo.learning_starts=100",
                       "logger=none", "progress=false")

@@ -200,7 +200,7 @@ def test_sub_envs_are_not_normalised_one_by_one():
 def test_resume_with_a_longer_budget_keeps_the_lr_schedule(tmp_path, compose_cfg):
     """lr annealing runs over the budget the run started with: a resume with a larger total_steps does not send
     the learning rate back up."""
-    from rlbase.runs import job as train
+    from rlbase.runtime import job as train
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -219,7 +219,7 @@ def test_resume_with_a_longer_budget_keeps_the_lr_schedule(tmp_path, compose_cfg
 
 def test_lr_anneal_steps_sets_the_schedule_horizon_beyond_the_budget(tmp_path, compose_cfg):
     """lr_anneal_steps=4096 with a 1024-step budget: the run ends a quarter of the way down the schedule."""
-    from rlbase.runs import job as train
+    from rlbase.runtime import job as train
 
     cfg = compose_cfg("algo=ppo", "env=cartpole", "total_steps=1024", "eval_every=1024", "eval_episodes=1",
                       "logger=none", "progress=false", "algo.n_epochs=1", "algo.lr_anneal_steps=4096")
@@ -230,7 +230,7 @@ def test_lr_anneal_steps_sets_the_schedule_horizon_beyond_the_budget(tmp_path, c
 
 
 def test_lr_anneal_steps_must_be_positive(compose_cfg):
-    from rlbase.runs.validate import ConfigError, validate
+    from rlbase.runtime.validate import ConfigError, validate
 
     with pytest.raises(ConfigError) as info:
         validate(compose_cfg("algo=ppo", "env=cartpole", "algo.lr_anneal_steps=0"))
@@ -258,7 +258,7 @@ def test_obs_clip_bounds_normalised_observations_in_training_and_evaluation():
 
 @pytest.mark.parametrize("shared_trunk", [False, True])
 def test_activation_sets_every_hidden_nonlinearity_and_bad_names_are_refused(shared_trunk, compose_cfg):
-    from rlbase.runs.validate import ConfigError, validate
+    from rlbase.runtime.validate import ConfigError, validate
 
     spec = envs.probe(EnvConfig(name="x", id="Pendulum-v1"))
     for name, kind in (("tanh", torch.nn.Tanh), ("relu", torch.nn.ReLU)):

@@ -21,8 +21,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from rlbase.report import benchmarks, protocol
-from rlbase.runs import api
-from rlbase.runs.validate import fit_schedule, fit_starts, validate, validate_tuned
+from rlbase.runtime import api
+from rlbase.runtime.validate import fit_schedule, fit_starts, validate, validate_tuned
 
 ROOT = Path(__file__).resolve().parents[1]
 PROTOCOLS = sorted((ROOT / "benchmarks").glob("*/protocol.yaml"))

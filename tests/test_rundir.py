@@ -62,7 +62,7 @@ def test_resume_that_changes_settings_is_refused_and_leaves_the_run_as_it_was(tm
 
 
 def test_a_resume_may_not_change_the_kind_of_evaluation(tmp_path, compose_cfg):
-    from rlbase.runs import job as train
+    from rlbase.runtime import job as train
 
     saved = OmegaConf.to_container(compose_cfg("algo=ppo", "env=cartpole"), resolve=True)
     assert train.resume_changes(compose_cfg("algo=ppo", "env=cartpole", "eval.video=true"), tmp_path, saved) == []
@@ -113,7 +113,7 @@ def test_a_resume_refuses_a_key_only_one_side_has_unless_it_is_a_new_setting_at_
     gained since the run started is accepted at its default only."""
     from omegaconf import OmegaConf
 
-    from rlbase.runs import job
+    from rlbase.runtime import job
 
     saved = OmegaConf.to_container(compose_cfg("algo=sac", "env=pendulum"), resolve=True)
     assert job.resume_changes(compose_cfg("algo=sac", "env=pendulum", "+env.kwargs.g=5.0"), tmp_path, saved) == [

@@ -63,8 +63,8 @@ def test_a_run_reads_no_process_global_generator(tmp_path, compose_cfg):
 
     import torch
 
-    from rlbase.runs import job as train
-    from rlbase.runs.validate import validate
+    from rlbase.runtime import job as train
+    from rlbase.runtime.validate import validate
 
     def logged(global_seed: int, name: str) -> list[dict]:
         random.seed(global_seed)
@@ -146,8 +146,8 @@ def test_runs_interleaved_in_one_process_train_as_each_alone(tmp_path, compose_c
 
     from rlbase import loops
     from rlbase.loops import runner
-    from rlbase.runs import job as train
-    from rlbase.runs.validate import validate
+    from rlbase.runtime import job as train
+    from rlbase.runtime.validate import validate
 
     def steps(name: str, where: str):
         cfg = compose_cfg(*INTERLEAVED[name], "seed=3", "logger=none", "progress=false", "eval_every=200",
@@ -187,8 +187,8 @@ def test_a_signal_stops_every_interleaved_run_at_a_checkpoint(tmp_path, compose_
     from rlbase import loops
     from rlbase.core import checkpoint
     from rlbase.loops import runner
-    from rlbase.runs import job as train
-    from rlbase.runs.validate import validate
+    from rlbase.runtime import job as train
+    from rlbase.runtime.validate import validate
 
     gens, dirs = [], []
     for name in ("sac", "dqn"):

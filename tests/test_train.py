@@ -157,14 +157,14 @@ def test_evaluate_reads_a_run_recorded_before_newer_settings_existed(tmp_path):
     assert again[0]["eval/return_mean"] == eval_returns(run_dir)[-1][1]
 
 def test_sampled_evaluation_is_refused_for_deterministic_policies(compose_cfg):
-    from rlbase.runs.validate import ConfigError, validate
+    from rlbase.runtime.validate import ConfigError, validate
 
     with pytest.raises(ConfigError) as info:
         validate(compose_cfg("algo=td3", "env=pendulum", "eval.sample=true"))
     assert str(info.value) == ("eval.sample=true samples the policy's actions, but algo=td3 has no stochastic policy to "
                                "sample; allowed with: a2c, a3c, cql, iql, ppo, sac, sac_offline")
     from rlbase import algos
-    from rlbase.runs.validate import SAMPLED_POLICIES
+    from rlbase.runtime.validate import SAMPLED_POLICIES
 
     for name in SAMPLED_POLICIES:  # each name is an algorithm whose act() takes the flag
         assert "deterministic" in inspect.signature(algos.get(name).Agent.act).parameters, name

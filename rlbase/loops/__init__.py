@@ -6,7 +6,7 @@
 A3C brings its own loop (``rlbase/algos/a3c.py``: asynchronous workers) on the same Runner.
 
 A loop is a generator: it yields after each step (or rollout, or update) and returns the run's result, so a
-driver can run it to the end (:func:`drive`) or interleave several runs in one process (``rlbase.runs.job.steps``).
+driver can run it to the end (:func:`drive`) or interleave several runs in one process (``rlbase.runtime.job.steps``).
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from rlbase.core import (
 from rlbase.core.evaluate import evaluate  # noqa: E402
 from rlbase.loops.runner import BEST_POLICY  # noqa: E402
 from rlbase.loops.video import record_episode  # noqa: E402
-from rlbase.runs.validate import SAMPLED_POLICIES  # noqa: E402
+from rlbase.runtime.validate import SAMPLED_POLICIES  # noqa: E402
 
 WHICH = ("last", "best")  # a run's saved policies: checkpoint.pt (its last step), best_policy.pt (its best evaluation)
 

@@ -8,7 +8,7 @@ The same steps as the command line, in the same order: compose ``rlbase/conf`` w
 grammar), lock the run directory, validate, fit the random and learning starts to the budget, record
 ``.hydra/config.yaml``, ``overrides.yaml`` and ``hydra.yaml`` as the command line does, train (or resume the
 checkpoint already in ``run_dir``), and return a :class:`Result`. It never exits the process: bad input raises
-``ConfigError`` or ``BadInput``, other failures the exceptions in ``rlbase.runs.job.KNOWN_FAILURES``.
+``ConfigError`` or ``BadInput``, other failures the exceptions in ``rlbase.runtime.job.KNOWN_FAILURES``.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
 
 from rlbase.core import checkpoint  # noqa: E402
 from rlbase.core.logger import read_metrics  # noqa: E402
-from rlbase.runs import job  # noqa: E402
-from rlbase.runs.validate import ConfigError, fit_schedule, fit_starts, validate, validate_tuned  # noqa: E402
+from rlbase.runtime import job  # noqa: E402
+from rlbase.runtime.validate import ConfigError, fit_schedule, fit_starts, validate, validate_tuned  # noqa: E402
 
 log = logging.getLogger("train")
 CONF = Path(__file__).resolve().parents[1] / "conf"

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from rlbase import algos, data, envs, loops
 from rlbase.core import checkpoint, provenance, seeding
 from rlbase.core.logger import Logger
-from rlbase.runs.validate import ConfigError
+from rlbase.runtime.validate import ConfigError
 
 log = logging.getLogger("train")
 
