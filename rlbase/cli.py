@@ -27,25 +27,10 @@ from rlbase.conf.schema import register  # noqa: E402
 from rlbase.core import (
     checkpoint,  # noqa: E402
     )
-from rlbase.core.logger import read_metrics  # noqa: E402
 from rlbase.report import sweep  # noqa: E402
-from rlbase.runtime.job import (  # noqa: E402
-    _LOCKS,
-    _RECORDED,
-    _REUSED,
-    KNOWN_FAILURES,
-    DiskError,
-    RunDirBusy,
-    _remove_if_fresh,
-    exit_code,
-    keep_recorded_config,
-    own,
-    release,
-    restore_recorded_config,
-    run,
-    unfinished_twins,
-)
-from rlbase.runtime.validate import ConfigError, fit_schedule, fit_starts, validate, validate_tuned  # noqa: E402
+from rlbase.runtime import job  # noqa: E402
+from rlbase.runtime.job import _LOCKS, KNOWN_FAILURES, exit_code, release  # noqa: E402
+from rlbase.runtime.validate import fit_starts, resume_algo_change, validate  # noqa: E402
 
 log = logging.getLogger("train")
 # A log line that cannot be written (train.log on a full disk) is dropped, not printed as a "--- Logging error ---"
@@ -66,9 +51,12 @@ def precheck(argv: list[str]) -> list[str]:
     """Checks on the raw command line, before Hydra creates a run directory.
 
     Unknown group options get one line listing the allowed ones; integral step counts written as
-    ``1e6`` become ``1000000``; a finished run's directory is refused.
+    ``1e6`` become ``1000000``; an argument Hydra's grammar refuses is one line (exit 2). The run directory's
+    checks (finished, in use, a resume's settings) are the job's (:func:`rlbase.runtime.job.execute`), on the
+    directory Hydra resolved: Hydra itself writes nothing there (``hydra.output_subdir: null``).
     """
     argv = expand_resume(argv)
+    check_grammar(argv)
     out = []
     for arg in argv:
         key, sep, value = arg.partition("=")
@@ -84,24 +72,29 @@ def precheck(argv: list[str]) -> list[str]:
                     fail(f"unknown {bare} option {choice!r}; allowed: {', '.join(allowed)}")
         items = [str(int(float(v))) if _SCI_INT.match(v) and float(v).is_integer() else v for v in items]
         value = ",".join(items)
-        if bare == "hydra.run.dir" and checkpoint.is_done(unquote(value)):
-            value = unquote(value)
-            fail(f"{value} holds a finished run (results in {value}/metrics.jsonl); "
-                 "start a new run without hydra.run.dir or pick another directory")
         out.append(f"{key}={value}")
     compose_check(out)
     out = name_swept_settings(out)
     check_writable(out)
-    run_dir = next((unquote(a.partition("=")[2]) for a in out if a.startswith("hydra.run.dir=")), None)
-    if run_dir and "${" not in run_dir and not any(a in ("-m", "--multirun", "--cfg", "-c") for a in out):
-        try:
-            own(Path(run_dir))  # before Hydra writes the run's .hydra/ files there
-        except (RunDirBusy, DiskError) as e:
-            fail(str(e), 2 if isinstance(e, RunDirBusy) else 1)
-        if (Path(run_dir) / ".hydra").is_dir():
-            _REUSED.add(str(Path(run_dir).resolve()))
-        keep_recorded_config(Path(run_dir))
     return out
+
+
+def check_grammar(argv: list[str]) -> None:
+    """Every ``key=value`` argument as Hydra's override grammar reads it: an error is one line, exit 2, before
+    Hydra starts (nothing is created), instead of Hydra's lexer report and exit 1."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        try:
+            parser.parse_override(arg)
+        except Exception as e:  # noqa: BLE001 - Hydra's OverrideParseException and lexer errors
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            key = arg.partition("=")[0]
+            hint = " (quote a value with spaces or special characters: key='a value')" if key.startswith("hydra.") else ""
+            fail(f"cannot read {arg!r}: {first}{hint}")
 
 
 def check_writable(argv: list[str]) -> None:
@@ -339,6 +332,8 @@ def expand_resume(argv: list[str]) -> list[str]:
     if not checkpoint.exists(run_dir):
         fail(f"resume={run_dir}: no checkpoint there (the run stopped before its first); nothing was changed. To "
              f"start it again: python train.py {' '.join(recorded)}")
+    if (why := resume_algo_change(run_dir, rest)) is not None:  # before its overrides meet another algo's schema
+        fail(why)
     merged: dict[str, str] = {}  # later overrides of the same key win
     for arg in [*recorded, *rest]:
         merged[arg.partition("=")[0]] = arg
@@ -365,36 +360,21 @@ def explicit_keys() -> set[str]:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
-    if multirun and checkpoint.is_done(run_dir):
-        final = [r["eval/return_mean"] for r in read_metrics(run_dir / "metrics.jsonl") if "eval/return_mean" in r]
-        log.info("skipping finished job %s", run_dir)
-        return final[-1] if final else float("nan")
-    try:
-        own(run_dir)
-    except (RunDirBusy, DiskError) as e:
-        if not multirun:
-            fail(str(e), 2 if isinstance(e, RunDirBusy) else 1)
-        log.error("%s", e)
-        return float("nan")
-    try:
-        return _job(cfg, run_dir, multirun)
-    finally:
-        if multirun:
-            release(run_dir)  # the next job of a sequential sweep runs in this process
+    hc = HydraConfig.get()
+    return _job(cfg, hc, Path(hc.runtime.output_dir), hc.mode == RunMode.MULTIRUN)
 
 
-def _job(cfg: DictConfig, run_dir: Path, multirun: bool) -> float:
-    """One job: failures in :data:`KNOWN_FAILURES` become one line and their exit code here (in a sweep: a log
-    line, and the job counts as failed); anything else is a bug and keeps its traceback."""
+def _job(cfg: DictConfig, hc: DictConfig, run_dir: Path, multirun: bool) -> float:
+    """One job (:func:`rlbase.runtime.job.execute`): failures in :data:`KNOWN_FAILURES` become one line and their
+    exit code here (in a sweep: a log line, and the job counts as failed, except a finished job asked for other
+    settings, which stops the sweep); anything else is a bug and keeps its traceback."""
     try:
-        return _checked_run(cfg, run_dir, multirun)
+        return job.execute(cfg, run_dir, list(hc.overrides.task), hc, sweep=multirun)
     except Exception as e:
         known = isinstance(e, KNOWN_FAILURES)
         if isinstance(e, loops.Interrupted):
             sys.exit(exit_code(e))  # a signal stops the process, sweep or not (submitit requeues it)
-        if multirun:
+        if multirun and not isinstance(e, job.SweepChanged):
             if known:
                 log.error("%s", e)
             else:  # one failed job must not take the sweep down; the end-of-sweep report lists it
@@ -405,34 +385,6 @@ def _job(cfg: DictConfig, run_dir: Path, multirun: bool) -> float:
         if not isinstance(e, loops.NonFiniteError):  # that one was logged in one line where it happened
             print(f"error: {e}", file=sys.stderr)
         sys.exit(exit_code(e))
-
-
-def _checked_run(cfg: DictConfig, run_dir: Path, multirun: bool) -> float:
-    try:
-        if HydraConfig.initialized():
-            validate_tuned(dict(HydraConfig.get().runtime.choices))
-        spec = validate(cfg)
-        notes = fit_starts(cfg, explicit_keys()) + fit_schedule(cfg, explicit_keys())
-    except ConfigError:
-        _remove_if_fresh(run_dir)
-        restore_recorded_config(run_dir)
-        raise
-    if notes:
-        for note in notes if not checkpoint.exists(run_dir) else []:  # a resume takes the starts its checkpoint has
-            log.warning("%s", note)
-        # Record what runs: the config, and the overrides a resume (resume=<dir>) re-applies, so a resume with a
-        # longer total_steps keeps these starts instead of scaling them anew.
-        saved = run_dir / ".hydra" / "overrides.yaml"
-        if saved.exists():  # absent with hydra.output_subdir=null
-            OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
-            fitted = [f"algo.{k}={cfg.algo[k]}" for k in ("random_steps", "learning_starts") if k in cfg.algo]
-            OmegaConf.save(OmegaConf.create([*OmegaConf.load(saved), *fitted]), saved)
-    reused = str(run_dir.resolve()) in _REUSED  # a requeue of this run, not a new one: its twins are not news
-    if not multirun and not reused and not checkpoint.exists(run_dir):  # after the fitted starts joined the overrides
-        for twin in unfinished_twins(run_dir)[-1:]:
-            log.warning("starting a new run from step 0, but %s is an unfinished run of these settings; "
-                        "to continue it instead: python train.py resume=%s", twin, twin)
-    return run(cfg, spec, run_dir)
 
 
 def cli(argv: list[str]) -> int:
@@ -457,8 +409,6 @@ def cli(argv: list[str]) -> int:
         sys.argv = saved
         for key in list(_LOCKS):
             release(Path(key))
-        _RECORDED.clear()
-        _REUSED.clear()
         GlobalHydra.instance().clear()
         root = logging.getLogger()
         for h in list(root.handlers):

@@ -153,6 +153,8 @@ def test_an_env_that_raises_mid_run_is_one_line_and_its_traceback_goes_to_train_
 def test_a_run_dir_that_cannot_be_written_is_one_line_and_left_as_it_was(tmp_path, monkeypatch):
     import errno
 
+    from omegaconf import OmegaConf
+
     from rlbase.runtime import job as train
 
     real_open = open
@@ -166,10 +168,19 @@ def test_a_run_dir_that_cannot_be_written_is_one_line_and_left_as_it_was(tmp_pat
         return f
 
     monkeypatch.setattr("builtins.open", no_space_for_lock)
+    train.own(tmp_path / "new")  # the lock itself is taken; the pid is written when the run is accepted
     with pytest.raises(train.DiskError, match="No space left on device") as info:
-        train.own(tmp_path / "new")
+        train.accept(OmegaConf.create({"seed": 0}), tmp_path / "new", train.Record(["seed=0"]))
     monkeypatch.undo()
-    assert "\n" not in str(info.value) and not (tmp_path / "new").exists()  # the directory it made is gone
+    train.release(tmp_path / "new")
+    assert "\n" not in str(info.value) and not (tmp_path / "new" / ".hydra").exists()  # no record written
+    monkeypatch.setattr("builtins.open", no_space_for_lock)  # the same through a whole run: one line, nothing left
+    proc = run_train("algo=dqn", "env=cartpole", "total_steps=300", "eval_every=300", "eval_episodes=1",
+                     "algo.random_steps=100", "algo.learning_starts=100", run_dir=tmp_path / "other", check=False)
+    monkeypatch.undo()
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(err) == 1 and "No space left on device" in err[0], proc.stderr[-2000:]
+    assert not (tmp_path / "other").exists()
 
 
 def test_a_full_disk_mid_run_is_one_line(tmp_path, monkeypatch):

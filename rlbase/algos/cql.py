@@ -37,7 +37,7 @@ import torch
 
 from rlbase.algos.sac import SAC, SACLoss
 from rlbase.core.buffer import Batch
-from rlbase.core.nets import adam
+from rlbase.core.nets import adam, bf16_autocast
 from rlbase.core.seeding import AgentRandom, uniform
 from rlbase.core.settings import non_negative, one_of, positive
 from rlbase.envs import EnvSpec
@@ -65,6 +65,7 @@ class CQLConfig(SACLoss, OfflineConfig):
 class CQL(SAC):
     def __init__(self, cfg: CQLConfig, spec: EnvSpec, device: torch.device, rng: Optional[AgentRandom] = None):
         super().__init__(cfg, spec, device, rng)
+        self.update_bf16 = False  # precision=bf16 covers the conservative term's critic call only (detail 6), not SAC's
         # log-density of the uniform proposal in the unit action space, where SAC's log-probabilities live
         self.log_uniform = -spec.action_dim * math.log(2.0)
         self.log_alpha_prime = torch.tensor(math.log(cfg.init_alpha_prime), device=device, requires_grad=True)
@@ -83,7 +84,7 @@ class CQL(SAC):
             a_unif = self.uniform_actions(b * n)
             a_pi, logp_pi = self.actor.sample(obs_n, self.rng.update)
             a_next, logp_next = self.actor.sample(batch.next_obs.repeat_interleave(n, dim=0), self.rng.update)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"):
+        with bf16_autocast(self.device, self.cfg.precision == "bf16"):
             q = self.critic(torch.cat([obs_n, obs_n, obs_n, batch.obs]),
                             torch.cat([a_unif, a_pi, a_next, batch.action]))  # (k, 3*B*n + B), one call
         q = q.float()

@@ -11,6 +11,7 @@ Implementation details:
    so this subclass only changes defaults instead of copying the update.
 2. The original Lillicrap variant (action at the critic's second layer, critic weight decay 1e-2,
    tau 0.001, lr 1e-4 / 1e-3, batch 64) is ``algo=ddpg_lillicrap``.
+3. ``precision`` (fp32 by default, or bf16) is TD3's setting, inherited unchanged (algos/td3.py, detail 7).
 Deviations from Lillicrap: no batch normalisation and no Ornstein-Uhlenbeck noise (as in OurDDPG,
 which found Gaussian noise works as well).
 """

@@ -21,6 +21,11 @@ Implementation details:
    (default -|A|), loss -log_alpha * (log pi + target_entropy) (eq. 18 of the 2018 applications paper).
 5. Deterministic evaluation uses center + scale * tanh(mu).
 6. Terminated transitions do not bootstrap; truncated ones (time limits) do.
+7. ``precision=bf16`` (opt-in; fp32 is the default, as CQL's setting of that name) runs the update's forward passes
+   (critics, target critics, policy) under bfloat16 autocast (``nets.bf16_autocast``): their matmuls take bf16
+   inputs and accumulate in fp32; the policy's mean and log-std, the Q-values and the target are cast back to fp32
+   before the log-probabilities and the losses, and every weight, gradient, Adam state, the temperature and the
+   target critics stay fp32. Acting stays fp32. The mathematics are unchanged, the rounding is not.
 The critic loss is one method (``critic_loss``) so CQL can add its conservative term without copying SAC.
 """
 
@@ -37,9 +42,9 @@ from torch import nn
 
 from rlbase.core.agent import Hooks
 from rlbase.core.buffer import Batch
-from rlbase.core.nets import ActionScaler, Critic, adam, hard_update, init_, minimize, mlp, soft_update
+from rlbase.core.nets import ActionScaler, Critic, adam, bf16_autocast, hard_update, init_, minimize, mlp, soft_update
 from rlbase.core.seeding import AgentRandom, normal
-from rlbase.core.settings import any_value, at_least, non_negative, positive, unit
+from rlbase.core.settings import any_value, at_least, non_negative, one_of, positive, unit
 from rlbase.envs import EnvSpec
 from rlbase.loops.off_policy import OffPolicyConfig
 
@@ -74,6 +79,7 @@ class SACConfig(SACLoss, OffPolicyConfig):
     buffer_size: int = positive(1_000_000)  # replay capacity
     random_steps: int = non_negative(10_000)  # uniform random actions first
     learning_starts: int = at_least(1, 10_000)  # updates begin once the buffer holds this many transitions
+    precision: str = one_of("fp32", "fp32", "bf16")  # the update's forward passes: fp32, or bf16 autocast (detail 7)
 
 
 class TanhGaussianPolicy(nn.Module):
@@ -86,7 +92,7 @@ class TanhGaussianPolicy(nn.Module):
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
 
     def dist_params(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, log_std = self.net(obs).chunk(2, dim=-1)
+        mean, log_std = self.net(obs).float().chunk(2, dim=-1)  # .float(): bf16 under autocast, else a no-op
         return mean, log_std.clamp(self.log_std_min, self.log_std_max)
 
     def log_prob(self, u: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
@@ -131,6 +137,8 @@ class SAC(Hooks):
         self.critic_opt = adam(self.critic.parameters(), cfg.critic_lr)
         self.alpha_opt = adam([self.log_alpha], cfg.alpha_lr)
         self.updates = 0
+        # detail 7; offline SAC has no such setting, and CQL's means its conservative term only (it resets this)
+        self.update_bf16 = getattr(cfg, "precision", "fp32") == "bf16"
 
     @property
     def alpha(self) -> torch.Tensor:
@@ -149,24 +157,27 @@ class SAC(Hooks):
         """Soft Bellman target y = r + gamma (1 - terminated) (min_i Q_i'(s', a') - alpha log pi(a'|s'))."""
         with torch.no_grad():
             next_action, next_log_prob = self.actor.sample(batch.next_obs, self.rng.update)
-            next_q = self.critic_target(batch.next_obs, next_action).min(dim=0).values - self.alpha * next_log_prob
+            next_q = self.critic_target(batch.next_obs, next_action).min(dim=0).values.float() - self.alpha * next_log_prob
             return batch.reward + self.cfg.gamma * (1.0 - batch.terminated) * next_q
 
     def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         target_q = self.target(batch)
-        q = self.critic(batch.obs, batch.action)  # (2, B)
+        q = self.critic(batch.obs, batch.action).float()  # (2, B); .float(): no-op in fp32
         loss = F.mse_loss(q, target_q.expand_as(q), reduction="none").mean(dim=1).sum()
         return loss, {"train/q_mean": q.detach().mean()}
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
-        critic_loss, metrics = self.critic_loss(batch)
+        # bf16 (detail 7): one autocast context per phase, each closed before its optimizer step (nets.bf16_autocast)
+        with bf16_autocast(self.device, self.update_bf16):
+            critic_loss, metrics = self.critic_loss(batch)
         minimize(self.critic_opt, critic_loss)
 
         # ``minimize`` differentiates with respect to the policy's parameters only: the critics get no
         # gradient from the policy loss.
-        action, log_prob = self.actor.sample(batch.obs, self.rng.update)
-        q_pi = self.critic(batch.obs, action).min(dim=0).values
-        actor_loss = (self.alpha * log_prob - q_pi).mean()
+        with bf16_autocast(self.device, self.update_bf16):
+            action, log_prob = self.actor.sample(batch.obs, self.rng.update)
+            q_pi = self.critic(batch.obs, action).min(dim=0).values.float()
+            actor_loss = (self.alpha * log_prob - q_pi).mean()
         minimize(self.actor_opt, actor_loss)
 
         if self.cfg.autotune:

@@ -14,6 +14,11 @@ Implementation details:
 5. Exploration: ``random_steps`` uniform actions, then pi(s) + N(0, expl_noise * half-width), clipped
    (``warmup_noise``: the uniform actions get that noise too, as SB3's ``learn()`` does; off by default).
 6. Terminated transitions do not bootstrap; truncated ones (time limits) do.
+7. ``precision=bf16`` (opt-in; fp32 is the default, as CQL's setting of that name) runs the update's forward passes
+   (critics, actor, target networks) under bfloat16 autocast (``nets.bf16_autocast``): their matmuls take bf16
+   inputs and accumulate in fp32; the Q-values and the target are cast back to fp32 before the losses, and every
+   weight, gradient, Adam state and target network stays fp32 (Polyak averaging included). Acting stays fp32.
+   The mathematics are unchanged, the rounding is not (bf16 keeps 8 bits of mantissa).
 Deviations: none in the math. DDPG (algos/ddpg.py) is this class with the three tricks switched off.
 """
 
@@ -29,7 +34,7 @@ from torch import nn
 
 from rlbase.core.agent import Hooks
 from rlbase.core.buffer import Batch
-from rlbase.core.nets import ActionScaler, Critic, adam, hard_update, init_, minimize, mlp, soft_update
+from rlbase.core.nets import ActionScaler, Critic, adam, bf16_autocast, hard_update, init_, minimize, mlp, soft_update
 from rlbase.core.seeding import AgentRandom, normal
 from rlbase.core.settings import at_least, non_negative, one_of, positive, unit
 from rlbase.envs import EnvSpec
@@ -59,6 +64,7 @@ class TD3Config(OffPolicyConfig):
     policy_noise: float = non_negative(0.2)  # target policy smoothing noise std, times the action half-width (0: off)
     noise_clip: float = non_negative(0.5)  # clip of the smoothing noise, times the action half-width
     policy_freq: int = positive(2)  # critic updates per actor and target update (1: no delay)
+    precision: str = one_of("fp32", "fp32", "bf16")  # the update's forward passes: fp32, or bf16 autocast (detail 7)
 
 
 class Actor(nn.Module):
@@ -91,6 +97,8 @@ class TD3(Hooks):
         self.scaler = self.actor.scaler
         self.updates = 0
         self._actor_loss = torch.zeros((), device=device)
+        # detail 7; TD3+BC, which reuses this class, has no such setting and stays fp32
+        self.update_bf16 = getattr(cfg, "precision", "fp32") == "bf16"
 
     @torch.inference_mode()
     def act(self, obs: np.ndarray, deterministic: bool = False, generator: Optional[torch.Generator] = None) -> np.ndarray:
@@ -123,21 +131,24 @@ class TD3(Hooks):
             if c.policy_noise > 0:
                 noise = (normal(next_action, self.rng.update) * c.policy_noise).clamp(-c.noise_clip, c.noise_clip)
                 next_action = torch.maximum(torch.minimum(next_action + noise * s.scale, s.high), s.low)
-            next_q = self.critic_target(batch.next_obs, next_action).min(dim=0).values
+            next_q = self.critic_target(batch.next_obs, next_action).min(dim=0).values.float()
             return batch.reward + c.gamma * (1.0 - batch.terminated) * next_q
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
-        target_q = self.target(batch)
-        q = self.critic(batch.obs, batch.action)  # (k, B)
-        # Sum over critics of each critic's MSE, as in the reference (mse(Q1) + mse(Q2)).
-        critic_loss = F.mse_loss(q, target_q.expand_as(q), reduction="none").mean(dim=1).sum()
+        # bf16 (detail 7): one autocast context per phase, each closed before its optimizer step (nets.bf16_autocast)
+        with bf16_autocast(self.device, self.update_bf16):
+            target_q = self.target(batch)
+            q = self.critic(batch.obs, batch.action).float()  # (k, B); .float(): no-op in fp32
+            # Sum over critics of each critic's MSE, as in the reference (mse(Q1) + mse(Q2)).
+            critic_loss = F.mse_loss(q, target_q.expand_as(q), reduction="none").mean(dim=1).sum()
         minimize(self.critic_opt, critic_loss)
         self.updates += 1
 
         if self.updates % self.cfg.policy_freq == 0:
             # The actor maximises Q1, so only the first critic is evaluated; ``minimize`` differentiates with
             # respect to the actor's parameters only, so the critic's weights get no gradient from this loss.
-            actor_loss = -self.critic(batch.obs, self.actor(batch.obs), members=1)[0].mean()
+            with bf16_autocast(self.device, self.update_bf16):
+                actor_loss = -self.critic(batch.obs, self.actor(batch.obs), members=1)[0].float().mean()
             minimize(self.actor_opt, actor_loss)
             soft_update(self.critic_target, self.critic, self.cfg.tau)
             soft_update(self.actor_target, self.actor, self.cfg.tau)

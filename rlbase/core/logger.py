@@ -1,29 +1,56 @@
-"""One logger for every run: a local ``metrics.jsonl`` always, and Weights & Biases when configured.
+"""One logger for every run: a local ``metrics.jsonl`` always, Weights & Biases and TensorBoard when configured.
 
 Every row carries ``step`` (environment steps), the x-axis of every metric. Keys are sectioned:
 ``train/``, ``eval/``, ``loss/``, ``time/``. The local file makes a run useful without W&B: plots
-and tests read it directly.
+and tests read it directly. ``logger.tensorboard=true`` writes every numeric value of every row as TensorBoard
+events in ``<run_dir>/tb`` (global step: the row's step), beside W&B or without it (``logger=tensorboard``).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 import json
 import logging
 import math
 import os
 import secrets
 import string
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 
-from rlbase.core.settings import positive
+from rlbase.core.settings import KEY, Allowed, positive
 
 log = logging.getLogger(__name__)
 
 MODES = ("offline", "online", "disabled")
+TB_DIR = "tb"  # TensorBoard event files, under the run directory: `tensorboard --logdir runs/` shows every run
+
+
+def tensorboard_installed() -> bool:
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+TENSORBOARD_MISSING = ("needs the tensorboard package, which is not installed; install it with "
+                       "`pip install -r requirements.txt` (or `pip install tensorboard`)")
+
+
+@dataclasses.dataclass(frozen=True)
+class _NeedsTensorBoard(Allowed):
+    """What ``logger.tensorboard`` allows: true only where the tensorboard package is installed (the one generic
+    validator, :func:`rlbase.core.settings.check`, refuses it in one line before the run starts)."""
+
+    choices: Optional[tuple] = (False, True)  # checked as a choice: booleans without choices are not checked
+
+    def ok(self, v: Any) -> bool:
+        return not v or tensorboard_installed()
+
+    def message(self, name: str, v: Any) -> str:
+        return f"{name}=true {TENSORBOARD_MISSING}"
 
 
 @dataclass
@@ -36,6 +63,8 @@ class LoggerConfig:
     tags: list[str] = field(default_factory=list)  # extra tags (algo, env and seed are always added)
     init_timeout: float = positive(30.0)  # seconds wandb.init may wait in online mode
     artifacts: bool = False  # at the end of a run, log its checkpoint (and a recorded dataset) as W&B artifacts
+    # also write every logged scalar as TensorBoard events in <run_dir>/tb (needs the tensorboard package)
+    tensorboard: bool = field(default=False, metadata={KEY: _NeedsTensorBoard()})
 
 
 def _scalar(v: Any) -> Any:
@@ -103,23 +132,35 @@ class Logger:
         self._file = open(self.path, "a", buffering=1)
         self.run = None
         self.run_id = run_id
+        self.tb = None  # torch.utils.tensorboard.SummaryWriter with logger.tensorboard=true
+        self._wandb_env: dict[str, str] = {}  # W&B directories this logger pointed into the run directory
+        try:
+            if getattr(cfg, "tensorboard", False):
+                self.tb = _open_tensorboard(self.run_dir / TB_DIR, resume_step, self.path)
+        except BaseException:
+            self._file.close()
+            raise
         if cfg.backend == "wandb" and cfg.mode != "disabled":
             try:
                 self._init_wandb(cfg, config, group, name, tags, run_id, job_type)
-            except OSError:  # a full disk or a read-only directory: leave no W&B process behind, say it in one line
+            except BaseException as e:
                 self._file.close()
-                import wandb
+                self._close_tensorboard()
+                if isinstance(e, OSError):  # a full disk or a read-only directory: leave no W&B process behind
+                    import wandb
 
-                try:
-                    wandb.teardown()
-                except Exception:  # noqa: BLE001 - it may have failed for the same reason
-                    pass
+                    try:
+                        wandb.teardown()
+                    except Exception:  # noqa: BLE001 - it may have failed for the same reason
+                        pass
+                self._restore_env()
                 raise
             if resume_step is not None:
                 self._relog_unsaved(resume_step)
 
     def _init_wandb(self, cfg, config, group, name, tags, run_id, job_type) -> None:
         os.environ.setdefault("WANDB_SILENT", "true")
+        self._wandb_env = wandb_dirs(self.run_dir)  # before W&B's service starts: it reads them once
         import wandb
 
         if cfg.mode == "online" and not has_wandb_key():
@@ -175,6 +216,8 @@ class Logger:
         row = {"step": int(step)}
         for k, v in metrics.items():
             v = _scalar(v)
+            if self.tb is not None and isinstance(v, (int, float)):
+                self.tb.add_scalar(k, v, row["step"])  # a non-finite value too: TensorBoard shows it as such
             row[k] = None if isinstance(v, float) and not math.isfinite(v) else v
         self._file.write(json.dumps(row) + "\n")
         if self.run is not None:
@@ -206,15 +249,33 @@ class Logger:
             for k, v in values.items():
                 self.run.summary[k] = _scalar(v)
 
+    def _close_tensorboard(self) -> None:
+        if self.tb is not None:
+            tb, self.tb = self.tb, None
+            try:
+                tb.close()  # writes what its queue holds, ends its writer thread
+            except OSError as e:  # a full disk: what was written before stays readable
+                log.warning("could not finish the TensorBoard events in %s: %s", self.run_dir / TB_DIR, e.strerror or e)
+
+    def _restore_env(self) -> None:
+        for k, v in self._wandb_env.items():  # the next run in this process decides for itself
+            if os.environ.get(k) == v:
+                del os.environ[k]
+        self._wandb_env = {}
+
     def close(self, exit_code: int = 0) -> None:
         if not self._file.closed:
             try:
                 self._file.close()
             except OSError:  # a full disk: the row that could not be written is reported by the caller's error
                 pass
+        self._close_tensorboard()
         if self.run is not None:
             run, self.run = self.run, None
-            run.finish(exit_code=exit_code)
+            try:
+                run.finish(exit_code=exit_code)
+            finally:
+                self._restore_env()
             if run.settings.mode == "offline":
                 log.info("W&B offline run saved in %s; upload it with `wandb sync %s`", run.dir, Path(run.dir).parent)
 
@@ -255,6 +316,99 @@ def wandb_history(path: str | Path) -> list[dict[str, Any]]:
         if record.WhichOneof("record_type") == "history":
             rows.append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.history.item})
     return rows
+
+
+def wandb_dirs(run_dir: Path) -> dict[str, str]:
+    """Point W&B's own directories that the user has not set and that cannot be written where W&B puts them by
+    default (a read-only or missing HOME) into ``<run_dir>/wandb``, and return the variables set. W&B's service
+    writes its logs to the cache directory; where that cannot be made it writes them to the console (16 lines a
+    run). Where the defaults can be written nothing changes: the artifact cache stays shared and a settings file
+    (``wandb login --host``) stays read. The run itself goes to ``<run_dir>/wandb`` either way (``wandb.init(dir=)``)."""
+    import platformdirs
+
+    config = Path("~", ".config", "wandb").expanduser()  # W&B's own default, not platformdirs'
+    defaults = {"WANDB_CACHE_DIR": Path(platformdirs.user_cache_dir("wandb")),  # also the service's logs/
+                "WANDB_DATA_DIR": Path(platformdirs.user_data_dir("wandb")),  # artifact staging
+                "WANDB_CONFIG_DIR": config}
+    done = {}
+    for var, default in defaults.items():
+        if os.environ.get(var) or _can_write(default):
+            continue
+        if var == "WANDB_CONFIG_DIR" and os.access(default / "settings", os.R_OK):
+            continue  # read-only but readable: W&B only reads its settings during a run
+        os.environ[var] = done[var] = str(run_dir / "wandb" / var.removeprefix("WANDB_").removesuffix("_DIR").lower())
+    return done
+
+
+def _can_write(path: Path) -> bool:
+    """Whether ``path`` is, or could be made as, a writable directory (its nearest existing ancestor is one)."""
+    try:
+        path = path.absolute()
+    except OSError:
+        return False
+    while not path.exists():
+        if path.parent == path:
+            return False
+        path = path.parent
+    return path.is_dir() and os.access(path, os.W_OK | os.X_OK)
+
+
+def _open_tensorboard(tb_dir: Path, resume_step: Optional[int], rows_path: Path):
+    """A SummaryWriter on ``tb_dir``. On a resume from the checkpoint at ``resume_step`` its first event purges
+    (``purge_step``) every step from ``p = min(highest step the event files hold, resume_step)`` on, and the rows of
+    ``metrics.jsonl`` in [p, resume_step] are written again: the steps a stopped segment logged after its checkpoint
+    never show twice, and those its writer had not flushed when it was killed are not lost."""
+    if not tensorboard_installed():
+        raise RuntimeError(f"logger.tensorboard=true {TENSORBOARD_MISSING}")
+    from torch.utils.tensorboard import SummaryWriter
+
+    purge, again = None, []
+    if resume_step is not None:
+        saved, newest = tensorboard_saved(tb_dir)
+        purge = max(min(saved, resume_step), 0)
+        again = [r for r in read_metrics(rows_path, warn=False) if purge <= r["step"] <= resume_step]
+        # Readers take event files in name order, and a name starts with its second: this segment's file must sort
+        # after the last one's, so that its purge comes after what it purges.
+        deadline = time.monotonic() + 1.5
+        while int(time.time()) <= newest and time.monotonic() < deadline:
+            time.sleep(0.05)
+    writer = SummaryWriter(log_dir=str(tb_dir), purge_step=purge, flush_secs=30)
+    try:
+        for r in again:
+            for k, v in r.items():
+                if k != "step" and isinstance(v, (int, float)):
+                    writer.add_scalar(k, v, r["step"])
+    except BaseException:
+        writer.close()
+        raise
+    if again:
+        log.info("TensorBoard: logged again %d row(s), steps %d-%d, that the event files did not hold",
+                 len(again), again[0]["step"], again[-1]["step"])
+    return writer
+
+
+def tensorboard_saved(tb_dir: str | Path) -> tuple[int, int]:
+    """The highest step of a scalar that the event files in ``tb_dir`` hold once each file's purge (a resumed
+    segment's first event) is applied, -1 if none; and the second in the newest file's name (0 if none). Files are
+    read in name order, as TensorBoard reads them; a file cut by a hard kill ends at its last whole record."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.compat.proto.event_pb2 import SessionLog
+
+    saved, newest = -1, 0
+    for f in sorted(Path(tb_dir).glob("events.out.tfevents.*")):
+        try:
+            newest = max(newest, int(f.name.split(".")[3]))
+        except (IndexError, ValueError):
+            pass
+        try:
+            for event in EventFileLoader(str(f)).Load():
+                if event.HasField("session_log") and event.session_log.status == SessionLog.START:
+                    saved = min(saved, event.step - 1)  # purges every step from event.step on
+                elif event.HasField("summary") and len(event.summary.value):
+                    saved = max(saved, event.step)
+        except Exception:  # noqa: BLE001 - a damaged file: what came before the damage is what it holds
+            continue
+    return saved, newest
 
 
 def _new_run_id() -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Sequence
@@ -150,6 +151,21 @@ class ActionScaler(nn.Module):
     def unit(self, action: torch.Tensor) -> torch.Tensor:
         """The inverse map: env actions in [low, high] to [-1, 1]."""
         return (action - self.center) / self.scale
+
+
+def bf16_autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:
+    """The context of ``precision=bf16``: bfloat16 autocast on ``device``. Inside it the matmuls (linear, mm, bmm,
+    baddbmm) take bf16 copies of their inputs and accumulate in fp32, with bf16 outputs; every weight, gradient and
+    optimizer state stays fp32 (autograd casts the gradients back). Callers cast what they compute a loss or a
+    target from back to fp32 (``.float()``). With ``enabled=False`` a no-op context (fp32: nothing changes).
+
+    One context per forward phase, closed before the optimizer step of the weights it used: autocast caches its bf16
+    copy of each fp32 weight that requires grad until the outermost context exits, so a weight stepped in place
+    inside one context would still be read as its old bf16 copy there.
+    """
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 def adam(params, lr: float, weight_decay: float = 0.0, *, decoupled: bool = False, amsgrad: bool = False) -> torch.optim.Optimizer:

@@ -140,6 +140,7 @@ def read(path: str | Path, spec=None) -> tuple[dict[str, np.ndarray], dict[str, 
     for k, v in arrays.items():
         if len(v) != meta["size"]:
             raise DatasetError(f"dataset {npz}: field {k} has {len(v)} rows, the manifest says {meta['size']}")
+    check_finite(arrays, f"dataset {npz}")
     if spec is not None:
         if tuple(meta["obs_shape"]) != tuple(spec.obs_shape) or bool(meta["discrete"]) != spec.discrete or \
                 (not spec.discrete and tuple(meta["action_shape"]) != tuple(spec.action_shape)):
@@ -150,6 +151,33 @@ def read(path: str | Path, spec=None) -> tuple[dict[str, np.ndarray], dict[str, 
             raise DatasetError(f"dataset {npz} was recorded on {meta['env_id']}, not on env {spec.id}; pick the env "
                                f"it was recorded on or another dataset")
     return arrays, meta
+
+
+FINITE_FIELDS = ("observations", "actions", "rewards", "next_observations")  # the float fields a loss reads
+SHOWN_ROWS = 5  # row indices named in a non-finite dataset's error
+
+
+def check_finite(arrays: dict[str, np.ndarray], what: str) -> None:
+    """Refuse a dataset with NaN or inf in its observations, actions, rewards or next observations, in one line
+    naming each such field, how many values and its first rows: loaded as it is, the first minibatch holding one
+    makes the loss non-finite and the run stops much later, blaming the loss (exit 3), not the data."""
+    problems = []
+    for k in FINITE_FIELDS:
+        v = arrays.get(k)
+        if v is None or not np.issubdtype(v.dtype, np.floating):  # integer (discrete) actions are always finite
+            continue
+        bad = ~np.isfinite(v)
+        count = int(bad.sum())
+        if count == 0:
+            continue
+        rows = np.flatnonzero(bad.reshape(len(v), -1).any(axis=1)) if v.ndim > 1 else np.flatnonzero(bad)
+        kinds = "/".join(name for name, n in (("NaN", int(np.isnan(v).sum())), ("inf", int(np.isinf(v).sum()))) if n)
+        shown = ", ".join(str(int(r)) for r in rows[:SHOWN_ROWS]) + (f", ... ({len(rows)} rows)" if len(rows) > SHOWN_ROWS else "")
+        problems.append(f"{k} has {count} non-finite value{'s' if count != 1 else ''} ({kinds}) in row"
+                        f"{'s' if len(rows) != 1 else ''} {shown}")
+    if problems:
+        raise DatasetError(f"{what}: {'; '.join(problems)}; allowed: finite values only (drop or repair those rows "
+                           "and write the dataset again)")
 
 
 def from_buffer(buffer, path: str | Path, *, env_id: str, source: dict[str, Any], discrete: bool) -> Path:
@@ -279,6 +307,7 @@ def read_minari(dataset_id: str, spec=None) -> tuple[dict[str, np.ndarray], dict
     if not cols["rewards"]:
         raise DatasetError(f"Minari dataset {dataset_id} holds no episodes")
     arrays = {k: np.concatenate(v) for k, v in cols.items()}
+    check_finite(arrays, f"Minari dataset {dataset_id}")
     arrays["episode_ids"] = episode_ids(arrays["terminations"], arrays["truncations"])
     files = sorted((minari_root() / dataset_id / "data").glob("*"))
     h = hashlib.sha256()

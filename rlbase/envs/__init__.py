@@ -165,7 +165,9 @@ def _base(cfg: EnvConfig, render_mode: Optional[str] = None) -> gym.Env:
     kwargs = dict(cfg.kwargs)
     if cfg.max_episode_steps is not None:
         kwargs["max_episode_steps"] = cfg.max_episode_steps
-    entry = str(getattr(gym.envs.registry.get(cfg.id.split(":", 1)[-1]), "entry_point", ""))  # check_id imported it
+    entry_point = getattr(gym.envs.registry.get(cfg.id.split(":", 1)[-1]), "entry_point", "")  # check_id imported it
+    entry = str(entry_point) if isinstance(entry_point, str) or not callable(entry_point) else \
+        f"{getattr(entry_point, '__module__', '?')}:{getattr(entry_point, '__qualname__', entry_point)}"
     if "mujoco" in entry:
         _import_mujoco()
     try:
@@ -175,10 +177,36 @@ def _base(cfg: EnvConfig, render_mode: Optional[str] = None) -> gym.Env:
         hint = "" if "pip install" in str(e) else f"; install it with `pip install {package}`"
         raise EnvError(f"env.id={cfg.id}: a dependency is missing ({e}){hint}") from e
     except TypeError as e:  # an env.kwargs key the env's constructor does not take
+        if "unexpected keyword argument 'render_mode'" in str(e):
+            _log_traceback(cfg.id, e)
+            raise EnvError(f"env.id={cfg.id}: its constructor does not take render_mode (gymnasium passes "
+                           f"render_mode to every env: None to train, 'rgb_array' for videos); allowed: an env whose "
+                           f"__init__ takes render_mode=None (entry point {entry})") from e
         if not kwargs:
-            raise
+            raise _constructor_failed(cfg.id, entry, e) from e
         raise EnvError(f"env.kwargs for {cfg.id}: {e}; allowed: the keyword arguments of its constructor "
                        f"(entry point {entry})") from e
+    except Exception as e:  # noqa: BLE001 - the user's env raised while it was built: one line, not its traceback
+        raise _constructor_failed(cfg.id, entry, e) from e
+
+
+def _log_traceback(env_id: str, e: BaseException) -> None:
+    import logging
+    import traceback
+
+    logging.getLogger(__name__).debug("building env %s raised:\n%s", env_id,
+                                      "".join(traceback.format_exception(e)).rstrip())
+
+
+def _constructor_failed(env_id: str, entry: str, e: BaseException) -> EnvError:
+    """An env whose construction raised: its id and its error in one line; the traceback is logged at DEBUG
+    (``hydra.verbose=rlbase.envs`` shows it)."""
+    _log_traceback(env_id, e)
+    first = str(e).splitlines()[0] if str(e) else ""
+    first = first.split(" was raised from the environment creator for ")[0]  # gymnasium's wrapping of a TypeError
+    return EnvError(f"env.id={env_id}: building the env raised {type(e).__name__}{': ' + first if first else ''} "
+                    f"(entry point {entry}; its traceback: add hydra.verbose=rlbase.envs); allowed: an env whose "
+                    "constructor succeeds with the configured env.kwargs")
 
 
 def probe(cfg: EnvConfig) -> EnvSpec:

@@ -142,6 +142,28 @@ def policy_state(agent_state: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in agent_state.items() if not (isinstance(v, dict) and "param_groups" in v and "state" in v)}
 
 
+def optimizers(agent) -> dict[str, torch.optim.Optimizer]:
+    """The agent's torch optimizers, found among its attributes, by the key their learning rate is logged under:
+    ``train/lr`` for an agent with one (or for the one named ``optimizer`` or ``opt``), else ``train/lr_<name>``
+    with the attribute's ``_opt`` / ``_optimizer`` suffix dropped (SAC: ``train/lr_actor``, ``train/lr_critic``,
+    ``train/lr_alpha``). An optimizer whose parameters live in shared memory is stepped by other processes (A3C's
+    workers, each with its own copy and schedule): its learning rate here is not the one in use, so it is left out."""
+    found = [(name, opt) for name, opt in vars(agent).items() if isinstance(opt, torch.optim.Optimizer)]
+    found = [(name, opt) for name, opt in found
+             if not any(p.device.type == "cpu" and p.is_shared() for g in opt.param_groups for p in g["params"])]
+    out: dict[str, torch.optim.Optimizer] = {}
+    for name, opt in found:
+        stem = name.removesuffix("_optimizer").removesuffix("_opt")
+        key = "train/lr" if len(found) == 1 or stem in ("optimizer", "opt") else f"train/lr_{stem}"
+        out.setdefault(key, opt)
+    return out
+
+
+def learning_rates(opts: dict[str, torch.optim.Optimizer]) -> dict[str, float]:
+    """Each optimizer's current learning rate (its first parameter group's: the one every algorithm here sets)."""
+    return {key: float(opt.param_groups[0]["lr"]) for key, opt in opts.items() if opt.param_groups}
+
+
 class Runner:
     """Counters, periodic logging, evaluation (and video), checkpoints, signals and the progress bar.
 
@@ -177,6 +199,7 @@ class Runner:
         self.video_on = cfg.eval.video
         self.score_ref: Optional[tuple[float, float]] = None  # (random, expert) returns: eval/normalized_score
         self.metrics: dict[str, Any] = {}
+        self.optimizers = optimizers(agent)  # their learning rates are logged with each log_every row
         self._ep: list[tuple[float, int]] = []  # episodes ending at step _ep_step, not logged yet
         self._ep_step: Optional[int] = None
         self.sps = 0.0
@@ -362,7 +385,8 @@ class Runner:
             if not self.cfg.progress and time.monotonic() >= self.next_line:
                 self.progress_line()
             self._check_metrics()
-            self.logger.log(self.step, {**self.metrics, "time/sps": self.sps,
+            # The learning rates in use now (lr_anneal changes them; an algorithm's own train/lr* metric wins).
+            self.logger.log(self.step, {**learning_rates(self.optimizers), **self.metrics, "time/sps": self.sps,
                                         "time/updates_per_s": self.update_rate.read(self.updates),
                                         "train/updates": self.updates})
         if crossed(before, self.step, self.eval_every) or self.done:

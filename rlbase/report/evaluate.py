@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -75,11 +76,35 @@ def load_state(run_dir: str | Path, which: str = "last") -> tuple[DictConfig, di
                                     "not a run directory)")
     if (run_dir / ".hydra" / "config.yaml").exists():
         cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+        check_same_run(run_dir, cfg, state, path=run_dir / (BEST_POLICY if which == "best" else checkpoint.NAME))
     elif state.get("config") is not None:  # a run directory without .hydra/ (copied without it)
         cfg = OmegaConf.create(state["config"])
     else:
         raise FileNotFoundError(f"{run_dir} has no config (.hydra/config.yaml) and its {which} state holds none")
     return with_defaults(cfg), state
+
+
+class WrongCheckpoint(ValueError):
+    """A saved state written by another algorithm (or on another env) than the run's config names: one line, exit 2."""
+
+
+def check_same_run(run_dir: Path, cfg: DictConfig, state: dict[str, Any], path: Path) -> None:
+    """The saved state's own config (every checkpoint and best policy stores the config it was trained with) against
+    the run directory's recorded one: another algorithm's weights would fail deep in ``load_state_dict`` (a KeyError
+    or a size mismatch, and a traceback); refused here in one line. States without a config (older runs) pass."""
+    saved = state.get("config")
+    if not isinstance(saved, dict):
+        return
+    algo = (saved.get("algo") or {}).get("name") if isinstance(saved.get("algo"), dict) else None
+    env_id = (saved.get("env") or {}).get("id") if isinstance(saved.get("env"), dict) else None
+    named = run_dir / ".hydra" / "config.yaml"
+    if algo is not None and str(algo) != str(cfg.algo.name):
+        raise WrongCheckpoint(f"{path} was written by algo={algo}{f' on {env_id}' if env_id else ''}, but the run's "
+                              f"config {named} names algo={cfg.algo.name}; a checkpoint loads only as the algorithm "
+                              f"that wrote it: pass the {algo} run's own directory (or put back its config)")
+    if env_id is not None and str(env_id) != str(cfg.env.id):
+        raise WrongCheckpoint(f"{path} was trained on env {env_id}, but the run's config {named} names env.id="
+                              f"{cfg.env.id}; pass the run's own directory (or put back its config)")
 
 
 def build_agent(cfg: DictConfig, agent_state: dict[str, Any], spec: envs.EnvSpec, device: torch.device | str = "cpu"):
@@ -101,16 +126,24 @@ def recorded_config(path: Path):
     return with_defaults(OmegaConf.load(path))
 
 
+def _load_or_exit(run_dir: Path, which: str) -> tuple[DictConfig, dict[str, Any]]:
+    """:func:`load_state` for the script: its refusals as one ``error:`` line and an exit code."""
+    try:
+        return load_state(run_dir, which)
+    except WrongCheckpoint as e:  # bad input: exit 2
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except (FileNotFoundError, ValueError, checkpoint.CheckpointError) as e:
+        raise SystemExit(f"error: {e}") from None
+
+
 def load_agent(run_dir: Path, which: str = "last"):
     """The run's config, its agent with the weights of the checkpoint ``which`` names (``"last"``: checkpoint.pt,
     ``"best"``: best_policy.pt) and that saved state (``step``, ``obs_stats``, ``agent``, ...)."""
     cfg_path = run_dir / ".hydra" / "config.yaml"
     if not cfg_path.exists():
         raise SystemExit(f"error: {cfg_path} not found; pass a run directory made by train.py")
-    try:
-        cfg, state = load_state(run_dir, which)
-    except (FileNotFoundError, ValueError, checkpoint.CheckpointError) as e:
-        raise SystemExit(f"error: {e}") from None
+    cfg, state = _load_or_exit(run_dir, which)
     agent = build_agent(cfg, state["agent"], envs.probe(cfg.env), torch.device("cpu"))
     return cfg, agent, state
 
@@ -186,6 +219,7 @@ def main(argv=None) -> list[dict]:
             raise SystemExit(f"error: --which best: {d / BEST_POLICY} not found (a run made before best policies were "
                              "kept, or one whose write of it failed: see its train.log); --which last evaluates its "
                              "checkpoint")
+        _load_or_exit(d, args.which)  # its saved state is there, readable, and of the algorithm its config names
     results = [evaluate_run(d, args.episodes, args.seed, args.sample, args.video, args.which) for d in args.run_dirs]
     if len(results) > 1:
         kinds = {(r["algo"], r["env"], r["sample"]) for r in results}

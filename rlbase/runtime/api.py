@@ -5,9 +5,10 @@
     r.final_return, r.best_return, r.run_dir, r.checkpoint
 
 The same steps as the command line, in the same order: compose ``rlbase/conf`` with the overrides (Hydra's own
-grammar), lock the run directory, validate, fit the random and learning starts to the budget, record
-``.hydra/config.yaml``, ``overrides.yaml`` and ``hydra.yaml`` as the command line does, train (or resume the
-checkpoint already in ``run_dir``), and return a :class:`Result`. It never exits the process: bad input raises
+grammar), then :func:`rlbase.runtime.job.execute`, the function each command-line job calls: validate, fit the
+random and learning starts to the budget, check and lock the run directory, record ``.hydra/config.yaml``,
+``overrides.yaml``, ``hydra.yaml`` and ``train.log`` once the run is accepted, train (or resume the checkpoint
+already in ``run_dir``), and return a :class:`Result`. It never exits the process: bad input raises
 ``ConfigError`` or ``BadInput``, other failures the exceptions in ``rlbase.runtime.job.KNOWN_FAILURES``.
 """
 
@@ -27,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
 from rlbase.core import checkpoint  # noqa: E402
 from rlbase.core.logger import read_metrics  # noqa: E402
 from rlbase.runtime import job  # noqa: E402
-from rlbase.runtime.validate import ConfigError, fit_schedule, fit_starts, validate, validate_tuned  # noqa: E402
+from rlbase.runtime.validate import ConfigError  # noqa: E402
 
 log = logging.getLogger("train")
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -76,15 +77,6 @@ def _default_dir(hydra_cfg: DictConfig) -> Path:
     return Path(OmegaConf.to_container(hydra_cfg.run, resolve=True)["dir"])
 
 
-def _record(run_dir: Path, cfg: DictConfig, hydra_cfg: DictConfig, overrides: list[str]) -> None:
-    """The files the command line's Hydra writes into ``.hydra/``, written before the run starts."""
-    d = run_dir / ".hydra"
-    d.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, d / "config.yaml")
-    OmegaConf.save(OmegaConf.create(list(overrides)), d / "overrides.yaml")
-    OmegaConf.save(OmegaConf.create({"hydra": hydra_cfg}), d / "hydra.yaml")
-
-
 def run(overrides: Union[Sequence[str], None] = None, run_dir: Optional[Union[str, Path]] = None) -> Result:
     """Train one run in this process from command-line style ``overrides`` (``["algo=td3", "env=hopper"]``);
     ``run_dir`` defaults to the command line's ``runs/<algo>/<env>/seed<k>/<time>_<pid>``. A ``run_dir`` holding an
@@ -94,39 +86,9 @@ def run(overrides: Union[Sequence[str], None] = None, run_dir: Optional[Union[st
     overrides = list(overrides or [])
     cfg, hydra_cfg = compose(overrides)
     run_dir = Path(run_dir) if run_dir is not None else _default_dir(hydra_cfg)
-    if checkpoint.is_done(run_dir):
-        raise job.BadInput(f"{run_dir} holds a finished run (results in {run_dir}/metrics.jsonl); pick another directory")
-    job.own(run_dir)
-    handler = None
-    try:
-        resumed = checkpoint.exists(run_dir)
-        if resumed:
-            job.keep_recorded_config(run_dir)
-        try:
-            validate_tuned(dict(hydra_cfg.runtime.choices))
-            spec = validate(cfg)
-            explicit = {o.partition("=")[0].lstrip("+~") for o in overrides}
-            notes = fit_starts(cfg, explicit) + fit_schedule(cfg, explicit)
-        except ConfigError:
-            job._remove_if_fresh(run_dir)
-            raise
-        handler = logging.FileHandler(run_dir / "train.log")
-        handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
-        logging.getLogger().addHandler(handler)
-        if logging.getLogger().level > logging.INFO:
-            logging.getLogger().setLevel(logging.INFO)
-        if not resumed:
-            for note in notes:
-                log.warning("%s", note)
-            fitted = [f"algo.{k}={cfg.algo[k]}" for k in ("random_steps", "learning_starts") if k in cfg.algo and notes]
-            _record(run_dir, cfg, hydra_cfg, [*overrides, *fitted])
-        job.run(cfg, spec, run_dir)
-    finally:
-        if handler is not None:
-            logging.getLogger().removeHandler(handler)
-            handler.close()
-        job.release(run_dir)
-        job._RECORDED.pop(str(run_dir.resolve()), None)
+    with open_dict(hydra_cfg):
+        hydra_cfg.runtime.output_dir = str(run_dir.absolute())
+    job.execute(cfg, run_dir, overrides, hydra_cfg)
     returns = [(int(r["step"]), float(r["eval/return_mean"])) for r in read_metrics(run_dir / "metrics.jsonl")
                if "eval/return_mean" in r]
     state_step = returns[-1][0] if returns else 0

@@ -14,6 +14,7 @@ import shutil
 import signal
 import time
 from collections.abc import Generator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -35,7 +36,7 @@ class BadInput(ValueError):
 
 
 def exit_code(e: BaseException) -> int:
-    if isinstance(e, (BadInput, ConfigError)):
+    if isinstance(e, (BadInput, ConfigError, RunDirBusy)):
         return 2
     if isinstance(e, loops.NonFiniteError):
         return 3
@@ -66,19 +67,19 @@ def disk_error(e: OSError, what: str) -> DiskError:
 
 # Failures a run reports in one line (no traceback), and the process's exit code for each: the one place they map.
 KNOWN_FAILURES = (BadInput, ConfigError, loops.NonFiniteError, loops.Interrupted, checkpoint.CheckpointError,
-                  data.DatasetError, envs.EnvFailed, DiskError)
+                  data.DatasetError, envs.EnvFailed, DiskError, RunDirBusy)
 
 
 def own(run_dir: Path) -> None:
     """Make this process the one writer of ``run_dir``: an exclusive lock on ``run_dir/.lock``, held until the
     process exits (the OS drops it on any exit, SIGKILL included, so a crashed run leaves nothing stuck). A
-    second live run aimed at the same directory is refused before it writes anything there."""
+    second live run aimed at the same directory is refused before it writes anything there. The lock file gets
+    this process's pid only when the run is accepted (:func:`accept`): a refused attempt changes no byte there."""
     import fcntl
 
     key = str(run_dir.resolve())
     if key in _LOCKS:
         return
-    existed = run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         f = open(run_dir / ".lock", "a+")
@@ -97,33 +98,170 @@ def own(run_dir: Path) -> None:
         f.close()
         raise RunDirBusy(f"{run_dir} is in use by another live run (pid {pid}); wait for it to end, "
                          "or pick another directory") from None
-    try:
-        f.truncate(0)
-        f.write(f"{os.getpid()}\n")
-        f.flush()
-    except OSError as e:
-        try:
-            f.close()  # flushes again: may fail the same way
-        except OSError:
-            pass
-        if not existed:
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise disk_error(e, str(run_dir / ".lock")) from None
     _LOCKS[key] = f
 
 
 def release(run_dir: Path) -> None:
     f = _LOCKS.pop(str(run_dir.resolve()), None)
     if f is not None:
-        f.close()
+        try:
+            f.close()  # flushes the pid: may fail on a full disk, and the lock goes with the descriptor anyway
+        except OSError:
+            pass
 
 
-# A resumed run's recorded config, read before Hydra rewrites .hydra/: the settings the checkpoint was trained with,
-# and what to put back if this resume is refused (so the next plain resume still works).
-_RECORDED: dict[str, dict[str, str]] = {}
+class SweepChanged(BadInput):
+    """A sweep asks a finished job's directory for other settings than the job ran with: the sweep stops (exit 2)."""
 
 
-_REUSED: set[str] = set()  # run directories given on the command line that already held a run
+@dataclass
+class Record:
+    """What an accepted run writes into ``.hydra/``: the command line's overrides (plus the fitted starts, so a
+    resume keeps them) and Hydra's own config (run directory, group choices; None: not written)."""
+
+    overrides: list[str]
+    hydra: Optional[DictConfig] = None
+
+
+class _Held(logging.Handler):
+    """Log records of a run before it is accepted: written to its train.log once it is, dropped if it is refused
+    (a refused attempt adds no line to an existing run's log)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+_HANDLERS: dict[str, list[logging.Handler]] = {}  # per run directory: the log handlers this module added
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def accept(cfg: DictConfig, run_dir: Path, record: Record) -> None:
+    """The run passed every check: from here on it writes its directory. Its record (``.hydra/config.yaml``,
+    ``overrides.yaml``, ``hydra.yaml``), its pid in the lock file and its ``train.log`` (with the lines logged
+    before this point) are written now, and only by the run that owns the directory (Hydra writes none of them:
+    ``hydra.output_subdir`` is null in conf/config.yaml)."""
+    key = str(run_dir.resolve())
+    try:
+        lock = _LOCKS.get(key)
+        if lock is not None:  # first: a disk that cannot take these few bytes stops the run before its record
+            lock.truncate(0)
+            lock.write(f"{os.getpid()}\n")
+            lock.flush()
+        hydra_dir = run_dir / ".hydra"
+        tmp_dir = run_dir / ".hydra.tmp"
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        _write_text(tmp_dir / "config.yaml", OmegaConf.to_yaml(cfg))
+        _write_text(tmp_dir / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(list(record.overrides))))
+        if record.hydra is not None:
+            _write_text(tmp_dir / "hydra.yaml", OmegaConf.to_yaml(OmegaConf.create({"hydra": record.hydra})))
+        hydra_dir.mkdir(exist_ok=True)
+        for f in sorted(tmp_dir.iterdir()):
+            os.replace(f, hydra_dir / f.name)
+        tmp_dir.rmdir()
+        root = logging.getLogger()
+        log_file = str((run_dir / "train.log").resolve())
+        if not any(isinstance(h, logging.FileHandler) and h.baseFilename == log_file for h in root.handlers):
+            handler = logging.FileHandler(log_file)
+            handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+            for held in [h for h in _HANDLERS.get(key, []) if isinstance(h, _Held)]:
+                for rec in held.records:
+                    handler.handle(rec)
+            root.addHandler(handler)
+            _HANDLERS.setdefault(key, []).append(handler)
+    except OSError as e:
+        raise disk_error(e, str(run_dir)) from None
+    finally:
+        for held in [h for h in _HANDLERS.get(key, []) if isinstance(h, _Held)]:
+            logging.getLogger().removeHandler(held)
+            _HANDLERS[key].remove(held)
+
+
+def _hold_logs(run_dir: Path) -> None:
+    root = logging.getLogger()
+    held = _Held()
+    root.addHandler(held)
+    _HANDLERS.setdefault(str(run_dir.resolve()), []).append(held)
+    if root.level > logging.INFO:
+        root.setLevel(logging.INFO)
+
+
+def _drop_logs(run_dir: Path) -> None:
+    for h in _HANDLERS.pop(str(run_dir.resolve()), []):
+        logging.getLogger().removeHandler(h)
+        h.close()
+
+
+RERUN_SAFE = ("hardware", "logger", "progress", "keep_replay", "checkpoint_every")  # settings a sweep rerun may change
+
+
+def final_return(run_dir: Path) -> float:
+    from rlbase.core.logger import read_metrics
+
+    final = [r["eval/return_mean"] for r in read_metrics(run_dir / "metrics.jsonl") if "eval/return_mean" in r]
+    return final[-1] if final else float("nan")
+
+
+def execute(cfg: DictConfig, run_dir: Path, overrides: list[str], hydra_cfg: Optional[DictConfig] = None,
+            sweep: bool = False) -> float:
+    """One run as the command line and ``rlbase.run`` both make it: validate and fit the starts, check the
+    directory (finished, in use, another run's settings), lock it, train, and return the final evaluation return.
+    Nothing is written into ``run_dir`` until every check has passed (:func:`accept`); a refused attempt leaves an
+    existing directory as it was and removes one that was made for it. In a sweep (``sweep=True``) a finished job
+    with the same settings is skipped, and one with other settings stops the sweep (:class:`SweepChanged`)."""
+    from rlbase.runtime.validate import fit_schedule, fit_starts, validate, validate_tuned
+
+    run_dir = Path(run_dir)
+    held_run = (run_dir / ".hydra").is_dir()  # the directory held a run before this attempt (a resume, a requeue)
+    explicit = {o.partition("=")[0].lstrip("+~") for o in overrides}
+    _hold_logs(run_dir)
+    locked = False
+    try:
+        if hydra_cfg is not None and OmegaConf.select(hydra_cfg, "runtime.choices") is not None:
+            validate_tuned(dict(hydra_cfg.runtime.choices))
+        spec = validate(cfg)
+        notes = fit_starts(cfg, explicit) + fit_schedule(cfg, explicit)
+        if checkpoint.is_done(run_dir):
+            if not sweep:
+                raise BadInput(f"{run_dir} holds a finished run (results in {run_dir}/metrics.jsonl); start a new run "
+                               "without hydra.run.dir or pick another directory")
+            changed = resume_changes(cfg, run_dir, safe=RERUN_SAFE)
+            if changed:
+                raise SweepChanged(
+                    f"{run_dir} is a finished job of this sweep run with other settings: {'; '.join(changed)}; "
+                    "nothing was run. To run these settings, give the sweep a new directory (hydra.sweep.dir=...) "
+                    "or sweep the setting with more than one value (each value gets its own directory)")
+            log.info("skipping finished job %s (same settings)", run_dir)
+            return final_return(run_dir)
+        own(run_dir)
+        locked = True
+        resumed = checkpoint.exists(run_dir)
+        fitted = [f"algo.{k}={cfg.algo[k]}" for k in ("random_steps", "learning_starts")
+                  if k in cfg.algo and notes and not resumed]
+        if not resumed:
+            for note in notes:  # a resume takes the starts its checkpoint has
+                log.warning("%s", note)
+            if not sweep and not held_run:
+                for twin in unfinished_twins(run_dir, [*overrides, *fitted])[-1:]:
+                    log.warning("starting a new run from step 0, but %s is an unfinished run of these settings; "
+                                "to continue it instead: python train.py resume=%s", twin, twin)
+        return run(cfg, spec, run_dir, Record([*overrides, *fitted], hydra_cfg))
+    except BaseException:
+        if not (run_dir / ".hydra").is_dir():  # not accepted: leave nothing behind in a directory made for it
+            _remove_if_fresh(run_dir)
+        raise
+    finally:
+        _drop_logs(run_dir)
+        if locked:
+            release(run_dir)
 
 
 # What a resume may change: the budget, the schedule of logs and checkpoints, logging, hardware and video.
@@ -132,17 +270,6 @@ RESUME_SAFE = ("total_steps", "total_updates", "log_every", "checkpoint_every", 
 
 
 RESUME_FIXED = ("eval.sample",)  # in a safe group, but a run's evaluations must all be of one kind (its curve, best, stop)
-
-
-def keep_recorded_config(run_dir: Path) -> None:
-    hydra_dir = run_dir / ".hydra"
-    if checkpoint.exists(run_dir) and (hydra_dir / "config.yaml").exists():
-        _RECORDED[str(run_dir.resolve())] = {p.name: p.read_text() for p in hydra_dir.glob("*.yaml")}
-
-
-def restore_recorded_config(run_dir: Path) -> None:
-    for name, text in _RECORDED.get(str(run_dir.resolve()), {}).items():
-        (run_dir / ".hydra" / name).write_text(text)
 
 
 def _flat(node, prefix: str = "") -> dict[str, object]:
@@ -154,30 +281,37 @@ def _flat(node, prefix: str = "") -> dict[str, object]:
     return {prefix[:-1]: node}
 
 
-def resume_changes(cfg: DictConfig, run_dir: Path, saved: Optional[dict] = None) -> list[str]:
+def resume_changes(cfg: DictConfig, run_dir: Path, saved: Optional[dict] = None,
+                   safe: Optional[tuple[str, ...]] = None) -> list[str]:
     """Settings of this resume that differ from those the run's checkpoint was trained with (``saved``: the config
     stored in the checkpoint; older checkpoints: the run's recorded .hydra/config.yaml), safe ones aside. A key only
     one side has is a change too (a key added under ``env.kwargs`` changes the task), except a setting the code
-    gained since the run started, given at its default (the run trained with what that default keeps)."""
+    gained since the run started, given at its default (the run trained with what that default keeps). ``safe``:
+    the top-level settings that may differ (default :data:`RESUME_SAFE`; a sweep's rerun over finished jobs passes
+    :data:`RERUN_SAFE`, and then every other difference counts, starts and dataset path included)."""
+    rerun = safe is not None
+    safe = RESUME_SAFE if safe is None else safe
     if saved is None:
-        recorded = _RECORDED.get(str(run_dir.resolve()))
-        if recorded is None:
+        recorded = run_dir / ".hydra" / "config.yaml"
+        if not recorded.exists():
             return []
-        saved = OmegaConf.to_container(OmegaConf.create(recorded["config.yaml"]), resolve=True)
+        saved = OmegaConf.to_container(OmegaConf.load(recorded), resolve=True)
     old, new = _flat(saved), _flat(OmegaConf.to_container(cfg, resolve=True))
     changed = []
     first = ("algo.name", "env.name", "env.id", "seed")  # another algorithm or task is named before its settings
     for key in sorted(set(old) & set(new), key=lambda k: (k not in first, first.index(k) if k in first else 0, k)):
-        if (key.split(".")[0] in RESUME_SAFE and key not in RESUME_FIXED) or old[key] == new[key]:
+        if (key.split(".")[0] in safe and (rerun or key not in RESUME_FIXED)) or old[key] == new[key]:
             continue
-        if key == "dataset.path":
+        if rerun:
+            pass
+        elif key == "dataset.path":
             continue  # a moved dataset is fine; its checksum against the checkpoint's decides (loops.offline)
-        if key.startswith("algo.") and key[5:] in ("random_steps", "learning_starts"):
+        elif key.startswith("algo.") and key[5:] in ("random_steps", "learning_starts"):
             continue  # fitted to the first budget and restored from the checkpoint (train.run), whatever is given now
         changed.append(f"{key}={new[key]} (the run has {old[key]})")
     defaults = _flat(_schema_defaults(cfg))
     for key in sorted(set(old) ^ set(new)):
-        if key.split(".")[0] in RESUME_SAFE and key not in RESUME_FIXED:
+        if key.split(".")[0] in safe and (rerun or key not in RESUME_FIXED):
             continue
         if key in new and key in defaults and defaults[key] == new[key]:
             continue  # a setting added to the code since the run started, at its default
@@ -205,7 +339,10 @@ def _remove_if_fresh(run_dir: Path) -> None:
     """Delete a run directory Hydra made for a run that failed validation (nothing of value in it)."""
     if run_dir.exists() and all(p.name in (".hydra", "train.log", ".lock") for p in run_dir.iterdir()):
         shutil.rmtree(run_dir, ignore_errors=True)
-        for parent in list(run_dir.parents)[:4]:  # runs/<algo>/<env>[/<dataset>]/seed<k>/ made for it, if now empty
+        parents = list(run_dir.parents)[:4]
+        if not any(p.name in ("runs", "multirun") for p in list(run_dir.parents)[:6]):
+            return  # a directory given by hand: the folders above it are the user's
+        for parent in parents:  # runs/<algo>/<env>[/<dataset>]/seed<k>/ made for it, if now empty
             if parent.name in ("runs", "multirun"):
                 break
             try:
@@ -265,10 +402,10 @@ def swept_settings(run_dir: Path, prefix: str = "") -> str:
     return f"{prefix}{found}" if found else ""
 
 
-def run(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> float:
+def run(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path, record: Optional[Record] = None) -> float:
     """Train one run in this process (a fresh one, or a resume from ``run_dir``'s checkpoint); returns the final
     evaluation return. It never exits the process: failures are raised (:data:`KNOWN_FAILURES`)."""
-    return loops.drive(steps(cfg, spec, run_dir))
+    return loops.drive(steps(cfg, spec, run_dir, record))
 
 
 def replay_intact(run_dir: Path):
@@ -283,9 +420,12 @@ def replay_intact(run_dir: Path):
     return check
 
 
-def steps(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> Generator[int, None, float]:
+def steps(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path, record: Optional[Record] = None
+          ) -> Generator[int, None, float]:
     """:func:`run` one step at a time: yields after each step of its loop, returns the final evaluation return.
-    Several runs can so share a process, one step each in turn (:func:`loops.interleave`)."""
+    Several runs can so share a process, one step each in turn (:func:`loops.interleave`). With a ``record``, the
+    run is accepted (:func:`accept`: its .hydra/ record and train.log written) after the checks against its
+    checkpoint, the dataset's and the env's construction, before anything else is written."""
     module = algos.get(cfg.algo.name)
     threads, why = auto_threads(cfg, module)
     seeding.set_threads(threads)
@@ -295,30 +435,40 @@ def steps(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> Generator[int, 
     if resume is not None:
         changed = resume_changes(cfg, run_dir, resume.get("config"))
         if changed:  # before anything of the run is touched (a sweep's rerun included: it has no recorded copy)
-            restore_recorded_config(run_dir)
             raise BadInput(f"resuming {run_dir} would change {'; '.join(changed)}; a resume may change only "
                            f"{', '.join(RESUME_SAFE[:6])} and the logger.*, hardware.* and eval.* settings (not eval.sample); start a "
                            "new run (without resume= / hydra.run.dir) for other settings")
+    if resume is not None and resume.get("algo_starts"):
+        for k, v in resume["algo_starts"].items():  # the starts the run began with, whatever total_steps is now
+            cfg.algo[k] = v
+    key = "total_updates" if getattr(module, "OFFLINE", False) else "total_steps"
+    if resume is not None and resume["step"] > cfg[key]:
+        raise BadInput(f"{key}={cfg[key]} is below the step of the checkpoint in {run_dir} ({resume['step']}); "
+                       f"allowed: {key} >= {resume['step']}")
+    if resume is not None and getattr(module, "OFFLINE", False) and resume.get("dataset_sha256"):
+        _, meta = data.load(cfg.dataset, spec)  # the checkpoint's dataset, checked before the run records anything
+        if meta["sha256"] != resume["dataset_sha256"]:
+            raise BadInput(f"{data.describe(cfg.dataset)} differs from the one the checkpoint in {run_dir} was trained "
+                           "on; resume with the same dataset or start a new run")
+    env = loops.make_env(module.LOOP, cfg)
+    eval_env, _ = envs.make(cfg.env, seeding.stream(cfg.seed, "eval_env"), train=False)
+    # The algorithm's own dataclass, not the DictConfig: agents read settings in every update, and an OmegaConf
+    # attribute costs microseconds (a third of a DQN run's time; docs/results.md, Speed).
+    # Every random draw of the agent comes from its own generators (seeding.AgentRandom), spawned from the seed.
+    try:
+        agent = module.Agent(OmegaConf.to_object(cfg.algo), spec, device, seeding.AgentRandom(cfg.seed, device))
+        if record is not None:
+            accept(cfg, run_dir, record)  # every check has passed: from here on the run writes its directory
+    except BaseException:
+        env.close()
+        eval_env.close()
+        raise
     old = run_dir / "metrics.jsonl"
     if resume is None and old.exists() and old.stat().st_size > 0:  # a failed attempt with no checkpoint: start clean
         n = 1 + len(list(run_dir.glob("metrics.failed-*.jsonl")))
         old.rename(run_dir / f"metrics.failed-{n}.jsonl")
         log.warning("no checkpoint in %s: starting from step 0; the earlier attempt's rows are in metrics.failed-%d.jsonl",
                     run_dir, n)
-    if resume is not None and resume.get("algo_starts"):
-        for k, v in resume["algo_starts"].items():  # the starts the run began with, whatever total_steps is now
-            cfg.algo[k] = v
-    key = "total_updates" if getattr(module, "OFFLINE", False) else "total_steps"
-    if resume is not None and resume["step"] > cfg[key]:
-        restore_recorded_config(run_dir)
-        raise BadInput(f"{key}={cfg[key]} is below the step of the checkpoint in {run_dir} ({resume['step']}); "
-                       f"allowed: {key} >= {resume['step']}")
-    env = loops.make_env(module.LOOP, cfg)
-    eval_env, _ = envs.make(cfg.env, seeding.stream(cfg.seed, "eval_env"), train=False)
-    # The algorithm's own dataclass, not the DictConfig: agents read settings in every update, and an OmegaConf
-    # attribute costs microseconds (a third of a DQN run's time; docs/results.md, Speed).
-    # Every random draw of the agent comes from its own generators (seeding.AgentRandom), spawned from the seed.
-    agent = module.Agent(OmegaConf.to_object(cfg.algo), spec, device, seeding.AgentRandom(cfg.seed, device))
     try:
         logger = Logger(cfg.logger, run_dir, config=OmegaConf.to_container(cfg, resolve=True),
                         group=f"{cfg.algo.name}-{cfg.env.name}{swept_settings(run_dir, '-')}", name=f"{cfg.algo.name}-{cfg.env.name}-seed{cfg.seed}",
@@ -385,13 +535,12 @@ def steps(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path) -> Generator[int, 
         eval_env.close()
 
 
-def unfinished_twins(run_dir: Path) -> list[Path]:
+def unfinished_twins(run_dir: Path, overrides: list[str]) -> list[Path]:
     """Other run directories beside ``run_dir`` (same algo, env and seed) with a checkpoint, not finished, whose
-    recorded overrides are this run's: the run a researcher probably meant to continue."""
-    own_overrides = run_dir / ".hydra" / "overrides.yaml"
-    if not own_overrides.exists() or not run_dir.parent.is_dir():
+    recorded overrides are ``overrides`` (this run's): the run a researcher probably meant to continue."""
+    if not run_dir.parent.is_dir():
         return []
-    mine = set(OmegaConf.load(own_overrides))
+    mine = set(overrides)
     twins = []
     for d in sorted(run_dir.parent.iterdir()):
         o = d / ".hydra" / "overrides.yaml"

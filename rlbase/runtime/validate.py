@@ -9,7 +9,7 @@ import dataclasses
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig
 
 from rlbase import algos, data, envs
 from rlbase.core import settings
@@ -146,12 +146,156 @@ def validate_dataset(cfg: DictConfig, module, spec: envs.EnvSpec) -> None:
         _check(offline, f"dataset={d.name or d.path or d.id} is training data for offline algorithms; algo={cfg.algo.name} "
                "learns online (to record an online run use dataset.record=true)")
         try:
-            if d.id is not None:
-                data.check_minari(data.open_minari(d.id), d.id, spec)
+            if d.id is not None:  # read in full, as ours are: a non-finite value is refused now, not at the loss
+                data.read_minari(d.id, spec)
             else:
                 data.read(d.path, spec)
         except data.DatasetError as e:
             raise ConfigError(str(e)) from e
+
+
+# ---- will the networks fit in memory?
+
+def _mlp_params(in_dim: int, hidden, out_dim: int) -> int:
+    dims = [in_dim, *[int(h) for h in hidden], out_dim]
+    return sum(a * b + b for a, b in zip(dims[:-1], dims[1:]))
+
+
+def network_sizes(a: DictConfig, module, spec: envs.EnvSpec) -> list[tuple[str, int, int]]:
+    """The networks ``algo`` builds from its hidden-size settings, as (setting, parameters trained by an optimizer,
+    parameters of target copies), from the config and the env's sizes alone (nothing is built). Every MLP is counted
+    with the observation and action sizes at its input and the widest output any of them has: rough at the edges,
+    exact in the hidden-by-hidden matrices that make a network large."""
+    in_dim = spec.obs_dim + spec.action_dim
+    out_dim = max(spec.n_actions, 2 * spec.action_dim, 1)
+
+    def p(key: str) -> int:
+        return _mlp_params(in_dim, a[key], out_dim)
+
+    kind = module.__name__.rsplit(".", 1)[-1]
+    if kind == "dqn":
+        return [("hidden", p("hidden"), p("hidden"))]
+    if kind in ("td3", "ddpg", "td3_bc"):
+        k = 2 if a.get("twin", True) else 1
+        return [("actor_hidden", p("actor_hidden"), p("actor_hidden")),
+                ("critic_hidden", k * p("critic_hidden"), k * p("critic_hidden"))]
+    if kind in ("sac", "cql", "sac_offline"):
+        return [("actor_hidden", p("actor_hidden"), 0), ("critic_hidden", 2 * p("critic_hidden"), 2 * p("critic_hidden"))]
+    if kind in ("a2c", "a3c", "ppo"):
+        return [("hidden", (1 if a.get("shared_trunk", False) else 2) * p("hidden"), 0)]
+    if kind == "bcq":
+        if spec.discrete:
+            return [("hidden", 2 * p("hidden"), 2 * p("hidden"))]
+        return [("vae_hidden", 2 * p("vae_hidden"), 0), ("actor_hidden", p("actor_hidden"), p("actor_hidden")),
+                ("critic_hidden", 2 * p("critic_hidden"), 2 * p("critic_hidden"))]
+    if kind == "iql":  # policy and V trained alone, twin critics with their target
+        return [("hidden", 4 * p("hidden"), 2 * p("hidden"))]
+    # an algorithm this table does not know: each hidden-size list one trained network
+    return [(str(key), p(str(key)), 0) for key in a.keys()
+            if str(key).endswith("hidden") and isinstance(a[key], (list, tuple, ListConfig))]
+
+
+def estimate_bytes(a: DictConfig, module, spec: envs.EnvSpec) -> tuple[int, int]:
+    """(parameters, bytes) of the agent's networks: float32 parameters, their gradients and the optimizer's state
+    (Adam's two moments, a third with amsgrad) for trained networks, one more copy for each target network.
+    Activations, the replay buffer and the rollouts come on top."""
+    moments = 3 if a.get("amsgrad", False) else 2
+    sizes = network_sizes(a, module, spec)
+    trained, targets = sum(t for _, t, _ in sizes), sum(t for _, _, t in sizes)
+    return trained + targets, 4 * (trained * (2 + moments) + targets)
+
+
+def available_memory(device: str = "cpu") -> tuple[int, str] | None:
+    """Bytes free for the networks, and a phrase saying where (``{}``: the amount): for a CUDA device its total memory (its free memory
+    would need a CUDA context, which a sweep's launching process must not hold for the whole sweep); otherwise
+    psutil's (if installed) or /proc/meminfo's MemAvailable, capped by a cgroup (v2) memory limit when one is set.
+    None when none of them can be read (the check is then skipped)."""
+    if device.startswith("cuda"):
+        try:
+            return int(torch.cuda.get_device_properties(torch.device(device)).total_memory), f"{device} has {{}} in all"
+        except Exception:  # noqa: BLE001 - no driver, a device that cannot be queried: no check
+            return None
+    found: tuple[int, str] | None = None
+    try:
+        import psutil  # noqa: PLC0415 - optional
+
+        found = int(psutil.virtual_memory().available), "this machine has {} available"
+    except Exception:  # noqa: BLE001 - not installed, or cannot read
+        try:
+            with open("/proc/meminfo") as f:
+                for line in f:
+                    if line.startswith("MemAvailable:"):
+                        found = int(line.split()[1]) * 1024, "this machine has {} available (MemAvailable)"
+                        break
+        except (OSError, ValueError, IndexError):
+            pass
+    try:  # a container's own limit, below what the machine has free
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            left = int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
+            if found is None or left < found[0]:
+                found = max(left, 0), "this container has {} left under its memory limit (cgroup memory.max)"
+    except (OSError, ValueError):
+        pass
+    return found
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.0f} MiB"
+
+
+def _count(n: int) -> str:
+    return f"{n / 1e9:,.1f} billion" if n >= 1e9 else f"{n / 1e6:,.1f} million" if n >= 1e6 else f"{n:,}"
+
+
+def check_memory(cfg: DictConfig, module, spec: envs.EnvSpec) -> None:
+    """Refuse, before anything is built, networks whose parameters (with gradients, optimizer state and target
+    copies) would not fit in the memory available, instead of an allocation error's traceback."""
+    sizes = network_sizes(cfg.algo, module, spec)
+    if not sizes:
+        return
+    params, need = estimate_bytes(cfg.algo, module, spec)
+    free = available_memory(str(cfg.hardware.device))
+    if free is None or need <= free[0]:
+        return
+    settings_ = ", ".join(f"algo.{key}={list(cfg.algo[key])}" for key in dict.fromkeys(k for k, _, _ in sizes))
+    raise ConfigError(f"{settings_}: the networks of algo={cfg.algo.name} on {spec.id} would have about "
+                      f"{_count(params)} parameters, about {_gib(need)} with their gradients, optimizer state and "
+                      f"target copies, but {free[1].format(_gib(free[0]))}; allowed: smaller hidden sizes whose "
+                      "networks fit")
+
+
+# ---- resume=
+
+
+def resume_algo_change(run_dir: str | Path, args: list[str]) -> str | None:
+    """``resume=<run dir>`` with another ``algo=`` than the run was trained with: one line saying so (for
+    ``cli.expand_resume`` to refuse with), or None when the algorithm is the same, not given, or unknown. Without
+    this the run's recorded overrides (``algo.random_steps=...``) meet the other algorithm's schema and the user
+    reads about a key they never typed."""
+    from omegaconf import OmegaConf
+
+    new = None
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if sep and key.lstrip("+") in ("algo", "algo.name"):
+            new = value.strip("'\"")
+    if new is None:
+        return None
+    run_dir = Path(run_dir)
+    old = None
+    try:
+        old = OmegaConf.load(run_dir / ".hydra" / "config.yaml").algo.name
+    except Exception:  # noqa: BLE001 - no or a damaged recorded config: the recorded overrides, else the default
+        try:
+            recorded = OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "overrides.yaml"))
+            old = next((a.partition("=")[2] for a in recorded if a.partition("=")[0].lstrip("+") == "algo"), None)
+        except Exception:  # noqa: BLE001
+            return None
+    if old is None or str(old) == new:
+        return None
+    return (f"resume={run_dir}: a resume cannot change the algorithm (the run was trained with algo={old}, not "
+            f"algo={new}); resume it without algo=, or start a new run with algo={new} (without resume=)")
 
 
 def validate(cfg: DictConfig) -> envs.EnvSpec:
@@ -194,6 +338,7 @@ def validate(cfg: DictConfig) -> envs.EnvSpec:
                f"high {np.ravel(spec.action_high)}); algo={cfg.algo.name} scales and clips its actions to the bounds, so "
                "they must be finite: give the env a bounded Box (e.g. gymnasium.wrappers.ClipAction after a Box with "
                "finite low/high)")
+    check_memory(cfg, module, spec)  # before the dataset is read (a checksum over all of it)
     validate_dataset(cfg, module, spec)
     if module.LOOP not in ("off_policy", "on_policy"):
         _check(not cfg.env.normalize_obs, f"env.normalize_obs=true is not supported with algo={cfg.algo.name} yet; "
