@@ -135,6 +135,7 @@ def _worker(rank: int, cfg: dict, spec: envs.EnvSpec, global_net, shared_state, 
             for gp, lp in zip(params, local.net.parameters()):
                 gp.grad = lp.grad
             opt.step()  # Hogwild: no lock around the shared parameters
+            metrics["train/lr"] = opt.param_groups[0]["lr"]  # this worker's (its own schedule, its own optimizer)
             queue.put(("rollout", rank, a.n_steps, episodes, {k: float(v) for k, v in metrics.items()}))
         env.close()
         queue.put(("exit", rank))
