@@ -15,18 +15,21 @@ from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # before anything can import mujoco
 
+from rlbase.helptext import print_help, wants_help  # noqa: E402 - light: no torch, Hydra or gymnasium
+
+if wants_help(sys.argv[1:]) and Path(getattr(sys.modules.get("__main__"), "__file__", None) or "").name in (
+        "train.py", "rlbase-train", "cli.py"):  # the command line itself: exit before the imports below
+    sys.exit(print_help(sys.argv[1:]))
+
+
 import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from rlbase import (
-    loops,  # noqa: E402
-)
+from rlbase import loops  # noqa: E402
 from rlbase.conf.schema import register  # noqa: E402
-from rlbase.core import (
-    checkpoint,  # noqa: E402
-    )
+from rlbase.core import checkpoint  # noqa: E402
 from rlbase.report import sweep  # noqa: E402
 from rlbase.runtime import job  # noqa: E402
 from rlbase.runtime.job import _LOCKS, KNOWN_FAILURES, exit_code, release  # noqa: E402
@@ -73,10 +76,29 @@ def precheck(argv: list[str]) -> list[str]:
         items = [str(int(float(v))) if _SCI_INT.match(v) and float(v).is_integer() else v for v in items]
         value = ",".join(items)
         out.append(f"{key}={value}")
+    check_slurm(out)
     compose_check(out)
     out = name_swept_settings(out)
     check_writable(out)
     return out
+
+
+def check_slurm(argv: list[str]) -> None:
+    """``hardware=slurm`` (or ``hydra/launcher=submitit_slurm``) on a machine without Slurm: one line naming what is
+    missing and how to run here, instead of submitit's traceback once Hydra has started the sweep."""
+    import shutil
+
+    if any(a in ("--cfg", "-c", "--info") for a in argv):  # printing a config submits nothing
+        return
+    asked = next((f"{a.lstrip('+').partition('=')[0]}={v}" for a in argv
+                  if a.lstrip("+").partition("=")[0] in ("hardware", "hydra/launcher")
+                  for v in _split_sweep(a.partition("=")[2]) if v in ("slurm", "submitit_slurm")), None)
+    missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
+    if asked is not None and missing:
+        fail(f"{asked} submits each run as a Slurm job, but {' and '.join(missing)} "
+             f"{'is' if len(missing) == 1 else 'are'} not on PATH (no Slurm on this machine); to run here, drop "
+             f"{asked} (hardware=gpu for a GPU), or run a sweep as local processes with -m "
+             "hydra/launcher=submitit_local")
 
 
 def check_grammar(argv: list[str]) -> None:
@@ -393,6 +415,8 @@ def cli(argv: list[str]) -> int:
     tests and scripts can call it many times in one process."""
     from hydra.core.global_hydra import GlobalHydra
 
+    if wants_help(argv):  # answered from the config files, without Hydra (see print_help)
+        return print_help(list(argv))
     register()
     saved = sys.argv
     try:

@@ -728,7 +728,66 @@ def report(study_dir: Path) -> tuple[str, Optional[str]]:
     command = shlex.join(["python", "train.py", *d["overrides"], *param_overrides])
     text += [f"Best: trial {best.number}, {stat} mean {best.value:.2f} over seeds {span}:", "", "```",
              command, "```", "", caution(seeds, len(complete)), ""]
+    path, name = write_tuned(study_dir, d, best, len(complete))
+    pair = "_".join(c.partition("=")[2] for c in _choices(d))
+    text += [f"The same values as a tuned file: {path}. `tuned=` takes a file name in rlbase/conf/tuned/, not a path, "
+             f"and only a name of this pair ({pair} or {pair}_<suffix>): copy it there to use it, e.g.", "", "```",
+             f"cp {shlex.quote(str(path))} rlbase/conf/tuned/{name}.yaml",
+             shlex.join(["python", "train.py", *_choices(d), f"tuned={name}"]), "```", "",
+             f"(copied over rlbase/conf/tuned/{pair}.yaml instead, it becomes the pair's default).", ""]
     return "\n".join(text), command
+
+
+def _choices(d: dict) -> list[str]:
+    """The study's ``algo=`` and ``env=`` (its defaults when the command line left them out)."""
+    given = {o.partition("=")[0]: o for o in d["overrides"] if o.partition("=")[0] in ("algo", "env")}
+    return [given.get("algo", f"algo={d['config'].get('algo.name')}"), given.get("env", f"env={d['config'].get('env.name')}")]
+
+
+def write_tuned(study_dir: Path, d: dict, best, complete: int) -> tuple[Path, str]:
+    """The best trial's values as a ``conf/tuned/``-style file, ``<study>/tuned_<algo>_<env>.yaml``: the pair's own
+    tuned file that the study's runs used (if any), with the study's fixed ``algo.*``/``env.*`` overrides and the
+    best trial's values over it, under a comment naming the study, its statistic and seeds and the caution that those
+    seeds chose it. Returns (path, the name to give it in rlbase/conf/tuned/: ``<algo>_<env>_<study>``)."""
+    algo, env = (c.partition("=")[2] for c in _choices(d))
+    tuned = next((o.partition("=")[2] for o in d["overrides"] if o.partition("=")[0] == "tuned"), f"{algo}_{env}")
+    shipped = SPACES.parent / "tuned" / f"{tuned}.yaml"
+    body = (yaml.safe_load(shipped.read_text()) or {}) if shipped.is_file() else {}
+
+    def put(setting: str, value: Any) -> None:
+        group, _, key = setting.lstrip("+").partition(".")
+        if isinstance(value, str) and value.startswith("["):  # a list choice, kept as its override text
+            value = _number(yaml.safe_load(value))
+        body.setdefault(group, {})[key] = value
+
+    for o in d["overrides"]:
+        key, _, value = o.partition("=")
+        if key.lstrip("+").split(".")[0] in ("algo", "env") and "." in key and not key.startswith("~"):
+            put(key, _number(yaml.safe_load(value)) if value else value)
+    space = {p["name"]: p for p in d["space"]}
+    for n, value in best.params.items():
+        for setting in space.get(n, {"name": n})["name"].split(","):
+            put(setting, value)
+    seeds, stat = d["seeds"], d["stat"]
+    span = f"{seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else str(seeds[0])
+    import textwrap
+
+    header = [
+        "@package _global_",
+        *textwrap.wrap(f"Tuned by scripts/tune.py, study {study_dir}: the best of {complete} complete trials (trial "
+                       f"{best.number}), {stat} mean {best.value:.2f} over seeds {span}; each run's score: "
+                       f"{describe_stat(stat)}. The study's fixed overrides: {' '.join(d['overrides']) or '(none)'}; "
+                       "of those only the algo.* and env.* settings are written here (not the budget or schedule).", 115),
+        *textwrap.wrap((f"Starts from conf/tuned/{tuned}.yaml, which the study's runs used. " if shipped.is_file() else "")
+                       + f"Caution: seeds {span} chose these values (the best of {complete} trials on them), so their "
+                       "scores on those seeds are biased upward: measure them on seeds no trial used (e.g. "
+                       f"-m seed={','.join(str(s) for s in range(5) if s not in seeds) or '<fresh seeds>'}) before "
+                       "claiming a result.", 115)]
+    name = re.sub(r"\W+", "_", f"{algo}_{env}_{study_dir.resolve().name}").strip("_")
+    path = study_dir / f"tuned_{algo}_{env}.yaml"
+    path.write_text("".join(f"# {line}\n" for line in header) + yaml.safe_dump(body, sort_keys=False,
+                                                                                default_flow_style=None))
+    return path, name
 
 
 def caution(seeds: list[int], n: int) -> str:

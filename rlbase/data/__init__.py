@@ -323,9 +323,75 @@ def read_minari(dataset_id: str, spec=None) -> tuple[dict[str, np.ndarray], dict
     return arrays, meta
 
 
+def _run_record(run_dir: Optional[Path]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(config, git record) of a run directory: its ``.hydra/config.yaml`` (resolved) and ``provenance.json``'s
+    ``git``; empty where a file is missing or unreadable (the directory may be gone, or on another machine)."""
+    cfg: dict[str, Any] = {}
+    git: dict[str, Any] = {}
+    if run_dir is None:
+        return cfg, git
+    try:
+        from omegaconf import OmegaConf
+
+        cfg = OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml"), resolve=True)
+    except Exception:  # noqa: BLE001 - a description does without what it cannot read
+        cfg = {}
+    try:
+        git = json.loads((run_dir / "provenance.json").read_text()).get("git") or {}
+    except (OSError, ValueError, AttributeError):
+        git = {}
+    return (cfg if isinstance(cfg, dict) else {}), git
+
+
+def minari_description(meta: dict[str, Any], episodes: int, headline: str = "") -> str:
+    """The ``description`` of a dataset written to Minari: one readable paragraph (not a dump of the run's config)
+    saying what made the data (algorithm, env id, budget, seed, git commit from the run's ``provenance.json`` when
+    the run directory is still there) and what is in it (transitions, episodes, mean return). ``headline``: a first
+    sentence of the caller's, instead of the one made from the manifest's ``source``."""
+    src = meta.get("source") or {}
+    run_dir = Path(src["run_dir"]) if src.get("run_dir") else None
+    recorded, git = _run_record(run_dir)
+    cfg = src.get("config") if isinstance(src.get("config"), dict) else recorded
+    algo, env_id, kind = (cfg.get("algo") or {}).get("name"), meta.get("env_id"), src.get("kind")
+    ds = cfg.get("dataset") or {}
+    offline = bool(ds.get("path") or ds.get("id")) and not ds.get("record")  # a policy trained on a dataset
+    budget = cfg.get("total_updates" if offline else "total_steps")
+    facts = [f"a budget of {budget:,} {'gradient updates' if offline else 'env steps'}" if isinstance(budget, int) else "",
+             f"seed {cfg['seed']}" if cfg.get("seed") is not None else ""]
+    run = f"a {algo} run on {env_id}" + (f" ({', '.join(f for f in facts if f)})" if any(facts) else "")
+    if headline:
+        parts = [headline.strip().rstrip(".")[:1].upper() + headline.strip().rstrip(".")[1:] + "."]
+        if algo:
+            parts.append(f"It comes from {run}.")
+    elif kind == "online run":
+        parts = [f"Every transition of {run}, recorded by rlbase as it trained (dataset.record=true)."]
+    elif kind == "policy rollouts":
+        step = src.get("checkpoint_step")
+        parts = [f"Rollouts of the policy of {run if algo else 'an rlbase run'}"
+                 f"{f', its checkpoint at step {step:,}' if isinstance(step, int) else ''}, collected by rlbase "
+                 f"(scripts/collect.py) with action noise {src.get('noise', 0)} and rollout seed {src.get('seed')}."]
+    elif kind == "minari":
+        parts = [f"A copy of the Minari dataset {src.get('id')} (algorithm: {src.get('algorithm_name')})."]
+    else:
+        parts = [f"Transitions on {env_id} written by rlbase{f' ({kind})' if kind else ''}."]
+    stats = meta.get("episodes") or {}
+    size = meta.get("size", 0)
+    line = f"{size:,} transitions in {episodes} episode{'s' if episodes != 1 else ''}"
+    if stats.get("count"):
+        unfinished = f", {episodes - stats['count']} unfinished" if episodes > stats["count"] else ""
+        line += (f" ({stats['count']} finished{unfinished}); mean return {stats['return_mean']:.1f} "
+                 f"(std {stats['return_std']:.1f}, min {stats['return_min']:.1f}, max {stats['return_max']:.1f})")
+    parts.append(line + ".")
+    if git.get("commit"):
+        parts.append(f"Code: rlbase at git commit {git['commit'][:12]}"
+                     f"{' with uncommitted changes' if git.get('dirty') else ''} (the run's provenance.json).")
+    return " ".join(parts)
+
+
 def to_minari(arrays: dict[str, np.ndarray], meta: dict[str, Any], dataset_id: str, *, description: str = "") -> Path:
     """Write one of our datasets into the local Minari store as ``dataset_id`` (HDF5), one Minari episode per
-    episode of ours (an unfinished last one included as it is); returns the dataset's directory.
+    episode of ours (an unfinished last one included as it is); returns the dataset's directory. Its description is
+    one paragraph (:func:`minari_description`; ``description``, if given, is its first sentence).
 
     Minari stores T+1 observations per episode; ours hold (obs, next_obs) per transition, so within an episode each
     next observation must be the following row's observation (true of everything we record or collect)."""
@@ -355,6 +421,6 @@ def to_minari(arrays: dict[str, np.ndarray], meta: dict[str, Any], dataset_id: s
         warnings.simplefilter("ignore")
         minari.create_dataset_from_buffers(
             dataset_id, episodes, env=meta["env_id"], algorithm_name=str(meta.get("source", {}).get("kind", "rlbase")),
-            author="rlbase", description=description or f"written by rlbase from {meta.get('source')}",
+            author="rlbase", description=minari_description(meta, len(episodes), description),
             data_format="hdf5", ref_min_score=ref[0] if ref else None, ref_max_score=ref[1] if ref else None)
     return minari_root() / dataset_id

@@ -209,6 +209,26 @@ def _constructor_failed(env_id: str, entry: str, e: BaseException) -> EnvError:
                     "constructor succeeds with the configured env.kwargs")
 
 
+# What rendering (render_mode="rgb_array", for videos) needs besides the env itself, by the package the env lives in:
+# gymnasium's own envs draw with pygame (its extras install pygame-ce, which is imported as pygame). MuJoCo needs a GL
+# backend instead (see _import_mujoco).
+RENDER_NEEDS = {"gymnasium.envs.classic_control": "pygame", "gymnasium.envs.box2d": "pygame",
+                "gymnasium.envs.toy_text": "pygame"}
+
+
+def render_missing(env_id: str) -> Optional[str]:
+    """The module that rendering ``env_id`` needs and that is not installed, or None (nothing missing that we know of).
+    Looked up without importing it."""
+    import importlib.util
+
+    entry = getattr(gym.envs.registry.get(env_id.split(":", 1)[-1]), "entry_point", "")
+    entry = entry if isinstance(entry, str) else str(getattr(entry, "__module__", ""))
+    for package, module in RENDER_NEEDS.items():
+        if entry.startswith(package + ".") and importlib.util.find_spec(module) is None:
+            return module
+    return None
+
+
 def probe(cfg: EnvConfig) -> EnvSpec:
     """Build the env once, read its spec and close it (used by validation before any run starts)."""
     env = _base(cfg)

@@ -23,6 +23,12 @@ def record_episode(agent, env_cfg, seed: int, path: Path, fps: int = 0, obs_stat
                    max_frames: int = 1000) -> Optional[Path]:
     """Render one deterministic episode to ``path`` (suffix replaced by .mp4 or .gif). None if rendering failed.
     ``fps=0``: the env's own ``render_fps`` (Hopper 125, so a clip plays in real time), 30 where it has none."""
+    missing = envs.render_missing(env_cfg.id)
+    if missing is not None:
+        log.warning("video disabled: rendering %s needs %s, which is not installed (pip install -r "
+                    "requirements-video.txt)", env_cfg.id, missing)
+        return None
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame draws off-screen: no display, no XDG_RUNTIME_DIR error
     try:
         env, _ = envs.make(env_cfg, seeding.stream(seed, "eval_env"), train=False, render_mode="rgb_array")
     except Exception as e:  # noqa: BLE001 - any backend problem must not stop training
