@@ -18,7 +18,9 @@ side, so both see the same load. A rerun skips finished jobs; one of ours that w
 checkpoint (exactly); an unfinished SB3 job restarts. Output in ``runs/parity/`` (``--out``):
 ``<case>/<lib>/seed<k>/metrics.jsonl`` per job, then ``report.md``, ``report.json`` and ``curves.png``: per
 case, budget and library the mean, 95% bootstrap CI and IQM over seeds, the difference of means (ours - SB3)
-with its 95% bootstrap CI, and a verdict -- "ours worse" or "ours better" only when that CI excludes zero.
+with its 95% Welch interval and an exact permutation test (``rlbase.report.stats``: per-library intervals are
+Student t with Hall's skew correction), and a verdict -- "ours worse" or "ours better" only when the interval
+excludes zero and p < 0.05 (at 3 vs 3 seeds the smallest attainable p is 0.10, so no difference can be resolved).
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]  # the repository (runs/ and train.py)
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-from rlbase.report.plot import bootstrap_ci, iqm  # noqa: E402
+from rlbase.report import stats  # noqa: E402
+from rlbase.report.plot import iqm  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -510,18 +513,14 @@ def _evals(run_dir: Path) -> dict[int, float]:
     return {int(r["step"]): float(r["eval/return_mean"]) for r in read_metrics(path) if "eval/return_mean" in r}
 
 
-def diff_ci(a, b, n_boot: int = 10_000, seed: int = 0) -> tuple[float, float]:
-    """95% percentile-bootstrap CI of mean(a) - mean(b), seeds resampled within each group."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    rng = np.random.default_rng(seed)
-    da = a[rng.integers(0, len(a), (n_boot, len(a)))].mean(1)
-    db = b[rng.integers(0, len(b), (n_boot, len(b)))].mean(1)
-    lo, hi = np.quantile(da - db, [0.025, 0.975])
+def verdict(d: stats.Diff) -> str:
+    word = stats.verdict(d, 0.0).word
+    return {"above": "ours better", "below": "ours worse"}.get(word, "no difference resolved")
+
+
+def _ci(v) -> tuple[float, float]:
+    _, lo, hi = stats.mean_ci(v)
     return float(lo), float(hi)
-
-
-def verdict(lo: float, hi: float) -> str:
-    return "ours worse" if hi < 0 else "ours better" if lo > 0 else "no difference resolved"
 
 
 def report(out: Path, names: list[str]) -> None:
@@ -543,11 +542,11 @@ def report(out: Path, names: list[str]) -> None:
                 v = list(vals.values())
                 entry[lib] = {"seeds": sorted(vals), "values": v,
                               "mean": float(np.mean(v)) if v else None,
-                              "ci": bootstrap_ci(v) if v else None, "iqm": iqm(v) if v else None}
+                              "ci": _ci(v) if len(v) >= 2 else None, "iqm": iqm(v) if v else None}
             o, s = entry["ours"]["values"], entry["sb3"]["values"]
             if len(o) >= 2 and len(s) >= 2:
-                lo, hi = diff_ci(o, s)
-                entry.update(diff=float(np.mean(o) - np.mean(s)), diff_ci=(lo, hi), verdict=verdict(lo, hi))
+                d = stats.diff(o, s)
+                entry.update(diff=d.mean, diff_ci=(d.lo, d.hi), p=d.p, min_p=d.min_p, verdict=verdict(d))
             else:
                 entry.update(diff=None, diff_ci=None, verdict="too few seeds")
             rows.append(entry)
@@ -559,14 +558,16 @@ def report(out: Path, names: list[str]) -> None:
     def fmt(e):
         if e["mean"] is None:
             return "-", "-", "-"
-        return f"{e['mean']:.0f}", f"[{e['ci'][0]:.0f}, {e['ci'][1]:.0f}]", f"{e['iqm']:.0f}"
+        ci = f"[{e['ci'][0]:.0f}, {e['ci'][1]:.0f}]" if e["ci"] is not None else "-"
+        return f"{e['mean']:.0f}", ci, f"{e['iqm']:.0f}"
 
     lines = ["| case | env steps | ours: seeds | mean | 95% CI | IQM | SB3: seeds | mean | 95% CI | IQM "
-             "| ours - SB3 [95% CI] | verdict |", "|" + "---|" * 12]
+             "| ours - SB3 [95% CI], permutation p | verdict |", "|" + "---|" * 12]
     for e in rows:
         om, oc, oi = fmt(e["ours"])
         sm, sc, si = fmt(e["sb3"])
-        d = (f"{e['diff']:+.0f} [{e['diff_ci'][0]:+.0f}, {e['diff_ci'][1]:+.0f}]" if e["diff"] is not None else "-")
+        d = (f"{e['diff']:+.0f} [{e['diff_ci'][0]:+.0f}, {e['diff_ci'][1]:+.0f}], p = {e['p']:.2f} (min {e['min_p']:.2f})"
+             if e["diff"] is not None else "-")
         lines.append(f"| {e['case']} | {e['budget']} | {len(e['ours']['values'])} | {om} | {oc} | {oi} | "
                      f"{len(e['sb3']['values'])} | {sm} | {sc} | {si} | {d} | {e['verdict']} |")
     lines += ["", "| case | ours: finished / started | median wall s | SB3: finished / started | median wall s | aligned |",
@@ -603,9 +604,10 @@ def _plot(out: Path, curves: dict) -> None:
             if not steps:
                 continue
             vals = np.array([[ev[t] for t in steps] for ev, _, _ in runs.values()])
-            ci = np.array([bootstrap_ci(vals[:, j]) for j in range(len(steps))])
             ax.plot(steps, vals.mean(0), label=f"{lib} ({len(vals)} seeds)")
-            ax.fill_between(steps, ci[:, 0], ci[:, 1], alpha=0.2)
+            if len(vals) >= 2:
+                ci = np.array([_ci(vals[:, j]) for j in range(len(steps))])
+                ax.fill_between(steps, ci[:, 0], ci[:, 1], alpha=0.2)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("env steps")
         ax.legend(fontsize=7)
