@@ -353,6 +353,21 @@ def sac_update_check(env: str = "halfcheetah", updates: int = 3, batch: int = 25
             for k, q in enumerate(src.q_networks):
                 for layer, m in zip(dst.layers, [m for m in q if isinstance(m, torch.nn.Linear)]):
                     layer.weight[k].copy_(m.weight.T), layer.bias[k, 0].copy_(m.bias)
+    # Our critic reads actions in the env's units (center + scale * tanh(u)), SB3's in [-1, 1]: the same function
+    # when our first layer's action rows are SB3's divided by the scale and our batch holds the actions in env units
+    # (a no-op for bounds of +-1; Humanoid-v5's are +-0.4). The updates still differ there: Adam's step is not
+    # invariant to that rescaling, so after one update an action row differs by up to (1 - scale) * lr (Humanoid:
+    # 0.6 * 3e-4 = 1.8e-4, as measured), and the actor, stepped after the critic, by up to 2 * lr where a gradient
+    # near 0 changes sign.
+    low, high = (torch.as_tensor(v, dtype=torch.float32) for v in (spec.action_low, spec.action_high))
+    scale, center = (high - low) / 2, (high + low) / 2
+    with torch.no_grad():
+        for critic in (ours.critic, ours.critic_target):
+            first = critic.layers[0].weight  # (2, obs + act, hidden)
+            first[:, spec.obs_dim:, :] /= scale[None, :, None]
+            # the bias absorbs the center: W (center + scale * a) + b = W scale a + (W center + b)
+            critic.layers[0].bias -= (first[:, spec.obs_dim:, :] * center[None, :, None]).sum(1, keepdim=True)
+    rows = torch.cat([torch.ones(spec.obs_dim), scale])[:, None]  # compare action rows in SB3's units
     gen = torch.Generator().manual_seed(0)
     obs_dim, act_dim = spec.obs_dim, spec.action_dim
     diffs = []
@@ -367,7 +382,7 @@ def sac_update_check(env: str = "halfcheetah", updates: int = 3, batch: int = 25
         normal, standard_normal = sac_module.normal, tnormal._standard_normal
         try:  # our SAC draws its noise through rlbase.core.seeding.normal (imported into rlbase.algos.sac)
             sac_module.normal = lambda like, gen, q=order_ours: q.pop(0).clone()
-            ours.update(Batch(obs, act, rew, nxt, term, torch.zeros(batch)))
+            ours.update(Batch(obs, center + scale * act, rew, nxt, term, torch.zeros(batch)))
             tnormal._standard_normal = lambda shape, dtype, device, q=order_sb3: q.pop(0).clone()
             samples = ReplayBufferSamples(obs, act, nxt, term.unsqueeze(1), rew.unsqueeze(1), None)
             sb.replay_buffer.sample = lambda *a, b=samples, **k: b
@@ -377,9 +392,10 @@ def sac_update_check(env: str = "halfcheetah", updates: int = 3, batch: int = 25
         with torch.no_grad():
             actor = max(float((a.weight - b.weight).abs().max()) for a, b in zip(lin, mine[:-1]))
             head = float((mine[-1].weight - torch.cat([sb.actor.mu.weight, sb.actor.log_std.weight])).abs().max())
-            critic = max(float((layer.weight[k] - m.weight.T).abs().max())
+            critic = max(float((layer.weight[k] * (rows if i == 0 else 1) - m.weight.T).abs().max())
                          for k, q in enumerate(sb.critic.q_networks)
-                         for layer, m in zip(ours.critic.layers, [m for m in q if isinstance(m, torch.nn.Linear)]))
+                         for i, (layer, m) in enumerate(zip(ours.critic.layers,
+                                                            [m for m in q if isinstance(m, torch.nn.Linear)])))
             alpha = abs(float(ours.log_alpha) - float(sb.log_ent_coef))
             now = [*ours.critic.parameters(), *ours.actor.parameters()]
             moved = max(float((a - b).abs().max()) for a, b in zip(now, start))
