@@ -28,9 +28,9 @@ def alive(pid: int) -> bool:
 
 def test_a3c_runs_and_stops_cleanly(tmp_path):
     run_dir = tmp_path / "run"
-    proc = run_train("algo=a3c", "env=cartpole", "hardware.workers=2", "total_steps=6000", "eval_every=3000",
+    proc = run_train("algo=a3c", "env=cartpole", "hardware.workers=2", "total_steps=2000", "eval_every=1000",
                      "eval_episodes=2", run_dir=run_dir, timeout=300)
-    assert [s for s, _ in eval_returns(run_dir)] == [3000, 6000]
+    assert [s for s, _ in eval_returns(run_dir)] == [1000, 2000]
     assert (run_dir / "done").exists()
     pids = worker_pids(proc.stdout + proc.stderr)
     assert len(pids) == 2 and not any(alive(p) for p in pids)
@@ -68,10 +68,12 @@ def test_a3c_worker_crash_fails_the_run_with_its_message(tmp_path):
 
 
 def test_a3c_resumes_and_keeps_learning(tmp_path):
-    """A3C cannot replay exactly (worker interleaving is up to the OS); it must resume and keep learning."""
+    """A3C cannot replay exactly (worker interleaving is up to the OS); it must resume and keep learning.
+    Measured (two runs of 45k steps): evaluations every 2500 steps swing between 16 and 314, and the best of any
+    eight in a row is 160 or more; a random policy scores about 22."""
     run_dir = tmp_path / "run"
     cmd = [sys.executable, str(ROOT / "train.py"), "algo=a3c", "env=cartpole", "hardware.workers=2",
-           "total_steps=10000000", "checkpoint_every=5000", "eval_every=100000", "logger=none", "progress=false",
+           "total_steps=10000000", "checkpoint_every=2500", "eval_every=100000", "logger=none", "progress=false",
            f"hydra.run.dir={run_dir}"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
@@ -82,8 +84,8 @@ def test_a3c_resumes_and_keeps_learning(tmp_path):
     from rlbase.core import checkpoint
 
     k = checkpoint.load(run_dir)["step"]
-    out = run_train(f"resume={run_dir}", f"total_steps={k + 40000}", "eval_every=10000", run_dir=run_dir, timeout=300)
+    out = run_train(f"resume={run_dir}", f"total_steps={k + 20000}", "eval_every=2500", run_dir=run_dir, timeout=300)
     assert f"resumed from step {k}" in out.stdout + out.stderr
     returns = eval_returns(run_dir)
-    assert returns[-1][0] == k + 40000 and max(r for _, r in returns) >= 50, returns
+    assert returns[-1][0] == k + 20000 and len(returns) >= 8 and max(r for _, r in returns) >= 50, returns
     assert checkpoint.load(run_dir)["anneal_horizon"] == 10000000  # the schedule the run started with

@@ -231,9 +231,15 @@ def sac_replay(tmp_path_factory):
     return run_dir / "dataset.npz"
 
 
-# Cheaper than the defaults (the conservative term's and the target's sample counts, CQL's batch), full-size
-# networks: the smaller ones learned too slowly to show anything in a few thousand updates.
-FAST = {"cql": ["algo.num_random=2", "algo.batch_size=128"], "bcq": ["algo.n_target=5", "algo.n_act=20"], "iql": []}
+# Cheaper than the defaults (the conservative term's and the target's sample counts, CQL's batch: 64 costs half of
+# 128 per update and reaches -400 at 3k updates, -273, instead of 2.5k, -282). Networks: BCQ's 256 wide (its
+# defaults, a 750-wide VAE and 400x300 critics, cost three times as much per update and learn alike here: -288 and
+# -264 at 3k updates), IQL's 128 wide (-295 at 2.5k, as -212 at 256); CQL's full size (128 wide, batch 128: -400
+# first at 4k updates, the budget's end). SMALL_BCQ's ([64,64] nets) learned too slowly to show anything.
+FAST = {"cql": ["algo.num_random=2", "algo.batch_size=64"],
+        "bcq": ["algo.n_target=5", "algo.n_act=20", "algo.vae_hidden=[256,256]", "algo.actor_hidden=[256,256]",
+                "algo.critic_hidden=[256,256]"],
+        "iql": ["algo.hidden=[128,128]"]}
 
 
 @pytest.mark.slow
@@ -242,10 +248,11 @@ def test_offline_learns_from_recorded_run(tmp_path, sac_replay, algo):
     meta = data.read(sac_replay)[1]
     assert meta["episodes"]["return_mean"] < -700  # mostly poor data
     run_dir = tmp_path / algo
-    # Learning, not stability: on these 5000 transitions CQL and IQL peak, then fall back (seed 0, 10 episodes per
-    # evaluation, a dataset of mean return -828: IQL -272 / -166 / -609 / -685 at 2.5k / 3k / 3.5k / 4k updates, CQL
-    # -288 at 2.5k, -714 at 4k), so the run ends at the first evaluation at -400 (stop_return). Random actions score
-    # about -1200 and no evaluation of an untrained policy comes near -400.
+    # Learning, not stability: on these 5000 transitions CQL and IQL peak, then fall back (seed 0, one torch thread,
+    # 5 episodes per evaluation, a dataset of mean return -882: IQL -295 / -287 / -929 / -516 at 2.5k / 3k / 3.5k /
+    # 4k updates, CQL -573 / -273 / -602 at 2.5k / 3k / 3.5k; BCQ -505 at 2.5k, -264 at 3k), so the run ends at the
+    # first evaluation at -400 (stop_return). Random actions score about -1200 and no evaluation of an untrained
+    # policy comes near -400 (all three are below -1000 for their first 1000 updates).
     run_train(f"algo={algo}", "env=pendulum", f"dataset.path={sac_replay}", "total_updates=4000", "eval_every=500",
               "eval_episodes=5", "stop_return=-400", *FAST[algo], run_dir=run_dir, timeout=900)
     returns = eval_returns(run_dir)
@@ -254,12 +261,14 @@ def test_offline_learns_from_recorded_run(tmp_path, sac_replay, algo):
 
 @pytest.mark.slow
 def test_td3_bc_beats_its_data_and_bc(tmp_path, pendulum_mixed):
-    """On the mixed data (a noisy swing-up controller and random episodes, mean return -513), TD3+BC's Q term lifts
-    it above plain imitation: measured (seed 0, 10 episodes) -559 / -423 / -304 / -229 at 2k / 4k / 6k / 8k updates;
-    BC on the same data -487 at 3k."""
+    """On the mixed data (a noisy swing-up controller and random episodes, mean return -503), TD3+BC's Q term lifts
+    it above plain imitation: measured (seed 0, one torch thread, 10 episodes, 128-wide networks) -820 / -383 / -328
+    / -333 at 2k / 4k / 6k / 8k updates (the default 256-wide ones, at twice the cost: -448 / -362 / -323 / -324);
+    BC on the same data -528 at 1k and 2k, -846 at 3k."""
     run_dir = tmp_path / "td3_bc"
     run_train("algo=td3_bc", "env=pendulum", f"dataset.path={pendulum_mixed}", "total_updates=6000", "eval_every=2000",
-              "eval_episodes=10", run_dir=run_dir, timeout=900)
+              "eval_episodes=10", "algo.actor_hidden=[128,128]", "algo.critic_hidden=[128,128]", run_dir=run_dir,
+              timeout=900)
     returns = eval_returns(run_dir)
     assert returns[-1][0] == 6000 and returns[-1][1] >= -450, returns
 

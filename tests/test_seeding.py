@@ -88,18 +88,21 @@ def test_a_run_reads_no_process_global_generator(tmp_path, compose_cfg):
 
 
 # Short runs that update from early on; a3c is left out: its workers are asynchronous, so no two of its runs train
-# alike whatever the evaluation does.
+# alike whatever the evaluation does. Small networks: what these tests compare (rows logged with and without
+# evaluations, runs alone and interleaved) does not depend on their size, and the defaults' (256 wide, BCQ's VAE
+# 750) made this file take twice as long.
+AC = ["algo.actor_hidden=[32,32]", "algo.critic_hidden=[32,32]"]
 ONLINE = {
-    "dqn": ["env=cartpole", "total_steps=800", "algo.random_steps=100", "algo.learning_starts=100"],
-    "ddpg": ["env=pendulum", "total_steps=600", "algo.random_steps=200", "algo.learning_starts=200"],
-    "td3": ["env=pendulum", "total_steps=600", "algo.random_steps=200", "algo.learning_starts=200"],
-    "sac": ["env=pendulum", "total_steps=600", "algo.random_steps=200", "algo.learning_starts=200"],
+    "dqn": ["env=cartpole", "total_steps=800", "algo.random_steps=100", "algo.learning_starts=100", "algo.hidden=[32,32]"],
+    "ddpg": ["env=pendulum", "total_steps=600", "algo.random_steps=200", "algo.learning_starts=200", *AC],
+    "td3": ["env=pendulum", "total_steps=600", "algo.random_steps=200", "algo.learning_starts=200", *AC],
+    "sac": ["env=pendulum", "total_steps=600", "algo.random_steps=200", "algo.learning_starts=200", *AC],
     "a2c": ["env=cartpole", "total_steps=800", "algo.num_envs=4"],
     "ppo": ["env=pendulum", "total_steps=512", "algo.num_envs=2", "algo.n_steps=64", "algo.n_epochs=2",
             "algo.n_minibatches=2"],
 }
-OFFLINE = {"bc": [], "td3_bc": [], "iql": [], "cql": ["algo.num_random=2"], "bcq": ["algo.n_act=5", "algo.n_target=5"],
-           "sac_offline": []}
+OFFLINE = {"bc": ["algo.hidden=[32,32]"], "td3_bc": AC, "iql": ["algo.hidden=[32,32]"], "cql": ["algo.num_random=2", *AC],
+           "bcq": ["algo.n_act=5", "algo.n_target=5", "algo.vae_hidden=[32,32]", *AC], "sac_offline": AC}
 
 
 def training_rows(run_dir):

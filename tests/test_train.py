@@ -70,7 +70,7 @@ def test_finished_run_dir_is_refused(tmp_path):
 def test_sigterm_checkpoints_then_resume_continues(tmp_path):
     run_dir = tmp_path / "run"
     cmd = [sys.executable, str(ROOT / "train.py"), "total_steps=40000", "eval_every=1000", "eval_episodes=1",
-           "checkpoint_every=1000", "logger=none", "progress=false", f"hydra.run.dir={run_dir}"]
+           "checkpoint_every=1000", "algo.hidden=[64,64]", "logger=none", "progress=false", f"hydra.run.dir={run_dir}"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not (run_dir / "checkpoint.pt").exists() and time.time() < deadline:
@@ -96,8 +96,11 @@ def test_sigterm_checkpoints_then_resume_continues(tmp_path):
 @pytest.mark.parametrize("algo", ["td3", "sac", "ddpg"])
 def test_smoke_continuous_on_hopper(tmp_path, algo):
     run_dir = tmp_path / algo
+    # small networks: the smoke test is of the loop on a MuJoCo task (shapes, update count, evaluation), which the
+    # defaults' 256- and 400-wide ones only made several times slower
     run_train(f"algo={algo}", "env=hopper", "total_steps=2000", "eval_every=1000", "eval_episodes=2",
-              "algo.random_steps=500", "algo.learning_starts=500", "algo.buffer_size=5000", run_dir=run_dir)
+              "algo.random_steps=500", "algo.learning_starts=500", "algo.buffer_size=5000",
+              "algo.actor_hidden=[64,64]", "algo.critic_hidden=[64,64]", run_dir=run_dir)
     rows = read_rows(run_dir)
     assert max(r.get("train/updates", 0) for r in rows) == 2000 - 500 + 1  # from the 500th transition on
     assert any("loss/critic" in r for r in rows) and len(eval_returns(run_dir)) == 2
@@ -198,7 +201,7 @@ def test_wandb_history_of_a_killed_and_resumed_run_is_one_x_axis(tmp_path, sig):
     from rlbase.core.logger import wandb_history
 
     run_dir = tmp_path / "run"
-    args = ["algo=dqn", "env=cartpole", "total_steps=6000", "eval_every=1000", "eval_episodes=1",
+    args = ["algo=dqn", "env=cartpole", "total_steps=6000", "eval_every=1000", "eval_episodes=1", "algo.hidden=[64,64]",
             "checkpoint_every=1500", "logger=wandb", "logger.mode=offline", "progress=false", f"hydra.run.dir={run_dir}"]
     env = {**os.environ, "WANDB_DIR": str(tmp_path)}
     proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=tmp_path, env=env,
