@@ -339,15 +339,15 @@ def _remove_if_fresh(run_dir: Path) -> None:
     """Delete a run directory Hydra made for a run that failed validation (nothing of value in it)."""
     if run_dir.exists() and all(p.name in (".hydra", "train.log", ".lock") for p in run_dir.iterdir()):
         shutil.rmtree(run_dir, ignore_errors=True)
-        parents = list(run_dir.parents)[:4]
+        parents = list(run_dir.parents)[:5]
         if not any(p.name in ("runs", "multirun") for p in list(run_dir.parents)[:6]):
             return  # a directory given by hand: the folders above it are the user's
         for parent in parents:  # runs/<algo>/<env>[/<dataset>]/seed<k>/ made for it, if now empty
-            if parent.name in ("runs", "multirun"):
-                break
             try:
-                parent.rmdir()
+                parent.rmdir()  # runs/ itself too, when this refused run was all it would have held
             except OSError:
+                break
+            if parent.name in ("runs", "multirun"):
                 break
 
 
