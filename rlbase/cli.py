@@ -76,11 +76,32 @@ def precheck(argv: list[str]) -> list[str]:
         items = [str(int(float(v))) if _SCI_INT.match(v) and float(v).is_integer() else v for v in items]
         value = ",".join(items)
         out.append(f"{key}={value}")
+    out = group_seeds(out)
     check_slurm(out)
     compose_check(out)
     out = name_swept_settings(out)
     check_writable(out)
     return out
+
+
+def group_seeds(argv: list[str]) -> list[str]:
+    """``-m ... seed=0,1,2,3,4 hardware.seeds_per_process=2``: the swept seeds run two at a time in one process.
+    The seed sweep becomes a sweep over each group's first seed, and ``hardware.seed_list`` names all of them, so
+    the job of seed 0 trains seeds 0 and 1, the job of seed 2 seeds 2 and 3, the job of seed 4 seed 4 alone."""
+    if not any(a in ("-m", "--multirun") for a in argv):
+        return argv
+    per = [a.partition("=")[2] for a in argv if a.lstrip("+").partition("=")[0] == "hardware.seeds_per_process"]
+    seed_args = [a for a in argv if a.lstrip("+~").partition("=")[0] == "seed"]
+    if not per or not seed_args or not per[-1].isdigit() or int(per[-1]) < 2:
+        return argv
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    k = int(per[-1])
+    parsed = OverridesParser.create().parse_overrides([seed_args[-1]])[0]
+    values = [int(v) for v in (parsed.sweep_string_iterator() if parsed.is_sweep_override() else [parsed.value()])]
+    firsts = values[::k]
+    out = [a for a in argv if a not in seed_args and a.lstrip("+").partition("=")[0] != "hardware.seed_list"]
+    return [*out, f"seed={','.join(map(str, firsts))}", f"hardware.seed_list=[{','.join(map(str, values))}]"]
 
 
 def check_slurm(argv: list[str]) -> None:
@@ -391,6 +412,8 @@ def _job(cfg: DictConfig, hc: DictConfig, run_dir: Path, multirun: bool) -> floa
     exit code here (in a sweep: a log line, and the job counts as failed, except a finished job asked for other
     settings, which stops the sweep); anything else is a bug and keeps its traceback."""
     try:
+        if cfg.hardware.seeds_per_process > 1:
+            return _seed_group(cfg, hc, run_dir, multirun)
         return job.execute(cfg, run_dir, list(hc.overrides.task), hc, sweep=multirun)
     except Exception as e:
         known = isinstance(e, KNOWN_FAILURES)
@@ -407,6 +430,57 @@ def _job(cfg: DictConfig, hc: DictConfig, run_dir: Path, multirun: bool) -> floa
         if not isinstance(e, loops.NonFiniteError):  # that one was logged in one line where it happened
             print(f"error: {e}", file=sys.stderr)
         sys.exit(exit_code(e))
+
+
+def _seed_group(cfg: DictConfig, hc: DictConfig, run_dir: Path, multirun: bool) -> float:
+    """``hardware.seeds_per_process=K``: this job's K seeds in this process (:func:`rlbase.runtime.job.execute_group`),
+    each in the directory its own job would have had; returns the seeds' mean final evaluation return. A resumed
+    seed brings back its whole group, from the group recorded in its ``.hydra/seed_group.yaml``."""
+    import math
+
+    k = int(cfg.hardware.seeds_per_process)
+    recorded = run_dir / ".hydra" / job.SEED_GROUP
+    if recorded.exists():  # a resume (resume=<any seed's dir>) or a sweep's rerun: the group as it was
+        members = OmegaConf.to_container(OmegaConf.load(recorded))
+        seeds, dirs = [int(m["seed"]) for m in members], [Path(m["run_dir"]) for m in members]
+    else:
+        listed = list(cfg.hardware.seed_list)
+        if listed and cfg.seed not in listed:
+            raise job.BadInput(f"seed={cfg.seed} is not in hardware.seed_list={listed}")
+        seeds = listed[listed.index(cfg.seed):][:k] if listed else [cfg.seed + i for i in range(k)]
+        dirs = [run_dir if s == cfg.seed else _seed_dir(cfg, hc, run_dir, s, multirun) for s in seeds]
+    task = [o for o in hc.overrides.task if o.lstrip("+~").partition("=")[0] != "seed"]
+    cfgs, overrides, hcs = [], [], []
+    for s, d in zip(seeds, dirs):
+        c = cfg.copy()
+        c.seed = s
+        cfgs.append(c)
+        overrides.append([*task, f"seed={s}"])
+        h = OmegaConf.to_container(hc, resolve=False)
+        h["runtime"]["output_dir"] = str(d)
+        hcs.append(OmegaConf.create(h))
+    finals = job.execute_group(cfgs, dirs, overrides, hcs, sweep=multirun)
+    done = [f for f in finals if not math.isnan(f)]
+    return sum(done) / len(done) if done else float("nan")
+
+
+def _seed_dir(cfg: DictConfig, hc: DictConfig, run_dir: Path, seed: int, multirun: bool) -> Path:
+    """The directory seed ``seed``'s own job would get: the run directory's template resolved with that seed (in a
+    sweep, this job's sweep directory with the subdirectory resolved for that seed)."""
+    full = OmegaConf.create({**OmegaConf.to_container(cfg, resolve=False), "hydra": OmegaConf.to_container(hc, resolve=False)})
+
+    def resolve(key: str, s: int) -> str:
+        full.seed = s
+        return str(OmegaConf.select(full, key))
+
+    if not multirun:
+        return Path(os.path.abspath(resolve("hydra.run.dir", seed)))
+    mine, theirs = resolve("hydra.sweep.subdir", cfg.seed), resolve("hydra.sweep.subdir", seed)
+    base = str(run_dir)
+    if not base.endswith(mine):
+        raise job.BadInput(f"hardware.seeds_per_process: cannot place seed {seed} beside {run_dir} (hydra.sweep.subdir "
+                           "resolves elsewhere); keep the default hydra.sweep.subdir")
+    return Path(os.path.abspath(base[: len(base) - len(mine)] + theirs))
 
 
 def cli(argv: list[str]) -> int:

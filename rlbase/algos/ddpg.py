@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rlbase.algos.td3 import TD3, TD3Config
+from rlbase.algos.td3 import STACKED, TD3, TD3Config  # noqa: F401 - STACKED: several seeds in one process
 from rlbase.core.settings import non_negative, positive
 
 ACTION_SPACES = ("continuous",)

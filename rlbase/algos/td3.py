@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rlbase.algos.stacked import StackedTD3
 from rlbase.core.agent import Hooks
 from rlbase.core.buffer import Batch
 from rlbase.core.nets import ActionScaler, Critic, adam, bf16_autocast, hard_update, init_, minimize, mlp, soft_update
@@ -168,3 +169,4 @@ class TD3(Hooks):
 
 
 Config, Agent = TD3Config, TD3
+STACKED = StackedTD3  # several seeds in one process (hardware.seeds_per_process; algos/stacked.py)

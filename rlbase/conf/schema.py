@@ -28,6 +28,10 @@ class HardwareConfig:
     threads: int = non_negative(0)  # torch intra-op threads; 0: auto (cores / joblib's parallel jobs; 1 for DQN)
     vector: str = one_of("sync", "sync", "async")  # sync: all envs in this process (fastest on 2 cores); async: one subprocess each
     workers: int = non_negative(0)  # A3C worker processes; 0: one per CPU core
+    # K > 1: train K seeds of this configuration in this process, each in its own run directory (td3, ddpg):
+    # seeds seed, seed+1, ..., seed+K-1; in a sweep, the swept seeds K at a time (README: several seeds in one process)
+    seeds_per_process: int = positive(1)
+    seed_list: list[int] = field(default_factory=list)  # a sweep's seeds, set by the command line for its groups
 
 
 @dataclass

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from omegaconf import OmegaConf
 
@@ -20,6 +21,7 @@ from rlbase.core import seeding
 from rlbase.core.buffer import ReplayBuffer
 from rlbase.core.settings import MinibatchConfig, at_least, non_negative, positive
 from rlbase.loops.runner import Runner
+from rlbase.loops.seeds import Act, Update
 
 if TYPE_CHECKING:
     from rlbase.loops import Context
@@ -67,19 +69,31 @@ def loop(ctx: Context) -> Generator[int, None, dict[str, float]]:
         on_disk[:] = [*on_disk[-1:], state["buffer"]]
         ReplayBuffer.prune(replay_dir, on_disk)
 
-    run = Runner(cfg, agent, env, eval_env, logger, run_dir, resume, episode_aligned=True)
+    # A seed of a stacked agent (hardware.seeds_per_process > 1): acting and updates are asked of the driver
+    # (loops/seeds.py), which batches them over the seeds; checkpoints are then taken at the step they fall on,
+    # mid-episode, and a resume replays the episode so far (replay_episode).
+    group = getattr(agent, "seed_group", None)
+    run = Runner(cfg, agent, env, eval_env, logger, run_dir, resume, episode_aligned=group is None)
     run.track("agent", agent.state_dict, agent.load_state_dict)
     run.track("buffer", lambda: buffer.save_chunks(replay_dir), load_buffer)
     run.track("sample_rng", gen.get_state, gen.set_state)
     run.track("env_rng", lambda: seeding.env_rng_state(env), lambda s: seeding.set_env_rng_state(env, s))
     run.track("obs_stats", lambda: envs.obs_stats(env), lambda s: envs.load_obs_stats(env, s), optional=True)
+    episode = {"seed": seeding.stream(cfg.seed, "train_env"), "rng": None, "length": 0, "ended": False}
+    if group is not None:
+        run.track("episode", lambda: dict(episode), None, optional=True)  # put back by replay_episode
     run.on_saved.append(prune)
     if run.restore():
-        # Periodic checkpoints are taken between an episode's end and the next reset, so this reset is the one the
-        # uninterrupted run made. (After a signal the checkpoint is mid-episode: that episode is dropped.)
-        obs, _ = env.reset()
+        if group is not None and resume.get("episode") is not None and not resume["episode"]["ended"]:
+            episode.update(resume["episode"])
+            obs = replay_episode(env, buffer, episode, resume)
+        else:
+            # Periodic checkpoints are taken between an episode's end and the next reset, so this reset is the one
+            # the uninterrupted run made. (After a signal the checkpoint is mid-episode: that episode is dropped.)
+            episode.update(seed=None, rng=seeding.env_rng_state(env), length=0, ended=False)
+            obs, _ = env.reset()
     else:
-        obs, _ = env.reset(seed=seeding.stream(cfg.seed, "train_env"))
+        obs, _ = env.reset(seed=episode["seed"])
     envs.share_obs_stats(env, eval_env)
 
     discrete = spec.discrete
@@ -88,7 +102,7 @@ def loop(ctx: Context) -> Generator[int, None, dict[str, float]]:
             if run.step < a.random_steps:
                 action = agent.warmup_action(env.action_space.sample())  # TD3/DDPG may add their noise
             else:
-                action = agent.act(obs, deterministic=False)
+                action = (yield Act(obs)) if group is not None else agent.act(obs, deterministic=False)
                 if not discrete:  # NaN weights show first here: name the policy, not the env's reward
                     run.check_finite("action (policy output; the agent's weights may have diverged)", action, run.step + 1)
             next_obs, reward, terminated, truncated, info = env.step(action)
@@ -96,21 +110,52 @@ def loop(ctx: Context) -> Generator[int, None, dict[str, float]]:
             run.check_finite("observation", next_obs, run.step + 1)
             buffer.add(obs, action, reward, next_obs, terminated, truncated)
             obs = next_obs
+            episode["length"] += 1
+            episode["ended"] = terminated or truncated
             metrics, n = None, 0
             if len(buffer) >= a.learning_starts and (run.step + 1) % a.train_every == 0:
-                for _ in range(a.gradient_steps):
-                    metrics = agent.update(buffer.sample(a.batch_size))
+                if group is not None:
+                    metrics = yield Update(buffer, a.batch_size, a.gradient_steps)
+                else:
+                    for _ in range(a.gradient_steps):
+                        metrics = agent.update(buffer.sample(a.batch_size))
                 n = a.gradient_steps
             if terminated or truncated:
                 run.episode(info["episode"]["r"], info["episode"]["l"], at_step=run.step + 1)
             run.advance(1, n, metrics)
             if (terminated or truncated) and not run.done:
                 run.episode_boundary()
+                episode.update(seed=None, rng=seeding.env_rng_state(env), length=0, ended=False)
                 obs, _ = env.reset()
             yield run.step
     if cfg.dataset.record:
         record(cfg, buffer, spec, run_dir)
     return run.result()
+
+
+def replay_episode(env, buffer: ReplayBuffer, episode: dict[str, Any], resume: dict[str, Any]):
+    """Bring a freshly made env back to the mid-episode state a checkpoint was taken in: reset it as the episode
+    began (its reset seed, or its RNG state before the reset) and step the episode's actions, the last
+    ``episode["length"]`` rows of the replay buffer. MuJoCo and classic-control envs are deterministic given their
+    actions, so the state is the one the uninterrupted run had; the env's RNG and the observation statistics are
+    then set to the checkpoint's. Returns the observation the run continues from (the last row's next_obs)."""
+    if episode["seed"] is not None:
+        env.reset(seed=episode["seed"])
+    else:
+        seeding.set_env_rng_state(env, episode["rng"])
+        env.reset()
+    n = episode["length"]
+    last = None
+    for i in range(n):
+        row = (buffer.ptr - n + i) % buffer.capacity
+        last, *_ = env.step(buffer.action[row].cpu().numpy())
+    seeding.set_env_rng_state(env, resume["env_rng"])
+    envs.load_obs_stats(env, resume.get("obs_stats"))
+    obs = buffer.next_obs[(buffer.ptr - 1) % buffer.capacity].cpu().numpy()
+    if last is not None and envs.obs_stats(env) is None and not np.array_equal(np.asarray(last, np.float32), obs):
+        log.warning("replaying the episode the checkpoint was taken in did not reach the same state (a "
+                    "non-deterministic env?); the run goes on from the stored observation")
+    return obs
 
 
 def record(cfg, buffer: ReplayBuffer, spec: envs.EnvSpec, run_dir: Path) -> None:

@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from rlbase import algos, data, envs, loops
 from rlbase.core import checkpoint, provenance, seeding
 from rlbase.core.logger import Logger
+from rlbase.loops import seeds
 from rlbase.runtime.validate import ConfigError
 
 log = logging.getLogger("train")
@@ -121,6 +122,7 @@ class Record:
 
     overrides: list[str]
     hydra: Optional[DictConfig] = None
+    extra: Optional[dict[str, str]] = None  # more files for .hydra/, by name (a seed group's SEED_GROUP)
 
 
 class _Held(logging.Handler):
@@ -163,6 +165,8 @@ def accept(cfg: DictConfig, run_dir: Path, record: Record) -> None:
         _write_text(tmp_dir / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(list(record.overrides))))
         if record.hydra is not None:
             _write_text(tmp_dir / "hydra.yaml", OmegaConf.to_yaml(OmegaConf.create({"hydra": record.hydra})))
+        for name, text in (record.extra or {}).items():
+            _write_text(tmp_dir / name, text)
         hydra_dir.mkdir(exist_ok=True)
         for f in sorted(tmp_dir.iterdir()):
             os.replace(f, hydra_dir / f.name)
@@ -172,6 +176,7 @@ def accept(cfg: DictConfig, run_dir: Path, record: Record) -> None:
         if not any(isinstance(h, logging.FileHandler) and h.baseFilename == log_file for h in root.handlers):
             handler = logging.FileHandler(log_file)
             handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+            handler.addFilter(_OwnLines(str(run_dir)))
             for held in [h for h in _HANDLERS.get(key, []) if isinstance(h, _Held)]:
                 for rec in held.records:
                     handler.handle(rec)
@@ -185,9 +190,23 @@ def accept(cfg: DictConfig, run_dir: Path, record: Record) -> None:
             _HANDLERS[key].remove(held)
 
 
+class _OwnLines(logging.Filter):
+    """A run's train.log takes its own lines and lines of no run in particular: with several seeds in one process
+    (loops/seeds.py names the run whose loop is running), each seed's log holds only its lines."""
+
+    def __init__(self, run_dir: str) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        current = seeds.CURRENT["run"]
+        return current is None or current == self.run_dir
+
+
 def _hold_logs(run_dir: Path) -> None:
     root = logging.getLogger()
     held = _Held()
+    held.addFilter(_OwnLines(str(run_dir)))
     root.addHandler(held)
     _HANDLERS.setdefault(str(run_dir.resolve()), []).append(held)
     if root.level > logging.INFO:
@@ -262,6 +281,132 @@ def execute(cfg: DictConfig, run_dir: Path, overrides: list[str], hydra_cfg: Opt
         _drop_logs(run_dir)
         if locked:
             release(run_dir)
+
+
+SEED_GROUP = "seed_group.yaml"  # in .hydra/ of each seed trained with others in one process: the group's seeds and dirs
+
+
+def execute_group(cfgs: list[DictConfig], run_dirs: list[Path], overrides: list[list[str]],
+                  hydra_cfgs: Optional[list[Optional[DictConfig]]] = None, sweep: bool = False) -> list[float]:
+    """K seeds of one configuration in this process (``hardware.seeds_per_process``): each seed a run of its own in
+    its own directory, admitted as :func:`execute` admits one run (validated, finished ones refused or, in a sweep,
+    skipped, locked), trained together by ``loops.seeds.drive`` on a stacked agent (``algos/stacked.py``). Returns
+    each seed's final evaluation return. A seed whose loss diverges stops alone; once the others have finished its
+    ``NonFiniteError`` is raised (exit code 3)."""
+    from rlbase.runtime.validate import fit_schedule, fit_starts, validate, validate_tuned
+
+    run_dirs = [Path(d) for d in run_dirs]
+    k = len(cfgs)
+    hydra_cfgs = hydra_cfgs or [None] * k
+    module = algos.get(cfgs[0].algo.name)
+    stacked = getattr(module, "STACKED", None)
+    if stacked is None:
+        supported = ", ".join(n for n in algos.ALGOS if getattr(algos.get(n), "STACKED", None) is not None)
+        raise BadInput(f"hardware.seeds_per_process={k}: algo={cfgs[0].algo.name} trains one seed per process; "
+                       f"allowed with several seeds in one process: {supported}")
+    if len(set(run_dirs)) < k:
+        raise BadInput(f"hardware.seeds_per_process={k}: the seeds' run directories coincide ({run_dirs[0]}); the run "
+                       "directory must depend on ${seed} (as hydra.run.dir's and hydra.sweep.subdir's defaults do)")
+    members = OmegaConf.to_yaml(OmegaConf.create([{"seed": int(c.seed), "run_dir": str(d)} for c, d in zip(cfgs, run_dirs)]))
+    finals: list[float] = [float("nan")] * k
+    admitted: list[tuple[int, envs.EnvSpec, Record]] = []
+    locked: list[Path] = []
+    held_runs = [(d / ".hydra").is_dir() for d in run_dirs]
+    for d in run_dirs:
+        _hold_logs(d)
+    try:
+        for j, (cfg, run_dir, over, hc) in enumerate(zip(cfgs, run_dirs, overrides, hydra_cfgs)):
+            explicit = {o.partition("=")[0].lstrip("+~") for o in over}
+            if hc is not None and OmegaConf.select(hc, "runtime.choices") is not None:
+                validate_tuned(dict(hc.runtime.choices))
+            spec = validate(cfg)
+            notes = fit_starts(cfg, explicit) + fit_schedule(cfg, explicit)
+            if checkpoint.is_done(run_dir):
+                if not sweep:
+                    raise BadInput(f"{run_dir} holds a finished run (seed {cfg.seed}); give seeds that have not run, or "
+                                   "another directory")
+                changed = resume_changes(cfg, run_dir, safe=RERUN_SAFE)
+                if changed:
+                    raise SweepChanged(f"{run_dir} is a finished job of this sweep run with other settings: "
+                                       f"{'; '.join(changed)}; nothing was run")
+                log.info("skipping finished job %s (same settings)", run_dir)
+                finals[j] = final_return(run_dir)
+                continue
+            own(run_dir)
+            locked.append(run_dir)
+            resumed = checkpoint.exists(run_dir)
+            fitted = [f"algo.{key}={cfg.algo[key]}" for key in ("random_steps", "learning_starts")
+                      if key in cfg.algo and notes and not resumed]
+            if not resumed and j == 0:
+                for note in notes:
+                    log.warning("%s", note)
+            admitted.append((j, spec, Record([*over, *fitted], hc, {SEED_GROUP: members})))
+        if not admitted:
+            return finals
+        align_checkpoints([run_dirs[j] for j, _, _ in admitted])
+        device = torch.device(cfgs[0].hardware.device)
+        spec = admitted[0][1]
+        group = stacked([module.Agent(OmegaConf.to_object(cfgs[j].algo), spec, device,
+                                      seeding.AgentRandom(cfgs[j].seed, device)) for j, _, _ in admitted])
+        views = group.views()
+        for i, (j, _, _) in enumerate(admitted):
+            if i > 0:  # one progress bar for the group (the first seed's); the others write progress lines
+                cfgs[j].progress = False
+        runs = [steps(cfgs[j], s, run_dirs[j], rec, agent=views[i]) for i, (j, s, rec) in enumerate(admitted)]
+        results, errors = seeds.drive(group, runs, [str(run_dirs[j]) for j, _, _ in admitted])
+        for i, (j, _, _) in enumerate(admitted):
+            if results[i] is not None:
+                finals[j] = results[i]
+        failed = [e for e in errors if e is not None]
+        if failed:
+            raise failed[0]
+        return finals
+    except BaseException:
+        for d, held in zip(run_dirs, held_runs):
+            if not held and not (d / ".hydra").is_dir():
+                _remove_if_fresh(d)
+        raise
+    finally:
+        for d in run_dirs:
+            _drop_logs(d)
+        for d in locked:
+            release(d)
+
+
+def align_checkpoints(run_dirs: list[Path]) -> None:
+    """Seeds trained together checkpoint at the same steps, one after another; a SIGKILL between two of them leaves
+    some one checkpoint ahead. Put them back on one common step before they resume: a seed ahead goes back to its
+    previous checkpoint (the newer one is dropped, and its metrics rows are dropped by the resume), and when some
+    seed has no checkpoint at all, the others' are set aside (``checkpoint.ahead.pt``) and every seed starts anew."""
+    found: dict[Path, list[int]] = {}
+    for d in run_dirs:
+        steps_here = []
+        for name in (checkpoint.NAME, checkpoint.PREV):
+            try:
+                steps_here.append(int(checkpoint._read(d / name)["step"]) if (d / name).exists() else None)
+            except checkpoint.CheckpointError:
+                steps_here.append(None)
+        found[d] = steps_here
+    with_ckpt = [d for d in run_dirs if any(s is not None for s in found[d])]
+    if not with_ckpt:
+        return
+    if len(with_ckpt) < len(run_dirs):
+        for d in with_ckpt:
+            for name in (checkpoint.NAME, checkpoint.PREV):
+                if (d / name).exists():
+                    os.replace(d / name, d / name.replace(".pt", ".ahead.pt"))
+        log.warning("seeds %s had a checkpoint and the others none: every seed starts from step 0 (their checkpoints "
+                    "are kept as checkpoint.ahead.pt)", ", ".join(str(d) for d in with_ckpt))
+        return
+    common = min(max(s for s in found[d] if s is not None) for d in run_dirs)
+    for d in run_dirs:
+        newest, prev = found[d]
+        if newest is not None and newest > common:
+            if prev != common:
+                raise checkpoint.CheckpointError(f"{d}: no checkpoint at step {common}, where the other seeds of its "
+                                                 "group resume; resume it alone or start the group anew")
+            os.replace(d / checkpoint.PREV, d / checkpoint.NAME)
+            log.warning("%s goes back to its checkpoint at step %d, where the other seeds of its group are", d, common)
 
 
 # What a resume may change: the budget, the schedule of logs and checkpoints, logging, hardware and video.
@@ -420,12 +565,13 @@ def replay_intact(run_dir: Path):
     return check
 
 
-def steps(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path, record: Optional[Record] = None
+def steps(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path, record: Optional[Record] = None, agent=None
           ) -> Generator[int, None, float]:
     """:func:`run` one step at a time: yields after each step of its loop, returns the final evaluation return.
     Several runs can so share a process, one step each in turn (:func:`loops.interleave`). With a ``record``, the
     run is accepted (:func:`accept`: its .hydra/ record and train.log written) after the checks against its
-    checkpoint, the dataset's and the env's construction, before anything else is written."""
+    checkpoint, the dataset's and the env's construction, before anything else is written. ``agent``: one already
+    built (a seed of a stacked agent, :func:`execute_group`), instead of the algorithm's own."""
     module = algos.get(cfg.algo.name)
     threads, why = auto_threads(cfg, module)
     seeding.set_threads(threads)
@@ -456,7 +602,8 @@ def steps(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path, record: Optional[R
     # attribute costs microseconds (a third of a DQN run's time; docs/results.md, Speed).
     # Every random draw of the agent comes from its own generators (seeding.AgentRandom), spawned from the seed.
     try:
-        agent = module.Agent(OmegaConf.to_object(cfg.algo), spec, device, seeding.AgentRandom(cfg.seed, device))
+        if agent is None:
+            agent = module.Agent(OmegaConf.to_object(cfg.algo), spec, device, seeding.AgentRandom(cfg.seed, device))
         if record is not None:
             accept(cfg, run_dir, record)  # every check has passed: from here on the run writes its directory
     except BaseException:

@@ -1,0 +1,304 @@
+"""Several seeds of one off-policy algorithm in one process: every network and optimizer with a leading seed axis.
+
+``hardware.seeds_per_process=K`` trains K seeds of one configuration together (``rlbase/loops/seeds.py`` drives
+them). Each seed is still a run of its own (directory, metrics, checkpoint, evaluation, random streams); what they
+share is the arithmetic: the K actors are one batched network (each layer one ``torch.baddbmm`` over a (K, B, in)
+input), the K twin critics one ensemble of 2K members (the way one seed's twins already share one), and each
+optimizer one fused Adam over the stacked weights. Adam is elementwise, so one Adam over stacked weights is K Adams;
+the loss that is differentiated is the sum of the K seeds' losses, and no operation mixes seeds, so seed j's
+gradients, moments and weights are those of seed j's own update (``tests/test_seeds.py`` checks them against K
+separate agents to float tolerance).
+
+Each seed draws from its own generators (``seeding.AgentRandom`` of its seed): exploration noise, target smoothing
+noise; initial weights are those of the seed's own agent, built first and then stacked. A seed's checkpoint holds
+its slice in the single agent's format, so ``rlbase.load_policy`` and ``scripts/evaluate.py`` read it as any run.
+
+Supported: TD3 and DDPG (``StackedTD3``; DDPG is TD3 with its three tricks off). An algorithm module names its
+stacked class in ``STACKED``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from rlbase.core.agent import Hooks
+from rlbase.core.buffer import Batch
+from rlbase.core.nets import EnsembleLinear, adam, bf16_autocast, minimize
+from rlbase.core.seeding import normal
+
+
+class Stack:
+    """Parameters of K copies of one network, stacked on a leading seed axis, with the map back to one copy's
+    ``state_dict`` format. ``kind`` of each entry: ``linear_w`` (nn.Linear weight (out, in), stored (K, in, out)),
+    ``linear_b`` (bias (out,), stored (K, 1, out)), ``ens`` (an ensemble's (k, ...) tensor, stored (K*k, ...))."""
+
+    def __init__(self, nets: list[nn.Module]):
+        self.names: list[str] = []
+        self.kinds: list[str] = []
+        self.params: list[nn.Parameter] = []
+        self.buffers = {name: b.clone() for name, b in nets[0].named_buffers()}
+        per_net = [dict(n.named_parameters()) for n in nets]
+        modules = dict(nets[0].named_modules())
+        for name, p in nets[0].named_parameters():
+            owner = modules[name.rpartition(".")[0]]
+            group = [d[name].detach() for d in per_net]
+            if isinstance(owner, nn.Linear):
+                kind = "linear_w" if name.endswith("weight") else "linear_b"
+                data = torch.stack([g.t() for g in group]) if kind == "linear_w" else torch.stack(group).unsqueeze(1)
+            elif isinstance(owner, EnsembleLinear):
+                kind, data = "ens", torch.cat(group)
+            else:
+                raise TypeError(f"cannot stack parameter {name} of {type(owner).__name__}")
+            self.names.append(name)
+            self.kinds.append(kind)
+            self.params.append(nn.Parameter(data.contiguous().clone()))
+        self.k = len(nets)
+
+    def slice(self, tensor: torch.Tensor, i: int, j: int) -> torch.Tensor:
+        """Seed j's part of a tensor shaped like parameter i (the parameter itself or its Adam moment), in one
+        network's layout."""
+        kind = self.kinds[i]
+        if kind == "linear_w":
+            return tensor[j].t()
+        if kind == "linear_b":
+            return tensor[j, 0]
+        m = tensor.shape[0] // self.k
+        return tensor[j * m:(j + 1) * m]
+
+    @torch.no_grad()
+    def put(self, tensor: torch.Tensor, i: int, j: int, value: torch.Tensor) -> None:
+        """Write one network's ``value`` into seed j's part of ``tensor`` (shaped like parameter i)."""
+        self.slice(tensor, i, j).copy_(value)
+
+    def state_dict(self, j: int) -> dict[str, torch.Tensor]:
+        out = {n: self.slice(p.detach(), i, j).clone() for i, (n, p) in enumerate(zip(self.names, self.params))}
+        out.update({n: b.clone() for n, b in self.buffers.items()})
+        return out
+
+    def load_state_dict(self, j: int, state: dict[str, torch.Tensor]) -> None:
+        for i, (n, p) in enumerate(zip(self.names, self.params)):
+            self.put(p, i, j, state[n].to(p.device))
+
+    def copy_(self, other: Stack) -> None:
+        with torch.no_grad():
+            for p, q in zip(self.params, other.params):
+                p.copy_(q)
+
+
+def opt_state(opt: torch.optim.Optimizer, stack: Stack, j: int) -> dict[str, Any]:
+    """Seed j's slice of an Adam over ``stack``'s parameters, as ``state_dict()`` of that seed's own Adam."""
+    full = opt.state_dict()
+    state = {}
+    for i, p in enumerate(stack.params):
+        s = opt.state.get(p)
+        if s:
+            state[i] = {k: (stack.slice(v, i, j).clone() if torch.is_tensor(v) and v.dim() > 0 else
+                            (v.clone() if torch.is_tensor(v) else v)) for k, v in s.items()}
+    return {"state": state, "param_groups": full["param_groups"]}
+
+
+@torch.no_grad()
+def load_opt_state(opt: torch.optim.Optimizer, stack: Stack, j: int, saved: dict[str, Any]) -> None:
+    """Put one seed's Adam ``state_dict()`` into seed j's slice of ``opt`` (creating the stacked state if needed)."""
+    for i, p in enumerate(stack.params):
+        s = saved["state"].get(i) if "state" in saved else None
+        if s is None:
+            continue
+        mine = opt.state[p]
+        for k, v in s.items():
+            if torch.is_tensor(v) and v.dim() > 0:
+                if k not in mine:
+                    mine[k] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                stack.put(mine[k], i, j, v.to(p.device))
+            else:  # Adam's step counter: one for all seeds, which update in lockstep
+                mine[k] = v.clone() if torch.is_tensor(v) else v
+
+
+def mlp_forward(stack: Stack, x: torch.Tensor, out: Optional[str] = None) -> torch.Tensor:
+    """A stacked ``mlp`` (Linear/ReLU ... Linear[/Tanh]) on (K, B, in) rows: (K, B, out)."""
+    ps = stack.params
+    n = len(ps) // 2
+    for layer in range(n):
+        x = torch.baddbmm(ps[2 * layer + 1], x, ps[2 * layer])
+        if layer < n - 1:
+            x = torch.relu(x)
+    return torch.tanh(x) if out == "tanh" else x
+
+
+def critic_forward(stack: Stack, k: int, action_layer: int, obs: torch.Tensor, action: torch.Tensor,
+                   members: Optional[int] = None) -> torch.Tensor:
+    """K stacked ``nets.Critic`` ensembles of k members on (K, B, .) rows: Q-values (K, m, B) for the first m
+    members (all k when ``members`` is None)."""
+    K, B = obs.shape[0], obs.shape[1]
+    m = k if members is None else members
+    x = obs.unsqueeze(1).expand(K, m, B, obs.shape[-1]).reshape(K * m, B, obs.shape[-1])
+    act = action.unsqueeze(1).expand(K, m, B, action.shape[-1]).reshape(K * m, B, action.shape[-1])
+    ps = stack.params
+    n = len(ps) // 2
+    for layer in range(n):
+        w, b = ps[2 * layer], ps[2 * layer + 1]
+        if m != k:  # the first m members of each seed's ensemble: strided views of the stacked weights
+            w = w.unflatten(0, (K, k))[:, :m].flatten(0, 1)
+            b = b.unflatten(0, (K, k))[:, :m].flatten(0, 1)
+        if layer == action_layer:
+            x = torch.cat([x, act], dim=-1)
+        x = torch.baddbmm(b, x, w)
+        if layer < n - 1:
+            x = torch.relu(x)
+    return x.reshape(K, m, B)
+
+
+def stack_batches(buffers: list, batch_size: int, live: list[bool]) -> Batch:
+    """One minibatch per seed from its own replay buffer (and its own sampling generator), stacked: (K, B, ...).
+    A seed that is no longer live gets zeros (its slice is computed and ignored; no operation mixes seeds)."""
+    rows = []
+    for buf, on in zip(buffers, live):
+        if on:
+            idx = torch.randint(0, buf.size, (batch_size,), generator=buf.generator, device=buf.device)
+            rows.append(buf.table.index_select(0, idx))
+        else:
+            rows.append(torch.zeros(batch_size, buf.table.shape[1], device=buf.device))
+    t = torch.stack(rows)
+    c = buffers[0]._cols
+    r = c["reward"][0]
+    return Batch(t[..., c["obs"][0]:c["obs"][1]], t[..., c["action"][0]:c["action"][1]], t[..., r], t[..., c["next_obs"][0]:c["next_obs"][1]],
+                 t[..., r + 1], t[..., r + 2])
+
+
+class StackedTD3:
+    """K TD3 (or DDPG) agents of one configuration, one per seed, trained as one: see the module docstring.
+    ``agents``: the seeds' own freshly built agents (their weights and generators are taken over)."""
+
+    def __init__(self, agents: list):
+        a0 = agents[0]
+        self.cfg, self.spec, self.device, self.k = a0.cfg, a0.spec, a0.device, len(agents)
+        self.rngs = [a.rng for a in agents]
+        self.scaler = a0.scaler
+        self.members = a0.critic.k
+        self.action_layer = a0.critic.action_layer
+        self.actor = Stack([a.actor for a in agents])
+        self.actor_target = Stack([a.actor_target for a in agents])
+        self.critic = Stack([a.critic for a in agents])
+        self.critic_target = Stack([a.critic_target for a in agents])
+        for s in (self.actor_target, self.critic_target):
+            for p in s.params:
+                p.requires_grad_(False)
+        self.actor_opt = adam(self.actor.params, self.cfg.actor_lr)
+        self.critic_opt = adam(self.critic.params, self.cfg.critic_lr, self.cfg.critic_weight_decay)
+        self.updates = 0
+        self._actor_loss = torch.zeros(self.k, device=self.device)
+        self.update_bf16 = getattr(self.cfg, "precision", "fp32") == "bf16"
+
+    def views(self) -> list[SeedView]:
+        return [SeedView(self, j) for j in range(self.k)]
+
+    # -- acting ------------------------------------------------------------------------------------------------
+    def _pi(self, stack: Stack, obs: torch.Tensor) -> torch.Tensor:
+        return self.scaler(mlp_forward(stack, obs, out="tanh"))
+
+    @torch.inference_mode()
+    def act_all(self, obs: np.ndarray, explore: list[bool]) -> np.ndarray:
+        """One action per seed for (K, obs_dim) observations; seed j's exploration noise from its own generator
+        where ``explore[j]``. Returns (K, action_dim)."""
+        x = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(1)
+        actions = self._pi(self.actor, x)[:, 0]
+        rows = [self._explore(actions[j], self.rngs[j].explore) if explore[j] else actions[j] for j in range(self.k)]
+        return torch.stack(rows).cpu().numpy()
+
+    @torch.inference_mode()
+    def act_one(self, j: int, obs: np.ndarray, deterministic: bool, generator: Optional[torch.Generator]) -> np.ndarray:
+        """Seed j alone (its evaluation): its slice of the actor on one observation."""
+        x = torch.as_tensor(obs, dtype=torch.float32, device=self.device).reshape(1, 1, -1)
+        ps = self.actor.params
+        one = Stack.__new__(Stack)
+        one.params = [p[j:j + 1] for p in ps]
+        action = self._pi(one, x)[0, 0]
+        if not deterministic:
+            action = self._explore(action, self.rngs[j].explore if generator is None else generator)
+        return action.cpu().numpy()
+
+    def _explore(self, action: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        if self.cfg.expl_noise > 0:
+            action = action + normal(action, gen) * (self.cfg.expl_noise * self.scaler.scale)
+            action = torch.maximum(torch.minimum(action, self.scaler.high), self.scaler.low)
+        return action
+
+    @torch.inference_mode()
+    def warmup_action(self, j: int, action: np.ndarray) -> np.ndarray:
+        if not self.cfg.warmup_noise:
+            return action
+        noisy = self._explore(torch.as_tensor(action, dtype=torch.float32, device=self.device), self.rngs[j].explore)
+        return noisy.cpu().numpy().astype(action.dtype)
+
+    # -- the update --------------------------------------------------------------------------------------------
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One TD3 update of every seed on its own minibatch (a stacked ``Batch``, (K, B, ...)); metrics (K,)."""
+        c, s, k = self.cfg, self.scaler, self.members
+        with bf16_autocast(self.device, self.update_bf16):
+            with torch.no_grad():
+                next_action = self._pi(self.actor_target, batch.next_obs)
+                if c.policy_noise > 0:
+                    noise = torch.stack([normal(next_action[j], self.rngs[j].update) for j in range(self.k)])
+                    noise = (noise * c.policy_noise).clamp(-c.noise_clip, c.noise_clip)
+                    next_action = torch.maximum(torch.minimum(next_action + noise * s.scale, s.high), s.low)
+                next_q = critic_forward(self.critic_target, k, self.action_layer, batch.next_obs, next_action)
+                next_q = next_q.min(dim=1).values.float()
+                target_q = batch.reward + c.gamma * (1.0 - batch.terminated) * next_q  # (K, B)
+            q = critic_forward(self.critic, k, self.action_layer, batch.obs, batch.action).float()  # (K, k, B)
+            critic_loss = (q - target_q.unsqueeze(1)).square().mean(dim=2).sum(dim=1)  # (K,): each seed's loss
+        minimize(self.critic_opt, critic_loss.sum())
+        self.updates += 1
+        if self.updates % c.policy_freq == 0:
+            with bf16_autocast(self.device, self.update_bf16):
+                pi = self._pi(self.actor, batch.obs)
+                actor_loss = -critic_forward(self.critic, k, self.action_layer, batch.obs, pi, members=1)[:, 0].float().mean(dim=1)
+            minimize(self.actor_opt, actor_loss.sum())
+            with torch.no_grad():
+                torch._foreach_lerp_(self.critic_target.params, self.critic.params, c.tau)
+                torch._foreach_lerp_(self.actor_target.params, self.actor.params, c.tau)
+            self._actor_loss = actor_loss.detach()
+        return {"loss/critic": critic_loss.detach(), "loss/actor": self._actor_loss,
+                "train/q_mean": q.detach().mean(dim=(1, 2))}
+
+    # -- one seed's state, in the single agent's format --------------------------------------------------------
+    def state_dict(self, j: int) -> dict:
+        return {"actor": self.actor.state_dict(j), "actor_target": self.actor_target.state_dict(j),
+                "critic": self.critic.state_dict(j), "critic_target": self.critic_target.state_dict(j),
+                "actor_opt": opt_state(self.actor_opt, self.actor, j),
+                "critic_opt": opt_state(self.critic_opt, self.critic, j), "updates": self.updates}
+
+    def load_state_dict(self, j: int, state: dict) -> None:
+        for name in ("actor", "actor_target", "critic", "critic_target"):
+            getattr(self, name).load_state_dict(j, state[name])
+        load_opt_state(self.actor_opt, self.actor, j, state["actor_opt"])
+        load_opt_state(self.critic_opt, self.critic, j, state["critic_opt"])
+        self.updates = state["updates"]
+
+
+class SeedView(Hooks):
+    """Seed j of a stacked agent, with one agent's surface: what its Runner, evaluation, checkpoint and
+    ``best_policy.pt`` see. Training steps go through the stacked agent (``seed_group``), not through this view."""
+
+    def __init__(self, group, j: int):
+        self.seed_group, self.j = group, j
+        self.cfg, self.spec, self.device = group.cfg, group.spec, group.device
+        self.rng = group.rngs[j]
+
+    def act(self, obs: np.ndarray, deterministic: bool = False, generator: Optional[torch.Generator] = None) -> np.ndarray:
+        return self.seed_group.act_one(self.j, obs, deterministic, generator)
+
+    def warmup_action(self, action: np.ndarray) -> np.ndarray:
+        return self.seed_group.warmup_action(self.j, action)
+
+    def update(self, batch: Batch) -> dict[str, Any]:
+        raise RuntimeError("a seed of a stacked agent is updated with the others (rlbase/loops/seeds.py)")
+
+    def state_dict(self) -> dict:
+        return self.seed_group.state_dict(self.j)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.seed_group.load_state_dict(self.j, state)

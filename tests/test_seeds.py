@@ -1,0 +1,166 @@
+"""Several seeds in one process (``hardware.seeds_per_process``; rlbase/algos/stacked.py, rlbase/loops/seeds.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rlbase import algos
+from rlbase.algos.stacked import StackedTD3
+from rlbase.core.buffer import Batch
+from rlbase.core.seeding import AgentRandom
+from rlbase.envs import EnvSpec
+
+SPEC = EnvSpec("Toy-v0", (5,), False, 0, (2,), np.array([-2.0, -1.0], np.float32), np.array([2.0, 1.0], np.float32), 100)
+
+
+def agents(name: str, seeds, **over):
+    module = algos.get(name)
+    cfg = module.Config(**{"actor_hidden": [32, 32], "critic_hidden": [32, 32], **over})
+    return [module.Agent(cfg, SPEC, torch.device("cpu"), AgentRandom(s)) for s in seeds]
+
+
+def batches(k: int, n: int, seed: int = 0) -> list[list[Batch]]:
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        per_seed = []
+        for _ in range(k):
+            b = 64
+            per_seed.append(Batch(torch.randn(b, 5, generator=g), torch.rand(b, 2, generator=g) * 2 - 1,
+                                  torch.randn(b, generator=g), torch.randn(b, 5, generator=g),
+                                  (torch.rand(b, generator=g) < 0.1).float(), torch.zeros(b)))
+        out.append(per_seed)
+    return out
+
+
+def stacked(per_seed: list[Batch]) -> Batch:
+    return Batch(*(torch.stack(fields) for fields in zip(*per_seed)))
+
+
+@pytest.mark.parametrize("name,over", [("td3", {}), ("ddpg", {}), ("td3", {"critic_action_layer": 1, "critic_weight_decay": 1e-2})])
+def test_the_stacked_update_is_k_separate_updates(name, over):
+    """Same weights, same batches, same generators: every seed's weights, Adam moments and losses after several
+    updates (actor and target updates included) equal its own agent's to float tolerance."""
+    seeds = [3, 11, 12]
+    alone = agents(name, seeds, **over)
+    group = StackedTD3(agents(name, seeds, **over))
+    for j, a in enumerate(alone):  # the stack starts from each seed's own initial weights
+        for key, value in a.state_dict()["actor"].items():
+            torch.testing.assert_close(group.state_dict(j)["actor"][key], value, rtol=0, atol=0)
+    for step in batches(len(seeds), 6):
+        metrics = group.update(stacked(step))
+        for j, (a, b) in enumerate(zip(alone, step)):
+            m = a.update(b)
+            torch.testing.assert_close(metrics["loss/critic"][j], m["loss/critic"], rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(metrics["loss/actor"][j], m["loss/actor"], rtol=1e-5, atol=1e-6)
+    for j, a in enumerate(alone):
+        mine, theirs = group.state_dict(j), a.state_dict()
+        for net in ("actor", "actor_target", "critic", "critic_target"):
+            for key in theirs[net]:
+                torch.testing.assert_close(mine[net][key], theirs[net][key], rtol=1e-5, atol=1e-6)
+        for opt in ("actor_opt", "critic_opt"):
+            for i, s in theirs[opt]["state"].items():
+                for key in ("exp_avg", "exp_avg_sq"):
+                    torch.testing.assert_close(mine[opt]["state"][i][key], s[key], rtol=1e-5, atol=1e-7)
+        assert mine["updates"] == theirs["updates"]
+
+
+def test_a_seeds_slice_loads_into_its_own_agent_and_back():
+    """A seed's checkpoint entry is the single agent's format: it loads into a plain agent, and back into a stack."""
+    group = StackedTD3(agents("td3", [0, 1]))
+    group.update(stacked(batches(2, 1)[0]))
+    group.update(stacked(batches(2, 1, seed=1)[0]))
+    plain = agents("td3", [7])[0]
+    plain.load_state_dict(group.state_dict(1))
+    other = StackedTD3(agents("td3", [5, 6]))
+    other.load_state_dict(0, plain.state_dict())
+    for net in ("actor", "critic_target"):
+        for key, value in group.state_dict(1)[net].items():
+            torch.testing.assert_close(other.state_dict(0)[net][key], value, rtol=0, atol=0)
+    x = np.ones(5, np.float32)
+    np.testing.assert_allclose(other.act_one(0, x, True, None), plain.act(x, deterministic=True), rtol=1e-5, atol=1e-6)
+
+
+# --- the runs: lockstep, exact resume, divergence, independence --------------------------------------------------
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+from rlbase.core import checkpoint  # noqa: E402
+from tests.conftest import ROOT, eval_returns, run_train  # noqa: E402
+
+# checkpoints every 300 steps: Pendulum's episodes are 200 long, so a checkpoint falls mid-episode and the resume
+# must replay that episode's actions
+SMALL = ["algo=td3", "env=pendulum", "total_steps=1300", "checkpoint_every=300", "eval_every=400", "eval_episodes=2",
+         "algo.random_steps=200", "algo.learning_starts=200", "algo.actor_hidden=[32,32]", "algo.critic_hidden=[32,32]",
+         "hardware.threads=1"]
+
+
+def seed_dirs(base, seeds):
+    return [base / f"s{s}" for s in seeds]
+
+
+def test_k_seeds_in_one_process_resume_exactly_after_sigkill(tmp_path):
+    args = [*SMALL, "hardware.seeds_per_process=2", "seed=1"]
+    for d in ("straight", "killed"):
+        (tmp_path / d).mkdir()
+    run_train(*args, run_dir=tmp_path / "straight" / "s${seed}")
+    killed = tmp_path / "killed"
+    cmd = [sys.executable, str(ROOT / "train.py"), *args, "logger=none", "progress=false", f"hydra.run.dir={killed}/s${{seed}}"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (killed / "s2" / "checkpoint.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "s1" / "done").exists(), "the run finished before it could be killed"
+    resumed = run_train(f"resume={killed / 's2'}", run_dir=killed / "s2")  # one seed's directory brings back both
+    assert "resumed from step" in resumed.stdout + resumed.stderr
+    for a, b in zip(seed_dirs(killed, (1, 2)), seed_dirs(tmp_path / "straight", (1, 2))):
+        assert (a / "done").exists()
+        assert eval_returns(a) == eval_returns(b)
+        mine, theirs = checkpoint.load(a)["agent"], checkpoint.load(b)["agent"]
+        for net in ("actor", "critic", "critic_target"):
+            for key in theirs[net]:
+                assert torch.equal(mine[net][key], theirs[net][key]), (a, net, key)
+
+
+def test_a_seeds_results_do_not_depend_on_the_seeds_beside_it(tmp_path):
+    """Seed 1 trained beside seed 2 and beside seed 7: its own streams, so the same evaluations (the same K)."""
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+    run_train(*SMALL, "hardware.seeds_per_process=2", "seed=1", run_dir=tmp_path / "a" / "s${seed}")
+    run_train("-m", *SMALL, "hardware.seeds_per_process=2", "seed=1,7", f"hydra.sweep.dir={tmp_path / 'b'}",
+              "hydra.sweep.subdir=s${seed}", run_dir=tmp_path / "b" / "unused")
+    assert eval_returns(tmp_path / "a" / "s1") == eval_returns(tmp_path / "b" / "s1")
+    assert eval_returns(tmp_path / "a" / "s2") != eval_returns(tmp_path / "b" / "s7")
+    assert (tmp_path / "b" / "s7" / "done").exists()
+
+
+def test_a_diverging_seed_stops_alone(tmp_path, monkeypatch):
+    """NaN weights in seed 2's actor after 100 updates: seed 2 stops with the non-finite line in its own log (exit
+    code 3 for the process), seed 1 trains to its end."""
+    original = StackedTD3.update
+
+    def update(self, batch):
+        if self.updates == 100:
+            with torch.no_grad():
+                self.actor.params[0][1].fill_(float("nan"))
+        return original(self, batch)
+
+    monkeypatch.setattr(StackedTD3, "update", update)
+    proc = run_train(*SMALL, "hardware.seeds_per_process=2", "seed=1", run_dir=tmp_path / "s${seed}", check=False)
+    assert proc.returncode == 3
+    assert (tmp_path / "s1" / "done").exists()
+    assert not (tmp_path / "s2" / "done").exists()
+    assert "non-finite" in (tmp_path / "s2" / "train.log").read_text()
+    assert "non-finite" not in (tmp_path / "s1" / "train.log").read_text()
+
+
+def test_an_algorithm_without_a_stacked_form_is_refused_in_one_line(tmp_path):
+    proc = run_train("algo=ppo", "env=pendulum", "hardware.seeds_per_process=2", run_dir=tmp_path / "s${seed}", check=False)
+    assert proc.returncode == 2
+    assert "allowed with several seeds in one process: ddpg" in proc.stderr
