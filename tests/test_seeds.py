@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rlbase import algos
-from rlbase.algos.stacked import StackedTD3
+from rlbase.algos.stacked import StackedSAC, StackedTD3
 from rlbase.core.buffer import Batch
 from rlbase.core.seeding import AgentRandom
 from rlbase.envs import EnvSpec
@@ -67,6 +67,33 @@ def test_the_stacked_update_is_k_separate_updates(name, over):
         assert mine["updates"] == theirs["updates"]
 
 
+@pytest.mark.parametrize("over", [{}, {"autotune": False, "log_prob_eps": 1e-6}])
+def test_the_stacked_sac_update_is_k_separate_updates(over):
+    """SAC: the same check, its per-seed temperature and reparameterised samples (each seed's own generator) included."""
+    seeds = [2, 9]
+    alone = agents("sac", seeds, **over)
+    group = StackedSAC(agents("sac", seeds, **over))
+    for step in batches(len(seeds), 5):
+        metrics = group.update(stacked(step))
+        for j, (a, b) in enumerate(zip(alone, step)):
+            m = a.update(b)
+            for key in ("loss/critic", "loss/actor", "train/alpha", "train/entropy"):
+                torch.testing.assert_close(metrics[key][j], m[key], rtol=1e-5, atol=1e-6)
+    for j, a in enumerate(alone):
+        mine, theirs = group.state_dict(j), a.state_dict()
+        torch.testing.assert_close(mine["log_alpha"], theirs["log_alpha"], rtol=1e-6, atol=1e-7)
+        for net in ("actor", "critic", "critic_target"):
+            for key in theirs[net]:
+                torch.testing.assert_close(mine[net][key], theirs[net][key], rtol=1e-5, atol=1e-6)
+        for opt in ("actor_opt", "alpha_opt"):
+            for i, s in theirs[opt]["state"].items():
+                torch.testing.assert_close(mine[opt]["state"][i]["exp_avg"], s["exp_avg"], rtol=1e-5, atol=1e-7)
+        plain = agents("sac", [0])[0]
+        plain.load_state_dict(mine)  # a seed's slice is a plain SAC agent's state
+        x = np.ones(5, np.float32)
+        np.testing.assert_allclose(group.act_one(j, x, True, None), a.act(x, deterministic=True), rtol=1e-5, atol=1e-6)
+
+
 def test_a_seeds_slice_loads_into_its_own_agent_and_back():
     """A seed's checkpoint entry is the single agent's format: it loads into a plain agent, and back into a stack."""
     group = StackedTD3(agents("td3", [0, 1]))
@@ -94,7 +121,7 @@ from tests.conftest import ROOT, eval_returns, run_train  # noqa: E402
 
 # checkpoints every 300 steps: Pendulum's episodes are 200 long, so a checkpoint falls mid-episode and the resume
 # must replay that episode's actions
-SMALL = ["algo=td3", "env=pendulum", "total_steps=1300", "checkpoint_every=300", "eval_every=400", "eval_episodes=2",
+SMALL = ["env=pendulum", "total_steps=1300", "checkpoint_every=300", "eval_every=400", "eval_episodes=2",
          "algo.random_steps=200", "algo.learning_starts=200", "algo.actor_hidden=[32,32]", "algo.critic_hidden=[32,32]",
          "hardware.threads=1"]
 
@@ -103,8 +130,9 @@ def seed_dirs(base, seeds):
     return [base / f"s{s}" for s in seeds]
 
 
-def test_k_seeds_in_one_process_resume_exactly_after_sigkill(tmp_path):
-    args = [*SMALL, "hardware.seeds_per_process=2", "seed=1"]
+@pytest.mark.parametrize("algo", ["td3", "sac"])
+def test_k_seeds_in_one_process_resume_exactly_after_sigkill(tmp_path, algo):
+    args = [f"algo={algo}", *SMALL, "hardware.seeds_per_process=2", "seed=1"]
     for d in ("straight", "killed"):
         (tmp_path / d).mkdir()
     run_train(*args, run_dir=tmp_path / "straight" / "s${seed}")
@@ -132,8 +160,8 @@ def test_a_seeds_results_do_not_depend_on_the_seeds_beside_it(tmp_path):
     """Seed 1 trained beside seed 2 and beside seed 7: its own streams, so the same evaluations (the same K)."""
     for d in ("a", "b"):
         (tmp_path / d).mkdir()
-    run_train(*SMALL, "hardware.seeds_per_process=2", "seed=1", run_dir=tmp_path / "a" / "s${seed}")
-    run_train("-m", *SMALL, "hardware.seeds_per_process=2", "seed=1,7", f"hydra.sweep.dir={tmp_path / 'b'}",
+    run_train("algo=td3", *SMALL, "hardware.seeds_per_process=2", "seed=1", run_dir=tmp_path / "a" / "s${seed}")
+    run_train("-m", "algo=td3", *SMALL, "hardware.seeds_per_process=2", "seed=1,7", f"hydra.sweep.dir={tmp_path / 'b'}",
               "hydra.sweep.subdir=s${seed}", run_dir=tmp_path / "b" / "unused")
     assert eval_returns(tmp_path / "a" / "s1") == eval_returns(tmp_path / "b" / "s1")
     assert eval_returns(tmp_path / "a" / "s2") != eval_returns(tmp_path / "b" / "s7")
@@ -152,7 +180,7 @@ def test_a_diverging_seed_stops_alone(tmp_path, monkeypatch):
         return original(self, batch)
 
     monkeypatch.setattr(StackedTD3, "update", update)
-    proc = run_train(*SMALL, "hardware.seeds_per_process=2", "seed=1", run_dir=tmp_path / "s${seed}", check=False)
+    proc = run_train("algo=td3", *SMALL, "hardware.seeds_per_process=2", "seed=1", run_dir=tmp_path / "s${seed}", check=False)
     assert proc.returncode == 3
     assert (tmp_path / "s1" / "done").exists()
     assert not (tmp_path / "s2" / "done").exists()
@@ -163,4 +191,4 @@ def test_a_diverging_seed_stops_alone(tmp_path, monkeypatch):
 def test_an_algorithm_without_a_stacked_form_is_refused_in_one_line(tmp_path):
     proc = run_train("algo=ppo", "env=pendulum", "hardware.seeds_per_process=2", run_dir=tmp_path / "s${seed}", check=False)
     assert proc.returncode == 2
-    assert "allowed with several seeds in one process: ddpg" in proc.stderr
+    assert "allowed with several seeds in one process: ddpg" in proc.stderr and "sac" in proc.stderr

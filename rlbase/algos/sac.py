@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rlbase.algos.stacked import StackedSAC
 from rlbase.core.agent import Hooks
 from rlbase.core.buffer import Batch
 from rlbase.core.nets import ActionScaler, Critic, adam, bf16_autocast, hard_update, init_, minimize, mlp, soft_update
@@ -203,3 +204,4 @@ class SAC(Hooks):
 
 
 Config, Agent = SACConfig, SAC
+STACKED = StackedSAC  # several seeds in one process (hardware.seeds_per_process; algos/stacked.py)

@@ -13,8 +13,8 @@ Each seed draws from its own generators (``seeding.AgentRandom`` of its seed): e
 noise; initial weights are those of the seed's own agent, built first and then stacked. A seed's checkpoint holds
 its slice in the single agent's format, so ``rlbase.load_policy`` and ``scripts/evaluate.py`` read it as any run.
 
-Supported: TD3 and DDPG (``StackedTD3``; DDPG is TD3 with its three tricks off). An algorithm module names its
-stacked class in ``STACKED``.
+Supported: TD3 and DDPG (``StackedTD3``; DDPG is TD3 with its three tricks off) and SAC (``StackedSAC``). An
+algorithm module names its stacked class in ``STACKED``.
 """
 
 from __future__ import annotations
@@ -58,10 +58,20 @@ class Stack:
             self.params.append(nn.Parameter(data.contiguous().clone()))
         self.k = len(nets)
 
+    @classmethod
+    def of_scalars(cls, name: str, values: list[torch.Tensor]) -> Stack:
+        """K 0-dim parameters (SAC's log-temperature) as one (K,) parameter, kind ``scalar``."""
+        out = cls.__new__(cls)
+        out.names, out.kinds, out.buffers, out.k = [name], ["scalar"], {}, len(values)
+        out.params = [nn.Parameter(torch.stack([v.detach() for v in values]).clone())]
+        return out
+
     def slice(self, tensor: torch.Tensor, i: int, j: int) -> torch.Tensor:
         """Seed j's part of a tensor shaped like parameter i (the parameter itself or its Adam moment), in one
         network's layout."""
         kind = self.kinds[i]
+        if kind == "scalar":
+            return tensor[j]
         if kind == "linear_w":
             return tensor[j].t()
         if kind == "linear_b":
@@ -96,7 +106,7 @@ def opt_state(opt: torch.optim.Optimizer, stack: Stack, j: int) -> dict[str, Any
     for i, p in enumerate(stack.params):
         s = opt.state.get(p)
         if s:
-            state[i] = {k: (stack.slice(v, i, j).clone() if torch.is_tensor(v) and v.dim() > 0 else
+            state[i] = {k: (stack.slice(v, i, j).clone() if torch.is_tensor(v) and k != "step" else
                             (v.clone() if torch.is_tensor(v) else v)) for k, v in s.items()}
     return {"state": state, "param_groups": full["param_groups"]}
 
@@ -110,7 +120,7 @@ def load_opt_state(opt: torch.optim.Optimizer, stack: Stack, j: int, saved: dict
             continue
         mine = opt.state[p]
         for k, v in s.items():
-            if torch.is_tensor(v) and v.dim() > 0:
+            if torch.is_tensor(v) and k != "step":
                 if k not in mine:
                     mine[k] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 stack.put(mine[k], i, j, v.to(p.device))
@@ -302,3 +312,114 @@ class SeedView(Hooks):
 
     def load_state_dict(self, state: dict) -> None:
         self.seed_group.load_state_dict(self.j, state)
+
+
+class StackedSAC:
+    """K SAC agents of one configuration, one per seed, trained as one (see the module docstring); each seed its own
+    learned temperature (a (K,) log-alpha with its own Adam slice). ``agents``: the seeds' freshly built agents."""
+
+    def __init__(self, agents: list):
+        a0 = agents[0]
+        self.cfg, self.spec, self.device, self.k = a0.cfg, a0.spec, a0.device, len(agents)
+        self.rngs = [a.rng for a in agents]
+        self.policy = a0.actor  # its log-probability and clamps (no weights of its own are used)
+        self.scaler = a0.actor.scaler
+        self.actor = Stack([a.actor for a in agents])
+        self.critic = Stack([a.critic for a in agents])
+        self.critic_target = Stack([a.critic_target for a in agents])
+        for p in self.critic_target.params:
+            p.requires_grad_(False)
+        self.log_alpha = Stack.of_scalars("log_alpha", [a.log_alpha for a in agents])
+        self.log_alpha.params[0].requires_grad_(self.cfg.autotune)
+        self.target_entropy = a0.target_entropy
+        self.actor_opt = adam(self.actor.params, self.cfg.actor_lr)
+        self.critic_opt = adam(self.critic.params, self.cfg.critic_lr)
+        self.alpha_opt = adam(self.log_alpha.params, self.cfg.alpha_lr)
+        self.updates = 0
+        self.update_bf16 = getattr(self.cfg, "precision", "fp32") == "bf16"
+
+    def views(self) -> list[SeedView]:
+        return [SeedView(self, j) for j in range(self.k)]
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return self.log_alpha.params[0].detach().exp()  # (K,)
+
+    def _dist(self, stack: Stack, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_std = mlp_forward(stack, obs).float().chunk(2, dim=-1)
+        return mean, log_std.clamp(self.policy.log_std_min, self.policy.log_std_max)
+
+    def _sample(self, obs: torch.Tensor, gens: list[torch.Generator]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each seed's reparameterised sample (its noise from its own generator) and log-probability: (K, B, .)."""
+        mean, log_std = self._dist(self.actor, obs)
+        noise = torch.stack([normal(mean[j], g) for j, g in enumerate(gens)])
+        u = mean + log_std.exp() * noise
+        return self.scaler(torch.tanh(u)), self.policy.log_prob(u, mean, log_std)
+
+    @torch.inference_mode()
+    def act_all(self, obs: np.ndarray, explore: list[bool]) -> np.ndarray:
+        x = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(1)
+        mean, log_std = self._dist(self.actor, x)
+        rows = []
+        for j in range(self.k):
+            u = mean[j]
+            if explore[j]:
+                u = mean[j] + log_std[j].exp() * normal(mean[j], self.rngs[j].explore)
+            rows.append(self.scaler(torch.tanh(u))[0])
+        return torch.stack(rows).cpu().numpy()
+
+    @torch.inference_mode()
+    def act_one(self, j: int, obs: np.ndarray, deterministic: bool, generator: Optional[torch.Generator]) -> np.ndarray:
+        x = torch.as_tensor(obs, dtype=torch.float32, device=self.device).reshape(1, 1, -1)
+        one = Stack.__new__(Stack)
+        one.params = [p[j:j + 1] for p in self.actor.params]
+        mean, log_std = self._dist(one, x)
+        u = mean if deterministic else mean + log_std.exp() * normal(mean, self.rngs[j].explore if generator is None else generator)
+        return self.scaler(torch.tanh(u))[0, 0].cpu().numpy()
+
+    def warmup_action(self, j: int, action: np.ndarray) -> np.ndarray:
+        return action
+
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One SAC update of every seed on its own minibatch ((K, B, ...)); metrics (K,)."""
+        c, gens = self.cfg, [r.update for r in self.rngs]
+        alpha = self.alpha.unsqueeze(1)  # (K, 1)
+        with bf16_autocast(self.device, self.update_bf16):
+            with torch.no_grad():
+                next_action, next_log_prob = self._sample(batch.next_obs, gens)
+                next_q = critic_forward(self.critic_target, 2, 0, batch.next_obs, next_action).min(dim=1).values.float()
+                target_q = batch.reward + c.gamma * (1.0 - batch.terminated) * (next_q - alpha * next_log_prob)
+            q = critic_forward(self.critic, 2, 0, batch.obs, batch.action).float()  # (K, 2, B)
+            critic_loss = (q - target_q.unsqueeze(1)).square().mean(dim=2).sum(dim=1)
+        minimize(self.critic_opt, critic_loss.sum())
+        with bf16_autocast(self.device, self.update_bf16):
+            action, log_prob = self._sample(batch.obs, gens)
+            q_pi = critic_forward(self.critic, 2, 0, batch.obs, action).min(dim=1).values.float()
+            actor_loss = (alpha * log_prob - q_pi).mean(dim=1)
+        minimize(self.actor_opt, actor_loss.sum())
+        if c.autotune:
+            alpha_loss = -(self.log_alpha.params[0].unsqueeze(1) * (log_prob.detach() + self.target_entropy)).mean(dim=1)
+            minimize(self.alpha_opt, alpha_loss.sum())
+        with torch.no_grad():
+            torch._foreach_lerp_(self.critic_target.params, self.critic.params, c.tau)
+        self.updates += 1
+        return {"train/q_mean": q.detach().mean(dim=(1, 2)), "loss/critic": critic_loss.detach(),
+                "loss/actor": actor_loss.detach(), "train/alpha": self.alpha, "train/entropy": -log_prob.detach().mean(dim=1)}
+
+    def state_dict(self, j: int) -> dict:
+        return {"actor": self.actor.state_dict(j), "critic": self.critic.state_dict(j),
+                "critic_target": self.critic_target.state_dict(j),
+                "log_alpha": self.log_alpha.params[0].detach()[j].clone(),
+                "actor_opt": opt_state(self.actor_opt, self.actor, j),
+                "critic_opt": opt_state(self.critic_opt, self.critic, j),
+                "alpha_opt": opt_state(self.alpha_opt, self.log_alpha, j), "updates": self.updates}
+
+    def load_state_dict(self, j: int, state: dict) -> None:
+        for name in ("actor", "critic", "critic_target"):
+            getattr(self, name).load_state_dict(j, state[name])
+        with torch.no_grad():
+            self.log_alpha.params[0][j] = state["log_alpha"]
+        load_opt_state(self.actor_opt, self.actor, j, state["actor_opt"])
+        load_opt_state(self.critic_opt, self.critic, j, state["critic_opt"])
+        load_opt_state(self.alpha_opt, self.log_alpha, j, state["alpha_opt"])
+        self.updates = state["updates"]
