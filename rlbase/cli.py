@@ -459,7 +459,8 @@ def _seed_group(cfg: DictConfig, hc: DictConfig, run_dir: Path, multirun: bool) 
         h = OmegaConf.to_container(hc, resolve=False)
         h["runtime"]["output_dir"] = str(d)
         hcs.append(OmegaConf.create(h))
-    finals = job.execute_group(cfgs, dirs, overrides, hcs, sweep=multirun)
+    # a resumed group skips its finished seeds (one that reached stop_return) as a sweep's rerun does
+    finals = job.execute_group(cfgs, dirs, overrides, hcs, sweep=multirun or recorded.exists())
     done = [f for f in finals if not math.isnan(f)]
     return sum(done) / len(done) if done else float("nan")
 

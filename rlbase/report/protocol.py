@@ -20,7 +20,8 @@ whether it finished), and those files are what the results page is computed from
 
 Protocol file keys: ``name``, ``written`` (date), ``issue``, ``purpose``, ``seeds`` (list), ``common`` (overrides
 for every run), ``entries`` (list of ``{name, overrides}``), ``evaluation`` / ``statistic`` / ``anchors`` (text and
-data references read by the report), ``notes``.
+data references read by the report), ``notes``; optional ``seeds_per_process`` (K: each entry's seeds run K at a time
+in one process, ``hardware.seeds_per_process``; each seed keeps its own run directory).
 """
 
 from __future__ import annotations
@@ -113,36 +114,61 @@ def _git(*args: str) -> str:
         return "unknown"
 
 
-def command(job: Job, threads: int) -> list[str]:
+def command(job: Job, threads: int, group: Optional[list[Job]] = None) -> list[str]:
+    """The command of one job, or of a group of one entry's jobs trained in one process (``group``, led by ``job``:
+    every seed in its own ``<entry>-seed<s>`` directory)."""
     status, _ = state_of(job)
-    if status == "partial":  # the run's recorded settings, its checkpoint and its W&B id: an exact continuation
-        return [sys.executable, str(ROOT / "train.py"), f"resume={job.run_dir}"]
+    if status == "partial" or (group and any(state_of(g)[0] == "partial" for g in group)):
+        # the run's recorded settings, its checkpoint and its W&B id: an exact continuation (a group's from its
+        # .hydra/seed_group.yaml, whichever member is named)
+        lead = job if status == "partial" else next(g for g in group if state_of(g)[0] == "partial")
+        return [sys.executable, str(ROOT / "train.py"), f"resume={lead.run_dir}"]
+    if group and len(group) > 1:
+        seeds = ",".join(str(g.seed) for g in group)
+        return [sys.executable, str(ROOT / "train.py"), *job.overrides, f"seed={job.seed}", "progress=false",
+                f"hardware.threads={threads}", f"hardware.seeds_per_process={len(group)}", f"hardware.seed_list=[{seeds}]",
+                f"hydra.run.dir={job.run_dir.parent / job.entry}-seed${{seed}}"]
     return [sys.executable, str(ROOT / "train.py"), *job.overrides, f"seed={job.seed}", "progress=false",
             f"hardware.threads={threads}", f"hydra.run.dir={job.run_dir}"]
+
+
+def grouped(todo: list[Job], k: int) -> list[list[Job]]:
+    """An entry's unfinished jobs, ``k`` at a time in seed-list order (one process each)."""
+    out: list[list[Job]] = []
+    for job in todo:
+        if out and len(out[-1]) < k and out[-1][0].entry == job.entry:
+            out[-1].append(job)
+        else:
+            out.append([job])
+    return out
 
 
 def run(spec: dict[str, Any], workers: int = 2, threads: int = 1, only: Optional[list[str]] = None,
         runs_root: Optional[Path] = None) -> int:
     """Work through the protocol's jobs, ``workers`` at a time; returns the number of jobs that failed."""
     todo = [j for j in jobs(spec, runs_root) if (only is None or j.entry in only) and state_of(j)[0] != "done"]
-    print(f"{spec['name']}: {len(todo)} run(s) to start or resume, {workers} at a time", flush=True)
-    live: dict[int, tuple[Job, subprocess.Popen, Any]] = {}
+    k = int(spec.get("seeds_per_process", 1))
+    print(f"{spec['name']}: {len(todo)} run(s) to start or resume, {workers} at a time"
+          + (f", {k} seeds per process" if k > 1 else ""), flush=True)
+    groups = grouped(todo, k)
+    live: dict[int, tuple[Job, subprocess.Popen, Any, list[Job]]] = {}
     failed = 0
     stopping = {"sig": None}
 
     def on_signal(signum, frame):  # hand it to every job (each checkpoints), then stop starting new ones
         stopping["sig"] = signum
-        for _, proc, _ in live.values():
+        for _, proc, _, _ in live.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while todo or live:
-            while todo and len(live) < workers and stopping["sig"] is None:
-                job = todo.pop(0)
+        while groups or live:
+            while groups and len(live) < workers and stopping["sig"] is None:
+                group = groups.pop(0)
+                job = group[0]
                 job.run_dir.parent.mkdir(parents=True, exist_ok=True)
-                cmd = command(job, threads)
+                cmd = command(job, threads, group)
                 log = open(job.run_dir.parent / f"{job.key}.log", "a")
                 log.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} commit {_git('rev-parse', 'HEAD')}: "
                           f"{' '.join(cmd[1:])}\n")
@@ -150,19 +176,21 @@ def run(spec: dict[str, Any], workers: int = 2, threads: int = 1, only: Optional
                 env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
                 proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env,
                                         start_new_session=True)  # our signal handler decides what reaches it
-                live[proc.pid] = (job, proc, log)
-                print(f"{time.strftime('%H:%M:%S')} start {job.key} ({state_of(job)[0]})", flush=True)
+                live[proc.pid] = (job, proc, log, group)
+                print(f"{time.strftime('%H:%M:%S')} start {', '.join(f'{g.key} ({state_of(g)[0]})' for g in group)}",
+                      flush=True)
             if stopping["sig"] is not None:
-                todo.clear()
+                groups.clear()
             time.sleep(2)
-            for pid, (job, proc, log) in list(live.items()):
+            for pid, (job, proc, log, group) in list(live.items()):
                 rc = proc.poll()
                 if rc is None:
                     continue
                 log.close()
                 del live[pid]
-                status, step = state_of(job)
-                print(f"{time.strftime('%H:%M:%S')} {job.key}: exit {rc}, {status} at step {step}", flush=True)
+                for g in group:
+                    status, step = state_of(g)
+                    print(f"{time.strftime('%H:%M:%S')} {g.key}: exit {rc}, {status} at step {step}", flush=True)
                 if rc != 0 and stopping["sig"] is None:
                     failed += 1
     finally:
