@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rlbase import algos
-from rlbase.algos.stacked import StackedSAC, StackedTD3
+from rlbase.algos.stacked import StackedDQN, StackedSAC, StackedTD3
 from rlbase.core.buffer import Batch
 from rlbase.core.seeding import AgentRandom
 from rlbase.envs import EnvSpec
@@ -92,6 +92,31 @@ def test_the_stacked_sac_update_is_k_separate_updates(over):
         plain.load_state_dict(mine)  # a seed's slice is a plain SAC agent's state
         x = np.ones(5, np.float32)
         np.testing.assert_allclose(group.act_one(j, x, True, None), a.act(x, deterministic=True), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("over", [{"grad_clip_norm": 0.5, "target_update_every": 3}, {"double": True, "amsgrad": False}])
+def test_the_stacked_dqn_update_is_k_separate_updates(over):
+    """DQN: the same check, with each seed's own gradient-norm clip and epsilon-greedy draws."""
+    spec = EnvSpec("ToyDiscrete-v0", (5,), True, 3, (), None, None, 100)
+    module = algos.get("dqn")
+    cfg = module.Config(hidden=[32, 32], **over)
+    make = lambda: [module.Agent(cfg, spec, torch.device("cpu"), AgentRandom(s)) for s in (4, 8)]  # noqa: E731
+    alone, group = make(), StackedDQN(make())
+    g = torch.Generator().manual_seed(0)
+    for _ in range(6):
+        step = [Batch(torch.randn(32, 5, generator=g), torch.randint(0, 3, (32,), generator=g), torch.randn(32, generator=g),
+                      torch.randn(32, 5, generator=g), (torch.rand(32, generator=g) < 0.1).float(), torch.zeros(32))
+                for _ in alone]
+        metrics = group.update(stacked(step))
+        for j, (a, b) in enumerate(zip(alone, step)):
+            torch.testing.assert_close(metrics["loss/q"][j], a.update(b)["loss/q"], rtol=1e-5, atol=1e-6)
+    x = np.random.default_rng(0).normal(size=(2, 5)).astype(np.float32)
+    for _ in range(20):  # exploration: each seed's epsilon and draws, as its own agent
+        np.testing.assert_array_equal(group.act_all(x, [True, True]), [a.act(x[j]) for j, a in enumerate(alone)])
+    for j, a in enumerate(alone):
+        for key, value in a.state_dict()["q"].items():
+            torch.testing.assert_close(group.state_dict(j)["q"][key], value, rtol=1e-5, atol=1e-6)
+        assert group.state_dict(j)["explore_steps"] == a.explore_steps
 
 
 def test_a_seeds_slice_loads_into_its_own_agent_and_back():
@@ -188,7 +213,15 @@ def test_a_diverging_seed_stops_alone(tmp_path, monkeypatch):
     assert "non-finite" not in (tmp_path / "s1" / "train.log").read_text()
 
 
+def test_dqn_seeds_in_one_process_train_cartpole(tmp_path):
+    """DQN's stacked form on the real loop: every seed of the group learns CartPole at RL-Zoo's settings."""
+    run_train("algo=dqn", "env=cartpole", "total_steps=20000", "eval_every=5000", "eval_episodes=5",
+              "hardware.seeds_per_process=2", "seed=0", run_dir=tmp_path / "s${seed}")
+    for s in (0, 1):
+        assert max(r for _, r in eval_returns(tmp_path / f"s{s}")) >= 150, s
+
+
 def test_an_algorithm_without_a_stacked_form_is_refused_in_one_line(tmp_path):
     proc = run_train("algo=ppo", "env=pendulum", "hardware.seeds_per_process=2", run_dir=tmp_path / "s${seed}", check=False)
     assert proc.returncode == 2
-    assert "allowed with several seeds in one process: ddpg" in proc.stderr and "sac" in proc.stderr
+    assert "allowed with several seeds in one process: dqn" in proc.stderr and "sac" in proc.stderr

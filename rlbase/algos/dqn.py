@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rlbase.algos.stacked import StackedDQN
 from rlbase.core.agent import Hooks
 from rlbase.core.buffer import Batch
 from rlbase.core.nets import adam, hard_update, init_, minimize, mlp, soft_update
@@ -129,3 +130,4 @@ class DQN(Hooks):
 
 
 Config, Agent = DQNConfig, DQN
+STACKED = StackedDQN  # several seeds in one process (hardware.seeds_per_process; algos/stacked.py)

@@ -13,16 +13,19 @@ Each seed draws from its own generators (``seeding.AgentRandom`` of its seed): e
 noise; initial weights are those of the seed's own agent, built first and then stacked. A seed's checkpoint holds
 its slice in the single agent's format, so ``rlbase.load_policy`` and ``scripts/evaluate.py`` read it as any run.
 
-Supported: TD3 and DDPG (``StackedTD3``; DDPG is TD3 with its three tricks off) and SAC (``StackedSAC``). An
-algorithm module names its stacked class in ``STACKED``.
+Supported: TD3 and DDPG (``StackedTD3``; DDPG is TD3 with its three tricks off), SAC (``StackedSAC``) and DQN
+(``StackedDQN``; its global-norm gradient clipping is per seed). An algorithm module names its stacked class in
+``STACKED``.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Optional
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from rlbase.core.agent import Hooks
@@ -165,17 +168,22 @@ def critic_forward(stack: Stack, k: int, action_layer: int, obs: torch.Tensor, a
 def stack_batches(buffers: list, batch_size: int, live: list[bool]) -> Batch:
     """One minibatch per seed from its own replay buffer (and its own sampling generator), stacked: (K, B, ...).
     A seed that is no longer live gets zeros (its slice is computed and ignored; no operation mixes seeds)."""
-    rows = []
+    rows, discrete = [], []
     for buf, on in zip(buffers, live):
         if on:
             idx = torch.randint(0, buf.size, (batch_size,), generator=buf.generator, device=buf.device)
             rows.append(buf.table.index_select(0, idx))
+            if buf.discrete:  # discrete actions live in their own int64 column
+                discrete.append(buf.action.index_select(0, idx))
         else:
             rows.append(torch.zeros(batch_size, buf.table.shape[1], device=buf.device))
+            if buf.discrete:
+                discrete.append(torch.zeros(batch_size, dtype=torch.int64, device=buf.device))
     t = torch.stack(rows)
     c = buffers[0]._cols
     r = c["reward"][0]
-    return Batch(t[..., c["obs"][0]:c["obs"][1]], t[..., c["action"][0]:c["action"][1]], t[..., r], t[..., c["next_obs"][0]:c["next_obs"][1]],
+    action = torch.stack(discrete) if discrete else t[..., c["action"][0]:c["action"][1]]
+    return Batch(t[..., c["obs"][0]:c["obs"][1]], action, t[..., r], t[..., c["next_obs"][0]:c["next_obs"][1]],
                  t[..., r + 1], t[..., r + 2])
 
 
@@ -423,3 +431,95 @@ class StackedSAC:
         load_opt_state(self.critic_opt, self.critic, j, state["critic_opt"])
         load_opt_state(self.alpha_opt, self.log_alpha, j, state["alpha_opt"])
         self.updates = state["updates"]
+
+
+class StackedDQN:
+    """K DQN agents of one configuration, one per seed, trained as one (see the module docstring): each seed its own
+    epsilon schedule and exploration draws, its own gradient-norm clip (``minimize(..., seeds=K)``)."""
+
+    def __init__(self, agents: list):
+        a0 = agents[0]
+        self.cfg, self.spec, self.device, self.k = a0.cfg, a0.spec, a0.device, len(agents)
+        self.rngs = [a.rng for a in agents]
+        self.q = Stack([a.q for a in agents])
+        self.q_target = Stack([a.q_target for a in agents])
+        for p in self.q_target.params:
+            p.requires_grad_(False)
+        c = self.cfg
+        self.optimizer = adam(self.q.params, c.lr, c.weight_decay, decoupled=True, amsgrad=c.amsgrad)
+        self.explore_steps = [0] * self.k
+        self.updates = 0
+
+    def views(self) -> list[SeedView]:
+        return [SeedView(self, j) for j in range(self.k)]
+
+    def epsilon(self, j: int) -> float:
+        c = self.cfg
+        return c.eps_end + (c.eps_start - c.eps_end) * math.exp(-self.explore_steps[j] / c.eps_decay)
+
+    def _greedy(self, stack_params: list[torch.Tensor], obs: torch.Tensor) -> torch.Tensor:
+        one = Stack.__new__(Stack)
+        one.params = stack_params
+        return mlp_forward(one, obs).argmax(dim=-1)
+
+    @torch.inference_mode()
+    def act_all(self, obs: np.ndarray, explore: list[bool]) -> np.ndarray:
+        greedy = self._greedy(self.q.params, torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(1))
+        out = greedy[:, 0].cpu().numpy()
+        for j in range(self.k):
+            if explore[j]:  # the draws of DQN.act, from this seed's generator, in its order
+                eps = self.epsilon(j)
+                self.explore_steps[j] += 1
+                gen = self.rngs[j].explore
+                if float(torch.rand((), generator=gen)) < eps:
+                    out[j] = int(torch.randint(self.spec.n_actions, (), generator=gen))
+        return out
+
+    @torch.inference_mode()
+    def act_one(self, j: int, obs: np.ndarray, deterministic: bool, generator: Optional[torch.Generator]) -> int:
+        if not deterministic:
+            eps = self.epsilon(j)
+            self.explore_steps[j] += 1
+            gen = self.rngs[j].explore if generator is None else generator
+            if float(torch.rand((), generator=gen)) < eps:
+                return int(torch.randint(self.spec.n_actions, (), generator=gen))
+        x = torch.as_tensor(obs, dtype=torch.float32, device=self.device).reshape(1, 1, -1)
+        return int(self._greedy([p[j:j + 1] for p in self.q.params], x)[0, 0])
+
+    def warmup_action(self, j: int, action: np.ndarray) -> np.ndarray:
+        return action
+
+    def update(self, batch: Batch) -> dict[str, Any]:
+        """One DQN update of every seed on its own minibatch ((K, B, ...)); metrics (K,)."""
+        c = self.cfg
+        with torch.no_grad():
+            next_all = mlp_forward(self.q_target, batch.next_obs)  # (K, B, n)
+            if c.double:
+                best = mlp_forward(self.q, batch.next_obs).argmax(dim=2, keepdim=True)
+                next_q = next_all.gather(2, best).squeeze(2)
+            else:
+                next_q = next_all.max(dim=2).values
+            target_q = batch.reward + c.gamma * (1.0 - batch.terminated) * next_q
+        q = mlp_forward(self.q, batch.obs).gather(2, batch.action.long().unsqueeze(2)).squeeze(2)  # (K, B)
+        loss = F.smooth_l1_loss(q, target_q, reduction="none").mean(dim=1)
+        minimize(self.optimizer, loss.sum(), clip_value=c.grad_clip_value, clip_norm=c.grad_clip_norm, seeds=self.k)
+        self.updates += 1
+        with torch.no_grad():
+            if c.target_update_every > 0:
+                if self.updates % c.target_update_every == 0:
+                    self.q_target.copy_(self.q)
+            else:
+                torch._foreach_lerp_(self.q_target.params, self.q.params, c.tau)
+        return {"loss/q": loss.detach(), "train/q_mean": q.detach().mean(dim=1),
+                "train/epsilon": [self.epsilon(j) for j in range(self.k)]}
+
+    def state_dict(self, j: int) -> dict:
+        return {"q": self.q.state_dict(j), "q_target": self.q_target.state_dict(j),
+                "optimizer": opt_state(self.optimizer, self.q, j), "explore_steps": self.explore_steps[j],
+                "updates": self.updates}
+
+    def load_state_dict(self, j: int, state: dict) -> None:
+        self.q.load_state_dict(j, state["q"])
+        self.q_target.load_state_dict(j, state["q_target"])
+        load_opt_state(self.optimizer, self.q, j, state["optimizer"])
+        self.explore_steps[j], self.updates = state["explore_steps"], state["updates"]

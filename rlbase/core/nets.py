@@ -174,7 +174,8 @@ def adam(params, lr: float, weight_decay: float = 0.0, *, decoupled: bool = Fals
     return cls(params, lr=lr, weight_decay=weight_decay, amsgrad=amsgrad, fused=True)
 
 
-def minimize(opt: torch.optim.Optimizer, loss: torch.Tensor, clip_value: float = 0.0, clip_norm: float = 0.0) -> None:
+def minimize(opt: torch.optim.Optimizer, loss: torch.Tensor, clip_value: float = 0.0, clip_norm: float = 0.0,
+             seeds: int = 0) -> None:
     """One optimizer step on ``loss`` for the parameters of ``opt`` (an optimizer made by ``adam``).
 
     The same computation as ``zero_grad(); loss.backward(); opt.step()`` -- the same fused Adam kernel on the
@@ -184,7 +185,9 @@ def minimize(opt: torch.optim.Optimizer, loss: torch.Tensor, clip_value: float =
     gradients for networks the loss merely passes through, such as the critic in an actor loss), and the kernel
     is called directly. ``clip_value > 0`` clamps each gradient element to [-v, v] first; ``clip_norm > 0``
     then rescales all gradients together so their global L2 norm is at most ``clip_norm`` (as
-    ``torch.nn.utils.clip_grad_norm_``, which SB3 applies with max_grad_norm).
+    ``torch.nn.utils.clip_grad_norm_``, which SB3 applies with max_grad_norm). ``seeds=K``: the parameters are K
+    seeds' stacked along their first axis (``algos/stacked.py``), and each seed's gradients are rescaled by that
+    seed's own norm.
     """
     group = opt.param_groups[0]
     params = [p for g in opt.param_groups for p in g["params"]]
@@ -192,7 +195,12 @@ def minimize(opt: torch.optim.Optimizer, loss: torch.Tensor, clip_value: float =
     if clip_value > 0:
         torch._foreach_clamp_min_(grads, -clip_value)
         torch._foreach_clamp_max_(grads, clip_value)
-    if clip_norm > 0:
+    if clip_norm > 0 and seeds > 0:
+        total = torch.stack([g.reshape(seeds, -1).square().sum(dim=1) for g in grads]).sum(dim=0).sqrt()  # (K,)
+        scale = torch.clamp(clip_norm / (total + 1e-6), max=1.0)
+        for g in grads:
+            g.mul_(scale.view(seeds, *([1] * (g.dim() - 1))))
+    elif clip_norm > 0:
         total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
         torch._foreach_mul_(grads, torch.clamp(clip_norm / (total + 1e-6), max=1.0))
     state = opt.state
