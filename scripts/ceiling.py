@@ -11,6 +11,10 @@ second in these variants:
                     each layer is one torch.baddbmm; one Adam over the stacked weights; each seed its own batch
     batched-bf16    that, under bf16 autocast
     rlbase-fp32     rlbase's own TD3 update (algos/td3.py), for reference; rlbase-bf16 with algo.precision=bf16
+    gemm-only       only the update's matrix products, each one torch.mm of its exact shape on preallocated
+                    tensors (forward, weight and input gradients; the actor phase every other update): no autograd,
+                    no elementwise work, no optimizer. No implementation of this update that multiplies these
+                    shapes with torch's GEMM can be faster, so its "% of bound" is the reachable share of the peak.
 
 A seed-update is one update of one seed: K seeds batched doing u updates/s do K*u seed-updates/s.
 
@@ -97,6 +101,45 @@ def peak_matmul(dtype: torch.dtype, n: int, seconds: float) -> float:
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
+
+def mlp_gemms(dims, rows: int, *, weight_grad: bool = False, input_grad: bool = False,
+              first_input_grad: bool = False) -> list[tuple[int, int, int]]:
+    """The (m, k, n) shapes of the matrix products ``mlp_matmul_flops`` counts, in the same order."""
+    out = []
+    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+        out.append((rows, a, b))  # forward: (rows, a) @ (a, b)
+        if weight_grad:
+            out.append((a, rows, b))  # dW = x^T @ dy
+        if input_grad and (i > 0 or first_input_grad):
+            out.append((rows, b, a))  # dx = dy @ W^T
+    return out
+
+
+class GemmOnly:
+    """Every matrix product of one TD3 update as one ``torch.mm`` of its exact shape (see the module docstring)."""
+
+    def __init__(self, dtype: torch.dtype = torch.float32):
+        critic = (mlp_gemms(ACTOR_DIMS, BATCH) + 2 * mlp_gemms(CRITIC_DIMS, BATCH)
+                  + 2 * mlp_gemms(CRITIC_DIMS, BATCH, weight_grad=True, input_grad=True))
+        actor = (mlp_gemms(ACTOR_DIMS, BATCH, weight_grad=True, input_grad=True)
+                 + mlp_gemms(CRITIC_DIMS, BATCH, input_grad=True, first_input_grad=True))
+        g = torch.Generator().manual_seed(0)
+
+        def operands(shapes):
+            return [(torch.randn(m, k, generator=g).to(dtype), torch.randn(k, n, generator=g).to(dtype),
+                     torch.empty(m, n, dtype=dtype)) for m, k, n in shapes]
+        self.critic, self.actor = operands(critic), operands(actor)
+        self.flops = sum(2 * m * k * n for m, k, n in critic) + sum(2 * m * k * n for m, k, n in actor) / POLICY_DELAY
+        self.i = 0
+
+    def update(self, _batch=None) -> None:
+        for a, b, out in self.critic:
+            torch.mm(a, b, out=out)
+        self.i += 1
+        if self.i % POLICY_DELAY == 0:
+            for a, b, out in self.actor:
+                torch.mm(a, b, out=out)
+
 
 def uniform_(t: torch.Tensor, fan_in: int, gen: torch.Generator) -> torch.Tensor:
     bound = 1.0 / math.sqrt(fan_in)
@@ -408,6 +451,10 @@ def main(argv=None) -> None:
             made = rlbase_variant(prec == "bf16", gen)
             if made is not None:
                 variants.append((f"rlbase-{prec}", 1, prec, runner(*made)))
+    gemm = GemmOnly()
+    if abs(gemm.flops - flops["per_update"]) > 1e-6 * flops["per_update"]:
+        raise SystemExit(f"gemm-only multiplies {gemm.flops:.0f} FLOPs per update, the count says {flops['per_update']:.0f}")
+    variants.append(("gemm-only", 1, "fp32", runner(gemm, [None] * POOL)))
 
     for _, _, _, run in variants:  # warm-up: first calls allocate and pick kernels
         run(2 * POLICY_DELAY)
