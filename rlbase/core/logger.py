@@ -167,7 +167,8 @@ class Logger:
             raise RuntimeError("logger.mode=online needs a W&B API key (set WANDB_API_KEY or run `wandb login`); "
                                "use logger.mode=offline to log locally")
         self.run_id = run_id or _new_run_id()
-        settings = wandb.Settings(init_timeout=cfg.init_timeout, console="off", silent=True)
+        # create_new: several runs in one process (seeds trained together, rlbase/loops/seeds.py) each get their own
+        settings = wandb.Settings(init_timeout=cfg.init_timeout, console="off", silent=True, reinit="create_new")
         kwargs = dict(project=cfg.project, entity=cfg.entity, group=cfg.group or group, name=name,
                       tags=sorted(set(tags) | set(cfg.tags)), config=config, dir=str(self.run_dir),
                       id=self.run_id, resume="allow", job_type=job_type, settings=settings)
