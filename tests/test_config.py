@@ -123,7 +123,7 @@ def test_misspelled_key_in_yaml_fails(compose_cfg, tmp_path):
     (["env.id=CartPole"], "not a registered gymnasium id"),
     (["logger.mode=sometimes"], "logger.mode=sometimes"),
     (["+algo.new_key=1"], "algo.new_key is not a setting of algo"),
-    (["+hardware.thread=1"], "hardware.thread is not a setting of hardware (HardwareConfig); allowed: device, threads"),
+    (["+hardware.thread=1"], "hardware.thread is not a setting of hardware (HardwareConfig); allowed: device, seed_list"),
     (["+totl_steps=500"], "totl_steps is not a setting of the run config (RunConfig)"),
     (["+logger.mod=x"], "logger.mod is not a setting of logger"),
     (["algo=ppo", "env=cartpole", "algo.n_epochs=0"], "algo.n_epochs=0 must be a positive integer"),

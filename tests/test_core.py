@@ -286,5 +286,5 @@ def test_every_registered_agent_satisfies_its_loop_kinds_protocol():
         module = algos.get(name)
         spec = cartpole if "discrete" in module.ACTION_SPACES and "continuous" not in module.ACTION_SPACES else pendulum_spec()
         agent = module.Agent(module.Config(), spec, torch.device("cpu"))
-        protocol = PROTOCOLS.get(module.LOOP, Agent) if isinstance(module.LOOP, str) else PROTOCOLS["on_policy"]
-        assert isinstance(agent, protocol), (name, protocol.__name__)
+        protocol = PROTOCOLS[module.LOOP]
+        assert isinstance(agent, Agent) and isinstance(agent, protocol), (name, protocol.__name__)

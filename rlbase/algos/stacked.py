@@ -165,28 +165,6 @@ def critic_forward(stack: Stack, k: int, action_layer: int, obs: torch.Tensor, a
     return x.reshape(K, m, B)
 
 
-def stack_batches(buffers: list, batch_size: int, live: list[bool]) -> Batch:
-    """One minibatch per seed from its own replay buffer (and its own sampling generator), stacked: (K, B, ...).
-    A seed that is no longer live gets zeros (its slice is computed and ignored; no operation mixes seeds)."""
-    rows, discrete = [], []
-    for buf, on in zip(buffers, live):
-        if on:
-            idx = torch.randint(0, buf.size, (batch_size,), generator=buf.generator, device=buf.device)
-            rows.append(buf.table.index_select(0, idx))
-            if buf.discrete:  # discrete actions live in their own int64 column
-                discrete.append(buf.action.index_select(0, idx))
-        else:
-            rows.append(torch.zeros(batch_size, buf.table.shape[1], device=buf.device))
-            if buf.discrete:
-                discrete.append(torch.zeros(batch_size, dtype=torch.int64, device=buf.device))
-    t = torch.stack(rows)
-    c = buffers[0]._cols
-    r = c["reward"][0]
-    action = torch.stack(discrete) if discrete else t[..., c["action"][0]:c["action"][1]]
-    return Batch(t[..., c["obs"][0]:c["obs"][1]], action, t[..., r], t[..., c["next_obs"][0]:c["next_obs"][1]],
-                 t[..., r + 1], t[..., r + 2])
-
-
 class StackedTD3:
     """K TD3 (or DDPG) agents of one configuration, one per seed, trained as one: see the module docstring.
     ``agents``: the seeds' own freshly built agents (their weights and generators are taken over)."""

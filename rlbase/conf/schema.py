@@ -61,6 +61,9 @@ class RunConfig:
     # they are deleted: 5 MB for DQN CartPole at 100k, about 1.4 GB for 1M Humanoid steps); the data as a dataset:
     # dataset.record=true
     keep_replay: bool = False
+    # the loop kind that drives the agent (rlbase/loops: off_policy, on_policy, offline, asynchronous); null: the
+    # algorithm's own (its LOOP); another kind only where the algorithm's settings are that loop's (loops.kind_of)
+    loop: Optional[str] = None
     eval: EvalConfig = field(default_factory=EvalConfig)
     algo: Any = MISSING
     env: EnvConfig = MISSING

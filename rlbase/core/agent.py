@@ -36,18 +36,27 @@ class Agent(Protocol):
 
 @runtime_checkable
 class OffPolicyAgent(Agent, Protocol):
+    """Driven one env step at a time (DQN, DDPG, TD3, SAC): ``act`` -> step -> store -> ``update`` on replayed
+    minibatches; ``warmup_action`` (optional: :class:`Hooks`) during the uniform random steps."""
+
     def warmup_action(self, action: np.ndarray) -> np.ndarray:
         """A uniform warm-up action as the agent wants it stepped (TD3/DDPG may add their exploration noise)."""
 
 
 @runtime_checkable
 class OfflineAgent(Agent, Protocol):
+    """Trained on minibatches of a fixed dataset (CQL, BCQ, BC, TD3+BC, IQL, offline SAC); the env only evaluates
+    ``act``. ``fit_dataset`` (optional: :class:`Hooks`) sees the whole dataset before the first update."""
+
     def fit_dataset(self, arrays: dict[str, np.ndarray]) -> None:
         """Statistics of the dataset the agent uses (state normalisation, reward scale), before the first update."""
 
 
 @runtime_checkable
 class OnPolicyAgent(Agent, Protocol):
+    """Driven by rollouts of vector envs (A2C, PPO): ``step`` a batch of observations, bootstrap from ``value``,
+    ``set_progress`` then ``update`` once per rollout."""
+
     def step(self, obs: np.ndarray) -> tuple[torch.Tensor, np.ndarray, torch.Tensor, torch.Tensor]:
         """For a batch of observations: sampled actions (as stored), the env's actions, values, log-probabilities."""
 
@@ -55,6 +64,20 @@ class OnPolicyAgent(Agent, Protocol):
 
     def set_progress(self, fraction: float) -> None:
         """The share of the learning-rate schedule already run (for ``lr_anneal``)."""
+
+
+@runtime_checkable
+class AsynchronousAgent(Agent, Protocol):
+    """The model that the asynchronous kind's worker processes update (Hogwild) and this process evaluates."""
+
+    net: torch.nn.Module  # in shared memory: every worker reads and steps these parameters
+    shared_state: list[dict[str, torch.Tensor]]  # the optimizer's per-parameter statistics, in shared memory
+
+    @staticmethod
+    def worker_copy(cfg: Any, spec: Any, rng: AgentRandom) -> OnPolicyAgent:
+        """A worker's local model, built in the worker process from the algorithm's config (a DictConfig there): an
+        on-policy agent with ``net``, ``optimizer`` and ``compute_grads(batch)`` (the loss's gradients in its
+        ``net``'s ``.grad``, which the worker hands to the shared parameters)."""
 
 
 class Hooks:
@@ -67,4 +90,5 @@ class Hooks:
         return None
 
 
-PROTOCOLS = {"off_policy": OffPolicyAgent, "offline": OfflineAgent, "on_policy": OnPolicyAgent}
+PROTOCOLS = {"off_policy": OffPolicyAgent, "offline": OfflineAgent, "on_policy": OnPolicyAgent,
+             "asynchronous": AsynchronousAgent}

@@ -3,7 +3,10 @@
 ``off_policy`` (``off_policy.py``) drives DQN, DDPG, TD3 and SAC: act -> step -> store -> update.
 ``on_policy`` (``on_policy.py``) drives A2C and PPO: rollouts of N vector envs, one update phase per rollout.
 ``offline`` (``offline.py``) drives CQL, BCQ, BC, TD3+BC, IQL and offline SAC: sample the fixed dataset -> update.
-A3C brings its own loop (``rlbase/algos/a3c.py``: asynchronous workers) on the same Runner.
+``asynchronous`` (``asynchronous.py``) drives A3C: Hogwild worker processes update a shared model, this process
+evaluates and checkpoints it.
+
+An algorithm module names its kind in ``LOOP``; a run's ``loop=<kind>`` setting overrides it (:func:`kind_of`).
 
 A loop is a generator: it yields after each step (or rollout, or update) and returns the run's result, so a
 driver can run it to the end (:func:`drive`) or interleave several runs in one process (``rlbase.runtime.job.steps``).
@@ -16,6 +19,9 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Optional
 
+from omegaconf import OmegaConf
+
+from rlbase.loops import asynchronous as _asynchronous_mod
 from rlbase.loops import off_policy as _off_policy_mod
 from rlbase.loops import offline as _offline_mod
 from rlbase.loops import on_policy as _on_policy_mod
@@ -45,23 +51,42 @@ class Context:
 
 
 # A loop kind is a module with ``make_env(cfg)`` (the training env it steps) and ``loop(ctx)`` (a generator that
-# yields after each step and returns the Runner's result). An algorithm names its kind in ``LOOP``, or brings its
-# own loop function there (A3C), which trains on a single env.
-KINDS: dict[str, ModuleType] = {"off_policy": _off_policy_mod, "on_policy": _on_policy_mod, "offline": _offline_mod}
+# yields after each step and returns the Runner's result). An algorithm names its kind in ``LOOP``.
+KINDS: dict[str, ModuleType] = {"off_policy": _off_policy_mod, "on_policy": _on_policy_mod, "offline": _offline_mod,
+                                "asynchronous": _asynchronous_mod}
 
 
-def get(loop: str | Callable) -> Callable[[Context], Generator[int, None, dict[str, float]]]:
-    """An algorithm module's ``LOOP``: a kind's name, or its own loop function."""
-    if callable(loop):
-        return loop
+def _kind(loop: str) -> ModuleType:
     if loop not in KINDS:
-        raise ValueError(f"unknown loop kind {loop!r}; allowed: {', '.join(KINDS)} or a loop function")
-    return KINDS[loop].loop
+        raise ValueError(f"unknown loop kind {loop!r}; allowed: {', '.join(KINDS)}")
+    return KINDS[loop]
 
 
-def make_env(loop: str | Callable, cfg):
-    """The training env of a loop kind (a loop function of its own: one env, as the off-policy kind steps)."""
-    return (_off_policy_mod if callable(loop) else KINDS[loop]).make_env(cfg)
+def kind_of(module: ModuleType, cfg: Any) -> str:
+    """The loop kind a run uses: the algorithm module's ``LOOP``, unless the run config sets ``loop`` (not null),
+    which must name a kind of :data:`KINDS` (else ValueError, one line naming the allowed kinds)."""
+    override = OmegaConf.select(cfg, "loop", default=None) if cfg is not None else None
+    if override is None:
+        return module.LOOP
+    if override not in KINDS:
+        raise ValueError(f"loop={override} is not a loop kind; allowed: {', '.join(KINDS)}")
+    settings = getattr(KINDS[override], "CONFIG", None)  # the settings a kind's algorithms extend
+    if override != module.LOOP and (settings is None or not issubclass(module.Config, settings)):
+        fits = [k for k, m in KINDS.items() if k == module.LOOP or (getattr(m, "CONFIG", None) is not None
+                                                                     and issubclass(module.Config, m.CONFIG))]
+        raise ValueError(f"loop={override} cannot drive algo={module.Config.name}: its settings are not that loop's; "
+                         f"allowed for it: {', '.join(fits)}")
+    return override
+
+
+def get(loop: str) -> Callable[[Context], Generator[int, None, dict[str, float]]]:
+    """The loop function of a kind (a name from :func:`kind_of`)."""
+    return _kind(loop).loop
+
+
+def make_env(loop: str, cfg):
+    """The training env of a loop kind."""
+    return _kind(loop).make_env(cfg)
 
 
 def drive(steps: Generator[Any, None, Any]) -> Any:
@@ -101,4 +126,4 @@ def interleave(runs: list[Generator[Any, None, Any]]) -> list[Any]:
 
 
 __all__ = ["KINDS", "Context", "Interrupted", "NonFiniteError", "OffPolicyConfig", "OfflineConfig", "OnPolicyConfig",
-           "Runner", "_first_non_finite", "collect_rollout", "drive", "get", "interleave", "make_env"]
+           "Runner", "_first_non_finite", "collect_rollout", "drive", "get", "interleave", "kind_of", "make_env"]

@@ -168,3 +168,6 @@ def record(cfg, buffer: ReplayBuffer, spec: envs.EnvSpec, run_dir: Path) -> None
         arrays, meta = data.read(path)
         log.info("and as Minari dataset %s: %s", cfg.dataset.id,
                  data.to_minari(arrays, meta, cfg.dataset.id, description=f"replay of {cfg.algo.name} on {spec.id}"))
+
+
+CONFIG = OffPolicyConfig  # the settings every algorithm this loop drives extends (loops.kind_of)

@@ -74,3 +74,6 @@ def loop(ctx: Context) -> Generator[int, None, dict[str, float]]:
             run.advance(1, 1, agent.update(buffer.sample(batch_size)))
             yield run.step
     return run.result()
+
+
+CONFIG = OfflineConfig  # the settings every algorithm this loop drives extends (loops.kind_of)

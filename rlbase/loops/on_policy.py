@@ -185,3 +185,6 @@ def loop(ctx: Context) -> Generator[int, None, dict[str, float]]:
             run.advance(a.n_steps * n, metrics.pop("updates", 1), metrics)
             yield run.step
     return run.result()
+
+
+CONFIG = OnPolicyConfig  # the settings every algorithm this loop drives extends (loops.kind_of)

@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 import numpy as np
+import torch
 
+from rlbase.core.buffer import Batch
 from rlbase.loops.runner import Interrupted, NonFiniteError
 
 log = logging.getLogger(__name__)
@@ -98,8 +100,6 @@ def drive(group, runs: list[Generator[Any, Any, Any]], names: list[str]) -> tupl
                     first = next(iter(waiting.values()))
                     if any(r.gradient_steps != first.gradient_steps for r in waiting.values()):
                         raise RuntimeError("seeds in one process asked for different numbers of updates")
-                    from rlbase.algos.stacked import stack_batches
-
                     buffers = [waiting[j].buffer if j in waiting else first.buffer for j in range(k)]
                     on = [j in waiting for j in range(k)]
                     metrics: dict[str, Any] = {}
@@ -120,3 +120,25 @@ def drive(group, runs: list[Generator[Any, Any, Any]], names: list[str]) -> tupl
     if stopped:
         raise stopped[0]
     return results, errors
+
+
+def stack_batches(buffers: list, batch_size: int, live: list[bool]) -> Batch:
+    """One minibatch per seed from its own replay buffer (and its own sampling generator), stacked: (K, B, ...).
+    A seed that is no longer live gets zeros (its slice is computed and ignored; no operation mixes seeds)."""
+    rows, discrete = [], []
+    for buf, on in zip(buffers, live):
+        if on:
+            idx = torch.randint(0, buf.size, (batch_size,), generator=buf.generator, device=buf.device)
+            rows.append(buf.table.index_select(0, idx))
+            if buf.discrete:  # discrete actions live in their own int64 column
+                discrete.append(buf.action.index_select(0, idx))
+        else:
+            rows.append(torch.zeros(batch_size, buf.table.shape[1], device=buf.device))
+            if buf.discrete:
+                discrete.append(torch.zeros(batch_size, dtype=torch.int64, device=buf.device))
+    t = torch.stack(rows)
+    c = buffers[0]._cols
+    r = c["reward"][0]
+    action = torch.stack(discrete) if discrete else t[..., c["action"][0]:c["action"][1]]
+    return Batch(t[..., c["obs"][0]:c["obs"][1]], action, t[..., r], t[..., c["next_obs"][0]:c["next_obs"][1]],
+                 t[..., r + 1], t[..., r + 2])

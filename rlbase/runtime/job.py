@@ -596,7 +596,8 @@ def steps(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path, record: Optional[R
         if meta["sha256"] != resume["dataset_sha256"]:
             raise BadInput(f"{data.describe(cfg.dataset)} differs from the one the checkpoint in {run_dir} was trained "
                            "on; resume with the same dataset or start a new run")
-    env = loops.make_env(module.LOOP, cfg)
+    kind = loops.kind_of(module, cfg)  # the algorithm's LOOP unless the run sets loop=<kind> (validate checked it)
+    env = loops.make_env(kind, cfg)
     eval_env, _ = envs.make(cfg.env, seeding.stream(cfg.seed, "eval_env"), train=False)
     # The algorithm's own dataclass, not the DictConfig: agents read settings in every update, and an OmegaConf
     # attribute costs microseconds (a third of a DQN run's time; docs/results.md, Speed).
@@ -635,7 +636,7 @@ def steps(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path, record: Optional[R
         log.warning("could not write the run's provenance record: %s", e)
     exit_code, start = 1, time.time()
     try:
-        result = yield from loops.get(module.LOOP)(loops.Context(cfg, agent, env, eval_env, spec, logger, run_dir, device,
+        result = yield from loops.get(kind)(loops.Context(cfg, agent, env, eval_env, spec, logger, run_dir, device,
                                                                  resume))
         logger.summary({"eval/final_return": result["final"], "eval/best_return": result["best"],
                         "time/total_s": time.time() - start})

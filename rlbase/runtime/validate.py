@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, ListConfig
 
-from rlbase import algos, data, envs
+from rlbase import algos, data, envs, loops
 from rlbase.core import settings
 from rlbase.core.logger import MODES, has_wandb_key
 
@@ -124,7 +124,7 @@ def validate_dataset(cfg: DictConfig, module, spec: envs.EnvSpec) -> None:
     d = cfg.dataset
     offline = getattr(module, "OFFLINE", False)
     if d.record:
-        _check(module.LOOP == "off_policy", f"dataset.record=true records the replay buffer of off-policy runs; "
+        _check(loops.kind_of(module, cfg) == "off_policy", f"dataset.record=true records the replay buffer of off-policy runs; "
                f"allowed with: dqn, ddpg, td3, sac (not algo={cfg.algo.name})")
         _check(cfg.algo.buffer_size >= cfg.total_steps, f"dataset.record=true needs algo.buffer_size "
                f"({cfg.algo.buffer_size}) >= total_steps ({cfg.total_steps}) so no transition is overwritten")
@@ -315,6 +315,10 @@ def validate(cfg: DictConfig) -> envs.EnvSpec:
     validate_keys(cfg.dataset, data.DatasetConfig, "dataset")
     validate_keys(cfg.eval, EvalConfig, "eval")
     check_declared(cfg, RunConfig, "")
+    try:
+        loop_kind = loops.kind_of(module, cfg)  # the algorithm's LOOP, or the run's `loop=` override
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
     validate_algo(cfg.algo, module.Config)
     for node, schema, prefix in ((cfg.env, envs.EnvConfig, "env."), (cfg.hardware, HardwareConfig, "hardware."),
                                  (cfg.logger, LoggerConfig, "logger."), (cfg.eval, EvalConfig, "eval.")):
@@ -344,16 +348,16 @@ def validate(cfg: DictConfig) -> envs.EnvSpec:
                "finite low/high)")
     check_memory(cfg, module, spec)  # before the dataset is read (a checksum over all of it)
     validate_dataset(cfg, module, spec)
-    if module.LOOP not in ("off_policy", "on_policy"):
+    if loop_kind not in ("off_policy", "on_policy"):
         _check(not cfg.env.normalize_obs, f"env.normalize_obs=true is not supported with algo={cfg.algo.name} yet; "
                "allowed with: dqn, ddpg, td3, sac, a2c, ppo")
-    if module.LOOP != "on_policy":
+    if loop_kind != "on_policy":
         _check(not cfg.env.normalize_reward, f"env.normalize_reward=true scales rewards by the running std of the "
                f"return in on-policy rollouts; allowed with: a2c, ppo (not algo={cfg.algo.name})")
     _check(not cfg.eval.sample or cfg.algo.name in SAMPLED_POLICIES, f"eval.sample=true samples the policy's actions, "
            f"but algo={cfg.algo.name} has no stochastic policy to sample; allowed with: {', '.join(SAMPLED_POLICIES)}")
     if cfg.algo.get("return_norm", False):
-        _check(module.LOOP == "on_policy", f"algo.return_norm=true is not supported with algo={cfg.algo.name} "
+        _check(loop_kind == "on_policy", f"algo.return_norm=true is not supported with algo={cfg.algo.name} "
                "(its workers keep no shared return statistics); allowed with: a2c, ppo")
         _check(not cfg.env.normalize_reward, "algo.return_norm=true and env.normalize_reward=true are two ways to "
                "scale returns (the critic's targets; the rewards before the advantages); pick one")
