@@ -422,7 +422,19 @@ def have_sb3() -> bool:
 
 
 def main(argv=None) -> list[dict]:
+    import sys
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a == "--seeds" or a.startswith("--seeds=") for a in argv):  # seeds in one process: scripts/bench_seeds.py
+        try:
+            from scripts import bench_seeds
+        except ImportError:  # run as `python scripts/bench.py`: this directory is on sys.path
+            import bench_seeds
+        return bench_seeds.main(argv)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", help="comma-separated K (e.g. 1,2,5,8): seeds in one process against separate processes; "
+                   "the whole command line then goes to scripts/bench_seeds.py (its options: --algos, --precision, "
+                   "--quick, --out; see its docstring)")
     p.add_argument("--algos", default="td3,sac,ddpg,dqn,a2c,ppo")
     p.add_argument("--threads", default="2", help="comma-separated torch thread counts")
     p.add_argument("--steps", type=int, default=600, help="timed env steps per block (after warm-up)")
