@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import numpy as np
 import pytest
 import torch
@@ -136,7 +138,6 @@ def test_a_seeds_slice_loads_into_its_own_agent_and_back():
 
 
 # --- the runs: lockstep, exact resume, divergence, independence --------------------------------------------------
-import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -155,8 +156,11 @@ def seed_dirs(base, seeds):
     return [base / f"s{s}" for s in seeds]
 
 
-@pytest.mark.parametrize("algo", ["td3", "sac"])
-def test_k_seeds_in_one_process_resume_exactly_after_sigkill(tmp_path, algo):
+@pytest.mark.parametrize("algo,sig", [("td3", signal.SIGKILL), ("sac", signal.SIGKILL), ("td3", signal.SIGTERM)])
+def test_k_seeds_in_one_process_resume_exactly_after_sigkill(tmp_path, algo, sig):
+    """Killed after its first checkpoint (SIGKILL: the seeds' checkpoints of one step, or one of them a step
+    ahead; SIGTERM: every seed checkpoints at the step the signal is handed on, mid-episode), the group resumes
+    from one seed's directory and ends exactly where an uninterrupted group does."""
     args = [f"algo={algo}", *SMALL, "hardware.seeds_per_process=2", "seed=1"]
     for d in ("straight", "killed"):
         (tmp_path / d).mkdir()
@@ -167,9 +171,12 @@ def test_k_seeds_in_one_process_resume_exactly_after_sigkill(tmp_path, algo):
     deadline = time.time() + 300
     while not (killed / "s2" / "checkpoint.pt").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
+    proc.send_signal(sig)
     proc.wait()
     assert not (killed / "s1" / "done").exists(), "the run finished before it could be killed"
+    if sig == signal.SIGTERM:
+        steps = {checkpoint.load(killed / f"s{s}")["step"] for s in (1, 2)}
+        assert len(steps) == 1 and steps.isdisjoint({300, 600, 900, 1200}), steps  # one step for both, not a periodic one
     resumed = run_train(f"resume={killed / 's2'}", run_dir=killed / "s2")  # one seed's directory brings back both
     assert "resumed from step" in resumed.stdout + resumed.stderr
     for a, b in zip(seed_dirs(killed, (1, 2)), seed_dirs(tmp_path / "straight", (1, 2))):

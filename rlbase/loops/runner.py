@@ -74,6 +74,10 @@ class ProcessSignals:
         self.active: list[Runner] = []
         self.pending: set[int] = set()  # ids of Runners that have a signal to act on
         self._old: dict[int, Any] = {}
+        # Seeds trained together (loops/seeds.py) must all checkpoint at one step: while ``held`` a signal waits
+        # in ``waiting`` until the driver hands it to every Runner at once, between two steps (:meth:`deliver`).
+        self.held = 0
+        self.waiting: Optional[int] = None
 
     def enter(self, runner: Runner) -> None:
         if not self.active:
@@ -94,8 +98,19 @@ class ProcessSignals:
             self._old = {}
 
     def _handle(self, signum, frame):
-        if signum == signal.SIGINT and any(r.signum is not None for r in self.active):  # a second Ctrl-C: stop now
-            raise KeyboardInterrupt
+        if signum == signal.SIGINT and (self.waiting is not None or any(r.signum is not None for r in self.active)):
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now
+        if self.held:
+            self.waiting = signum
+            return
+        self.deliver(signum)
+
+    def deliver(self, signum: Optional[int] = None) -> None:
+        """Hand ``signum`` (default: the one waiting, if any) to every active Runner."""
+        if signum is None:
+            signum, self.waiting = self.waiting, None
+            if signum is None:
+                return
         for r in self.active:
             r.signum = signum
             self.pending.add(id(r))

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from rlbase.core.buffer import Batch
-from rlbase.loops.runner import Interrupted, NonFiniteError
+from rlbase.loops.runner import SIGNALS, Interrupted, NonFiniteError
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +79,10 @@ def drive(group, runs: list[Generator[Any, Any, Any]], names: list[str]) -> tupl
         live[j] = False
         return None
 
+    SIGNALS.held += 1  # a signal reaches every seed at the same step (SIGNALS.deliver at each step's start)
     try:
-        while any(live):
+        while any(live) and not stopped:
+            SIGNALS.deliver()
             waiting = {}
             for j in range(k):
                 if live[j]:
@@ -112,11 +114,18 @@ def drive(group, runs: list[Generator[Any, Any, Any]], names: list[str]) -> tupl
                     request = advance(j)
                     if isinstance(request, (Act, Update)):
                         waiting[j] = request
+        for j in range(k):  # a second Ctrl-C stopped one seed at once: the others keep their last checkpoints
+            if live[j]:
+                runs[j].close()
     except BaseException:
         for j in range(k):
             if live[j]:
                 runs[j].close()
         raise
+    finally:
+        SIGNALS.held -= 1
+        if not SIGNALS.held and SIGNALS.waiting is not None:  # arrived after the last step: the usual way
+            SIGNALS.deliver()
     if stopped:
         raise stopped[0]
     return results, errors
