@@ -61,3 +61,25 @@ def test_a_protocol_that_does_not_state_what_it_must_is_refused(tmp_path, change
     path.write_text(yaml.safe_dump(spec))
     with pytest.raises(protocol.ProtocolError, match=needle):
         protocol.load(path)
+
+
+def test_grouped_commands_and_the_comparison_of_two_entries(tmp_path):
+    """``seeds_per_process: K`` puts an entry's seeds K to a process (one command with the group's seed list);
+    ``compare`` reads the exported curves' window statistic per seed and states a difference with its verdict."""
+    spec = protocol.load(write(tmp_path, seeds=[1, 2, 3], seeds_per_process=2,
+                               entries=[{"name": "a", "overrides": ["algo=td3"]}, {"name": "b", "overrides": ["algo=td3"]}],
+                               statistic_window={"first_step": 200, "last_step": 300, "evaluations": 2, "margin": 0.05}))
+    jobs = protocol.jobs(spec, tmp_path / "runs")
+    groups = protocol.grouped(jobs, 2)
+    assert [[j.key for j in g] for g in groups] == [["a-seed1", "a-seed2"], ["a-seed3"], ["b-seed1", "b-seed2"], ["b-seed3"]]
+    cmd = protocol.command(groups[0][0], 1, groups[0])
+    assert "hardware.seeds_per_process=2" in cmd and "hardware.seed_list=[1,2]" in cmd and "seed=1" in cmd
+    assert cmd[-1] == f"hydra.run.dir={tmp_path / 'runs' / 'tiny' / 'a'}-seed${{seed}}"
+    for entry, base in (("a", 100.0), ("b", 90.0)):
+        for s in (1, 2, 3):
+            (spec["_path"].parent / f"{entry}-seed{s}.csv").write_text(
+                "step,return_mean,return_std\n100,0,0\n200,%f,0\n300,%f,0\n" % (base + s, base + 2 * s))
+    row = protocol.compare(spec, [("a", "b")], 0.9)["pairs"][0]
+    assert row["values_a"] == {1: 101.5, 2: 103.0, 3: 104.5} and abs(row["diff"] - 10.0) < 1e-9
+    assert row["lo"] > 0 and row["min_p"] == 0.1  # the interval excludes 0, but 3 vs 3 cannot reach p < 0.10
+    assert row["verdict"] == "not resolved"

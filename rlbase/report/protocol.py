@@ -233,6 +233,44 @@ def export(spec: dict[str, Any], partial: bool = False, runs_root: Optional[Path
     return written
 
 
+def window_values(spec: dict[str, Any], entry: str) -> dict[int, float]:
+    """Per seed of ``entry``: the mean evaluation return over the protocol's ``statistic_window`` (its exported
+    ``<entry>-seed<k>.csv``; seeds with no file, or without every evaluation of the window, are left out)."""
+    w = spec["statistic_window"]
+    out_dir = Path(spec["_path"]).parent
+    values = {}
+    for s in spec.get("entry_seeds", {}).get(entry, spec["seeds"]):
+        path = out_dir / f"{entry}-seed{s}.csv"
+        if not path.exists():
+            continue
+        rows = [line.split(",") for line in path.read_text().splitlines()[1:] if line.strip()]
+        window = [float(m) for st, m, _ in rows if w["first_step"] <= int(st) <= w["last_step"]]
+        if len(window) == w["evaluations"]:
+            values[int(s)] = sum(window) / len(window)
+    return values
+
+
+def compare(spec: dict[str, Any], pairs: list[tuple[str, str]], level: float) -> dict[str, Any]:
+    """Each pair (a, b) of the protocol's entries: mean(a) - mean(b) of the per-seed window statistic, its Welch
+    interval at ``level`` and permutation p (``rlbase.report.stats.diff``), and the verdict with the margin
+    ``statistic_window.margin`` times |mean(b)| (``stats.verdict``)."""
+    from rlbase.report import stats
+
+    out = {"protocol": spec["name"], "level": level, "window": spec["statistic_window"], "pairs": []}
+    for a, b in pairs:
+        va, vb = window_values(spec, a), window_values(spec, b)
+        row: dict[str, Any] = {"a": a, "b": b, "values_a": va, "values_b": vb}
+        if len(va) >= 2 and len(vb) >= 2:
+            d = stats.diff(list(va.values()), list(vb.values()), level)
+            margin = stats.margin_from(list(vb.values()), spec["statistic_window"]["margin"])
+            row.update(mean_a=d.mean_a, mean_b=d.mean_b, diff=d.mean, lo=d.lo, hi=d.hi, p=d.p, min_p=d.min_p,
+                       margin=margin, verdict=stats.verdict(d, margin).word, text=stats.format_diff(d))
+        else:
+            row["verdict"] = f"not measured ({len(va)} and {len(vb)} finished seeds)"
+        out["pairs"].append(row)
+    return out
+
+
 def status(spec: dict[str, Any], runs_root: Optional[Path] = None) -> str:
     lines, total, done = [], 0, 0
     for job in jobs(spec, runs_root):
@@ -245,12 +283,14 @@ def status(spec: dict[str, Any], runs_root: Optional[Path] = None) -> str:
 
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("action", choices=("run", "status", "export"))
+    p.add_argument("action", choices=("run", "status", "export", "compare"))
     p.add_argument("protocol", type=Path)
     p.add_argument("--workers", type=int, default=2, help="jobs at a time (run; default 2)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per job (run; default 1)")
     p.add_argument("--only", nargs="*", default=None, help="entry names to run (run; default all)")
     p.add_argument("--partial", action="store_true", help="export unfinished runs' curves too")
+    p.add_argument("--pairs", default="", help="compare: entry_a:entry_b,... (a minus b, from the exported curves)")
+    p.add_argument("--level", type=float, default=0.95, help="compare: interval level (default 0.95)")
     p.add_argument("--runs-root", type=Path, default=None,
                    help="where run directories live (default $RLBASE_BENCH_RUNS or benchmarks/runs/); put them outside "
                         "the checkout when the checkout is laid anew between sessions")
@@ -268,6 +308,21 @@ def main(argv: Optional[list[str]] = None) -> int:
             return 2
     if args.action == "status":
         print(status(spec, args.runs_root))
+        return 0
+    if args.action == "compare":
+        pairs = [tuple(x.split(":")) for x in args.pairs.split(",") if x]
+        names = {e["name"] for e in spec["entries"]}
+        bad = [x for pair in pairs for x in pair if x not in names]
+        if not pairs or bad or any(len(pair) != 2 for pair in pairs):
+            print(f"error: --pairs a:b,... of entries; allowed entries: {', '.join(sorted(names))}", file=sys.stderr)
+            return 2
+        result = compare(spec, pairs, args.level)
+        path = Path(spec["_path"]).parent / "compare.json"
+        path.write_text(json.dumps(result, indent=1) + "\n")
+        for row in result["pairs"]:
+            print(f"{row['a']} - {row['b']}: {row.get('text', '')} -> {row['verdict']}"
+                  + (f" (margin +-{row['margin']:.1f})" if "margin" in row else ""))
+        print(f"wrote {path}")
         return 0
     if args.action == "export":
         for path in export(spec, args.partial, args.runs_root):
