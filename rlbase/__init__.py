@@ -15,8 +15,9 @@ storage, logger, evaluation) -> ``envs``, ``data`` -> ``algos`` -> ``loops`` (th
 protocols) -> ``policy``, ``cli`` (the command line). ``train.py`` and ``scripts/`` are thin command lines over them.
 """
 
-__all__ = ["Policy", "Result", "load_policy", "run"]
-_WHERE = {"Policy": "rlbase.policy", "load_policy": "rlbase.policy", "Result": "rlbase.runtime.api", "run": "rlbase.runtime.api"}
+__all__ = ["Policy", "Result", "load_policy", "run", "run_seeds"]
+_WHERE = {"Policy": "rlbase.policy", "load_policy": "rlbase.policy", "Result": "rlbase.runtime.api", "run": "rlbase.runtime.api",
+          "run_seeds": "rlbase.runtime.api"}
 
 
 def __getattr__(name: str):

@@ -413,7 +413,9 @@ def _job(cfg: DictConfig, hc: DictConfig, run_dir: Path, multirun: bool) -> floa
     settings, which stops the sweep); anything else is a bug and keeps its traceback."""
     try:
         if cfg.hardware.seeds_per_process > 1:
-            return _seed_group(cfg, hc, run_dir, multirun)
+            finals = job.execute_seeds(cfg, hc, run_dir, multirun)
+            done = [f for f in finals if f == f]  # the seeds' mean final return (NaN: a seed without one)
+            return sum(done) / len(done) if done else float("nan")
         return job.execute(cfg, run_dir, list(hc.overrides.task), hc, sweep=multirun)
     except Exception as e:
         known = isinstance(e, KNOWN_FAILURES)
@@ -430,58 +432,6 @@ def _job(cfg: DictConfig, hc: DictConfig, run_dir: Path, multirun: bool) -> floa
         if not isinstance(e, loops.NonFiniteError):  # that one was logged in one line where it happened
             print(f"error: {e}", file=sys.stderr)
         sys.exit(exit_code(e))
-
-
-def _seed_group(cfg: DictConfig, hc: DictConfig, run_dir: Path, multirun: bool) -> float:
-    """``hardware.seeds_per_process=K``: this job's K seeds in this process (:func:`rlbase.runtime.job.execute_group`),
-    each in the directory its own job would have had; returns the seeds' mean final evaluation return. A resumed
-    seed brings back its whole group, from the group recorded in its ``.hydra/seed_group.yaml``."""
-    import math
-
-    k = int(cfg.hardware.seeds_per_process)
-    recorded = run_dir / ".hydra" / job.SEED_GROUP
-    if recorded.exists():  # a resume (resume=<any seed's dir>) or a sweep's rerun: the group as it was
-        members = OmegaConf.to_container(OmegaConf.load(recorded))
-        seeds, dirs = [int(m["seed"]) for m in members], [Path(m["run_dir"]) for m in members]
-    else:
-        listed = list(cfg.hardware.seed_list)
-        if listed and cfg.seed not in listed:
-            raise job.BadInput(f"seed={cfg.seed} is not in hardware.seed_list={listed}")
-        seeds = listed[listed.index(cfg.seed):][:k] if listed else [cfg.seed + i for i in range(k)]
-        dirs = [run_dir if s == cfg.seed else _seed_dir(cfg, hc, run_dir, s, multirun) for s in seeds]
-    task = [o for o in hc.overrides.task if o.lstrip("+~").partition("=")[0] != "seed"]
-    cfgs, overrides, hcs = [], [], []
-    for s, d in zip(seeds, dirs):
-        c = cfg.copy()
-        c.seed = s
-        cfgs.append(c)
-        overrides.append([*task, f"seed={s}"])
-        h = OmegaConf.to_container(hc, resolve=False)
-        h["runtime"]["output_dir"] = str(d)
-        hcs.append(OmegaConf.create(h))
-    # a resumed group skips its finished seeds (one that reached stop_return) as a sweep's rerun does
-    finals = job.execute_group(cfgs, dirs, overrides, hcs, sweep=multirun or recorded.exists())
-    done = [f for f in finals if not math.isnan(f)]
-    return sum(done) / len(done) if done else float("nan")
-
-
-def _seed_dir(cfg: DictConfig, hc: DictConfig, run_dir: Path, seed: int, multirun: bool) -> Path:
-    """The directory seed ``seed``'s own job would get: the run directory's template resolved with that seed (in a
-    sweep, this job's sweep directory with the subdirectory resolved for that seed)."""
-    full = OmegaConf.create({**OmegaConf.to_container(cfg, resolve=False), "hydra": OmegaConf.to_container(hc, resolve=False)})
-
-    def resolve(key: str, s: int) -> str:
-        full.seed = s
-        return str(OmegaConf.select(full, key))
-
-    if not multirun:
-        return Path(os.path.abspath(resolve("hydra.run.dir", seed)))
-    mine, theirs = resolve("hydra.sweep.subdir", cfg.seed), resolve("hydra.sweep.subdir", seed)
-    base = str(run_dir)
-    if not base.endswith(mine):
-        raise job.BadInput(f"hardware.seeds_per_process: cannot place seed {seed} beside {run_dir} (hydra.sweep.subdir "
-                           "resolves elsewhere); keep the default hydra.sweep.subdir")
-    return Path(os.path.abspath(base[: len(base) - len(mine)] + theirs))
 
 
 def cli(argv: list[str]) -> int:

@@ -188,15 +188,23 @@ def test_k_seeds_in_one_process_resume_exactly_after_sigkill(tmp_path, algo, sig
                 assert torch.equal(mine[net][key], theirs[net][key]), (a, net, key)
 
 
-def test_a_seeds_results_do_not_depend_on_the_seeds_beside_it(tmp_path):
-    """Seed 1 trained beside seed 2 and beside seed 7: its own streams, so the same evaluations (the same K)."""
-    for d in ("a", "b"):
-        (tmp_path / d).mkdir()
-    run_train("algo=td3", *SMALL, "hardware.seeds_per_process=2", "seed=1", run_dir=tmp_path / "a" / "s${seed}")
+def test_a_seeds_results_do_not_depend_on_the_seeds_beside_it(tmp_path, monkeypatch):
+    """Seed 1 trained beside seed 2 (from Python: rlbase.run_seeds) and beside seed 7 (a command-line sweep): its
+    own streams, so the same evaluations (for the same K)."""
+    import rlbase
+
+    monkeypatch.chdir(tmp_path)
+    results = rlbase.run_seeds(["algo=td3", *SMALL, "seed=1", "logger=none", "progress=false"], seeds=2,
+                               run_dir=tmp_path / "a" / "s")
+    assert [r.run_dir.name for r in results] == ["s_seed1", "s_seed2"] and all((r.run_dir / "done").exists() for r in results)
+    assert results[1].config.seed == 2 and results[0].final_return == eval_returns(results[0].run_dir)[-1][1]
+    with pytest.raises(rlbase.runtime.validate.ConfigError, match="rlbase.run_seeds trains several"):
+        rlbase.run(["algo=td3", "hardware.seeds_per_process=2"])
+    (tmp_path / "b").mkdir()
     run_train("-m", "algo=td3", *SMALL, "hardware.seeds_per_process=2", "seed=1,7", f"hydra.sweep.dir={tmp_path / 'b'}",
               "hydra.sweep.subdir=s${seed}", run_dir=tmp_path / "b" / "unused")
-    assert eval_returns(tmp_path / "a" / "s1") == eval_returns(tmp_path / "b" / "s1")
-    assert eval_returns(tmp_path / "a" / "s2") != eval_returns(tmp_path / "b" / "s7")
+    assert eval_returns(results[0].run_dir) == eval_returns(tmp_path / "b" / "s1")
+    assert eval_returns(results[1].run_dir) != eval_returns(tmp_path / "b" / "s7")
     assert (tmp_path / "b" / "s7" / "done").exists()
 
 

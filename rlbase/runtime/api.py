@@ -85,10 +85,41 @@ def run(overrides: Union[Sequence[str], None] = None, run_dir: Optional[Union[st
         raise TypeError("overrides must be a list of key=value strings, e.g. ['algo=td3', 'env=hopper']")
     overrides = list(overrides or [])
     cfg, hydra_cfg = compose(overrides)
+    if cfg.hardware.seeds_per_process > 1:
+        raise ConfigError(f"hardware.seeds_per_process={cfg.hardware.seeds_per_process}: rlbase.run trains one seed; "
+                          "rlbase.run_seeds trains several in one process and returns one Result per seed")
     run_dir = Path(run_dir) if run_dir is not None else _default_dir(hydra_cfg)
     with open_dict(hydra_cfg):
         hydra_cfg.runtime.output_dir = str(run_dir.absolute())
     job.execute(cfg, run_dir, overrides, hydra_cfg)
+    return _result(run_dir, cfg)
+
+
+def run_seeds(overrides: Union[Sequence[str], None] = None, seeds: int = 2,
+              run_dir: Optional[Union[str, Path]] = None) -> list[Result]:
+    """``seeds`` seeds of one configuration trained together in this process (``hardware.seeds_per_process``; DQN,
+    DDPG, TD3, SAC): seeds seed, seed+1, ... each in the directory the command line gives it (the first one in
+    ``run_dir`` when given, the others beside it as seed<k>). Returns one :class:`Result` per seed; a seed whose
+    loss diverged raises ``NonFiniteError`` once the others have finished."""
+    overrides = [o for o in (overrides or []) if not o.startswith("hardware.seeds_per_process=")]
+    overrides.append(f"hardware.seeds_per_process={int(seeds)}")
+    cfg, hydra_cfg = compose(overrides)
+    if run_dir is not None:  # the others beside it, one directory per seed
+        run_dir = Path(run_dir).absolute()
+        with open_dict(hydra_cfg):
+            hydra_cfg.run.dir = str(run_dir.parent / (run_dir.name + "_seed${seed}"))
+        run_dir = run_dir.parent / f"{run_dir.name}_seed{cfg.seed}"
+    else:
+        run_dir = _default_dir(hydra_cfg).absolute()
+    with open_dict(hydra_cfg):
+        hydra_cfg.runtime.output_dir = str(run_dir)
+        hydra_cfg.overrides.task = overrides
+    job.execute_seeds(cfg, hydra_cfg, run_dir, multirun=False)
+    members = OmegaConf.load(run_dir / ".hydra" / job.SEED_GROUP)
+    return [_result(Path(m["run_dir"]), OmegaConf.load(Path(m["run_dir"]) / ".hydra" / "config.yaml")) for m in members]
+
+
+def _result(run_dir: Path, cfg: DictConfig) -> Result:
     returns = [(int(r["step"]), float(r["eval/return_mean"])) for r in read_metrics(run_dir / "metrics.jsonl")
                if "eval/return_mean" in r]
     state_step = returns[-1][0] if returns else 0

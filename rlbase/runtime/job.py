@@ -373,6 +373,54 @@ def execute_group(cfgs: list[DictConfig], run_dirs: list[Path], overrides: list[
             release(d)
 
 
+def execute_seeds(cfg: DictConfig, hc: DictConfig, run_dir: Path, multirun: bool) -> list[float]:
+    """``hardware.seeds_per_process=K``: this job's K seeds in this process (:func:`execute_group`), each in the
+    directory its own job would have had (``run_dir`` is the first seed's); returns each seed's final evaluation
+    return. A resumed seed brings back its whole group, recorded in its ``.hydra/seed_group.yaml``."""
+    k = int(cfg.hardware.seeds_per_process)
+    recorded = run_dir / ".hydra" / SEED_GROUP
+    if recorded.exists():  # a resume (resume=<any seed's dir>) or a sweep's rerun: the group as it was
+        members = OmegaConf.to_container(OmegaConf.load(recorded))
+        seeds, dirs = [int(m["seed"]) for m in members], [Path(m["run_dir"]) for m in members]
+    else:
+        listed = list(cfg.hardware.seed_list)
+        if listed and cfg.seed not in listed:
+            raise BadInput(f"seed={cfg.seed} is not in hardware.seed_list={listed}")
+        seeds = listed[listed.index(cfg.seed):][:k] if listed else [cfg.seed + i for i in range(k)]
+        dirs = [run_dir if s == cfg.seed else seed_dir(cfg, hc, run_dir, s, multirun) for s in seeds]
+    task = [o for o in hc.overrides.task if o.lstrip("+~").partition("=")[0] != "seed"]
+    cfgs, overrides, hcs = [], [], []
+    for s, d in zip(seeds, dirs):
+        c = cfg.copy()
+        c.seed = s
+        cfgs.append(c)
+        overrides.append([*task, f"seed={s}"])
+        h = OmegaConf.to_container(hc, resolve=False)
+        h["runtime"]["output_dir"] = str(d)
+        hcs.append(OmegaConf.create(h))
+    # a resumed group skips its finished seeds (one that reached stop_return) as a sweep's rerun does
+    return execute_group(cfgs, dirs, overrides, hcs, sweep=multirun or recorded.exists())
+
+
+def seed_dir(cfg: DictConfig, hc: DictConfig, run_dir: Path, seed: int, multirun: bool) -> Path:
+    """The directory seed ``seed``'s own job would get: the run directory's template resolved with that seed (in a
+    sweep, this job's sweep directory with the subdirectory resolved for that seed)."""
+    full = OmegaConf.create({**OmegaConf.to_container(cfg, resolve=False), "hydra": OmegaConf.to_container(hc, resolve=False)})
+
+    def resolve(key: str, s: int) -> str:
+        full.seed = s
+        return str(OmegaConf.select(full, key))
+
+    if not multirun:
+        return Path(os.path.abspath(resolve("hydra.run.dir", seed)))
+    mine, theirs = resolve("hydra.sweep.subdir", cfg.seed), resolve("hydra.sweep.subdir", seed)
+    base = str(run_dir)
+    if not base.endswith(mine):
+        raise BadInput(f"hardware.seeds_per_process: cannot place seed {seed} beside {run_dir} (hydra.sweep.subdir "
+                           "resolves elsewhere); keep the default hydra.sweep.subdir")
+    return Path(os.path.abspath(base[: len(base) - len(mine)] + theirs))
+
+
 def align_checkpoints(run_dirs: list[Path]) -> None:
     """Seeds trained together checkpoint at the same steps, one after another; a SIGKILL between two of them leaves
     some one checkpoint ahead. Put them back on one common step before they resume: a seed ahead goes back to its
