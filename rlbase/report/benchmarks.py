@@ -318,7 +318,7 @@ def secondary(row: Row) -> str:
 
 def render(root: Path) -> str:
     bench = root / "benchmarks"
-    protocols, linked, untabled, rows = [], [], [], []
+    protocols, linked, untabled, rows, internal = [], [], [], [], []
     for d in sorted(p for p in bench.iterdir() if p.is_dir() and p.name not in ("anchors", "runs")) \
             if bench.is_dir() else []:
         if (d / "summary.md").is_file():
@@ -327,6 +327,9 @@ def render(root: Path) -> str:
         if not (d / "protocol.yaml").is_file():
             continue
         spec = protocol_lib.load(d / "protocol.yaml")
+        if not spec.get("anchors"):  # a comparison among our own entries (protocol.py compare writes its summary.md)
+            internal.append(spec)
+            continue
         stat = statistic_of(spec)
         if stat is None:
             untabled.append(spec)
@@ -403,9 +406,19 @@ def render(root: Path) -> str:
     for spec in untabled:
         out.append(f"- **{spec['name']}** (`{_rel(Path(spec['_path']), root)}`): not tabulated: no statistic for it "
                    "in `rlbase/report/benchmarks.py` (`STATISTICS`) and no `statistic_window` in the file.")
-    if linked:
+    if linked or internal:
         out += ["", "## Other checks (each reports itself)", ""]
         out += [f"- [{d.name}](../{_rel(d / 'summary.md', root)})" for d in linked]
+        for spec in internal:
+            jobs = protocol_lib.jobs(spec, root / "benchmarks" / "runs")
+            manifest_path = Path(spec["_path"]).parent / "runs.json"
+            manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+            done = sum(manifest.get(j.key, {}).get("status") == "done" for j in jobs)
+            out.append(f"- **{spec['name']}** (`{_rel(Path(spec['_path']), root)}`, written {spec['written']}, no "
+                       f"anchor: its entries against each other): {done}/{len(jobs)} runs finished; results: "
+                       + (f"[compare.json](../{_rel(Path(spec['_path']).parent / 'compare.json', root)}) "
+                          f"(`python scripts/protocol.py compare`)"
+                          if (Path(spec["_path"]).parent / "compare.json").is_file() else "none yet"))
     out += ["", "Older comparisons (before the protocols, and before commits f8a52e1 and 47a9c88, which changed every "
             "trajectory) are exploration, in [results.md](results.md).", ""]
     return "\n".join(out)
