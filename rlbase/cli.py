@@ -99,6 +99,8 @@ def group_seeds(argv: list[str]) -> list[str]:
     k = int(per[-1])
     parsed = OverridesParser.create().parse_overrides([seed_args[-1]])[0]
     values = [int(v) for v in (parsed.sweep_string_iterator() if parsed.is_sweep_override() else [parsed.value()])]
+    if len(values) == 1:  # one seed: it and the K-1 after it, as a plain run does
+        values = list(range(values[0], values[0] + k))
     firsts = values[::k]
     out = [a for a in argv if a not in seed_args and a.lstrip("+").partition("=")[0] != "hardware.seed_list"]
     return [*out, f"seed={','.join(map(str, firsts))}", f"hardware.seed_list=[{','.join(map(str, values))}]"]
@@ -360,6 +362,15 @@ def expand_resume(argv: list[str]) -> list[str]:
     saved = run_dir / ".hydra" / "overrides.yaml"
     if not saved.exists():
         fail(f"resume={run_dir}: no run there ({saved} not found); pass the directory of an unfinished run")
+    group = run_dir / ".hydra" / job.SEED_GROUP
+    if checkpoint.is_done(run_dir) and group.exists():  # a finished seed of a group: resume the group's others
+        from omegaconf import OmegaConf as _OC
+
+        others = [Path(m["run_dir"]) for m in _OC.to_container(_OC.load(group))]
+        unfinished = [d for d in others if checkpoint.exists(d) and not checkpoint.is_done(d)
+                      and not (d / job.DIVERGED).exists()]
+        if unfinished:
+            run_dir, saved = unfinished[0], unfinished[0] / ".hydra" / "overrides.yaml"
     if checkpoint.is_done(run_dir):
         fail(f"resume={run_dir}: that run is finished (results in {run_dir}/metrics.jsonl); nothing to resume")
     from omegaconf import OmegaConf

@@ -135,6 +135,13 @@ def test_a_seeds_slice_loads_into_its_own_agent_and_back():
             torch.testing.assert_close(other.state_dict(0)[net][key], value, rtol=0, atol=0)
     x = np.ones(5, np.float32)
     np.testing.assert_allclose(other.act_one(0, x, True, None), plain.act(x, deterministic=True), rtol=1e-5, atol=1e-6)
+    # and the loaded agent trains on as its slice does (its Adam moments contiguous, the fused kernel reads them right)
+    step = batches(2, 1, seed=2)[0]
+    group.rngs[1].update.set_state(plain.rng.update.get_state())
+    group.update(stacked(step))
+    plain.update(step[1])
+    for key, value in plain.state_dict()["actor"].items():
+        torch.testing.assert_close(group.state_dict(1)["actor"][key], value, rtol=1e-5, atol=1e-6)
 
 
 # --- the runs: lockstep, exact resume, divergence, independence --------------------------------------------------
@@ -226,6 +233,7 @@ def test_a_diverging_seed_stops_alone(tmp_path, monkeypatch):
     assert not (tmp_path / "s2" / "done").exists()
     assert "non-finite" in (tmp_path / "s2" / "train.log").read_text()
     assert "non-finite" not in (tmp_path / "s1" / "train.log").read_text()
+    assert (tmp_path / "s2" / "diverged").exists()  # a resume of the group leaves it out
 
 
 def test_dqn_seeds_in_one_process_train_cartpole(tmp_path):

@@ -88,7 +88,9 @@ class Stack:
         self.slice(tensor, i, j).copy_(value)
 
     def state_dict(self, j: int) -> dict[str, torch.Tensor]:
-        out = {n: self.slice(p.detach(), i, j).clone() for i, (n, p) in enumerate(zip(self.names, self.params))}
+        # contiguous copies: a transposed slice would keep its strides, which torch's fused Adam does not honour
+        out = {n: self.slice(p.detach(), i, j).clone(memory_format=torch.contiguous_format)
+               for i, (n, p) in enumerate(zip(self.names, self.params))}
         out.update({n: b.clone() for n, b in self.buffers.items()})
         return out
 
@@ -109,7 +111,7 @@ def opt_state(opt: torch.optim.Optimizer, stack: Stack, j: int) -> dict[str, Any
     for i, p in enumerate(stack.params):
         s = opt.state.get(p)
         if s:
-            state[i] = {k: (stack.slice(v, i, j).clone() if torch.is_tensor(v) and k != "step" else
+            state[i] = {k: (stack.slice(v, i, j).clone(memory_format=torch.contiguous_format) if torch.is_tensor(v) and k != "step" else
                             (v.clone() if torch.is_tensor(v) else v)) for k, v in s.items()}
     return {"state": state, "param_groups": full["param_groups"]}
 
@@ -127,8 +129,9 @@ def load_opt_state(opt: torch.optim.Optimizer, stack: Stack, j: int, saved: dict
                 if k not in mine:
                     mine[k] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 stack.put(mine[k], i, j, v.to(p.device))
-            else:  # Adam's step counter: one for all seeds, which update in lockstep
-                mine[k] = v.clone() if torch.is_tensor(v) else v
+            else:  # Adam's step counter: one for all seeds, which update in lockstep; on the weights' device, float32
+                # (as torch's own loader puts it for the fused kernel)
+                mine[k] = v.to(device=p.device, dtype=torch.float32).clone() if torch.is_tensor(v) else v
 
 
 def mlp_forward(stack: Stack, x: torch.Tensor, out: Optional[str] = None) -> torch.Tensor:
@@ -283,6 +286,9 @@ class SeedView(Hooks):
         self.seed_group, self.j = group, j
         self.cfg, self.spec, self.device = group.cfg, group.spec, group.device
         self.rng = group.rngs[j]
+        for name, opt in vars(group).items():  # the Runner logs their learning rates (train/lr*), as a seed's own
+            if isinstance(opt, torch.optim.Optimizer):
+                setattr(self, name, opt)
 
     def act(self, obs: np.ndarray, deterministic: bool = False, generator: Optional[torch.Generator] = None) -> np.ndarray:
         return self.seed_group.act_one(self.j, obs, deterministic, generator)

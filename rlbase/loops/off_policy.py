@@ -139,18 +139,26 @@ def replay_episode(env, buffer: ReplayBuffer, episode: dict[str, Any], resume: d
     ``episode["length"]`` rows of the replay buffer. MuJoCo and classic-control envs are deterministic given their
     actions, so the state is the one the uninterrupted run had; the env's RNG and the observation statistics are
     then set to the checkpoint's. Returns the observation the run continues from (the last row's next_obs)."""
+    n = episode["length"]
+    if n > buffer.size:  # the episode's first actions are no longer in the buffer: drop it, as after a signal alone
+        log.warning("the episode the checkpoint was taken in (%d steps) is longer than the replay buffer holds; "
+                    "it is dropped and a new one starts (this resume is not exact)", n)
+        seeding.set_env_rng_state(env, resume["env_rng"])
+        episode.update(seed=None, rng=seeding.env_rng_state(env), length=0, ended=False)
+        return env.reset()[0]
     if episode["seed"] is not None:
-        env.reset(seed=episode["seed"])
+        first, _ = env.reset(seed=episode["seed"])
     else:
         seeding.set_env_rng_state(env, episode["rng"])
-        env.reset()
-    n = episode["length"]
+        first, _ = env.reset()
     last = None
     for i in range(n):
         row = (buffer.ptr - n + i) % buffer.capacity
         last, *_ = env.step(buffer.action[row].cpu().numpy())
     seeding.set_env_rng_state(env, resume["env_rng"])
     envs.load_obs_stats(env, resume.get("obs_stats"))
+    if n == 0:  # checkpointed right after the reset (a second Ctrl-C): the reset's observation
+        return first
     obs = buffer.next_obs[(buffer.ptr - 1) % buffer.capacity].cpu().numpy()
     if last is not None and envs.obs_stats(env) is None and not np.array_equal(np.asarray(last, np.float32), obs):
         log.warning("replaying the episode the checkpoint was taken in did not reach the same state (a "

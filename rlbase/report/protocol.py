@@ -150,7 +150,15 @@ def run(spec: dict[str, Any], workers: int = 2, threads: int = 1, only: Optional
     k = int(spec.get("seeds_per_process", 1))
     print(f"{spec['name']}: {len(todo)} run(s) to start or resume, {workers} at a time"
           + (f", {k} seeds per process" if k > 1 else ""), flush=True)
-    groups = grouped(todo, k)
+    groups: list[list[Job]] = []
+    rest = list(todo)
+    for job in todo:  # an unfinished group resumes as it was (its .hydra/seed_group.yaml), whatever the grouping now
+        recorded = job.run_dir / ".hydra" / "seed_group.yaml"
+        if job in rest and state_of(job)[0] == "partial" and recorded.is_file():
+            members = {Path(m["run_dir"]) for m in yaml.safe_load(recorded.read_text())}
+            groups.append([j for j in rest if j.run_dir in members])
+            rest = [j for j in rest if j.run_dir not in members]
+    groups += grouped(rest, k)
     live: dict[int, tuple[Job, subprocess.Popen, Any, list[Job]]] = {}
     failed = 0
     stopping = {"sig": None}

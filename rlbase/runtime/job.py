@@ -284,6 +284,7 @@ def execute(cfg: DictConfig, run_dir: Path, overrides: list[str], hydra_cfg: Opt
 
 
 SEED_GROUP = "seed_group.yaml"  # in .hydra/ of each seed trained with others in one process: the group's seeds and dirs
+DIVERGED = "diverged"  # in a seed's directory whose run stopped on a non-finite value while others of its group went on
 
 
 def execute_group(cfgs: list[DictConfig], run_dirs: list[Path], overrides: list[list[str]],
@@ -321,6 +322,10 @@ def execute_group(cfgs: list[DictConfig], run_dirs: list[Path], overrides: list[
                 validate_tuned(dict(hc.runtime.choices))
             spec = validate(cfg)
             notes = fit_starts(cfg, explicit) + fit_schedule(cfg, explicit)
+            if (run_dir / DIVERGED).exists():  # it stopped alone; the group goes on without it
+                log.warning("skipping seed %d: its run diverged (%s; see its train.log)", cfg.seed,
+                            (run_dir / DIVERGED).read_text().strip())
+                continue
             if checkpoint.is_done(run_dir):
                 if not sweep:
                     raise BadInput(f"{run_dir} holds a finished run (seed {cfg.seed}); give seeds that have not run, or "
@@ -344,6 +349,10 @@ def execute_group(cfgs: list[DictConfig], run_dirs: list[Path], overrides: list[
         if not admitted:
             return finals
         align_checkpoints([run_dirs[j] for j, _, _ in admitted])
+        for j, _, _ in admitted:  # a resume keeps the starts its run began with (as steps() does), before the agents
+            if checkpoint.exists(run_dirs[j]):
+                for key, value in (checkpoint.load(run_dirs[j]).get("algo_starts") or {}).items():
+                    cfgs[j].algo[key] = value
         device = torch.device(cfgs[0].hardware.device)
         spec = admitted[0][1]
         group = stacked([module.Agent(OmegaConf.to_object(cfgs[j].algo), spec, device,
@@ -357,6 +366,9 @@ def execute_group(cfgs: list[DictConfig], run_dirs: list[Path], overrides: list[
         for i, (j, _, _) in enumerate(admitted):
             if results[i] is not None:
                 finals[j] = results[i]
+        for i, (j, _, _) in enumerate(admitted):
+            if errors[i] is not None:
+                (run_dirs[j] / DIVERGED).write_text(f"{errors[i]}\n")
         failed = [e for e in errors if e is not None]
         if failed:
             raise failed[0]
@@ -382,8 +394,16 @@ def execute_seeds(cfg: DictConfig, hc: DictConfig, run_dir: Path, multirun: bool
     if recorded.exists():  # a resume (resume=<any seed's dir>) or a sweep's rerun: the group as it was
         members = OmegaConf.to_container(OmegaConf.load(recorded))
         seeds, dirs = [int(m["seed"]) for m in members], [Path(m["run_dir"]) for m in members]
+        own_dir = next((d for s, d in zip(seeds, dirs) if s == cfg.seed), None)
+        if own_dir is not None and own_dir != run_dir:  # the group was moved or copied: the others beside it as before
+            dirs = [Path(os.path.normpath(run_dir / os.path.relpath(d, own_dir))) for d in dirs]
     else:
         listed = list(cfg.hardware.seed_list)
+        swept = multirun and any(o.lstrip("+~").partition("=")[0] == "seed" for o in hc.overrides.task)
+        if swept and not listed:  # seeds from a preset's sweeper params: the jobs' groups would overlap
+            raise BadInput(f"hardware.seeds_per_process={k} in a sweep groups the seeds given on the command line "
+                           "(-m seed=0,1,2,3,4 hardware.seeds_per_process=K); this sweep's seeds come from elsewhere "
+                           "(a +sweep preset?): give them as seed=... on the command line")
         if listed and cfg.seed not in listed:
             raise BadInput(f"seed={cfg.seed} is not in hardware.seed_list={listed}")
         seeds = listed[listed.index(cfg.seed):][:k] if listed else [cfg.seed + i for i in range(k)]
@@ -411,14 +431,23 @@ def seed_dir(cfg: DictConfig, hc: DictConfig, run_dir: Path, seed: int, multirun
         full.seed = s
         return str(OmegaConf.select(full, key))
 
-    if not multirun:
-        return Path(os.path.abspath(resolve("hydra.run.dir", seed)))
-    mine, theirs = resolve("hydra.sweep.subdir", cfg.seed), resolve("hydra.sweep.subdir", seed)
+    key = "hydra.sweep.subdir" if multirun else "hydra.run.dir"
+    mine, theirs = resolve(key, cfg.seed), resolve(key, seed)  # one config root: ${now} resolves once for both
     base = str(run_dir)
-    if not base.endswith(mine):
-        raise BadInput(f"hardware.seeds_per_process: cannot place seed {seed} beside {run_dir} (hydra.sweep.subdir "
-                           "resolves elsewhere); keep the default hydra.sweep.subdir")
-    return Path(os.path.abspath(base[: len(base) - len(mine)] + theirs))
+    if multirun and base.endswith(mine):
+        return Path(os.path.abspath(base[: len(base) - len(mine)] + theirs))
+    if not multirun and os.path.abspath(mine) == base:
+        return Path(os.path.abspath(theirs))
+    # Hydra resolved the directory a clock tick earlier: put the seed where the template puts it
+    i = next((n for n, (a, b) in enumerate(zip(mine, theirs)) if a != b), min(len(mine), len(theirs)))
+    tail = 0
+    while tail < min(len(mine), len(theirs)) - i and mine[-1 - tail] == theirs[-1 - tail]:
+        tail += 1
+    old, new = mine[i:len(mine) - tail], theirs[i:len(theirs) - tail]
+    if not old or base.count(old) != 1:
+        raise BadInput(f"hardware.seeds_per_process: cannot place seed {seed} beside {run_dir}: the run directory "
+                       "must depend on ${seed} (as the default hydra.run.dir and hydra.sweep.subdir do)")
+    return Path(os.path.abspath(base.replace(old, new)))
 
 
 def align_checkpoints(run_dirs: list[Path]) -> None:
