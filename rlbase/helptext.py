@@ -248,7 +248,9 @@ def _general_help() -> str:
              "       python train.py algo=<name> --help                       an algorithm's settings and defaults", "",
              "examples:",
              "  python train.py algo=td3 env=hopper total_steps=1e5 seed=3       # TD3 on Hopper-v5, 100k steps, seed 3",
-             "  python train.py -m algo=td3,sac env=hopper,walker2d seed=0,1,2   # a sweep: 2 x 2 x 3 = 12 runs", "",
+             "  python train.py -m algo=td3,sac env=hopper,walker2d seed=0,1,2   # a sweep: 2 x 2 x 3 = 12 runs",
+             "  python train.py algo=td3 env=hopper hardware.seeds_per_process=5  # seeds 0-4 in one process (dqn, ddpg, td3, sac)",
+             "",
              "groups (group=option; each option is a file in rlbase/conf/<group>/):"]
     for group in _HELP_GROUPS:
         files = sorted((conf / group).glob("*.yaml"))
