@@ -236,35 +236,16 @@ def execute(cfg: DictConfig, run_dir: Path, overrides: list[str], hydra_cfg: Opt
     Nothing is written into ``run_dir`` until every check has passed (:func:`accept`); a refused attempt leaves an
     existing directory as it was and removes one that was made for it. In a sweep (``sweep=True``) a finished job
     with the same settings is skipped, and one with other settings stops the sweep (:class:`SweepChanged`)."""
-    from rlbase.runtime.validate import fit_schedule, fit_starts, validate, validate_tuned
-
     run_dir = Path(run_dir)
     held_run = (run_dir / ".hydra").is_dir()  # the directory held a run before this attempt (a resume, a requeue)
-    explicit = {o.partition("=")[0].lstrip("+~") for o in overrides}
     _hold_logs(run_dir)
     locked = False
     try:
-        if hydra_cfg is not None and OmegaConf.select(hydra_cfg, "runtime.choices") is not None:
-            validate_tuned(dict(hydra_cfg.runtime.choices))
-        spec = validate(cfg)
-        notes = fit_starts(cfg, explicit) + fit_schedule(cfg, explicit)
-        if checkpoint.is_done(run_dir):
-            if not sweep:
-                raise BadInput(f"{run_dir} holds a finished run (results in {run_dir}/metrics.jsonl); start a new run "
-                               "without hydra.run.dir or pick another directory")
-            changed = resume_changes(cfg, run_dir, safe=RERUN_SAFE)
-            if changed:
-                raise SweepChanged(
-                    f"{run_dir} is a finished job of this sweep run with other settings: {'; '.join(changed)}; "
-                    "nothing was run. To run these settings, give the sweep a new directory (hydra.sweep.dir=...) "
-                    "or sweep the setting with more than one value (each value gets its own directory)")
-            log.info("skipping finished job %s (same settings)", run_dir)
+        admitted = admit(cfg, run_dir, overrides, hydra_cfg, sweep)
+        if admitted is None:
             return final_return(run_dir)
-        own(run_dir)
         locked = True
-        resumed = checkpoint.exists(run_dir)
-        fitted = [f"algo.{k}={cfg.algo[k]}" for k in ("random_steps", "learning_starts")
-                  if k in cfg.algo and notes and not resumed]
+        spec, notes, fitted, resumed = admitted
         if not resumed:
             for note in notes:  # a resume takes the starts its checkpoint has
                 log.warning("%s", note)
@@ -283,6 +264,37 @@ def execute(cfg: DictConfig, run_dir: Path, overrides: list[str], hydra_cfg: Opt
             release(run_dir)
 
 
+def admit(cfg: DictConfig, run_dir: Path, overrides: list[str], hydra_cfg: Optional[DictConfig], sweep: bool
+          ) -> Optional[tuple[envs.EnvSpec, list[str], list[str], bool]]:
+    """The checks of a run before it may touch ``run_dir``: validate and fit the starts, refuse a finished run (in a
+    sweep: None, skip it, when it has this sweep's settings; :class:`SweepChanged` when not), then lock the
+    directory. Returns the env spec, the fitting notes, the fitted starts as overrides and whether it resumes."""
+    from rlbase.runtime.validate import fit_schedule, fit_starts, validate, validate_tuned
+
+    explicit = {o.partition("=")[0].lstrip("+~") for o in overrides}
+    if hydra_cfg is not None and OmegaConf.select(hydra_cfg, "runtime.choices") is not None:
+        validate_tuned(dict(hydra_cfg.runtime.choices))
+    spec = validate(cfg)
+    notes = fit_starts(cfg, explicit) + fit_schedule(cfg, explicit)
+    if checkpoint.is_done(run_dir):
+        if not sweep:
+            raise BadInput(f"{run_dir} holds a finished run (results in {run_dir}/metrics.jsonl); start a new run "
+                           "without hydra.run.dir or pick another directory")
+        changed = resume_changes(cfg, run_dir, safe=RERUN_SAFE)
+        if changed:
+            raise SweepChanged(
+                f"{run_dir} is a finished job of this sweep run with other settings: {'; '.join(changed)}; "
+                "nothing was run. To run these settings, give the sweep a new directory (hydra.sweep.dir=...) "
+                "or sweep the setting with more than one value (each value gets its own directory)")
+        log.info("skipping finished job %s (same settings)", run_dir)
+        return None
+    own(run_dir)
+    resumed = checkpoint.exists(run_dir)
+    fitted = [f"algo.{k}={cfg.algo[k]}" for k in ("random_steps", "learning_starts")
+              if k in cfg.algo and notes and not resumed]
+    return spec, notes, fitted, resumed
+
+
 SEED_GROUP = "seed_group.yaml"  # in .hydra/ of each seed trained with others in one process: the group's seeds and dirs
 DIVERGED = "diverged"  # in a seed's directory whose run stopped on a non-finite value while others of its group went on
 
@@ -294,8 +306,6 @@ def execute_group(cfgs: list[DictConfig], run_dirs: list[Path], overrides: list[
     skipped, locked), trained together by ``loops.seeds.drive`` on a stacked agent (``algos/stacked.py``). Returns
     each seed's final evaluation return. A seed whose loss diverges stops alone; once the others have finished its
     ``NonFiniteError`` is raised (exit code 3)."""
-    from rlbase.runtime.validate import fit_schedule, fit_starts, validate, validate_tuned
-
     run_dirs = [Path(d) for d in run_dirs]
     k = len(cfgs)
     hydra_cfgs = hydra_cfgs or [None] * k
@@ -317,31 +327,16 @@ def execute_group(cfgs: list[DictConfig], run_dirs: list[Path], overrides: list[
         _hold_logs(d)
     try:
         for j, (cfg, run_dir, over, hc) in enumerate(zip(cfgs, run_dirs, overrides, hydra_cfgs)):
-            explicit = {o.partition("=")[0].lstrip("+~") for o in over}
-            if hc is not None and OmegaConf.select(hc, "runtime.choices") is not None:
-                validate_tuned(dict(hc.runtime.choices))
-            spec = validate(cfg)
-            notes = fit_starts(cfg, explicit) + fit_schedule(cfg, explicit)
             if (run_dir / DIVERGED).exists():  # it stopped alone; the group goes on without it
                 log.warning("skipping seed %d: its run diverged (%s; see its train.log)", cfg.seed,
                             (run_dir / DIVERGED).read_text().strip())
                 continue
-            if checkpoint.is_done(run_dir):
-                if not sweep:
-                    raise BadInput(f"{run_dir} holds a finished run (seed {cfg.seed}); give seeds that have not run, or "
-                                   "another directory")
-                changed = resume_changes(cfg, run_dir, safe=RERUN_SAFE)
-                if changed:
-                    raise SweepChanged(f"{run_dir} is a finished job of this sweep run with other settings: "
-                                       f"{'; '.join(changed)}; nothing was run")
-                log.info("skipping finished job %s (same settings)", run_dir)
+            admission = admit(cfg, run_dir, over, hc, sweep)
+            if admission is None:
                 finals[j] = final_return(run_dir)
                 continue
-            own(run_dir)
             locked.append(run_dir)
-            resumed = checkpoint.exists(run_dir)
-            fitted = [f"algo.{key}={cfg.algo[key]}" for key in ("random_steps", "learning_starts")
-                      if key in cfg.algo and notes and not resumed]
+            spec, notes, fitted, resumed = admission
             if not resumed and j == 0:
                 for note in notes:
                     log.warning("%s", note)
