@@ -6,10 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import subprocess
-import sys
-
-from tests.conftest import ROOT
 
 LINE = re.compile(r"^dqn cartpole K=(\d+) aggregate (\d+\.\d) seed-steps/s vs separate (\d+\.\d) = (\d+\.\d\d)x$", re.M)
 

@@ -78,7 +78,7 @@ def test_grouped_commands_and_the_comparison_of_two_entries(tmp_path):
     for entry, base in (("a", 100.0), ("b", 90.0)):
         for s in (1, 2, 3):
             (spec["_path"].parent / f"{entry}-seed{s}.csv").write_text(
-                "step,return_mean,return_std\n100,0,0\n200,%f,0\n300,%f,0\n" % (base + s, base + 2 * s))
+                f"step,return_mean,return_std\n100,0,0\n200,{base + s:f},0\n300,{base + 2 * s:f},0\n")
     row = protocol.compare(spec, [("a", "b")], 0.9)["pairs"][0]
     assert row["values_a"] == {1: 101.5, 2: 103.0, 3: 104.5} and abs(row["diff"] - 10.0) < 1e-9
     assert row["lo"] > 0 and row["min_p"] == 0.1  # the interval excludes 0, but 3 vs 3 cannot reach p < 0.10

@@ -46,7 +46,7 @@ class Stack:
         self.buffers = {name: b.clone() for name, b in nets[0].named_buffers()}
         per_net = [dict(n.named_parameters()) for n in nets]
         modules = dict(nets[0].named_modules())
-        for name, p in nets[0].named_parameters():
+        for name, _ in nets[0].named_parameters():
             owner = modules[name.rpartition(".")[0]]
             group = [d[name].detach() for d in per_net]
             if isinstance(owner, nn.Linear):

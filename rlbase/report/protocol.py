@@ -190,7 +190,7 @@ def run(spec: dict[str, Any], workers: int = 2, threads: int = 1, only: Optional
             if stopping["sig"] is not None:
                 groups.clear()
             time.sleep(2)
-            for pid, (job, proc, log, group) in list(live.items()):
+            for pid, (_, proc, log, group) in list(live.items()):
                 rc = proc.poll()
                 if rc is None:
                     continue
