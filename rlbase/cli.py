@@ -379,7 +379,7 @@ def expand_resume(argv: list[str]) -> list[str]:
         recorded = OmegaConf.to_container(OmegaConf.load(saved))
     except Exception as e:  # noqa: BLE001 - YAML errors of any kind
         recorded = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-    if not isinstance(recorded, list) or not all(isinstance(a, str) and "=" in a for a in recorded):
+    if not isinstance(recorded, list) or not all(isinstance(a, str) and ("=" in a or a.startswith("~")) for a in recorded):
         why = recorded if isinstance(recorded, str) else "not a list of key=value overrides"
         fail(f"resume={run_dir}: {saved} is damaged ({why}); nothing was changed. To resume, give the run's "
              f"settings again with hydra.run.dir={run_dir} (the checkpoint refuses any that differ)")

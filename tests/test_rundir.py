@@ -123,3 +123,18 @@ def test_a_resume_refuses_a_key_only_one_side_has_unless_it_is_a_new_setting_at_
     assert job.resume_changes(compose_cfg("algo=sac", "env=pendulum"), tmp_path, older) == []
     assert job.resume_changes(compose_cfg("algo=sac", "env=pendulum", "algo.log_prob_eps=1e-6"), tmp_path, older) == [
         "algo.log_prob_eps=1e-06 (the run has no algo.log_prob_eps)"]
+
+
+def test_a_run_that_deleted_a_default_resumes(tmp_path):
+    """``~tuned`` (a deletion, no "=") in a run's recorded overrides is a valid override, not a damaged record: the
+    protocol files use it, and their runs resume with ``resume=<dir>``."""
+    from rlbase.core import checkpoint
+
+    run_dir = tmp_path / "run"
+    run_train("algo=dqn", "~tuned", "total_steps=600", "eval_every=600", "eval_episodes=1", "algo.learning_starts=100",
+              "keep_replay=true",
+              run_dir=run_dir)
+    (run_dir / checkpoint.DONE).unlink()  # as if it had been stopped at its last checkpoint
+    proc = run_train(f"resume={run_dir}", run_dir=run_dir, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "damaged" not in proc.stderr and (run_dir / checkpoint.DONE).exists()
