@@ -138,3 +138,23 @@ def test_a_run_that_deleted_a_default_resumes(tmp_path):
     proc = run_train(f"resume={run_dir}", run_dir=run_dir, check=False)
     assert proc.returncode == 0, proc.stderr
     assert "damaged" not in proc.stderr and (run_dir / checkpoint.DONE).exists()
+
+
+def test_a_setting_added_since_the_run_started_does_not_block_its_resume(tmp_path):
+    """A run recorded before a top-level setting existed (``loop``, added later) resumes: the new setting at its
+    default is what the run trained with."""
+    from rlbase.core import checkpoint
+
+    run_dir = tmp_path / "run"
+    run_train("algo=dqn", "total_steps=600", "eval_every=600", "eval_episodes=1", "algo.learning_starts=100",
+              "keep_replay=true", run_dir=run_dir)
+    for path in (run_dir / ".hydra" / "config.yaml",):
+        cfg = OmegaConf.load(path)
+        del cfg["loop"]
+        OmegaConf.save(cfg, path)
+    state = checkpoint.load(run_dir)
+    del state["config"]["loop"]
+    checkpoint.save(run_dir, state)
+    (run_dir / checkpoint.DONE).unlink()
+    proc = run_train(f"resume={run_dir}", run_dir=run_dir, check=False)
+    assert proc.returncode == 0, proc.stderr

@@ -549,6 +549,13 @@ def _schema_defaults(cfg: DictConfig) -> dict:
             out[name] = OmegaConf.to_container(OmegaConf.structured(schema), resolve=False)
         except Exception:  # noqa: BLE001 - a schema with a mandatory field: no defaults to offer
             out[name] = {}
+    import dataclasses
+
+    from rlbase.conf.schema import RunConfig
+
+    for f in dataclasses.fields(RunConfig):  # top-level settings (e.g. loop, added after runs that lack it)
+        if f.name not in out and f.default is not dataclasses.MISSING and not isinstance(f.default, (dict, list)):
+            out[f.name] = f.default
     return out
 
 
