@@ -12,6 +12,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # before anything can import mujoco
 
@@ -24,10 +25,12 @@ if wants_help(sys.argv[1:]) and Path(getattr(sys.modules.get("__main__"), "__fil
 
 import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from hydra.experimental.callback import Callback  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from rlbase import loops  # noqa: E402
+from rlbase.conf import options  # noqa: E402
 from rlbase.conf.schema import register  # noqa: E402
 from rlbase.core import checkpoint  # noqa: E402
 from rlbase.report import sweep  # noqa: E402
@@ -63,25 +66,23 @@ def precheck(argv: list[str]) -> list[str]:
     out = []
     for arg in argv:
         key, sep, value = arg.partition("=")
-        if arg.startswith("-") or not sep or "(" in value:
+        items = values(arg) if sep and not arg.startswith("-") else None
+        if items is None:
             out.append(arg)
             continue
         bare = key.lstrip("+~")
-        items = value.split(",")
         if bare in GROUPS:
-            allowed = sorted(p.stem for p in (CONF / bare).glob("*.yaml"))
+            allowed = options(bare)
             for choice in items:
                 if choice not in allowed:
                     fail(f"unknown {bare} option {choice!r}; allowed: {', '.join(allowed)}")
-        items = [str(int(float(v))) if _SCI_INT.match(v) and float(v).is_integer() else v for v in items]
-        value = ",".join(items)
-        out.append(f"{key}={value}")
+        raw = value.split(",")  # a plain value or a plain a,b sweep of numbers: integral 1e6 becomes 1000000
+        if len(raw) == len(items) and any(_SCI_INT.match(v) and float(v).is_integer() for v in raw):
+            arg = f"{key}={','.join(str(int(float(v))) if _SCI_INT.match(v) and float(v).is_integer() else v for v in raw)}"
+        out.append(arg)
     out = group_seeds(out)
-    check_slurm(out)
     compose_check(out)
-    out = name_swept_settings(out)
-    check_writable(out)
-    return out
+    return name_swept_settings(out)
 
 
 def group_seeds(argv: list[str]) -> list[str]:
@@ -106,16 +107,14 @@ def group_seeds(argv: list[str]) -> list[str]:
     return [*out, f"seed={','.join(map(str, firsts))}", f"hardware.seed_list=[{','.join(map(str, values))}]"]
 
 
-def check_slurm(argv: list[str]) -> None:
+def check_slurm(config: DictConfig) -> None:
     """``hardware=slurm`` (or ``hydra/launcher=submitit_slurm``) on a machine without Slurm: one line naming what is
     missing and how to run here, instead of submitit's traceback once Hydra has started the sweep."""
     import shutil
 
-    if any(a in ("--cfg", "-c", "--info") for a in argv):  # printing a config submits nothing
-        return
-    asked = next((f"{a.lstrip('+').partition('=')[0]}={v}" for a in argv
-                  if a.lstrip("+").partition("=")[0] in ("hardware", "hydra/launcher")
-                  for v in _split_sweep(a.partition("=")[2]) if v in ("slurm", "submitit_slurm")), None)
+    choices = config.hydra.runtime.choices
+    asked = next((f"{group}={choices.get(group)}" for group in ("hardware", "hydra/launcher")
+                  if choices.get(group) in ("slurm", "submitit_slurm")), None)
     missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
     if asked is not None and missing:
         fail(f"{asked} submits each run as a Slurm job, but {' and '.join(missing)} "
@@ -142,32 +141,46 @@ def check_grammar(argv: list[str]) -> None:
             fail(f"cannot read {arg!r}: {first}{hint}")
 
 
-def check_writable(argv: list[str]) -> None:
+def check_writable(target: Path, key: str) -> None:
     """Where the run (or sweep) will write must be writable: a read-only file system or a directory without
     permission is one line before Hydra tries to create anything there."""
-    if any(a in ("--cfg", "-c", "--help", "-h", "--info") for a in argv):
-        return
-    multirun = is_multirun(argv)
-    key = "hydra.sweep.dir=" if multirun else "hydra.run.dir="
-    given = next((unquote(a.partition("=")[2]) for a in argv if a.startswith(key)), None)
-    if multirun and given is None and any(a.lstrip("+").startswith("sweep=") for a in argv):
-        return  # a preset names its own sweep directory (under multirun/, checked when Hydra makes it)
-    target = Path(given if given and "${" not in given else ("multirun" if multirun else "runs"))
     existing = target.absolute()
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if existing.exists() and not os.access(existing, os.W_OK):
         fail(f"cannot write {target}: {existing} is read-only or not writable by this user; pick another directory "
-             f"({key}...)", 1)
+             f"({key}=...)", 1)
     probe = existing / f".rlbase-space-check-{os.getpid()}"  # room for the run's config, logs and first rows?
     try:
         with open(probe, "wb") as f:
             f.write(bytes(SPACE_NEEDED))
     except OSError as e:
         fail(f"cannot write {target}: {e.strerror or e} in {existing} (a run needs at least "
-             f"{SPACE_NEEDED // 1024} KiB to start); free space or pick another directory ({key}...)", 1)
+             f"{SPACE_NEEDED // 1024} KiB to start); free space or pick another directory ({key}=...)", 1)
     finally:
         probe.unlink(missing_ok=True)
+
+
+class Checks(Callback):
+    """Hydra's start-of-run and start-of-sweep checks (``hydra.callbacks.checks`` in conf/config.yaml). They run once
+    Hydra has composed the config and before it creates any directory or starts any job: Slurm where a launcher needs
+    it, every combination of a sweep composed and validated, the run's or sweep's directory writable."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        check_slurm(config)
+        check_writable(Path(config.hydra.run.dir), "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        check_slurm(config)
+        from hydra import compose
+
+        saved = HydraConfig.instance().cfg  # composing the combinations must leave this sweep's Hydra config as it is
+        try:
+            check_sweep(compose, [o for o in config.hydra.overrides.task
+                                  if "=" in o and not o.lstrip("+~").startswith(("hydra.", "hydra/"))])
+        finally:
+            HydraConfig.instance().cfg = saved
+        check_writable(Path(config.hydra.sweep.dir), "hydra.sweep.dir")
 
 
 SPACE_NEEDED = 1 << 20  # bytes a run must be able to write before it starts (config, train.log, metrics, W&B files)
@@ -201,27 +214,10 @@ def name_swept_settings(argv: list[str]) -> list[str]:
             continue
         if a.startswith("-") or not sep or key.startswith(("hydra.", "hydra/")):
             continue
-        swept = "(" in value or len(_split_sweep(value)) > 1
+        swept = "(" in value or len(values(a) or [value]) > 1
         (keep if swept and key not in identity else drop).add(key)
     drop -= keep
     return [*argv, f"{_EXCLUDE}=[{','.join(sorted(drop))}]"]
-
-
-def _first_choice(value: str) -> str:
-    """The first item of a sweep ``a,b,c`` (commas inside brackets or quotes belong to the item)."""
-    depth, quote = 0, None
-    for i, ch in enumerate(value):
-        if quote:
-            quote = None if ch == quote else quote
-        elif ch in "'\"":
-            quote = ch
-        elif ch in "[{(":
-            depth += 1
-        elif ch in "]})":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            return value[:i]
-    return value
 
 
 def compose_check(argv: list[str]) -> None:
@@ -239,9 +235,6 @@ def compose_check(argv: list[str]) -> None:
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            if multirun:
-                check_sweep(compose, [a for a in argv if not a.startswith("-") and "=" in a
-                                      and not a.lstrip("+~").startswith(("hydra.", "hydra/"))])
             try:
                 cfg = compose(config_name="config", overrides=overrides)
             except Exception as e:  # Hydra's and OmegaConf's composition errors
@@ -250,7 +243,7 @@ def compose_check(argv: list[str]) -> None:
                     parts.append(str(e.__cause__).splitlines()[0])
                 if parts and parts[0].startswith("Ambiguous value for argument"):
                     parts.append("to sweep over these values add --multirun (-m); for a list write key=[a,b]")
-                allowed = _allowed_keys(compose, overrides, " ".join(parts))
+                allowed = _allowed_keys(compose, overrides, e)
                 fail(": ".join(parts) + (f"; allowed keys there: {allowed}" if allowed else ""))
             from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue
 
@@ -264,39 +257,36 @@ def compose_check(argv: list[str]) -> None:
         GlobalHydra.instance().clear()
 
 
-def sweep_values(arg: str) -> list[str] | None:
-    """The ``key=value`` overrides a sweep argument stands for, read with Hydra's own override parser: ``a,b``,
-    ``range(0,3)``, ``choice(...)`` and ``glob(...)`` over a group's options; ``[]`` for a plain (non-sweep) argument,
-    None for a sweep that cannot be listed (``interval()``) or an argument Hydra's grammar refuses (Hydra then says so)."""
+def values(arg: str) -> list[str] | None:
+    """The values one ``key=value`` argument stands for, read with Hydra's own override parser: one for a plain value
+    (a list ``[a,b]`` is one value), each of a sweep's (``a,b``, ``range()``, ``choice()``, ``glob()`` over a group's
+    options); None for a sweep that cannot be listed (``interval()``) or an argument Hydra's grammar refuses."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import Glob
 
     try:
         override = OverridesParser.create().parse_override(arg)
-    except Exception:  # noqa: BLE001 - Hydra reports grammar errors itself
+        if not override.is_sweep_override():
+            return [override.get_value_element_as_str(override.value())] if override.value() is not None else [""]
+        if isinstance(override.value(), Glob):
+            return override.value().filter(options(override.key_or_group))
+        return list(override.sweep_string_iterator())
+    except Exception:  # noqa: BLE001 - grammar errors (check_grammar reports them) and sweeps that cannot be listed
         return None
-    if not override.is_sweep_override():
+
+
+def sweep_values(arg: str) -> list[str] | None:
+    """The ``key=value`` overrides a sweep argument stands for (:func:`values`); ``[]`` for a plain argument, None
+    for a sweep that cannot be listed or an argument Hydra's grammar refuses (Hydra then says so)."""
+    listed = values(arg)
+    if listed is None or "=" not in arg:
+        return None
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if not OverridesParser.create().parse_override(arg).is_sweep_override():
         return []
     key = arg.partition("=")[0]
-    value = override.value()
-    try:
-        if isinstance(value, Glob):
-            options = sorted(p.stem for p in (CONF / key.lstrip("+~")).glob("*.yaml"))
-            return [f"{key}={v}" for v in value.filter(options)]
-        return [f"{key}={v}" for v in override.sweep_string_iterator()]
-    except Exception:  # noqa: BLE001 - interval() and other sweeps that cannot be enumerated
-        return None
-
-
-def _split_sweep(value: str) -> list[str]:
-    """All items of a sweep ``a,b,c`` (commas inside brackets or quotes belong to the item)."""
-    items, rest = [], value
-    while True:
-        first = _first_choice(rest)
-        items.append(first)
-        if len(first) == len(rest):
-            return items
-        rest = rest[len(first) + 1:]
+    return [f"{key}={v}" for v in listed]
 
 
 MAX_SWEEP_CHECKS = 400  # combinations composed and validated before a sweep starts (beyond: the first value only)
@@ -339,17 +329,20 @@ def check_sweep(compose, overrides: list[str]) -> None:
         fail(f"{len(problems)} of {len(combos)} combinations of this sweep are invalid (above); nothing was run")
 
 
-def _allowed_keys(compose, overrides: list[str], message: str) -> str:
-    """For an unknown key ``a.b.c``: the keys that ``a.b`` does have."""
-    m = re.search(r"override '([\w.]+)'", message)
-    if not m or "." not in m.group(1):
+def _allowed_keys(compose, overrides: list[str], error: Exception) -> str:
+    """For an unknown key ``a.b.c`` (the key OmegaConf's error names, ``full_key``): the keys ``a.b`` does have."""
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    cause = error.__cause__
+    full_key = getattr(cause, "full_key", None) if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) else None
+    if not full_key or "." not in full_key:
         return ""
-    parent = m.group(1).rsplit(".", 1)[0]
-    rest = [o for o in overrides if o.partition("=")[0].lstrip("+~") != m.group(1)]
+    parent = full_key.rsplit(".", 1)[0]
+    rest = [o for o in overrides if not o.partition("=")[0].lstrip("+~").startswith(full_key)]
     try:
         node = OmegaConf.select(compose(config_name="config", overrides=rest), parent)
         return ", ".join(sorted(node.keys())) if node is not None else ""
-    except Exception:
+    except Exception:  # noqa: BLE001 - the hint is optional
         return ""
 
 

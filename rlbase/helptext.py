@@ -219,10 +219,20 @@ def _settings_lines(settings: dict[str, tuple[str, str, str]], prefix: str = "")
     return out
 
 
+def _algo_about(name: str) -> str:
+    """An algorithm option's one line: its variant file's leading comment, else its module docstring's first line."""
+    path = _PKG / "conf" / "algo" / f"{name}.yaml"
+    if path.is_file():
+        return _about(path)
+    found = _algo_source(name)
+    doc = ast.get_docstring(ast.parse(found[0].read_text())) if found else None
+    return (doc or "").strip().splitlines()[0] if doc else ""
+
+
 def _algo_help(name: str) -> str:
     found = _algo_source(name)
     if found is None:
-        return f"algo={name}: {_about(_PKG / 'conf' / 'algo' / f'{name}.yaml')}"
+        return f"algo={name}: {_algo_about(name)}"
     path, cls = found
     settings = {k: v for k, v in dataclass_settings(path, cls).items() if k != "name"}
     for key, value in _algo_file_values(name).items():
@@ -230,7 +240,7 @@ def _algo_help(name: str) -> str:
         settings[key] = (_show(value), old[1], f"{old[2]} (set by conf/algo/{name}.yaml; the dataclass has {old[0]})".strip())
     tuned = sorted(p.stem for p in (_PKG / "conf" / "tuned").glob(f"{name}_*.yaml"))
     rel = path.relative_to(_PKG.parent)
-    lines = [f"algo={name}: {_about(_PKG / 'conf' / 'algo' / f'{name}.yaml')}", "",
+    lines = [f"algo={name}: {_algo_about(name)}", "",
              f"settings (algo.<key>=value; the defaults are {cls}'s in {rel}):",
              *_settings_lines(settings, "algo."), ""]
     if tuned:
@@ -251,12 +261,15 @@ def _general_help() -> str:
              "  python train.py -m algo=td3,sac env=hopper,walker2d seed=0,1,2   # a sweep: 2 x 2 x 3 = 12 runs",
              "  python train.py algo=td3 env=hopper hardware.seeds_per_process=5  # seeds 0-4 in one process (dqn, ddpg, td3, sac)",
              "",
-             "groups (group=option; each option is a file in rlbase/conf/<group>/):"]
+             "groups (group=option; each option is a file in rlbase/conf/<group>/, each algorithm its config dataclass):"]
+    from rlbase.conf import options
+
     for group in _HELP_GROUPS:
-        files = sorted((conf / group).glob("*.yaml"))
-        width = max(len(p.stem) for p in files)
+        names = options(group)
+        width = max(len(n) for n in names)
         lines.append(f"  {group}=")
-        lines += [_clip(f"    {p.stem:<{width}}  {_option_line(group, p)}".rstrip(), 150) for p in files]
+        lines += [_clip(f"    {n:<{width}}  {_algo_about(n) if group == 'algo' else _option_line(group, conf / group / f'{n}.yaml')}"
+                        .rstrip(), 150) for n in names]
     presets = sorted((conf / "sweep").glob("*.yaml"))
     lines += ["  +sweep=  (presets: a sweep of tasks and seeds in one word)"]
     lines += [_clip(f"    {p.stem:<8}  {_about(p)}", 150) for p in presets]
@@ -282,7 +295,9 @@ def _general_help() -> str:
 def print_help(argv: list[str]) -> int:
     """The help ``--help``/``-h`` asks for: the general one, or each ``algo=<name>``'s settings; the exit code."""
     names = [v for a in argv if a.partition("=")[0].lstrip("+") == "algo" for v in a.partition("=")[2].split(",") if v]
-    known = sorted(p.stem for p in (_PKG / "conf" / "algo").glob("*.yaml"))
+    from rlbase.conf import options
+
+    known = options("algo")
     for name in names:
         if name not in known:
             print(f"error: unknown algo option {name!r}; allowed: {', '.join(known)}", file=sys.stderr)

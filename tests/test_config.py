@@ -9,10 +9,11 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
 from rlbase import algos
+from rlbase.conf import options
 from rlbase.runtime.validate import ConfigError, validate
 from tests.conftest import ROOT, run_train
 
-ALGOS = sorted(p.stem for p in (ROOT / "rlbase/conf/algo").glob("*.yaml"))
+ALGOS = options("algo")  # each algorithm's dataclass, and the variant files
 ENVS = sorted(p.stem for p in (ROOT / "rlbase/conf/env").glob("*.yaml") if p.stem != "gym")
 
 
@@ -105,7 +106,7 @@ def test_bad_overrides_fail_at_composition(compose_cfg, override, error):
 def test_misspelled_key_in_yaml_fails(compose_cfg, tmp_path):
     conf = tmp_path / "conf"
     shutil.copytree(ROOT / "rlbase" / "conf", conf)
-    (conf / "algo" / "dqn_typo.yaml").write_text((conf / "algo" / "dqn.yaml").read_text() + "eps_decayy: 10\n")
+    (conf / "algo" / "dqn_typo.yaml").write_text("defaults:\n  - dqn\n  - _self_\n\nname: dqn_typo\neps_decayy: 10\n")
     with pytest.raises(HydraException, match="eps_decayy"):
         compose_cfg("algo=dqn_typo", config_dir=conf)
 

@@ -16,6 +16,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from rlbase import algos
+from rlbase.conf import CONF
 from rlbase.core.logger import LoggerConfig
 from rlbase.core.settings import any_value, non_negative, one_of, positive
 from rlbase.data import DatasetConfig
@@ -128,7 +129,10 @@ def register() -> None:
     cs.store(group="schema", name="logger", node=LoggerConfig)
     cs.store(group="schema", name="dataset", node=DatasetConfig)
     for name, module in algos.ALGOS.items():
-        cs.store(group="schema/algo", name=name, node=importlib.import_module(module).Config)
+        config = importlib.import_module(module).Config
+        cs.store(group="schema/algo", name=name, node=config)
+        if not (CONF / "algo" / f"{name}.yaml").is_file():  # the dataclass is the option: no file needed
+            cs.store(group="algo", name=name, node=config)
     # submitit launchers that wait for every job even when one's process died (hydra_plugins/rlbase_submitit)
     register_launchers(cs)
     # ${pid:} in the default run directory: two runs started in the same second get different directories
