@@ -34,6 +34,27 @@ earlier rows kept in ``metrics.failed-<n>.jsonl``). A live trial holds ``<study>
 trial whose lock is free has lost its process. A trial whose sampled combination the config refuses (e.g. a batch
 larger than the buffer) fails for good in one line; one whose run diverges (a NaN) is pruned, as RL-Zoo does.
 
+``--workers N`` (N > 1) or ``--launcher joblib|submitit_local|submitit_slurm`` starts the study's workers through that
+Hydra launcher, one job each, and waits for them before the report::
+
+    python scripts/tune.py algo=dqn env=cartpole --trials 20 --seeds 3 --study runs/tune/dqn --workers 4 \\
+        [--launcher submitit_slurm hydra.launcher.partition=<yours>]
+
+Everything is checked first, as above (the launcher, its ``hydra.launcher.<key>=<value>`` settings on the command
+line, Slurm's ``sbatch`` on PATH: one line, exit 2, no study made); then the study is made or opened, and
+``rlbase/tune_app.py`` (config ``conf/tune_launch.yaml``) runs in multirun mode with ``worker=range(N)``, its sweep in
+``<study>/launch/<time>_<pid>/`` (``launch.json``: what the workers run; ``worker<i>/result.json``: each one's exit
+code). Each job is this module's loop above, in its process, on the same journal (:func:`work`). The launcher is
+``joblib`` by default (``n_jobs`` = N), ``submitit_slurm`` under ``hardware=slurm`` (with its launcher settings);
+``submitit_local`` jobs get a week's ``timeout_min``. On this machine each worker's runs get ``hardware.threads`` =
+cores // workers (at most what the algorithm gains from) unless the command line sets it; on Slurm, each job's own
+cores. A signal to the command stops the local workers as Ctrl-C stops one (their trials are retried on the next
+start); under Slurm it stops the waiting only. A worker that fails or dies (its trial is marked failed and retried,
+by another worker or the next start) makes the exit code 1 with one line naming it, after the report; under joblib a
+worker's death breaks joblib's pool and stops the others too, submitit_local's jobs go on. No more workers are
+started than trials are left. A job stopped by Slurm's time-limit signal requeues itself through submitit
+(``max_num_timeout``; ``hardware=slurm`` allows 20) and continues the study.
+
 The study records what it was made with (the composed config, the space, the seeds, the statistic): a re-run with
 other settings is refused in one line; only settings that do not change results (``hardware.*``, ``logger.*``,
 ``progress``, ``keep_replay``, ``checkpoint_every``) and ``--trials`` may differ.
@@ -45,6 +66,7 @@ import argparse
 import contextlib
 import copy
 import dataclasses
+import datetime
 import fcntl
 import json
 import logging
@@ -52,6 +74,7 @@ import math
 import os
 import re
 import shlex
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -306,6 +329,7 @@ class Setup:
     stat: str
     trials: int
     prune: bool = False
+    extra: list[str] = dataclasses.field(default_factory=list)  # run-only settings (hardware.*): not the study's
 
     def definition(self, cfg) -> dict:
         return {"overrides": self.overrides, "config": comparable(cfg), "space": [p.as_dict() for p in self.space],
@@ -347,8 +371,9 @@ def check_overrides(overrides: list[str]) -> None:
                             "<study>/trial<k>/seed<s>)")
 
 
-def compose_base(overrides: list[str]):
-    """The composed config of every run's fixed settings, validated as a run would be (one line on failure)."""
+def compose_base(overrides: list[str], choices: Optional[dict] = None):
+    """The composed config of every run's fixed settings, validated as a run would be (one line on failure);
+    ``choices``, if given, receives Hydra's group choices (``hardware``, ``hydra/launcher``, ...)."""
     from rlbase.runtime.api import compose
     from rlbase.runtime.validate import ConfigError, validate, validate_tuned
 
@@ -358,6 +383,8 @@ def compose_base(overrides: list[str]):
         validate(cfg)
     except ConfigError as e:
         raise TuneError(str(e)) from None
+    if choices is not None:
+        choices.update({k: v for k, v in hydra_cfg.runtime.choices.items()})
     return cfg
 
 
@@ -524,7 +551,7 @@ def run_trial(setup: Setup, study, trial, params: dict, stop: dict) -> None:
     from rlbase.runtime.validate import ConfigError
 
     where = trial.user_attrs.get("dir", f"trial{trial.number}")
-    overrides = [*setup.overrides, *(o for p in setup.space for o in p.overrides(params[p.name]))]
+    overrides = [*setup.overrides, *setup.extra, *(o for p in setup.space for o in p.overrides(params[p.name]))]
     scores: list[float] = []
     for i, seed in enumerate(setup.seeds):
         if stop.get("sig") is not None:
@@ -590,12 +617,9 @@ def _signals(stop: dict) -> dict:
     return old
 
 
-def optimize(setup: Setup, cfg) -> int:
-    """Work on the study until it has ``setup.trials`` trials; returns the exit code (0, or 128 + signal)."""
-    from optuna.trial import TrialState
-
-    from rlbase.loops import Interrupted
-
+def prepare(setup: Setup, cfg):
+    """Create the study, or open it and check that it was made with these settings (one line if not); returns
+    (study, storage)."""
     setup.study_dir.mkdir(parents=True, exist_ok=True)
     with study_lock(setup.study_dir):
         study, storage = open_study(setup.study_dir, setup.prune)
@@ -608,10 +632,26 @@ def optimize(setup: Setup, cfg) -> int:
             if changed:
                 raise TuneError(f"{setup.study_dir} is a study of other settings: {'; '.join(changed)}; continue it "
                                 "with its settings or give a new --study directory")
+    return study, storage
+
+
+def header(setup: Setup, study) -> str:
     seeds = f"{setup.seeds[0]}-{setup.seeds[-1]}" if len(setup.seeds) > 1 else str(setup.seeds[0])
     so_far = counted(study.get_trials(deepcopy=False))[0]
-    print(f"study {setup.study_dir}: {setup.trials} trials ({so_far} so far) x seeds {seeds}; objective (maximised): the "
-          f"mean over seeds of each run's score, {describe_stat(setup.stat)}", flush=True)
+    return (f"study {setup.study_dir}: {setup.trials} trials ({so_far} so far) x seeds {seeds}; objective (maximised): "
+            f"the mean over seeds of each run's score, {describe_stat(setup.stat)}")
+
+
+def optimize(setup: Setup, cfg, quiet: bool = False) -> int:
+    """Work on the study until it has ``setup.trials`` trials; returns the exit code (0, or 128 + signal).
+    ``quiet``: no header line (a launched worker: the launching command printed it)."""
+    from optuna.trial import TrialState
+
+    from rlbase.loops import Interrupted
+
+    study, storage = prepare(setup, cfg)
+    if not quiet:
+        print(header(setup, study), flush=True)
     stop: dict = {"sig": None}
     old_handlers = _signals(stop)
     try:
@@ -799,6 +839,195 @@ def caution(seeds: list[int], n: int) -> str:
             "python scripts/protocol.py run ...) and report its numbers.")
 
 
+# ----------------------------------------------------------------------------------------------- launched workers
+
+LAUNCHERS = {"joblib": "processes on this machine", "submitit_local": "submitit's local jobs",
+             "submitit_slurm": "one Slurm job per worker"}
+LAUNCH_SPEC = "launch.json"  # in the launch's sweep directory: what every worker runs
+RESULT = "result.json"  # in each worker's job directory: its exit code, written when it ends
+LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # submitit_local's own default (60 min) would stop a worker after an hour
+
+
+@dataclasses.dataclass
+class Launch:
+    """Workers started through a Hydra launcher: the app ``rlbase/tune_app.py`` (config ``conf/tune_launch.yaml``)
+    in multirun mode, one job per worker (``worker=range(N)``), its sweep directory ``<study>/launch/<time>_<pid>``."""
+
+    launcher: str
+    workers: int
+    given: list[str]  # the command line's hydra.launcher.* overrides
+    extra: list[str]  # run-only settings every worker's runs get (hardware.threads)
+    dir: Path
+    hardware_slurm: bool = False  # the runs use hardware=slurm: its launcher settings (partition, time, GPUs) apply
+
+    def overrides(self, sweep: bool = True) -> list[str]:
+        keys = {o.partition("=")[0].lstrip("+~") for o in self.given}
+        out = [f"worker=range({self.workers})" if sweep else "worker=0", f"hydra/launcher={self.launcher}",
+               f"hydra.sweep.dir={_hydra_quoted(str(self.dir))}"]
+        if self.hardware_slurm:
+            out.append("+hardware=slurm")
+        if self.launcher == "joblib" and "hydra.launcher.n_jobs" not in keys:
+            out.append(f"hydra.launcher.n_jobs={self.workers}")
+        if self.launcher == "submitit_local" and "hydra.launcher.timeout_min" not in keys:
+            out.append(f"hydra.launcher.timeout_min={LOCAL_TIMEOUT_MIN}")
+        return out + self.given
+
+
+def _hydra_quoted(text: str) -> str:
+    """``text`` as a quoted value of Hydra's override grammar (checked by parsing it back)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    quoted = "'" + re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", text) + "'"
+    try:
+        ok = "${" not in text and OverridesParser.create().parse_override(f"k={quoted}").value() == text
+    except Exception:  # noqa: BLE001 - Hydra's parse errors
+        ok = False
+    if not ok:
+        raise TuneError(f"--study {text}: a launch cannot name this directory to Hydra; use a path without quotes, "
+                        "backslashes or '${'")
+    return quoted
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def plan_launch(args, cfg, choices: dict, given: list[str], workers: int) -> Launch:
+    """The launch of ``workers`` workers, checked before anything is made: the launcher, its settings (the
+    command line's hydra.launcher.*, composed with it: an unknown or ill-typed one is one line), Slurm's presence,
+    and each worker's torch threads: on this machine, the cores divided among the workers running at once (at most
+    what the algorithm gains from; hardware.threads on the command line wins); on Slurm, each job's own cores."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from rlbase.conf.schema import register
+    from rlbase.runtime.api import CONF
+
+    name = args.launcher or ("submitit_slurm" if choices.get("hydra/launcher") == "submitit_slurm" else "joblib")
+    asked = f"--launcher {name}" if args.launcher else (
+        "hardware=slurm (launcher submitit_slurm)" if name == "submitit_slurm" else f"--workers {workers} (launcher {name})")
+    if name == "submitit_slurm":
+        missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
+        if missing:
+            raise TuneError(f"{asked} submits each worker as a Slurm job, but {' and '.join(missing)} "
+                            f"{'is' if len(missing) == 1 else 'are'} not on PATH (no Slurm on this machine); to run "
+                            "here, use --launcher joblib (or submitit_local)")
+    stamp = f"{datetime.datetime.now():%Y-%m-%d_%H-%M-%S}_{os.getpid()}"
+    plan = Launch(name, workers, list(given), [], args.study.absolute() / "launch" / stamp,
+                  hardware_slurm=name == "submitit_slurm" and choices.get("hardware") == "slurm")
+    register()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            launcher = compose(config_name="tune_launch", overrides=plan.overrides(sweep=False),
+                               return_hydra_config=True).hydra.launcher
+    except Exception as e:  # noqa: BLE001 - Hydra's and OmegaConf's composition errors
+        parts = [str(e).splitlines()[0].rstrip(".")] if str(e) else [type(e).__name__]
+        if e.__cause__ is not None and str(e.__cause__):
+            parts.append(str(e.__cause__).splitlines()[0])
+        hint = f" (is {name}'s Hydra plugin installed?)" if "hydra/launcher" in parts[0] else ""
+        raise TuneError(f"{asked}: {': '.join(parts)}{hint}") from None
+    finally:
+        GlobalHydra.instance().clear()
+    own = any(o.partition("=")[0].lstrip("+~") == "hardware.threads" for o in args.overrides)
+    if name != "submitit_slurm" and not own and cfg.hardware.threads == 0:
+        cores = _cores()
+        at_once = workers
+        if name == "joblib":
+            n_jobs = int(launcher.n_jobs)
+            at_once = min(workers, n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs))
+        from rlbase import algos
+
+        threads = max(1, cores // at_once)
+        small = getattr(algos.get(cfg.algo.name), "DEFAULT_THREADS", None)
+        plan.extra = [f"hardware.threads={min(threads, small) if small else threads}"]
+    return plan
+
+
+def launch(plan: Launch, argv: list[str]) -> tuple[dict[int, Optional[int]], int, Optional[int]]:
+    """Start the workers (each runs :func:`work` with ``argv``, the command line less the launch's options) and wait
+    for them. Returns ({worker: its exit code, None if it ended without one}, the launcher's exit code, the signal
+    that stopped this command, if any: it is passed on to the workers, which stop their trials as Ctrl-C does)."""
+    import subprocess
+
+    plan.dir.mkdir(parents=True, exist_ok=True)
+    spec = {"argv": argv, "extra": plan.extra, "cwd": os.getcwd(), "workers": plan.workers, "launcher": plan.launcher}
+    (plan.dir / LAUNCH_SPEC).write_text(json.dumps(spec, indent=1) + "\n")
+    env = dict(os.environ)
+    root = Path(__file__).resolve().parents[1]
+    if (root / "hydra_plugins" / "rlbase_submitit").is_dir():  # a source checkout: the jobs import it from here
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH")) if p)
+    # its own session: a signal here is passed on by us, as SIGTERM to the local jobs (they stop their trials, the
+    # launcher waits for them) or as SIGINT to the launcher of Slurm jobs (it stops waiting; the jobs go on)
+    proc = subprocess.Popen([sys.executable, "-m", "rlbase.tune_app", "--multirun", *plan.overrides()],
+                            start_new_session=True, env=env)
+    got: dict = {"sig": None}
+
+    def forward(signum, frame):
+        got["sig"] = got["sig"] or signum
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGINT if plan.launcher == "submitit_slurm" else signal.SIGTERM)
+
+    old = {}
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2):
+        with contextlib.suppress(ValueError):  # not the main thread
+            old[s] = signal.signal(s, forward)
+    try:
+        rc = proc.wait()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    codes: dict[int, Optional[int]] = {}
+    for i in range(plan.workers):
+        result = plan.dir / f"worker{i}" / RESULT
+        codes[i] = json.loads(result.read_text())["code"] if result.is_file() else None
+    return codes, rc, got["sig"]
+
+
+def _exit_text(code: Optional[int]) -> str:
+    if code is None:
+        return "gave no result (its process died, or never started)"
+    if code > 128 and code - 128 in signal.Signals._value2member_map_:
+        return f"exit {code}: stopped by {signal.Signals(code - 128).name}"
+    return f"exit {code}"
+
+
+def work(launch_dir: Path, worker: int, out_dir: Path) -> int:
+    """One launched worker (``rlbase/tune_app.py`` calls it in each job): the command line in
+    ``<launch_dir>/launch.json``, worked as one process of the study does (:func:`optimize`), its exit code written
+    to ``<out_dir>/result.json``. Stopped by a submitit job's time-limit or preemption signal, it hands that signal
+    to submitit's handler afterwards, which requeues the job (up to hydra.launcher.max_num_timeout times): the
+    requeued worker continues the study, retrying its interrupted trial from the runs' checkpoints."""
+    spec = json.loads((launch_dir / LAUNCH_SPEC).read_text())
+    with contextlib.suppress(OSError):
+        os.chdir(spec["cwd"])  # relative paths (--space, overrides) as the launching command read them
+    _warnings_to_stderr()
+    try:
+        args = parser().parse_intermixed_args(spec["argv"])
+        setup, cfg = build(args)
+        setup.extra = list(spec.get("extra", []))
+        code = optimize(setup, cfg, quiet=True)
+    except TuneError as e:
+        print(f"error: worker {worker}: {e}", file=sys.stderr, flush=True)
+        code = 2
+    except (Stopped, KeyboardInterrupt) as e:
+        code = 128 + getattr(e, "signum", signal.SIGINT)
+    except SystemExit as e:  # argparse
+        code = e.code if isinstance(e.code, int) else 2
+    except Exception as e:  # noqa: BLE001 - one line; the trial itself is marked by optimize
+        line = str(e).splitlines()[0] if str(e) else ""
+        print(f"error: worker {worker}: {type(e).__name__}: {line}", file=sys.stderr, flush=True)
+        code = 1
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / RESULT).write_text(json.dumps({"worker": worker, "code": code, "pid": os.getpid()}) + "\n")
+    if code - 128 in (signal.SIGUSR1, signal.SIGUSR2):
+        handler = signal.getsignal(code - 128)
+        if getattr(handler, "__name__", "") == "checkpoint_and_try_requeue":  # submitit's (restored by optimize)
+            with contextlib.suppress(Exception):  # it raises when it does not requeue: the code stands
+                handler(code - 128, None)  # requeues the job and exits the process
+    return code
+
+
 # ------------------------------------------------------------------------------------------------- command line
 
 
@@ -817,10 +1046,20 @@ class _Once(logging.Filter):
         return True
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def _warnings_to_stderr() -> None:
+    if not logging.getLogger().handlers:  # the runs' warnings and errors on stderr; their full logs in train.log
+        h = logging.StreamHandler(sys.stderr)
+        h.setLevel(logging.WARNING)
+        h.addFilter(_Once())
+        h.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+        logging.getLogger().addHandler(h)
+
+
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="scripts/tune.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("overrides", nargs="*", help="overrides for every run (python train.py's), e.g. algo=td3 env=hopper")
+    p.add_argument("overrides", nargs="*", help="overrides for every run (python train.py's), e.g. algo=td3 env=hopper; "
+                   "with --workers, also the launcher's hydra.launcher.<key>=<value>")
     p.add_argument("--space", default=None, help="search space: a YAML file, a name in rlbase/conf/tune/ or an inline "
                    "mapping (default: rlbase/conf/tune/<algo>.yaml)")
     p.add_argument("--trials", type=int, default=20, help="trials in the study, across all its workers (default 20)")
@@ -832,31 +1071,107 @@ def main(argv: Optional[list[str]] = None) -> int:
                    help="prune between seeds: stop a trial whose running mean is below the median of earlier trials "
                         "at the same seed (Optuna's MedianPruner, after 5 trials)")
     p.add_argument("--study", type=Path, required=True, help="the study's directory (journal.log, trial<k>/seed<s>/)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="start N workers on the study through a Hydra launcher, wait for them, then report (default: "
+                        "work in this process)")
+    p.add_argument("--launcher", default=None,
+                   help="the workers' Hydra launcher: joblib (default; submitit_slurm under hardware=slurm), "
+                        "submitit_local or submitit_slurm; settings as hydra.launcher.<key>=<value>")
     p.add_argument("--report", action="store_true", help="print the study's table and best command; run nothing")
-    args = p.parse_args(argv)
-    if not logging.getLogger().handlers:  # the runs' warnings and errors on stderr; their full logs in train.log
-        h = logging.StreamHandler(sys.stderr)
-        h.setLevel(logging.WARNING)
-        h.addFilter(_Once())
-        h.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
-        logging.getLogger().addHandler(h)
+    return p
+
+
+def build(args) -> tuple[Setup, Any]:
+    """The study's setup from the command line, checked (one line for the first problem), and the composed config."""
+    setup, cfg, _ = _build(args)
+    return setup, cfg
+
+
+def _build(args, elsewhere: bool = False) -> tuple[Setup, Any, dict]:
+    """``elsewhere``: the runs will run on other machines (Slurm jobs): a GPU is not asked of this one."""
+    if args.trials < 1 or args.seeds < 1 or args.seed_base < 0:
+        raise TuneError("--trials and --seeds must be at least 1, --seed-base at least 0")
+    stat = parse_stat(args.stat)
+    check_overrides(args.overrides)
+    choices: dict = {}
+    import torch
+
+    here = ["hardware.device=cpu"] if elsewhere and not torch.cuda.is_available() else []  # hardware.*: not the study's
+    cfg = compose_base([*args.overrides, *here], choices)
+    label, raw = read_space(args.space, cfg.algo.name)
+    space = parse_space(raw, label, cfg, args.overrides)
+    setup = Setup(args.study, list(args.overrides), space, list(range(args.seed_base, args.seed_base + args.seeds)),
+                  stat, args.trials, args.prune)
+    return setup, cfg, choices
+
+
+def worker_argv(args) -> list[str]:
+    """The command line each launched worker works with: this one, less the launch's options."""
+    out = [*args.overrides, "--trials", str(args.trials), "--seeds", str(args.seeds), "--seed-base",
+           str(args.seed_base), "--stat", args.stat, "--study", str(args.study.absolute())]
+    return out + (["--space", args.space] if args.space is not None else []) + (["--prune"] if args.prune else [])
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parser().parse_intermixed_args(argv)
+    _warnings_to_stderr()
+    failed = None
     try:
+        launching = not args.report and (args.launcher is not None or (args.workers or 1) > 1)
+        given = [o for o in args.overrides if o.lstrip("+~").startswith("hydra.launcher.")]
+        if args.workers is not None and args.workers < 1:
+            raise TuneError("--workers must be at least 1")
+        if args.launcher is not None and args.launcher not in LAUNCHERS:
+            raise TuneError(f"--launcher {args.launcher}: allowed: "
+                            f"{', '.join(f'{k} ({v})' for k, v in LAUNCHERS.items())}")
+        if given and not launching:
+            raise TuneError(f"{given[0]}: a launcher setting; it goes with --workers N (or --launcher)")
+        args.overrides = [o for o in args.overrides if o not in given]
         if args.report:
             if not (args.study / JOURNAL).is_file():
                 raise TuneError(f"{args.study}: no study here ({JOURNAL} is missing)")
-        else:
-            if args.trials < 1 or args.seeds < 1 or args.seed_base < 0:
-                raise TuneError("--trials and --seeds must be at least 1, --seed-base at least 0")
-            stat = parse_stat(args.stat)
-            check_overrides(args.overrides)
-            cfg = compose_base(args.overrides)
-            label, raw = read_space(args.space, cfg.algo.name)
-            space = parse_space(raw, label, cfg, args.overrides)
-            setup = Setup(args.study, list(args.overrides), space,
-                          list(range(args.seed_base, args.seed_base + args.seeds)), stat, args.trials, args.prune)
+        elif not launching:
+            setup, cfg = build(args)
             code = optimize(setup, cfg)
             if code != 0:
                 return code
+        else:
+            slurm = args.launcher == "submitit_slurm" or (
+                args.launcher is None and any(o.lstrip("+") == "hardware=slurm" for o in args.overrides))
+            setup, cfg, choices = _build(args, elsewhere=slurm)
+            plan = plan_launch(args, cfg, choices, given, args.workers or 1)  # every refusal before the study is made
+            study, storage = prepare(setup, cfg)
+            print(header(setup, study), flush=True)
+            with study_lock(setup.study_dir):
+                for note in recover(study, storage, setup.study_dir):
+                    print(note, flush=True)
+                done, waiting = counted(study.get_trials(deepcopy=False))
+            left = max(0, setup.trials - done) + waiting
+            if left:
+                if left < plan.workers:  # a worker per trial left at most
+                    plan = plan_launch(args, cfg, choices, given, left)
+                threads = f", hardware.threads={plan.extra[0].partition('=')[2]} each" if plan.extra else ""
+                print(f"launching {plan.workers} worker{'s' if plan.workers > 1 else ''} through hydra/launcher="
+                      f"{plan.launcher}{threads} (their jobs: {plan.dir})", flush=True)
+                codes, rc, sig = launch(plan, worker_argv(args))
+                if sig is not None:
+                    name = signal.Signals(sig).name
+                    where = ("the Slurm jobs go on (squeue; --report shows the study)" if plan.launcher ==
+                             "submitit_slurm" else "the workers marked their trials interrupted")
+                    print(f"stopped by {name}: {where}; run the same command to continue the study", file=sys.stderr)
+                    return 128 + sig
+                bad = {i: c for i, c in codes.items() if c != 0}
+                if bad or rc != 0:
+                    with study_lock(setup.study_dir):  # a worker that died left its trial running: marked failed
+                        for note in recover(study, storage, setup.study_dir):
+                            print(note, flush=True)
+                        done, waiting = counted(study.get_trials(deepcopy=False))
+                    which = "; ".join(f"worker {i} {_exit_text(c)}" for i, c in bad.items())
+                    launcher = f"the launcher exited {rc} (its message above)" if rc != 0 else ""
+                    after = ("the other workers finished the study" if not waiting and done >= setup.trials else
+                             "run the same command to continue the study (interrupted trials are retried)")
+                    failed = (f"{len(bad)} of {plan.workers} workers failed: " if bad else "") + "; ".join(
+                        x for x in (which, launcher) if x) + f"; their jobs: {plan.dir}; {after}"
         text, command = report(args.study)
     except TuneError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -867,4 +1182,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 128 + signum
     (args.study / "report.md").write_text(text)
     print(text)
+    if failed is not None:
+        print(f"error: {failed}", file=sys.stderr)
+        return 1
     return 0

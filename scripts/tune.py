@@ -1,5 +1,6 @@
 """Hyperparameter search over seeds: ``python scripts/tune.py <overrides> --space <file|name|inline> --trials N
---seeds K --study DIR [--report]`` (see ``rlbase.tune``)."""
+--seeds K --study DIR [--workers W [--launcher joblib|submitit_local|submitit_slurm] [hydra.launcher.<key>=...]]
+[--report]`` (see ``rlbase.tune``)."""
 
 import sys
 
