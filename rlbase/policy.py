@@ -31,6 +31,7 @@ from torch import nn
 
 from rlbase import envs
 from rlbase.core import seeding
+from rlbase.core.agent import to_env
 from rlbase.report.evaluate import build_agent, load_state
 from rlbase.runtime.validate import SAMPLED_POLICIES
 
@@ -96,7 +97,7 @@ class _AllowedArgmax(nn.Module):
 
 def deterministic_head(agent) -> Optional[nn.Module]:
     """A module mapping a batch of the agent's inputs (normalised observations, float32) to its deterministic
-    actions, the same computation as ``agent.act(obs, deterministic=True)`` on one row (tests/test_policy.py checks
+    actions, the same computation as ``agent.act(obs, deterministic=True)`` (tests/test_policy.py checks
     every algorithm); it shares the agent's weights. None for an agent whose deterministic action draws random
     numbers (continuous BCQ: the best of generated candidates)."""
     from rlbase.algos import a2c, bc, bcq, dqn, iql, sac, td3, td3_bc
@@ -167,10 +168,11 @@ class Policy:
     """A run's trained policy on raw env observations: ``policy(obs)`` or ``policy.act(obs, ...)``.
 
     ``obs``: one observation ``(n,)`` or a batch ``(B, n)``, numpy (or a list) or torch. Actions come back the same
-    kind: numpy for numpy input -- one observation gives what ``agent.act`` gives, a float32 array or, for discrete
-    actions, an int; a batch gives ``(B, A)`` float32 or ``(B,)`` int64 -- and torch tensors on the input's device for
-    torch input. Everything the run's evaluation applied is applied here: observation normalisation with the saved
-    statistics and clipping, and the agent's own action scaling and clipping.
+    kind: numpy for numpy input -- one observation gives what the env takes from the run's loops
+    (``core.agent.to_env``), a float32 array or, for discrete actions, an int; a batch gives ``(B, A)`` float32 or
+    ``(B,)`` int64 -- and torch tensors on the input's device for torch input. Everything the run's evaluation
+    applied is applied here: observation normalisation with the saved statistics and clipping, and the agent's own
+    action scaling and clipping.
 
     ``deterministic=True`` (the run's evaluation, unless it ran with ``eval.sample=true``): the mean or argmax,
     computed by one batched module (:meth:`export` writes the same module); one observation gives exactly the agent's
@@ -179,8 +181,8 @@ class Policy:
     deterministic policy and raise ``ValueError``) from ``generator``, or from a generator seeded with ``seed``, or
     else from the policy's own, which starts as the run's evaluation generator (stream ``eval_rng``). Sampling, and
     continuous BCQ (whose deterministic action is the best of generated candidates), act through the agent's
-    ``act``, which takes one observation: a batch is then acted on row by row, in order, so a batch gives what the
-    same rows one by one would (correct, not fast).
+    ``act``, one row at a time, in order, so a batch draws what the same rows one by one would (correct, not fast;
+    one call on the whole batch would draw its noise in another order).
 
     Attributes: ``env_id``, ``algo``, ``config`` (the run's), ``step`` (of the checkpoint), ``eval_return`` (that
     checkpoint's evaluation mean return; None when the run did not evaluate at that step), ``which``, ``agent``,
@@ -241,15 +243,13 @@ class Policy:
             return int(out) if single and self.spec.discrete else out
         gen = self._generator(generator, seed)
         with torch.no_grad():
-            z = self.norm(x.unsqueeze(0) if single else x).cpu().numpy()
-        rows = [self.agent.act(row, deterministic=deterministic, generator=gen) for row in z]
-        if single and not is_torch:
-            return rows[0]
-        out = np.stack([np.asarray(r) for r in rows]).astype(np.int64 if self.spec.discrete else np.float32)
+            z = self.norm(x.unsqueeze(0) if single else x)
+        # row by row, in order: each row draws what it would alone (one batched draw would give other numbers)
+        out = torch.cat([self.agent.act(z[i:i + 1], deterministic=deterministic, generator=gen) for i in range(len(z))])
         if is_torch:
-            t = torch.from_numpy(out).to(obs.device)
-            return t[0] if single else t
-        return out
+            out = out.to(obs.device)
+            return out[0] if single else out
+        return to_env(out) if single else out.cpu().numpy()
 
     def _generator(self, generator: Optional[torch.Generator], seed: Optional[int]) -> torch.Generator:
         if generator is not None and seed is not None:

@@ -41,6 +41,7 @@ from rlbase import (
     algos,  # noqa: E402
     envs,  # noqa: E402
 )
+from rlbase.core.agent import act_env  # noqa: E402
 from rlbase.core.buffer import ReplayBuffer  # noqa: E402
 from rlbase.envs import EnvConfig  # noqa: E402
 
@@ -191,7 +192,7 @@ class Ours:
         obs = self.obs
         t = time.perf_counter()
         for i in range(n):
-            action = agent.act(obs) if learn else env.action_space.sample()
+            action = act_env(agent, obs) if learn else env.action_space.sample()
             nxt, r, term, trunc, _ = env.step(action)
             buf.add(obs, action, r, nxt, term, trunc)
             obs = env.reset()[0] if term or trunc else nxt
@@ -222,7 +223,7 @@ class Ours:
     def act_us(self, n: int = 500) -> float:
         t = time.perf_counter()
         for _ in range(n):
-            self.agent.act(self.obs)
+            act_env(self.agent, self.obs)
         return (time.perf_counter() - t) / n * 1e6
 
     def flops(self) -> float:

@@ -18,6 +18,7 @@ from rlbase import (
     envs,  # noqa: E402
 )
 from rlbase.core import seeding  # noqa: E402
+from rlbase.core.agent import act_env  # noqa: E402
 from rlbase.report.evaluate import load_agent
 
 
@@ -43,7 +44,7 @@ def main(argv=None) -> Path:
     cols = {k: [] for k in ("obs", "act", "rew", "next", "term", "trunc")}
     obs, _ = env.reset(seed=args.seed)
     for _ in range(args.steps):
-        action = agent.act(obs, deterministic=True, generator=gen)
+        action = act_env(agent, obs, deterministic=True, generator=gen)
         if spec.discrete:
             if rng.random() < args.noise:
                 action = int(env.action_space.sample())

@@ -151,11 +151,12 @@ def test_both_action_types_build_and_update(env_id, shared):
         metrics = agent.update(storage.batch(agent.value(obs), 0.99, 0.95))
     assert all(np.isfinite(float(v)) for v in metrics.values())
     assert any(not torch.equal(b, p) for b, p in zip(before, agent.net.parameters()))
-    a = agent.act(obs[0], deterministic=True)
+    a = agent.act(torch.as_tensor(obs, dtype=torch.float32), deterministic=True)  # the 4 envs' observations
+    assert a.shape == (4, *spec.action_shape)
     if spec.discrete:
-        assert a in (0, 1)
+        assert a.dtype == torch.int64 and set(a.tolist()) <= {0, 1}
     else:
-        assert np.all(a >= spec.action_low) and np.all(a <= spec.action_high)
+        assert np.all(a.numpy() >= spec.action_low) and np.all(a.numpy() <= spec.action_high)
     venv.close()
 
 

@@ -65,10 +65,10 @@ def test_actions_within_bounds(agent_cls, cfg):
     with torch.no_grad():  # push the actor to saturation
         for p in agent.actor.parameters():
             p.mul_(50)
-    for obs in np.random.default_rng(0).normal(size=(200, 3)) * 10:
-        for det in (True, False):
-            a = agent.act(obs, deterministic=det)
-            assert a.shape == (2,) and np.all(a >= LOW) and np.all(a <= HIGH)
+    obs = torch.as_tensor(np.random.default_rng(0).normal(size=(200, 3)) * 10, dtype=torch.float32)
+    for det in (True, False):
+        a = agent.act(obs, deterministic=det).numpy()
+        assert a.shape == (200, 2) and np.all(a >= LOW) and np.all(a <= HIGH)
 
 
 def test_td3_target_policy_smoothing_is_clipped():
@@ -133,6 +133,29 @@ def test_ddpg_lillicrap_action_enters_second_layer():
     agent = DDPG(DDPGConfig(critic_hidden=[16, 8], critic_action_layer=1), SPEC, CPU)
     assert agent.critic.layers[0].weight.shape == (1, 3, 16)
     assert agent.critic.layers[1].weight.shape == (1, 16 + 2, 8)
+
+
+def test_sac_critics_read_unit_space_actions():
+    """As softlearning and SB3: with bounds other than +-1 the critics see replay actions as (a - center) / scale and
+    the policy's samples as tanh(u), before scaling (target and actor loss); a replay action at the upper bound is
+    valued as the critic at 1.0."""
+    spec = EnvSpec("Fake-v0", (3,), False, 0, (2,), np.array([-2.0, 10.0], np.float32),
+                   np.array([2.0, 12.0], np.float32), 10)
+    torch.manual_seed(0)
+    agent = SAC(SACConfig(actor_hidden=[8], critic_hidden=[8]), spec, CPU)
+    seen = {"critic": [], "critic_target": []}
+    for name, log in seen.items():
+        getattr(agent, name).register_forward_pre_hook(lambda module, args, log=log: log.append(args[1].detach().clone()))
+    b = batch(n=4)._replace(action=torch.tensor([[2.0, 12.0], [-2.0, 10.0], [0.0, 11.0], [1.0, 10.5]]))
+    agent.update(b)
+    replay, policy = seen["critic"]  # the current Q, then the actor loss's Q
+    assert torch.equal(replay, torch.tensor([[1.0, 1.0], [-1.0, -1.0], [0.0, 0.0], [0.5, -0.5]]))
+    for sampled in (policy, seen["critic_target"][0]):  # tanh(u): in [-1, 1], where env units would be >= 10
+        assert sampled.abs().max() <= 1.0
+    at_bound = b._replace(action=torch.tensor([[2.0, 12.0]]).expand(4, 2))
+    with torch.no_grad():
+        q_mean = agent.critic_loss(at_bound)[1]["train/q_mean"]
+        assert torch.equal(q_mean, agent.critic(at_bound.obs, torch.ones(4, 2)).mean())
 
 
 def test_sac_critic_does_not_learn_from_actor_loss():

@@ -288,3 +288,49 @@ def test_every_registered_agent_satisfies_its_loop_kinds_protocol():
         agent = module.Agent(module.Config(), spec, torch.device("cpu"))
         protocol = PROTOCOLS[module.LOOP]
         assert isinstance(agent, Agent) and isinstance(agent, protocol), (name, protocol.__name__)
+
+
+def test_every_agent_acts_on_a_batch_of_tensors_and_one_row_draws_as_before():
+    """``act`` takes observations (B, obs_dim) as a tensor and gives (B, ...) actions as one (int64 indices for
+    discrete actions); deterministic rows are the rows acted on alone; the env boundary (``core.agent.act_env``) gives
+    an int or a float32 array. DQN's batch of one draws exactly what its scalar epsilon-greedy drew."""
+    from rlbase import algos
+    from rlbase.core.agent import act_env, to_batch, to_env
+    from rlbase.envs import EnvSpec
+    from tests.test_offline import pendulum_spec
+
+    cartpole = EnvSpec(id="CartPole-v1", obs_shape=(4,), action_shape=(), discrete=True, n_actions=2, action_low=None,
+                       action_high=None, max_episode_steps=500)
+    specs = {"discrete": cartpole, "continuous": pendulum_spec()}
+    rng = np.random.default_rng(0)
+    for name in algos.ALGOS:
+        module = algos.get(name)
+        for kind in module.ACTION_SPACES:
+            spec = specs[kind]
+            agent = module.Agent(module.Config(), spec, torch.device("cpu"), seeding.AgentRandom(2))
+            obs = rng.normal(size=(5, spec.obs_dim))
+            for det in (True, False):
+                out = agent.act(torch.as_tensor(obs, dtype=torch.float32), deterministic=det,
+                                generator=torch.Generator().manual_seed(0))
+                assert torch.is_tensor(out) and out.shape == (5, *spec.action_shape), (name, kind)
+                assert out.dtype == (torch.int64 if spec.discrete else torch.float32), (name, kind)
+            if name != "bcq" or spec.discrete:  # continuous BCQ's deterministic action draws its candidates
+                batch = agent.act(torch.as_tensor(obs, dtype=torch.float32), deterministic=True)
+                rows = torch.cat([agent.act(to_batch(o, "cpu"), deterministic=True) for o in obs])
+                torch.testing.assert_close(batch, rows, rtol=1e-5, atol=1e-6)
+            one = act_env(agent, obs[0], deterministic=True, generator=torch.Generator().manual_seed(0))
+            assert type(one) is int if spec.discrete else (one.dtype == np.float32 and one.shape == spec.action_shape)
+    assert to_env(torch.tensor([[0.5]])).tolist() == [0.5] and to_env(torch.tensor([2])) == 2
+
+    dqn = algos.get("dqn")
+    agent = dqn.Agent(dqn.Config(eps_decay=30.0), cartpole, torch.device("cpu"), seeding.AgentRandom(0))
+    gen = seeding.AgentRandom(0).explore  # the same stream, drawn as DQN.act drew one observation at a time
+    x = torch.as_tensor(rng.normal(size=(200, 4)), dtype=torch.float32)
+    for t in range(200):
+        eps = agent.epsilon()
+        expected = int(torch.randint(2, (), generator=gen)) if float(torch.rand((), generator=gen)) < eps else None
+        got = agent.act(x[t:t + 1])
+        if expected is None:
+            expected = int(agent.q(x[t:t + 1]).argmax(dim=1)[0])
+        assert int(got[0]) == expected, t
+    assert agent.explore_steps == 200 and torch.equal(agent.rng.explore.get_state(), gen.get_state())

@@ -63,17 +63,17 @@ def test_hard_target_update_every_n():
 def test_epsilon_decays_and_greedy_eval():
     a = agent(eps_start=0.9, eps_end=0.05, eps_decay=100)
     assert abs(a.epsilon() - 0.9) < 1e-9
-    for _ in range(100):
-        a.act(np.zeros(2), deterministic=False)
-    assert abs(a.epsilon() - (0.05 + 0.85 * np.exp(-1))) < 1e-9
+    for _ in range(50):  # a batch of two rows is two exploratory actions
+        a.act(torch.zeros(2, 2), deterministic=False)
+    assert a.explore_steps == 100 and abs(a.epsilon() - (0.05 + 0.85 * np.exp(-1))) < 1e-9
     n = a.explore_steps
-    act = a.act(np.array([0.5, -0.5]), deterministic=True)
-    assert a.explore_steps == n and 0 <= act < 3
+    act = a.act(torch.tensor([[0.5, -0.5]]), deterministic=True)
+    assert a.explore_steps == n and act.shape == (1,) and act.dtype == torch.int64 and 0 <= int(act[0]) < 3
 
 
 def test_state_dict_roundtrip_same_actions():
     a, b = agent(), agent()
     a.update(hand_batch())
     b.load_state_dict(a.state_dict())
-    obs = np.random.default_rng(0).normal(size=(20, 2))
-    assert [a.act(o, True) for o in obs] == [b.act(o, True) for o in obs]
+    obs = torch.as_tensor(np.random.default_rng(0).normal(size=(20, 2)), dtype=torch.float32)
+    assert torch.equal(a.act(obs, True), b.act(obs, True))

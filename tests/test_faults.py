@@ -100,9 +100,9 @@ def test_diverged_policy_is_named_not_the_env(tmp_path, monkeypatch, compose_cfg
     calls = {"n": 0}
     act = sac.SAC.act
 
-    def diverging(self, obs, deterministic=False):
+    def diverging(self, obs, deterministic=False, generator=None):
         calls["n"] += 1
-        return act(self, obs, deterministic) * (np.nan if calls["n"] > 200 else 1.0)
+        return act(self, obs, deterministic, generator) * (np.nan if calls["n"] > 200 else 1.0)
 
     monkeypatch.setattr(sac.SAC, "act", diverging)
     with pytest.raises(NonFiniteError, match=r"non-finite action \(policy output; the agent's weights may have diverged\) at env step 301"):

@@ -41,13 +41,13 @@ class ConstQ(torch.nn.Module):
 
 
 class StubPolicy:
-    """Returns fixed actions and log-probabilities: a1/lp1 at states, a2/lp2 at next states (told apart by a flag
-    in the first observation coordinate)."""
+    """Returns fixed unit-space actions (what the critics read) and log-probabilities: a1/lp1 at states, a2/lp2 at
+    next states (told apart by a flag in the first observation coordinate)."""
 
     def __init__(self, a1, lp1, a2, lp2):
         self.v = (a1, lp1, a2, lp2)
 
-    def sample(self, obs, gen=None):
+    def sample_unit(self, obs, gen=None):
         nxt = obs[:, 0] > 50
         a1, lp1, a2, lp2 = self.v
         a = torch.where(nxt[:, None], torch.full((len(obs), 1), a2), torch.full((len(obs), 1), a1))
@@ -67,7 +67,7 @@ def test_cql_uniform_and_policy_terms_match_hand_computation():
     n = agent.cfg.num_random
     # Constant Q: the uniform samples' values are known exactly whatever they are.
     agent.critic = ConstQ(c=(1.0, -2.0))
-    agent.actor.sample = StubPolicy(0.5, -0.3, -0.5, 0.7).sample
+    agent.actor.sample_unit = StubPolicy(0.5, -0.3, -0.5, 0.7).sample_unit
     log_u = -math.log(2.0)  # uniform density over [-1, 1], the unit action space of the log-probabilities
     assert agent.log_uniform == pytest.approx(log_u)
     gap, lse, q_data = agent.conservative_gap(batch)
@@ -76,22 +76,23 @@ def test_cql_uniform_and_policy_terms_match_hand_computation():
         assert lse[i].numpy() == pytest.approx(np.full(4, expected), rel=1e-5)
         assert gap[i].item() == pytest.approx(expected - c, rel=1e-5)
     # Action-dependent Q: the policy terms use the policy's actions at s and at s' (both valued at s); the
-    # uniform actions are fixed through the uniform_actions hook.
+    # uniform actions are fixed through the uniform_actions hook. The critics read unit-space actions: the data's
+    # (Pendulum's bounds are +-2) as a / 2.
     agent.critic = ConstQ(c=(0.0, 0.0), w=(2.0, -1.0))
     agent.uniform_actions = lambda m: torch.full((m, 1), 1.5)
     gap, lse, q_data = agent.conservative_gap(batch)
     for i, w in enumerate((2.0, -1.0)):
         expected = math.log(n * math.exp(w * 1.5 - log_u) + n * math.exp(w * 0.5 + 0.3) + n * math.exp(-w * 0.5 - 0.7))
         assert lse[i].numpy() == pytest.approx(np.full(4, expected), rel=1e-5)
-        assert q_data[i].numpy() == pytest.approx(w * batch.action[:, 0].numpy(), rel=1e-5)
-        assert gap[i].item() == pytest.approx(float((expected - w * batch.action[:, 0]).mean()), rel=1e-5)
+        assert q_data[i].numpy() == pytest.approx(w * batch.action[:, 0].numpy() / 2, rel=1e-5)
+        assert gap[i].item() == pytest.approx(float((expected - w * batch.action[:, 0] / 2).mean()), rel=1e-5)
 
 
 def test_cql_temperature_and_weight():
     agent = cql_agent(temperature=2.0, cql_alpha=3.0)
     batch = make_batch()._replace(next_obs=make_batch().next_obs + 100.0)
     agent.critic = ConstQ(c=(1.0, 1.0))
-    agent.actor.sample = StubPolicy(0.0, 0.0, 0.0, 0.0).sample
+    agent.actor.sample_unit = StubPolicy(0.0, 0.0, 0.0, 0.0).sample_unit
     n, log_u = agent.cfg.num_random, -math.log(2.0)  # uniform density in the unit action space
     gap, _, _ = agent.conservative_gap(batch)
     lse = 2.0 * math.log(n * math.exp((1 - log_u) / 2) + 2 * n * math.exp(1 / 2))
@@ -113,8 +114,8 @@ def test_cql_pushes_down_unseen_actions():
     for _ in range(300):
         agent.update(batch)
     with torch.no_grad():
-        q_data = agent.critic(obs, torch.full((b, 1), 1.0)).mean()
-        q_other = agent.critic(obs, torch.full((b, 1), -1.5)).mean()
+        q_data = agent.critic(obs, agent.actor.unit(torch.full((b, 1), 1.0))).mean()  # the critics read unit space
+        q_other = agent.critic(obs, agent.actor.unit(torch.full((b, 1), -1.5))).mean()
     assert q_data > q_other + 1.0
 
 
@@ -144,9 +145,8 @@ def test_bcq_perturbation_stays_within_phi(low, high, phi):
     assert step.max().item() <= phi * half + 1e-5
     assert step.max().item() >= 0.5 * phi * half  # saturated: the bound is reached, not trivially met
     # acting returns in-bounds actions
-    for o in obs[:20].numpy():
-        a = agent.act(o)
-        assert low <= a[0] <= high
+    a = agent.act(obs[:20])
+    assert a.shape == (20, 1) and bool(((low <= a) & (a <= high)).all())
 
 
 def test_discrete_bcq_only_picks_allowed_actions():

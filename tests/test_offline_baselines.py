@@ -39,11 +39,11 @@ def test_td3_bc_normalises_states_with_the_dataset_statistics_also_when_acting()
     assert np.allclose(a.norm.std.numpy(), obs.std(0) + 1e-3, atol=1e-5)
     x = obs[:1]
     expected = a.actor(torch.as_tensor((x - obs.mean(0)) / (obs.std(0) + 1e-3)))[0].detach().numpy()
-    assert np.allclose(a.act(x[0]), expected, atol=1e-5)
+    assert np.allclose(a.act(torch.as_tensor(x))[0].numpy(), expected, atol=1e-5)
     # the statistics travel with the agent: a fresh agent loaded from its state acts the same
     b = agent("td3_bc", actor_hidden=[8], critic_hidden=[8])
     b.load_state_dict(a.state_dict())
-    assert np.allclose(b.act(x[0]), a.act(x[0]))
+    assert torch.allclose(b.act(torch.as_tensor(obs[:7])), a.act(torch.as_tensor(obs[:7])))
     off = agent("td3_bc", actor_hidden=[8], critic_hidden=[8], normalize_states=False)
     off.fit_dataset({"observations": obs})
     assert torch.equal(off.norm.mean, torch.zeros(3)) and torch.equal(off.norm.std, torch.ones(3))
@@ -103,11 +103,11 @@ def test_iql_reward_scale_and_advantage_weights():
     m = a.update(batch())
     assert 0 < float(m["train/adv_weight_mean"]) <= 100.0
     # deterministic actions are the policy's mean, inside the bounds
-    act = a.act(np.zeros(3, np.float32))
-    assert act.shape == (1,) and -2.0 <= act[0] <= 2.0
+    act = a.act(torch.zeros(2, 3))
+    assert act.shape == (2, 1) and bool(((-2.0 <= act) & (act <= 2.0)).all())
     b = agent("iql", hidden=[8])
     b.load_state_dict(a.state_dict())
-    assert b.reward_scale == a.reward_scale and np.allclose(b.act(np.zeros(3, np.float32)), act)
+    assert b.reward_scale == a.reward_scale and torch.allclose(b.act(torch.zeros(2, 3)), act)
 
 
 def test_iql_actor_lr_follows_a_cosine_to_zero():

@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 import rlbase
 from rlbase import algos, envs
 from rlbase.core import seeding
+from rlbase.core.agent import act_env
 from rlbase.core.evaluate import evaluate
 from rlbase.loops.runner import BEST_POLICY
 from rlbase.policy import Policy, load_policy
@@ -196,7 +197,7 @@ def test_every_algorithm_acts_as_its_agent_and_exports(tmp_path):
             obs = rng.normal(size=(6, n)) * 3.0
             seen = np.clip(np.float32((obs - np.asarray(stats["mean"])) / np.sqrt(np.asarray(stats["var"]) + 1e-8)),
                            -1.5, 1.5)  # what NormalizeObservation + the obs_clip wrapper give the agent
-            expected = [agent.act(o, deterministic=True, generator=torch.Generator().manual_seed(0)) for o in seen]
+            expected = [act_env(agent, o, deterministic=True, generator=torch.Generator().manual_seed(0)) for o in seen]
             got = [policy(o, generator=torch.Generator().manual_seed(0)) for o in obs]
             for e, g in zip(expected, got):
                 assert type(e) is type(g) and np.array_equal(e, g), (name, kind)

@@ -92,8 +92,8 @@ def test_the_stacked_sac_update_is_k_separate_updates(over):
                 torch.testing.assert_close(mine[opt]["state"][i]["exp_avg"], s["exp_avg"], rtol=1e-5, atol=1e-7)
         plain = agents("sac", [0])[0]
         plain.load_state_dict(mine)  # a seed's slice is a plain SAC agent's state
-        x = np.ones(5, np.float32)
-        np.testing.assert_allclose(group.act_one(j, x, True, None), a.act(x, deterministic=True), rtol=1e-5, atol=1e-6)
+        x = torch.ones(3, 5)
+        torch.testing.assert_close(group.act_one(j, x, True, None), a.act(x, deterministic=True), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("over", [{"grad_clip_norm": 0.5, "target_update_every": 3}, {"double": True, "amsgrad": False}])
@@ -112,9 +112,9 @@ def test_the_stacked_dqn_update_is_k_separate_updates(over):
         metrics = group.update(stacked(step))
         for j, (a, b) in enumerate(zip(alone, step)):
             torch.testing.assert_close(metrics["loss/q"][j], a.update(b)["loss/q"], rtol=1e-5, atol=1e-6)
-    x = np.random.default_rng(0).normal(size=(2, 5)).astype(np.float32)
+    x = torch.as_tensor(np.random.default_rng(0).normal(size=(2, 5)), dtype=torch.float32)
     for _ in range(20):  # exploration: each seed's epsilon and draws, as its own agent
-        np.testing.assert_array_equal(group.act_all(x, [True, True]), [a.act(x[j]) for j, a in enumerate(alone)])
+        assert torch.equal(group.act_all(x, [True, True]), torch.cat([a.act(x[j:j + 1]) for j, a in enumerate(alone)]))
     for j, a in enumerate(alone):
         for key, value in a.state_dict()["q"].items():
             torch.testing.assert_close(group.state_dict(j)["q"][key], value, rtol=1e-5, atol=1e-6)
@@ -133,8 +133,8 @@ def test_a_seeds_slice_loads_into_its_own_agent_and_back():
     for net in ("actor", "critic_target"):
         for key, value in group.state_dict(1)[net].items():
             torch.testing.assert_close(other.state_dict(0)[net][key], value, rtol=0, atol=0)
-    x = np.ones(5, np.float32)
-    np.testing.assert_allclose(other.act_one(0, x, True, None), plain.act(x, deterministic=True), rtol=1e-5, atol=1e-6)
+    x = torch.ones(1, 5)
+    torch.testing.assert_close(other.act_one(0, x, True, None), plain.act(x, deterministic=True), rtol=1e-5, atol=1e-6)
     # and the loaded agent trains on as its slice does (its Adam moments contiguous, the fused kernel reads them right)
     step = batches(2, 1, seed=2)[0]
     group.rngs[1].update.set_state(plain.rng.update.get_state())

@@ -120,25 +120,27 @@ class A2C(Hooks):
         else:
             raise ValueError(f"algo.optimizer={cfg.optimizer} is not supported; allowed: rmsprop, adam")
 
-    def _to_env(self, action: torch.Tensor) -> np.ndarray:
-        if self.spec.discrete:
-            return action.cpu().numpy()
-        s = self.net.scaler
-        return torch.maximum(torch.minimum(action, s.high), s.low).cpu().numpy()
-
     def _obs(self, obs) -> torch.Tensor:
+        """Observations (a numpy batch from the vector env, or ``act``'s tensor) as the network's float32 input."""
         return torch.as_tensor(obs, dtype=torch.float32, device=self.device)
 
+    def _clip(self, action: torch.Tensor) -> torch.Tensor:
+        """Actions as the env takes them: discrete ones as they are, continuous ones clipped to the bounds."""
+        if self.spec.discrete:
+            return action
+        s = self.net.scaler
+        return torch.maximum(torch.minimum(action, s.high), s.low)
+
     @torch.inference_mode()
-    def act(self, obs: np.ndarray, deterministic: bool = False, generator: Optional[torch.Generator] = None):
-        """One env's action: greedy (argmax or mean, clipped) when deterministic, sampled otherwise."""
-        dist, _ = self.net(self._obs(obs).unsqueeze(0))
+    def act(self, obs: torch.Tensor, deterministic: bool = False, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Actions for observations ``(B, obs_dim)``: greedy (argmax, or the mean clipped to the bounds) when
+        deterministic, sampled (and clipped) otherwise; ``(B,)`` indices or ``(B, action_dim)``."""
+        dist, _ = self.net(self._obs(obs))
         if deterministic:
             action = dist.probs.argmax(-1) if self.spec.discrete else dist.mean
         else:
             action = self.sample(dist, self.rng.explore if generator is None else generator)
-        out = self._to_env(action)[0]
-        return int(out) if self.spec.discrete else out
+        return self._clip(action)
 
     def sample(self, dist, gen: torch.Generator) -> torch.Tensor:
         """An action drawn from ``dist`` (the policy's Categorical or Normal) with ``gen``."""
@@ -153,7 +155,7 @@ class A2C(Hooks):
         dist, value = self.net(self._obs(obs))
         action = self.sample(dist, self.rng.explore)
         log_prob = dist.log_prob(action)
-        return action, self._to_env(action), value, log_prob if self.spec.discrete else log_prob.sum(-1)
+        return action, self._clip(action).cpu().numpy(), value, log_prob if self.spec.discrete else log_prob.sum(-1)
 
     @torch.inference_mode()
     def value(self, obs: np.ndarray) -> torch.Tensor:

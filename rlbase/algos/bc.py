@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -52,9 +51,11 @@ class BC(Hooks):
         self.updates = 0
 
     @torch.inference_mode()
-    def act(self, obs: np.ndarray, deterministic: bool = False, generator: Optional[torch.Generator] = None):
-        out = self.policy(torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0))[0]
-        return int(out.argmax()) if self.spec.discrete else self.scaler(out).cpu().numpy()
+    def act(self, obs: torch.Tensor, deterministic: bool = False, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """The policy's actions for observations ``(B, obs_dim)``, deterministic either way (no draws): the most
+        likely action ``(B,)``, or the network's output scaled to the bounds ``(B, action_dim)``."""
+        out = self.policy(obs)
+        return out.argmax(dim=-1) if self.spec.discrete else self.scaler(out)
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         out = self.policy(batch.obs)

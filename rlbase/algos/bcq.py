@@ -143,12 +143,12 @@ class BCQ(Hooks):
         return actions.view(b, n, -1)[torch.arange(b, device=obs.device), best]
 
     @torch.inference_mode()
-    def act(self, obs: np.ndarray, deterministic: bool = False, generator: Optional[torch.Generator] = None) -> np.ndarray:
-        """The best of ``n_act`` generated actions: random even when deterministic (the generator's samples),
-        drawn from ``generator`` (evaluation passes its own), else from the agent's ``explore`` stream."""
-        x = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
+    def act(self, obs: torch.Tensor, deterministic: bool = False, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """For each of the observations ``(B, obs_dim)``, the best of ``n_act`` generated actions ``(B,
+        action_dim)``: random even when deterministic (the generator's samples), drawn from ``generator``
+        (evaluation passes its own), else from the agent's ``explore`` stream."""
         gen = self.rng.explore if generator is None else generator
-        return self.scaler(self.select(x, self.cfg.n_act, self.actor, self.critic, gen))[0].cpu().numpy()
+        return self.scaler(self.select(obs, self.cfg.n_act, self.actor, self.critic, gen))
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         c = self.cfg
@@ -220,9 +220,9 @@ class DiscreteBCQ(Hooks):
         return q.masked_fill(~allowed, float("-inf")).argmax(dim=-1)
 
     @torch.inference_mode()
-    def act(self, obs: np.ndarray, deterministic: bool = False, generator: Optional[torch.Generator] = None) -> int:
-        x = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
-        return int(self.best_allowed(*self.net(x))[0])
+    def act(self, obs: torch.Tensor, deterministic: bool = False, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """The best allowed action ``(B,)`` for observations ``(B, obs_dim)`` (no draws)."""
+        return self.best_allowed(*self.net(obs))
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         c = self.cfg

@@ -10,11 +10,13 @@ Implementation details:
        cql_alpha * ( T * logsumexp_j( x_j / T ) - Q_i(s, a_data) ),
    where the x_j are ``num_random`` samples from each of three proposals, each corrected by its log-density
    (importance sampling of the logsumexp's integral):
-       Q_i(s, a_unif) - log U(a_unif)     a_unif uniform over the action box, log U = -sum log(high - low)
+       Q_i(s, a_unif) - log U(a_unif)     a_unif uniform over the unit action box [-1, 1]^|A|, log U = -|A| log 2
        Q_i(s, a_pi)   - log pi(a_pi|s)    a_pi ~ pi(.|s)
        Q_i(s, a_pi')  - log pi(a_pi'|s')  a_pi' ~ pi(.|s'), the next state's policy, evaluated at s
    It pushes Q down on actions the policy or a uniform proposal would pick and up on the data's actions.
-   The proposals are sampled without gradient (only the critics train on this loss).
+   The proposals are sampled without gradient (only the critics train on this loss). Every action is in SAC's unit
+   space, as the critics read them (algos/sac.py detail 3): the data's mapped by (a - center) / scale, the
+   policy's tanh(u) before scaling, the uniform ones drawn in [-1, 1].
 3. Lagrangian version (``lagrange=true``): the weight becomes alpha' * cql_alpha, with alpha' = exp(log alpha')
    clamped to [0, 1e6], learned by gradient ascent on alpha' * (cql_alpha * gap - target_gap) so the gap stays
    near ``target_gap`` (eq. 30 of the paper's appendix).
@@ -72,8 +74,8 @@ class CQL(SAC):
         self.alpha_prime_opt = adam([self.log_alpha_prime], cfg.alpha_prime_lr)
 
     def uniform_actions(self, n: int) -> torch.Tensor:
-        s = self.actor.scaler
-        return s.low + (s.high - s.low) * uniform((n, self.spec.action_dim), self.rng.update, self.device)
+        """n actions uniform over the unit box [-1, 1]^|A|, where the critics read actions."""
+        return -1.0 + 2.0 * uniform((n, self.spec.action_dim), self.rng.update, self.device)
 
     def conservative_gap(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per critic, the batch mean of T * logsumexp(x / T) - Q(s, a_data): a (k,) tensor with gradient to the
@@ -82,11 +84,11 @@ class CQL(SAC):
         obs_n = batch.obs.repeat_interleave(n, dim=0)  # (B*n, obs): state j of the batch, n times in a row
         with torch.no_grad():
             a_unif = self.uniform_actions(b * n)
-            a_pi, logp_pi = self.actor.sample(obs_n, self.rng.update)
-            a_next, logp_next = self.actor.sample(batch.next_obs.repeat_interleave(n, dim=0), self.rng.update)
+            a_pi, logp_pi = self.actor.sample_unit(obs_n, self.rng.update)
+            a_next, logp_next = self.actor.sample_unit(batch.next_obs.repeat_interleave(n, dim=0), self.rng.update)
         with bf16_autocast(self.device, self.cfg.precision == "bf16"):
             q = self.critic(torch.cat([obs_n, obs_n, obs_n, batch.obs]),
-                            torch.cat([a_unif, a_pi, a_next, batch.action]))  # (k, 3*B*n + B), one call
+                            torch.cat([a_unif, a_pi, a_next, self.actor.unit(batch.action)]))  # (k, 3*B*n + B), one call
         q = q.float()
         k, bn = q.shape[0], b * n
         q_data = q[:, 3 * bn:]

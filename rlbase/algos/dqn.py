@@ -29,7 +29,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Optional
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -37,7 +36,7 @@ from rlbase.algos.stacked import StackedDQN
 from rlbase.core.agent import Hooks
 from rlbase.core.buffer import Batch
 from rlbase.core.nets import adam, hard_update, init_, minimize, mlp, soft_update
-from rlbase.core.seeding import AgentRandom
+from rlbase.core.seeding import AgentRandom, epsilon_greedy
 from rlbase.core.settings import any_value, at_least, non_negative, positive, unit
 from rlbase.envs import EnvSpec
 from rlbase.loops.off_policy import OffPolicyConfig
@@ -79,20 +78,25 @@ class DQN(Hooks):
         self.explore_steps = 0  # exploratory actions taken so far (drives epsilon)
         self.updates = 0
 
-    def epsilon(self) -> float:
+    def epsilon(self, steps: Optional[int] = None) -> float:
+        """The exploration rate after ``steps`` exploratory actions (default: those taken so far)."""
         c = self.cfg
-        return c.eps_end + (c.eps_start - c.eps_end) * math.exp(-self.explore_steps / c.eps_decay)
+        steps = self.explore_steps if steps is None else steps
+        return c.eps_end + (c.eps_start - c.eps_end) * math.exp(-steps / c.eps_decay)
 
     @torch.inference_mode()
-    def act(self, obs: np.ndarray, deterministic: bool = False, generator: Optional[torch.Generator] = None) -> int:
-        if not deterministic:
-            eps = self.epsilon()
-            self.explore_steps += 1
-            gen = self.rng.explore if generator is None else generator
-            if float(torch.rand((), generator=gen)) < eps:
-                return int(torch.randint(self.spec.n_actions, (), generator=gen))
-        x = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
-        return int(self.q(x).argmax(dim=1).item())
+    def act(self, obs: torch.Tensor, deterministic: bool = False, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Action indices ``(B,)`` for observations ``(B, obs_dim)``: the argmax of Q when ``deterministic``, else
+        epsilon-greedy, row i with the epsilon of ``explore_steps + i`` (each row is one exploratory action), its
+        draws from ``generator`` or ``rng.explore`` (``seeding.epsilon_greedy``: one row draws what one
+        observation always drew)."""
+        if deterministic:
+            return self.q(obs).argmax(dim=1)
+        b = obs.shape[0]
+        eps = [self.epsilon(self.explore_steps + i) for i in range(b)]
+        self.explore_steps += b
+        gen = self.rng.explore if generator is None else generator
+        return epsilon_greedy(lambda: self.q(obs).argmax(dim=1), eps, self.spec.n_actions, gen, self.device)
 
     def target(self, batch: Batch) -> torch.Tensor:
         """y = r + gamma * (1 - terminated) * Q_target(s', argmax) -- eq. (2) of Mnih et al. 2015."""

@@ -116,13 +116,14 @@ class IQL(Hooks):
         self.reward_scale = 1000.0 / span if span > 0 else 1.0
 
     @torch.inference_mode()
-    def act(self, obs: np.ndarray, deterministic: bool = True, generator: Optional[torch.Generator] = None) -> np.ndarray:
-        x = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
-        mean = self.policy.net(x)[0]
+    def act(self, obs: torch.Tensor, deterministic: bool = True, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Actions ``(B, action_dim)`` for observations ``(B, obs_dim)``: the policy's mean (detail 5), or unless
+        ``deterministic`` a sample clipped to the unit box; scaled to the env's bounds."""
+        mean = self.policy.net(obs)
         if not deterministic:
             std = self.policy.log_std.clamp(self.cfg.log_std_min, self.cfg.log_std_max).exp()
             mean = (mean + std * normal(mean, self.rng.explore if generator is None else generator)).clamp(-1.0, 1.0)
-        return self.scaler(mean).cpu().numpy()
+        return self.scaler(mean)
 
     def actor_lr(self) -> float:
         c = self.cfg

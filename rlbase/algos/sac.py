@@ -17,6 +17,8 @@ Implementation details:
    so saturated actions look more entropic and the learned temperature moves; kept for parity comparisons.
 3. Twin critics (one batched ensemble) and target critics updated by Polyak averaging with ``tau``;
    soft target y = r + gamma * (1 - terminated) * (min_i Q_i'(s', a') - alpha * log pi(a'|s')), a' ~ pi(s').
+   The critics read actions in the unit space [-1, 1]^|A|, as in softlearning and SB3: replay actions as (a - center) /
+   scale (``TanhGaussianPolicy.unit``; skipped for bounds of +-1), policy samples as tanh(u) (``sample_unit``).
 4. Temperature: alpha = exp(log_alpha), learned to keep the entropy near ``target_entropy``
    (default -|A|), loss -log_alpha * (log pi + target_entropy) (eq. 18 of the 2018 applications paper).
 5. Deterministic evaluation uses center + scale * tanh(mu).
@@ -90,6 +92,8 @@ class TanhGaussianPolicy(nn.Module):
         self.log_prob_eps = log_prob_eps
         self.net = mlp(obs_dim, hidden, 2 * spec.action_dim)
         self.scaler = ActionScaler(spec.action_low, spec.action_high)
+        # bounds of +-1: the unit map is the identity and is skipped, so the critics' inputs are today's bit for bit
+        self.unit_bounds = bool(np.all(spec.action_low == -1.0) and np.all(spec.action_high == 1.0))
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
 
     def dist_params(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,11 +109,21 @@ class TanhGaussianPolicy(nn.Module):
             log_det_tanh = 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))  # log(1 - tanh(u)^2), stable
         return (gauss - log_det_tanh).sum(-1)  # of tanh(u) in [-1, 1]^|A|: no - sum log(scale) (detail 2)
 
-    def sample(self, obs: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """A reparameterised action sample (noise from ``gen``) and its log-probability."""
+    def sample_unit(self, obs: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """A reparameterised action sample in the unit space, tanh(u) in [-1, 1]^|A| (noise from ``gen``; what the
+        critics read, detail 3), and its log-probability."""
         mean, log_std = self.dist_params(obs)
         u = mean + log_std.exp() * normal(mean, gen)
-        return self.scaler(torch.tanh(u)), self.log_prob(u, mean, log_std)
+        return torch.tanh(u), self.log_prob(u, mean, log_std)
+
+    def sample(self, obs: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``sample_unit``'s sample scaled to the env's bounds, and its log-probability."""
+        action, log_prob = self.sample_unit(obs, gen)
+        return self.scaler(action), log_prob
+
+    def unit(self, action: torch.Tensor) -> torch.Tensor:
+        """Env actions (the replay's) in the critics' unit space, (a - center) / scale; as is for bounds of +-1."""
+        return action if self.unit_bounds else self.scaler.unit(action)
 
     def sample_action(self, obs: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """An action sample alone (acting needs no log-probability); draws the same noise as ``sample``."""
@@ -146,24 +160,23 @@ class SAC(Hooks):
         return self.log_alpha.detach().exp()
 
     @torch.inference_mode()
-    def act(self, obs: np.ndarray, deterministic: bool = False, generator: Optional[torch.Generator] = None) -> np.ndarray:
-        x = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
+    def act(self, obs: torch.Tensor, deterministic: bool = False, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Actions ``(B, action_dim)`` for observations ``(B, obs_dim)``: the squashed mean when ``deterministic``
+        (detail 5), else a sample of the policy."""
         if deterministic:
-            action = self.actor.deterministic(x)
-        else:
-            action = self.actor.sample_action(x, self.rng.explore if generator is None else generator)
-        return action[0].cpu().numpy()
+            return self.actor.deterministic(obs)
+        return self.actor.sample_action(obs, self.rng.explore if generator is None else generator)
 
     def target(self, batch: Batch) -> torch.Tensor:
         """Soft Bellman target y = r + gamma (1 - terminated) (min_i Q_i'(s', a') - alpha log pi(a'|s'))."""
         with torch.no_grad():
-            next_action, next_log_prob = self.actor.sample(batch.next_obs, self.rng.update)
+            next_action, next_log_prob = self.actor.sample_unit(batch.next_obs, self.rng.update)
             next_q = self.critic_target(batch.next_obs, next_action).min(dim=0).values.float() - self.alpha * next_log_prob
             return batch.reward + self.cfg.gamma * (1.0 - batch.terminated) * next_q
 
     def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         target_q = self.target(batch)
-        q = self.critic(batch.obs, batch.action).float()  # (2, B); .float(): no-op in fp32
+        q = self.critic(batch.obs, self.actor.unit(batch.action)).float()  # (2, B); .float(): no-op in fp32
         loss = F.mse_loss(q, target_q.expand_as(q), reduction="none").mean(dim=1).sum()
         return loss, {"train/q_mean": q.detach().mean()}
 
@@ -176,7 +189,7 @@ class SAC(Hooks):
         # ``minimize`` differentiates with respect to the policy's parameters only: the critics get no
         # gradient from the policy loss.
         with bf16_autocast(self.device, self.update_bf16):
-            action, log_prob = self.actor.sample(batch.obs, self.rng.update)
+            action, log_prob = self.actor.sample_unit(batch.obs, self.rng.update)
             q_pi = self.critic(batch.obs, action).min(dim=0).values.float()
             actor_loss = (self.alpha * log_prob - q_pi).mean()
         minimize(self.actor_opt, actor_loss)

@@ -31,7 +31,7 @@ from torch import nn
 from rlbase.core.agent import Hooks
 from rlbase.core.buffer import Batch
 from rlbase.core.nets import EnsembleLinear, adam, bf16_autocast, minimize
-from rlbase.core.seeding import normal
+from rlbase.core.seeding import epsilon_greedy, normal
 
 
 class Stack:
@@ -200,25 +200,24 @@ class StackedTD3:
         return self.scaler(mlp_forward(stack, obs, out="tanh"))
 
     @torch.inference_mode()
-    def act_all(self, obs: np.ndarray, explore: list[bool]) -> np.ndarray:
-        """One action per seed for (K, obs_dim) observations; seed j's exploration noise from its own generator
-        where ``explore[j]``. Returns (K, action_dim)."""
-        x = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(1)
-        actions = self._pi(self.actor, x)[:, 0]
+    def act_all(self, obs: torch.Tensor, explore: list[bool]) -> torch.Tensor:
+        """One action per seed for (K, obs_dim) observations (float32, on ``device``), seed j's row its own; seed
+        j's exploration noise from its own generator where ``explore[j]``. Returns (K, action_dim) there."""
+        actions = self._pi(self.actor, obs.unsqueeze(1))[:, 0]
         rows = [self._explore(actions[j], self.rngs[j].explore) if explore[j] else actions[j] for j in range(self.k)]
-        return torch.stack(rows).cpu().numpy()
+        return torch.stack(rows)
 
     @torch.inference_mode()
-    def act_one(self, j: int, obs: np.ndarray, deterministic: bool, generator: Optional[torch.Generator]) -> np.ndarray:
-        """Seed j alone (its evaluation): its slice of the actor on one observation."""
-        x = torch.as_tensor(obs, dtype=torch.float32, device=self.device).reshape(1, 1, -1)
+    def act_one(self, j: int, obs: torch.Tensor, deterministic: bool, generator: Optional[torch.Generator]) -> torch.Tensor:
+        """Seed j alone (its evaluation): its slice of the actor on a batch of observations (B, obs_dim); (B,
+        action_dim), as ``TD3.act``."""
         ps = self.actor.params
         one = Stack.__new__(Stack)
         one.params = [p[j:j + 1] for p in ps]
-        action = self._pi(one, x)[0, 0]
+        action = self._pi(one, obs.unsqueeze(0))[0]
         if not deterministic:
             action = self._explore(action, self.rngs[j].explore if generator is None else generator)
-        return action.cpu().numpy()
+        return action
 
     def _explore(self, action: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         if self.cfg.expl_noise > 0:
@@ -290,7 +289,8 @@ class SeedView(Hooks):
             if isinstance(opt, torch.optim.Optimizer):
                 setattr(self, name, opt)
 
-    def act(self, obs: np.ndarray, deterministic: bool = False, generator: Optional[torch.Generator] = None) -> np.ndarray:
+    def act(self, obs: torch.Tensor, deterministic: bool = False, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Seed j's actions for a batch of observations (the ``Agent`` protocol's ``act``): the group's ``act_one``."""
         return self.seed_group.act_one(self.j, obs, deterministic, generator)
 
     def warmup_action(self, action: np.ndarray) -> np.ndarray:
@@ -342,32 +342,34 @@ class StackedSAC:
         return mean, log_std.clamp(self.policy.log_std_min, self.policy.log_std_max)
 
     def _sample(self, obs: torch.Tensor, gens: list[torch.Generator]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each seed's reparameterised sample (its noise from its own generator) and log-probability: (K, B, .)."""
+        """Each seed's reparameterised sample (its noise from its own generator) in the unit space the critics read,
+        tanh(u) before scaling (``TanhGaussianPolicy.sample_unit``), and log-probability: (K, B, .)."""
         mean, log_std = self._dist(self.actor, obs)
         noise = torch.stack([normal(mean[j], g) for j, g in enumerate(gens)])
         u = mean + log_std.exp() * noise
-        return self.scaler(torch.tanh(u)), self.policy.log_prob(u, mean, log_std)
+        return torch.tanh(u), self.policy.log_prob(u, mean, log_std)
 
     @torch.inference_mode()
-    def act_all(self, obs: np.ndarray, explore: list[bool]) -> np.ndarray:
-        x = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(1)
-        mean, log_std = self._dist(self.actor, x)
+    def act_all(self, obs: torch.Tensor, explore: list[bool]) -> torch.Tensor:
+        """As ``StackedTD3.act_all``: (K, obs_dim) in, (K, action_dim) out; a sample where ``explore[j]``, else the
+        squashed mean."""
+        mean, log_std = self._dist(self.actor, obs.unsqueeze(1))
         rows = []
         for j in range(self.k):
             u = mean[j]
             if explore[j]:
                 u = mean[j] + log_std[j].exp() * normal(mean[j], self.rngs[j].explore)
             rows.append(self.scaler(torch.tanh(u))[0])
-        return torch.stack(rows).cpu().numpy()
+        return torch.stack(rows)
 
     @torch.inference_mode()
-    def act_one(self, j: int, obs: np.ndarray, deterministic: bool, generator: Optional[torch.Generator]) -> np.ndarray:
-        x = torch.as_tensor(obs, dtype=torch.float32, device=self.device).reshape(1, 1, -1)
+    def act_one(self, j: int, obs: torch.Tensor, deterministic: bool, generator: Optional[torch.Generator]) -> torch.Tensor:
+        """Seed j alone on a batch of observations (B, obs_dim): (B, action_dim), as ``SAC.act``."""
         one = Stack.__new__(Stack)
         one.params = [p[j:j + 1] for p in self.actor.params]
-        mean, log_std = self._dist(one, x)
+        mean, log_std = self._dist(one, obs.unsqueeze(0))
         u = mean if deterministic else mean + log_std.exp() * normal(mean, self.rngs[j].explore if generator is None else generator)
-        return self.scaler(torch.tanh(u))[0, 0].cpu().numpy()
+        return self.scaler(torch.tanh(u))[0]
 
     def warmup_action(self, j: int, action: np.ndarray) -> np.ndarray:
         return action
@@ -381,7 +383,7 @@ class StackedSAC:
                 next_action, next_log_prob = self._sample(batch.next_obs, gens)
                 next_q = critic_forward(self.critic_target, 2, 0, batch.next_obs, next_action).min(dim=1).values.float()
                 target_q = batch.reward + c.gamma * (1.0 - batch.terminated) * (next_q - alpha * next_log_prob)
-            q = critic_forward(self.critic, 2, 0, batch.obs, batch.action).float()  # (K, 2, B)
+            q = critic_forward(self.critic, 2, 0, batch.obs, self.policy.unit(batch.action)).float()  # (K, 2, B)
             critic_loss = (q - target_q.unsqueeze(1)).square().mean(dim=2).sum(dim=1)
         minimize(self.critic_opt, critic_loss.sum())
         with bf16_autocast(self.device, self.update_bf16):
@@ -437,9 +439,11 @@ class StackedDQN:
     def views(self) -> list[SeedView]:
         return [SeedView(self, j) for j in range(self.k)]
 
-    def epsilon(self, j: int) -> float:
+    def epsilon(self, j: int, steps: Optional[int] = None) -> float:
+        """Seed j's exploration rate after ``steps`` exploratory actions (default: those it has taken)."""
         c = self.cfg
-        return c.eps_end + (c.eps_start - c.eps_end) * math.exp(-self.explore_steps[j] / c.eps_decay)
+        steps = self.explore_steps[j] if steps is None else steps
+        return c.eps_end + (c.eps_start - c.eps_end) * math.exp(-steps / c.eps_decay)
 
     def _greedy(self, stack_params: list[torch.Tensor], obs: torch.Tensor) -> torch.Tensor:
         one = Stack.__new__(Stack)
@@ -447,28 +451,31 @@ class StackedDQN:
         return mlp_forward(one, obs).argmax(dim=-1)
 
     @torch.inference_mode()
-    def act_all(self, obs: np.ndarray, explore: list[bool]) -> np.ndarray:
-        greedy = self._greedy(self.q.params, torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(1))
-        out = greedy[:, 0].cpu().numpy()
+    def act_all(self, obs: torch.Tensor, explore: list[bool]) -> torch.Tensor:
+        """One action index per seed (K,) for (K, obs_dim) observations: greedy, or where ``explore[j]``
+        epsilon-greedy with seed j's epsilon and the draws of ``DQN.act``, from seed j's generator, in its order."""
+        out = self._greedy(self.q.params, obs.unsqueeze(1))[:, 0]
         for j in range(self.k):
-            if explore[j]:  # the draws of DQN.act, from this seed's generator, in its order
+            if explore[j]:
                 eps = self.epsilon(j)
                 self.explore_steps[j] += 1
-                gen = self.rngs[j].explore
-                if float(torch.rand((), generator=gen)) < eps:
-                    out[j] = int(torch.randint(self.spec.n_actions, (), generator=gen))
+                out[j] = epsilon_greedy(out[j:j + 1].clone, [eps], self.spec.n_actions, self.rngs[j].explore,
+                                        self.device)[0]
         return out
 
     @torch.inference_mode()
-    def act_one(self, j: int, obs: np.ndarray, deterministic: bool, generator: Optional[torch.Generator]) -> int:
-        if not deterministic:
-            eps = self.epsilon(j)
-            self.explore_steps[j] += 1
-            gen = self.rngs[j].explore if generator is None else generator
-            if float(torch.rand((), generator=gen)) < eps:
-                return int(torch.randint(self.spec.n_actions, (), generator=gen))
-        x = torch.as_tensor(obs, dtype=torch.float32, device=self.device).reshape(1, 1, -1)
-        return int(self._greedy([p[j:j + 1] for p in self.q.params], x)[0, 0])
+    def act_one(self, j: int, obs: torch.Tensor, deterministic: bool, generator: Optional[torch.Generator]) -> torch.Tensor:
+        """Seed j alone on a batch of observations (B, obs_dim): action indices (B,), as ``DQN.act``."""
+        def greedy() -> torch.Tensor:
+            return self._greedy([p[j:j + 1] for p in self.q.params], obs.unsqueeze(0))[0]
+
+        if deterministic:
+            return greedy()
+        b = obs.shape[0]
+        eps = [self.epsilon(j, self.explore_steps[j] + i) for i in range(b)]
+        self.explore_steps[j] += b
+        gen = self.rngs[j].explore if generator is None else generator
+        return epsilon_greedy(greedy, eps, self.spec.n_actions, gen, self.device)
 
     def warmup_action(self, j: int, action: np.ndarray) -> np.ndarray:
         return action

@@ -102,12 +102,13 @@ class TD3(Hooks):
         self.update_bf16 = getattr(cfg, "precision", "fp32") == "bf16"
 
     @torch.inference_mode()
-    def act(self, obs: np.ndarray, deterministic: bool = False, generator: Optional[torch.Generator] = None) -> np.ndarray:
-        x = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
-        action = self.actor(x)[0]
+    def act(self, obs: torch.Tensor, deterministic: bool = False, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Actions ``(B, action_dim)`` for observations ``(B, obs_dim)``: pi(s), plus clipped Gaussian exploration
+        noise unless ``deterministic``."""
+        action = self.actor(obs)
         if not deterministic:
             action = self._explore(action, generator)
-        return action.cpu().numpy()
+        return action
 
     def _explore(self, action: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         if self.cfg.expl_noise > 0:

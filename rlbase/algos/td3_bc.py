@@ -89,9 +89,10 @@ class TD3BC(TD3):
             self.norm.fit(arrays["observations"])
 
     @torch.inference_mode()
-    def act(self, obs: np.ndarray, deterministic: bool = True, generator: Optional[torch.Generator] = None) -> np.ndarray:
-        x = self.norm(torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0))
-        return self.actor(x)[0].cpu().numpy()
+    def act(self, obs: torch.Tensor, deterministic: bool = True, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """pi(normalised s) ``(B, action_dim)`` for observations ``(B, obs_dim)``, deterministic either way (TD3+BC
+        evaluates without exploration noise)."""
+        return self.actor(self.norm(obs))
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         batch = batch._replace(obs=self.norm(batch.obs), next_obs=self.norm(batch.next_obs))

@@ -3,6 +3,10 @@
 An algorithm module's ``Agent(cfg, spec, device, rng)`` satisfies the protocol of its ``LOOP`` kind
 (``tests/test_core.py`` checks every registered algorithm). Hooks a loop calls on every agent of its kind have a
 default in :class:`Hooks`, which agents inherit, so loops call them directly instead of probing with ``hasattr``.
+
+``act`` works on tensors: a batch of observations on the agent's device in, a batch of actions out. Numpy exists only
+at the env boundary, where :func:`to_batch` makes one env observation a batch of one and :func:`to_env` makes an
+action batch of one what ``env.step`` takes (:func:`act_env` does both around one ``act``).
 """
 
 from __future__ import annotations
@@ -17,14 +21,20 @@ from rlbase.core.seeding import AgentRandom
 
 @runtime_checkable
 class Agent(Protocol):
-    """Every agent: acts on one observation, saves and restores itself, owns its random generators."""
+    """Every agent: acts on a batch of observations, saves and restores itself, owns its random generators."""
 
     cfg: Any  # the algorithm's config dataclass
+    device: torch.device  # where its networks live: ``act`` takes and returns tensors there
     rng: AgentRandom  # every draw of the agent comes from these (seeding.AgentRandom)
 
-    def act(self, obs: np.ndarray, deterministic: bool = False, generator: Optional[torch.Generator] = None) -> Any:
-        """One action for one observation: the policy's mean or argmax when ``deterministic``, else explored or
-        sampled; random draws from ``generator`` when given (evaluation passes its own), else from ``rng``."""
+    def act(self, obs: torch.Tensor, deterministic: bool = False,
+            generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Actions for a batch of observations ``obs`` (float32, ``[B, *obs_shape]``, on ``device``): ``[B,
+        *action_shape]`` float32 (continuous) or a ``[B]`` int64 tensor of action indices (discrete), on ``device``.
+        The policy's mean or argmax when ``deterministic``, else explored or sampled; random draws from
+        ``generator`` when given (evaluation passes its own), else from ``rng``. A batch of one draws what one
+        observation always drew (the same generator, the same draws in the same order). Observations from an env
+        go through :func:`to_batch`, the actions back through :func:`to_env` (or both: :func:`act_env`)."""
 
     def update(self, batch: Any) -> dict[str, Any]:
         """One update (off-policy, offline: a minibatch; on-policy: a rollout); returns metrics by name."""
@@ -78,6 +88,25 @@ class AsynchronousAgent(Agent, Protocol):
         """A worker's local model, built in the worker process from the algorithm's config (a DictConfig there): an
         on-policy agent with ``net``, ``optimizer`` and ``compute_grads(batch)`` (the loss's gradients in its
         ``net``'s ``.grad``, which the worker hands to the shared parameters)."""
+
+
+def to_batch(obs: Any, device: torch.device | str) -> torch.Tensor:
+    """One env observation (numpy, as ``env.reset``/``env.step`` give it) as ``act``'s input: a float32 batch of
+    one, ``[1, *obs_shape]``, on ``device``."""
+    return torch.as_tensor(obs, dtype=torch.float32, device=device).unsqueeze(0)
+
+
+def to_env(action: torch.Tensor) -> np.ndarray | int:
+    """``act``'s batch of one action as ``env.step`` takes it: an int for a discrete action (an integer tensor), a
+    numpy array ``[*action_shape]`` (float32) for a continuous one."""
+    a = action[0]
+    return a.cpu().numpy() if a.is_floating_point() else int(a)
+
+
+def act_env(agent: Agent, obs: Any, deterministic: bool = False,
+            generator: Optional[torch.Generator] = None) -> np.ndarray | int:
+    """``agent.act`` on one env observation, its action as ``env.step`` takes it (:func:`to_batch`, :func:`to_env`)."""
+    return to_env(agent.act(to_batch(obs, agent.device), deterministic=deterministic, generator=generator))
 
 
 class Hooks:

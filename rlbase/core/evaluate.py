@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from rlbase.core import seeding
+from rlbase.core.agent import act_env
 
 
 def evaluate(agent, env, episodes: int, seed: int, stop=None, sample: bool = False,
@@ -30,7 +31,7 @@ def evaluate(agent, env, episodes: int, seed: int, stop=None, sample: bool = Fal
         while not done:
             if stop is not None and stop():
                 return None
-            action = agent.act(obs, deterministic=not sample, generator=generator)
+            action = act_env(agent, obs, deterministic=not sample, generator=generator)
             obs, reward, terminated, truncated, _ = env.step(action)
             ret += float(reward)
             length += 1

@@ -5,6 +5,7 @@ States are stored as plain python/torch values so checkpoints load with ``torch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -45,6 +46,27 @@ def normal(like: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 def uniform(shape: tuple[int, ...], gen: torch.Generator, device: torch.device | str = "cpu") -> torch.Tensor:
     """Uniform [0, 1) draws of ``shape`` from ``gen``."""
     return torch.rand(shape, generator=gen, device=device)
+
+
+def epsilon_greedy(greedy: Callable[[], torch.Tensor], eps: list[float], n_actions: int, gen: torch.Generator,
+                   device: torch.device | str) -> torch.Tensor:
+    """Epsilon-greedy action indices ``(B,)`` on ``device`` for B rows, row i exploring with probability ``eps[i]``:
+    ``greedy()`` gives the rows' greedy actions (not called when every row explores). The draws, from ``gen`` on its
+    device: B uniforms first, each compared with its row's epsilon in double precision, then one random index for
+    each exploring row (none when no row explores). One row so draws what DQN always drew for one observation,
+    ``torch.rand(())`` then, if it explores, ``torch.randint(n_actions, ())`` (shape ``(1,)`` gives the same values)."""
+    b = len(eps)
+    u = torch.rand((b,), generator=gen, device=gen.device)
+    explore = u.double() < torch.tensor(eps, dtype=torch.float64, device=gen.device)
+    n = int(explore.sum())
+    if n == 0:
+        return greedy()
+    random = torch.randint(n_actions, (n,), generator=gen, device=gen.device).to(device)
+    if n == b:
+        return random
+    action = greedy().clone()
+    action[explore.to(device)] = random
+    return action
 
 
 class AgentRandom:

@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 
 from rlbase import data, envs
 from rlbase.core import seeding
+from rlbase.core.agent import act_env
 from rlbase.core.buffer import ReplayBuffer
 from rlbase.core.settings import MinibatchConfig, at_least, non_negative, positive
 from rlbase.loops.runner import Runner
@@ -102,7 +103,7 @@ def loop(ctx: Context) -> Generator[int, None, dict[str, float]]:
             if run.step < a.random_steps:
                 action = agent.warmup_action(env.action_space.sample())  # TD3/DDPG may add their noise
             else:
-                action = (yield Act(obs)) if group is not None else agent.act(obs, deterministic=False)
+                action = (yield Act(obs)) if group is not None else act_env(agent, obs, deterministic=False)
                 if not discrete:  # NaN weights show first here: name the policy, not the env's reward
                     run.check_finite("action (policy output; the agent's weights may have diverged)", action, run.step + 1)
             next_obs, reward, terminated, truncated, info = env.step(action)

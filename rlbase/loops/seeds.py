@@ -96,7 +96,9 @@ def drive(group, runs: list[Generator[Any, Any, Any]], names: list[str]) -> tupl
                     obs = np.zeros((k, *np.shape(first)), dtype=np.float32)
                     for j, r in acts.items():
                         obs[j] = r.obs
-                    actions = group.act_all(obs, [j in acts for j in range(k)])
+                    # the env boundary: the K observations in as one tensor, the K actions back as numpy rows
+                    actions = group.act_all(torch.from_numpy(obs).to(group.device), [j in acts for j in range(k)])
+                    actions = actions.cpu().numpy()
                     served = {j: actions[j] for j in acts}
                 else:
                     first = next(iter(waiting.values()))

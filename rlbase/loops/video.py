@@ -15,6 +15,7 @@ import numpy as np
 
 from rlbase import envs
 from rlbase.core import seeding
+from rlbase.core.agent import act_env
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def record_episode(agent, env_cfg, seed: int, path: Path, fps: int = 0, obs_stat
         done = False
         while not done and len(frames) < max_frames:
             frames.append(env.render())
-            obs, _, terminated, truncated, _ = env.step(agent.act(obs, deterministic=True, generator=gen))
+            obs, _, terminated, truncated, _ = env.step(act_env(agent, obs, deterministic=True, generator=gen))
             done = terminated or truncated
     except Exception as e:  # noqa: BLE001
         log.warning("video disabled for this run: rendering failed (%s, MUJOCO_GL=%s); MuJoCo renders headless "

@@ -35,6 +35,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -120,13 +121,19 @@ def compose(case: Case, seed: int):
 
 # ----------------------------------------------------------------------------------------------- SB3 side
 class _SB3Policy:
-    """The ``act(obs, deterministic)`` interface our ``evaluate`` calls, over an SB3 model."""
+    """The agent's ``act`` (a batch of observations as a tensor in, a batch of actions out) that our ``evaluate``
+    calls, over an SB3 model (which takes and gives numpy)."""
+
+    device = "cpu"
 
     def __init__(self, model):
         self.model = model
 
-    def act(self, obs, deterministic: bool = True, generator=None):  # SB3 draws from its own generators
-        return self.model.predict(obs, deterministic=deterministic)[0]
+    def act(self, obs, deterministic: bool = True, generator=None):
+        import torch
+
+        # SB3 draws from its own generators; a (B, ...) batch gives (B, ...) actions, as one observation its one
+        return torch.as_tensor(self.model.predict(obs.cpu().numpy(), deterministic=deterministic)[0])
 
 
 def _same(values: dict, what: str):
@@ -353,21 +360,13 @@ def sac_update_check(env: str = "halfcheetah", updates: int = 3, batch: int = 25
             for k, q in enumerate(src.q_networks):
                 for layer, m in zip(dst.layers, [m for m in q if isinstance(m, torch.nn.Linear)]):
                     layer.weight[k].copy_(m.weight.T), layer.bias[k, 0].copy_(m.bias)
-    # Our critic reads actions in the env's units (center + scale * tanh(u)), SB3's in [-1, 1]: the same function
-    # when our first layer's action rows are SB3's divided by the scale and our batch holds the actions in env units
-    # (a no-op for bounds of +-1; Humanoid-v5's are +-0.4). The updates still differ there: Adam's step is not
-    # invariant to that rescaling, so after one update an action row differs by up to (1 - scale) * lr (Humanoid:
-    # 0.6 * 3e-4 = 1.8e-4, as measured), and the actor, stepped after the critic, by up to 2 * lr where a gradient
-    # near 0 changes sign.
+    # Both critics read actions in [-1, 1] (softlearning's convention): each side's minibatch holds the actions as
+    # its own replay does, SB3's in [-1, 1], ours in the env's units (center + scale * a), which our SAC maps back.
+    # What remains is Adam's eps on the few first-layer weights whose gradient is ~1e-8, below it: our critic loss is
+    # the twins' MSEs summed, SB3's half that, and float32 rounding of such a cancelling sum is a large part of it
+    # (Humanoid: 3 of 93,440 weights differ by more than 1e-5 after the first update, by 4.7e-5 at most).
     low, high = (torch.as_tensor(v, dtype=torch.float32) for v in (spec.action_low, spec.action_high))
     scale, center = (high - low) / 2, (high + low) / 2
-    with torch.no_grad():
-        for critic in (ours.critic, ours.critic_target):
-            first = critic.layers[0].weight  # (2, obs + act, hidden)
-            first[:, spec.obs_dim:, :] /= scale[None, :, None]
-            # the bias absorbs the center: W (center + scale * a) + b = W scale a + (W center + b)
-            critic.layers[0].bias -= (first[:, spec.obs_dim:, :] * center[None, :, None]).sum(1, keepdim=True)
-    rows = torch.cat([torch.ones(spec.obs_dim), scale])[:, None]  # compare action rows in SB3's units
     gen = torch.Generator().manual_seed(0)
     obs_dim, act_dim = spec.obs_dim, spec.action_dim
     diffs = []
@@ -392,10 +391,8 @@ def sac_update_check(env: str = "halfcheetah", updates: int = 3, batch: int = 25
         with torch.no_grad():
             actor = max(float((a.weight - b.weight).abs().max()) for a, b in zip(lin, mine[:-1]))
             head = float((mine[-1].weight - torch.cat([sb.actor.mu.weight, sb.actor.log_std.weight])).abs().max())
-            critic = max(float((layer.weight[k] * (rows if i == 0 else 1) - m.weight.T).abs().max())
-                         for k, q in enumerate(sb.critic.q_networks)
-                         for i, (layer, m) in enumerate(zip(ours.critic.layers,
-                                                            [m for m in q if isinstance(m, torch.nn.Linear)])))
+            critic = max(float((layer.weight[k] - m.weight.T).abs().max()) for k, q in enumerate(sb.critic.q_networks)
+                         for layer, m in zip(ours.critic.layers, [m for m in q if isinstance(m, torch.nn.Linear)]))
             alpha = abs(float(ours.log_alpha) - float(sb.log_ent_coef))
             now = [*ours.critic.parameters(), *ours.actor.parameters()]
             moved = max(float((a - b).abs().max()) for a, b in zip(now, start))
@@ -529,9 +526,11 @@ def _evals(run_dir: Path) -> dict[int, float]:
     return {int(r["step"]): float(r["eval/return_mean"]) for r in read_metrics(path) if "eval/return_mean" in r}
 
 
-def verdict(d: stats.Diff) -> str:
-    word = stats.verdict(d, 0.0).word
-    return {"above": "ours better", "below": "ours worse"}.get(word, "no difference resolved")
+def verdict(d: stats.Diff, margin: float = 0.0) -> str:
+    """In words; with an equivalence margin (stated before the runs), "agree" when the whole interval lies within it."""
+    word = stats.verdict(d, margin).word
+    return {"above": "ours better", "below": "ours worse", "matches": f"agree (within +-{margin:.0f})"}.get(
+        word, "no difference resolved" if margin == 0 else f"not resolved (margin +-{margin:.0f})")
 
 
 def _ci(v) -> tuple[float, float]:
@@ -539,15 +538,21 @@ def _ci(v) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def report(out: Path, names: list[str]) -> None:
+def report(out: Path, names: list[str], seeds: Optional[list[int]] = None, margin: float = 0.0,
+           level: float = 0.95) -> None:
+    """The table of each case at each budget. ``seeds``: only these seeds (a pre-registered set); ``margin``: an
+    equivalence margin as a fraction of SB3's mean at that budget (0: no "agree" verdict); ``level``: the interval's
+    (0.90 with a margin is the two one-sided tests at 5% each)."""
     rows, table, curves = [], [], {}
+    pct = f"{level:.0%}"
     for name in names:
         case = CASES[name]
         libs = {}
         for lib in ("ours", "sb3"):
             base = out / (case.sb3_case if lib == "sb3" else name) / lib
             runs = sorted(base.glob("seed*/")) if base.exists() else []
-            libs[lib] = {int(d.name[4:]): (_evals(d), (d / "done").exists(), d) for d in runs if d.is_dir()}
+            libs[lib] = {int(d.name[4:]): (_evals(d), (d / "done").exists(), d) for d in runs if d.is_dir()
+                         and (seeds is None or int(d.name[4:]) in seeds)}
         if not any(libs.values()):
             continue
         curves[name] = libs
@@ -561,8 +566,10 @@ def report(out: Path, names: list[str]) -> None:
                               "ci": _ci(v) if len(v) >= 2 else None, "iqm": iqm(v) if v else None}
             o, s = entry["ours"]["values"], entry["sb3"]["values"]
             if len(o) >= 2 and len(s) >= 2:
-                d = stats.diff(o, s)
-                entry.update(diff=d.mean, diff_ci=(d.lo, d.hi), p=d.p, min_p=d.min_p, verdict=verdict(d))
+                d = stats.diff(o, s, level)
+                m = margin * abs(float(np.mean(s)))
+                entry.update(diff=d.mean, diff_ci=(d.lo, d.hi), p=d.p, min_p=d.min_p, level=level, margin=m,
+                             verdict=verdict(d, m))
             else:
                 entry.update(diff=None, diff_ci=None, verdict="too few seeds")
             rows.append(entry)
@@ -578,7 +585,7 @@ def report(out: Path, names: list[str]) -> None:
         return f"{e['mean']:.0f}", ci, f"{e['iqm']:.0f}"
 
     lines = ["| case | env steps | ours: seeds | mean | 95% CI | IQM | SB3: seeds | mean | 95% CI | IQM "
-             "| ours - SB3 [95% CI], permutation p | verdict |", "|" + "---|" * 12]
+             f"| ours - SB3 [{pct} CI], permutation p | verdict |", "|" + "---|" * 12]
     for e in rows:
         om, oc, oi = fmt(e["ours"])
         sm, sc, si = fmt(e["sb3"])
@@ -598,6 +605,7 @@ def report(out: Path, names: list[str]) -> None:
                 vals = ", ".join(f"s{s} {v:.0f}" for s, v in zip(e[lib]["seeds"], e[lib]["values"]))
                 per_seed.append(f"- {e['case']} {lib}: {vals or '-'}")
     text = "\n".join(lines + per_seed) + "\n"
+    out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text(text)
     (out / "report.json").write_text(json.dumps(rows, indent=1))
     print(text)
@@ -645,6 +653,10 @@ def main(argv=None) -> None:
     rep = sub.add_parser("report", help="write the table and plot from what has finished so far")
     rep.add_argument("cases", nargs="*")
     rep.add_argument("--out", type=Path, default=ROOT / "runs" / "parity")
+    rep.add_argument("--seeds", default=None, help="only these seeds (e.g. a pre-registered 100-109)")
+    rep.add_argument("--margin", type=float, default=0.0,
+                     help="equivalence margin as a fraction of SB3's mean (state it before the runs); 0: none")
+    rep.add_argument("--level", type=float, default=0.95, help="the difference's interval (0.90 with a margin: TOST)")
     sub.add_parser("list", help="list the cases")
     u = sub.add_parser("sac-update-check", help="our SAC vs SB3's on identical weights, batches and noise")
     u.add_argument("--env", default="halfcheetah")
@@ -678,7 +690,8 @@ def main(argv=None) -> None:
         sb3_job(CASES[args.case], args.seed, args.dir)
         return
     if args.cmd == "report":
-        report(args.out, args.cases or [n for n in CASES if (args.out / n).exists()])
+        report(args.out, args.cases or [n for n in CASES if (args.out / n).exists()],
+               parse_seeds(args.seeds) if args.seeds else None, args.margin, args.level)
         return
     if args.jobs > (os.cpu_count() or 1):
         raise SystemExit(f"error: --jobs {args.jobs} exceeds the {os.cpu_count()} cores; allowed: 1..{os.cpu_count()}")
