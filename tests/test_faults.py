@@ -137,6 +137,8 @@ def test_ctrl_c_during_a_long_evaluation_stops_at_once_and_the_resume_makes_that
     assert "resume" in log and not (run_dir / "done").exists()
     rows = [r for r in read_rows(run_dir) if "eval/return_mean" in r]
     assert [r["step"] for r in rows] == []
+    if presses == 2:  # the resume is the same after one press or two: made once (two evaluations, ~20 s of the test)
+        return
     resumed = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert [r["step"] for r in read_rows(run_dir) if "eval/return_mean" in r] == [500, 1000]
