@@ -18,7 +18,8 @@ Implementation details:
    (critics, actor, target networks) under bfloat16 autocast (``nets.bf16_autocast``): their matmuls take bf16
    inputs and accumulate in fp32; the Q-values and the target are cast back to fp32 before the losses, and every
    weight, gradient, Adam state and target network stays fp32 (Polyak averaging included). Acting stays fp32.
-   The mathematics are unchanged, the rounding is not (bf16 keeps 8 bits of mantissa).
+   The mathematics are unchanged, the rounding is not (bf16 keeps 8 bits of mantissa), and on Hopper-v5 it cost
+   return: 100k steps, 10 seeds each, bf16 - fp32 = -108 [-208, -9] (benchmarks/bf16_100k/compare.json).
 Deviations: none in the math. DDPG (algos/ddpg.py) is this class with the three tricks switched off.
 """
 
