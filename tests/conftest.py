@@ -110,3 +110,18 @@ def read_rows(run_dir: Path) -> list[dict]:
 
 def eval_returns(run_dir: Path) -> list[tuple[int, float]]:
     return [(r["step"], r["eval/return_mean"]) for r in read_rows(run_dir) if "eval/return_mean" in r]
+
+
+def every_agent(specs: dict, seed: int):
+    """(name, kind, spec, agent) for every registered algorithm and each action kind it supports ("discrete",
+    "continuous": the keys of ``specs``), untrained, on the CPU, its generators from ``seed``."""
+    import torch
+
+    from rlbase import algos
+    from rlbase.core import seeding
+
+    for name in algos.ALGOS:
+        module = algos.get(name)
+        for kind in module.ACTION_SPACES:
+            yield name, kind, specs[kind], module.Agent(module.Config(), specs[kind], torch.device("cpu"),
+                                                        seeding.AgentRandom(seed))

@@ -8,6 +8,7 @@ import torch
 from rlbase.core import checkpoint, nets, seeding
 from rlbase.core.buffer import ReplayBuffer
 from rlbase.core.nets import Critic, EnsembleMLP, adam, hard_update, minimize, mlp, soft_update
+from tests.conftest import every_agent
 
 
 def fill(buf: ReplayBuffer, n: int, start: int = 0):
@@ -303,23 +304,19 @@ def test_every_agent_acts_on_a_batch_of_tensors_and_one_row_draws_as_before():
                        action_high=None, max_episode_steps=500)
     specs = {"discrete": cartpole, "continuous": pendulum_spec()}
     rng = np.random.default_rng(0)
-    for name in algos.ALGOS:
-        module = algos.get(name)
-        for kind in module.ACTION_SPACES:
-            spec = specs[kind]
-            agent = module.Agent(module.Config(), spec, torch.device("cpu"), seeding.AgentRandom(2))
-            obs = rng.normal(size=(5, spec.obs_dim))
-            for det in (True, False):
-                out = agent.act(torch.as_tensor(obs, dtype=torch.float32), deterministic=det,
-                                generator=torch.Generator().manual_seed(0))
-                assert torch.is_tensor(out) and out.shape == (5, *spec.action_shape), (name, kind)
-                assert out.dtype == (torch.int64 if spec.discrete else torch.float32), (name, kind)
-            if name != "bcq" or spec.discrete:  # continuous BCQ's deterministic action draws its candidates
-                batch = agent.act(torch.as_tensor(obs, dtype=torch.float32), deterministic=True)
-                rows = torch.cat([agent.act(to_batch(o, "cpu"), deterministic=True) for o in obs])
-                torch.testing.assert_close(batch, rows, rtol=1e-5, atol=1e-6)
-            one = act_env(agent, obs[0], deterministic=True, generator=torch.Generator().manual_seed(0))
-            assert type(one) is int if spec.discrete else (one.dtype == np.float32 and one.shape == spec.action_shape)
+    for name, kind, spec, agent in every_agent(specs, 2):
+        obs = rng.normal(size=(5, spec.obs_dim))
+        for det in (True, False):
+            out = agent.act(torch.as_tensor(obs, dtype=torch.float32), deterministic=det,
+                            generator=torch.Generator().manual_seed(0))
+            assert torch.is_tensor(out) and out.shape == (5, *spec.action_shape), (name, kind)
+            assert out.dtype == (torch.int64 if spec.discrete else torch.float32), (name, kind)
+        if name != "bcq" or spec.discrete:  # continuous BCQ's deterministic action draws its candidates
+            batch = agent.act(torch.as_tensor(obs, dtype=torch.float32), deterministic=True)
+            rows = torch.cat([agent.act(to_batch(o, "cpu"), deterministic=True) for o in obs])
+            torch.testing.assert_close(batch, rows, rtol=1e-5, atol=1e-6)
+        one = act_env(agent, obs[0], deterministic=True, generator=torch.Generator().manual_seed(0))
+        assert type(one) is int if spec.discrete else (one.dtype == np.float32 and one.shape == spec.action_shape)
     assert to_env(torch.tensor([[0.5]])).tolist() == [0.5] and to_env(torch.tensor([2])) == 2
 
     dqn = algos.get("dqn")

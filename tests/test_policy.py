@@ -12,14 +12,14 @@ import torch
 from omegaconf import OmegaConf
 
 import rlbase
-from rlbase import algos, envs
+from rlbase import envs
 from rlbase.core import seeding
 from rlbase.core.agent import act_env
 from rlbase.core.evaluate import evaluate
 from rlbase.loops.runner import BEST_POLICY
 from rlbase.policy import Policy, load_policy
 from rlbase.report import evaluate as report_evaluate
-from tests.conftest import read_rows, run_train
+from tests.conftest import every_agent, read_rows, run_train
 
 SHORT = ("eval_episodes=2", "seed=1", "hardware.threads=1")  # one thread: seconds, not minutes, on a busy machine
 SMALL = ("algo.actor_hidden=[64,64]", "algo.critic_hidden=[64,64]", "algo.batch_size=32", "total_steps=400",
@@ -184,30 +184,26 @@ def test_every_algorithm_acts_as_its_agent_and_exports(tmp_path):
     specs = {kind: envs.probe(OmegaConf.structured(envs.EnvConfig(name=kind, id=env_id)))
              for kind, env_id in (("continuous", "Pendulum-v1"), ("discrete", "CartPole-v1"))}
     rng = np.random.default_rng(0)
-    for name in algos.ALGOS:
-        module = algos.get(name)
-        for kind in module.ACTION_SPACES:
-            spec = specs[kind]
-            agent = module.Agent(module.Config(), spec, torch.device("cpu"), seeding.AgentRandom(1))
-            n = spec.obs_dim
-            stats = {"mean": rng.normal(size=n).tolist(), "var": rng.uniform(0.1, 3.0, n).tolist(), "count": 10.0}
-            cfg = OmegaConf.create({"algo": {"name": name}, "seed": 0,
-                                    "env": {"id": spec.id, "normalize_obs": True, "obs_clip": 1.5}})
-            policy = Policy(agent, spec, cfg, stats)
-            obs = rng.normal(size=(6, n)) * 3.0
-            seen = np.clip(np.float32((obs - np.asarray(stats["mean"])) / np.sqrt(np.asarray(stats["var"]) + 1e-8)),
-                           -1.5, 1.5)  # what NormalizeObservation + the obs_clip wrapper give the agent
-            expected = [act_env(agent, o, deterministic=True, generator=torch.Generator().manual_seed(0)) for o in seen]
-            got = [policy(o, generator=torch.Generator().manual_seed(0)) for o in obs]
-            for e, g in zip(expected, got):
-                assert type(e) is type(g) and np.array_equal(e, g), (name, kind)
-            if policy.acting is None:
-                assert name == "bcq" and kind == "continuous"
-                with pytest.raises(ValueError, match="random candidates"):
-                    policy.export(tmp_path / "x.pt")
-                continue
-            exported = torch.jit.load(str(policy.export(tmp_path / f"{name}_{kind}.pt")))
-            np.testing.assert_allclose(exported(torch.as_tensor(obs)).numpy(), policy(obs), rtol=0, atol=1e-6)
+    for name, kind, spec, agent in every_agent(specs, 1):
+        n = spec.obs_dim
+        stats = {"mean": rng.normal(size=n).tolist(), "var": rng.uniform(0.1, 3.0, n).tolist(), "count": 10.0}
+        cfg = OmegaConf.create({"algo": {"name": name}, "seed": 0,
+                                "env": {"id": spec.id, "normalize_obs": True, "obs_clip": 1.5}})
+        policy = Policy(agent, spec, cfg, stats)
+        obs = rng.normal(size=(6, n)) * 3.0
+        seen = np.clip(np.float32((obs - np.asarray(stats["mean"])) / np.sqrt(np.asarray(stats["var"]) + 1e-8)),
+                       -1.5, 1.5)  # what NormalizeObservation + the obs_clip wrapper give the agent
+        expected = [act_env(agent, o, deterministic=True, generator=torch.Generator().manual_seed(0)) for o in seen]
+        got = [policy(o, generator=torch.Generator().manual_seed(0)) for o in obs]
+        for e, g in zip(expected, got):
+            assert type(e) is type(g) and np.array_equal(e, g), (name, kind)
+        if policy.acting is None:
+            assert name == "bcq" and kind == "continuous"
+            with pytest.raises(ValueError, match="random candidates"):
+                policy.export(tmp_path / "x.pt")
+            continue
+        exported = torch.jit.load(str(policy.export(tmp_path / f"{name}_{kind}.pt")))
+        np.testing.assert_allclose(exported(torch.as_tensor(obs)).numpy(), policy(obs), rtol=0, atol=1e-6)
 
 
 def test_failed_best_policy_write_warns_once_and_the_run_goes_on(tmp_path):
