@@ -449,6 +449,7 @@ def cli(argv: list[str]) -> int:
     register()
     saved = sys.argv
     try:
+        sweep.COMMAND = [saved[0] if saved else "train.py", *argv]  # the report names the command as typed
         sys.argv = [saved[0] if saved else "train.py", *precheck(list(argv))]
         main()
         return 1 if sweep.finish_open_sweeps() else 0
@@ -459,6 +460,7 @@ def cli(argv: list[str]) -> int:
         return max(code, 1) if sweep.finish_open_sweeps() else code
     finally:
         sweep._OPEN.clear()
+        sweep.COMMAND = None
         sys.argv = saved
         for key in list(_LOCKS):
             release(Path(key))

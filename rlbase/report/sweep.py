@@ -18,6 +18,10 @@ from omegaconf import DictConfig, OmegaConf
 log = logging.getLogger("sweep")
 
 
+# The command line as the user typed it (rlbase.cli sets it before its rewrites, e.g. of a seed sweep grouped into
+# processes); None: sys.argv as Hydra was given it.
+COMMAND: list[str] | None = None
+
 def job_dirs(sweep_dir: Path) -> list[Path]:
     return sorted(p.parent for p in sweep_dir.rglob(".hydra") if (p / "overrides.yaml").exists())
 
@@ -161,7 +165,8 @@ class SweepReport(Callback):
 
             try:
                 # the report's header names the command that made it: the sweep's own
-                plot([str(sweep_dir), "--out", str(sweep_dir / "report")], command=shlex.join(["python", *sys.argv]))
+                plot([str(sweep_dir), "--out", str(sweep_dir / "report")],
+                     command=shlex.join(["python", *(COMMAND or sys.argv)]))
                 log.info("report: %s", sweep_dir / "report" / "report.md")
             except SystemExit as e:  # no evaluations yet
                 log.warning("no report: %s", e)
