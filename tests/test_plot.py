@@ -275,11 +275,12 @@ def test_report_from_runs(tmp_path):
 
 
 def test_bench_quick_runs(tmp_path):
+    # one off-policy and one on-policy algorithm: the script's two code paths (all six cost three times as much)
     proc = subprocess.run([sys.executable, str(ROOT / "scripts/bench.py"), "--quick", "--no-sb3", "--threads", "1",
-                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+                           "--algos", "td3,a2c", "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = __import__("json").loads((tmp_path / "bench.json").read_text())
-    assert {r["algo"] for r in rows} == {"td3", "sac", "ddpg", "dqn", "a2c", "ppo"}
+    assert {r["algo"] for r in rows} == {"td3", "a2c"}
     assert all(r["steps_per_s"] > 0 for r in rows)
 
 
