@@ -67,10 +67,11 @@ def test_a3c_worker_crash_fails_the_run_with_its_message(tmp_path):
     assert not any(alive(p) for p in worker_pids(out))
 
 
-def test_a3c_resumes_and_keeps_learning(tmp_path):
-    """A3C cannot replay exactly (worker interleaving is up to the OS); it must resume and keep learning.
-    Measured (two runs of 45k steps): evaluations every 2500 steps swing between 16 and 314, and the best of any
-    eight in a row is 160 or more; a random policy scores about 22."""
+def test_a3c_resumes_and_learns(tmp_path):
+    """A3C cannot replay exactly (worker interleaving is up to the OS); it must resume and then learn. This is also
+    A3C's learning test (tests/test_learning.py leaves it out): stopped by SIGTERM at its first checkpoint, the run
+    resumes and must reach 200 on CartPole within 150k more steps (a random policy scores about 22); it ends at
+    the first evaluation at 200 (stop_return)."""
     run_dir = tmp_path / "run"
     cmd = [sys.executable, str(ROOT / "train.py"), "algo=a3c", "env=cartpole", "hardware.workers=2",
            "total_steps=10000000", "checkpoint_every=2500", "eval_every=100000", "logger=none", "progress=false",
@@ -84,8 +85,9 @@ def test_a3c_resumes_and_keeps_learning(tmp_path):
     from rlbase.core import checkpoint
 
     k = checkpoint.load(run_dir)["step"]
-    out = run_train(f"resume={run_dir}", f"total_steps={k + 20000}", "eval_every=2500", run_dir=run_dir, timeout=300)
+    out = run_train(f"resume={run_dir}", f"total_steps={k + 150000}", "eval_every=10000", "stop_return=200",
+                    run_dir=run_dir, timeout=600)
     assert f"resumed from step {k}" in out.stdout + out.stderr
     returns = eval_returns(run_dir)
-    assert returns[-1][0] == k + 20000 and len(returns) >= 8 and max(r for _, r in returns) >= 50, returns
+    assert all(s > k for s, _ in returns) and max(r for _, r in returns) >= 200, returns
     assert checkpoint.load(run_dir)["anneal_horizon"] == 10000000  # the schedule the run started with

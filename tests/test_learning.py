@@ -24,9 +24,7 @@ CASES = {
     "a2c-cartpole": (["algo=a2c", "env=cartpole", "total_steps=500000", "eval_every=10000"], 475, "best"),
     # RL-Zoo's CartPole settings (conf/tuned/ppo_cartpole.yaml); seed 0 is at 500 from 25k steps
     "ppo-cartpole": (["algo=ppo", "env=cartpole", "total_steps=50000", "eval_every=5000"], 475, "best"),
-    # Asynchronous, hence not bit-reproducible: the bar leaves room for scheduling noise.
-    "a3c-cartpole": (["algo=a3c", "env=cartpole", "hardware.workers=2", "total_steps=150000", "eval_every=10000"],
-                     200, "best"),
+    # A3C's learning test is tests/test_a3c.py::test_a3c_resumes_and_learns (it learns after a resume).
 }
 
 

@@ -215,8 +215,8 @@ SMALL_BCQ = ["algo.vae_hidden=[128,128]", "algo.actor_hidden=[64,64]", "algo.cri
 
 @pytest.fixture(scope="session")
 def sac_replay(tmp_path_factory):
-    """Every transition of a 5000-step online SAC run on Pendulum (25 episodes, mostly poor), recorded with
-    dataset.record=true. Built once per test session: under pytest-xdist the first worker that needs it builds it
+    """Every transition of a 5000-step online SAC run on Pendulum (25 episodes, mostly poor: mean return -916),
+    recorded with dataset.record=true; 128-wide networks (SAC's default 256 cost twice as much, 56 s of the suite). Built once per test session: under pytest-xdist the first worker that needs it builds it
     in the session's shared directory while the others wait on a file lock."""
     base = tmp_path_factory.getbasetemp()
     root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
@@ -227,7 +227,8 @@ def sac_replay(tmp_path_factory):
             shutil.rmtree(run_dir, ignore_errors=True)
             run_dir.parent.mkdir(parents=True, exist_ok=True)
             run_train("algo=sac", "env=pendulum", "total_steps=5000", "eval_every=5000", "eval_episodes=5",
-                      "dataset.record=true", run_dir=run_dir, timeout=600)
+                      "algo.actor_hidden=[128,128]", "algo.critic_hidden=[128,128]", "dataset.record=true",
+                      run_dir=run_dir, timeout=600)
     return run_dir / "dataset.npz"
 
 
@@ -249,10 +250,11 @@ def test_offline_learns_from_recorded_run(tmp_path, sac_replay, algo):
     assert meta["episodes"]["return_mean"] < -700  # mostly poor data
     run_dir = tmp_path / algo
     # Learning, not stability: on these 5000 transitions CQL and IQL peak, then fall back (seed 0, one torch thread,
-    # 5 episodes per evaluation, a dataset of mean return -882: IQL -295 / -287 / -929 / -516 at 2.5k / 3k / 3.5k /
-    # 4k updates, CQL -573 / -273 / -602 at 2.5k / 3k / 3.5k; BCQ -505 at 2.5k, -264 at 3k), so the run ends at the
-    # first evaluation at -400 (stop_return). Random actions score about -1200 and no evaluation of an untrained
-    # policy comes near -400 (all three are below -1000 for their first 1000 updates).
+    # 5 episodes per evaluation, a dataset of mean return -916: IQL -941 / -322 / -529 / -180 / -860 at 2k / 2.5k /
+    # 3k / 3.5k / 4k updates, CQL -746 / -377 / -800 / -417 at 2.5k / 3k / 3.5k / 4k; BCQ -786 / -322 / -291 at 2k /
+    # 2.5k / 3k), so the run ends at the first evaluation at -400 (stop_return). Random actions score about -1200
+    # and no evaluation of an untrained policy comes near -400 (all three are below -1000 for their first 1000
+    # updates).
     run_train(f"algo={algo}", "env=pendulum", f"dataset.path={sac_replay}", "total_updates=4000", "eval_every=500",
               "eval_episodes=5", "stop_return=-400", *FAST[algo], run_dir=run_dir, timeout=900)
     returns = eval_returns(run_dir)
