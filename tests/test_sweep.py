@@ -8,8 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import ROOT
 
 SHORT = ["total_steps=400", "eval_every=200", "eval_episodes=1", "progress=false"]
