@@ -148,3 +148,45 @@ def test_offpolicy_1m_statistic_on_the_real_anchor_files():
     ddpg = [r for r in rows if r.algo == "ddpg"]
     assert {r.anchor for r in ddpg} == {"Tianshou curves, v3 tasks"} and len(ddpg) == 2
     assert any("ourddpg" in label for r in ddpg for label, _ in r.tables)
+
+
+def test_a_single_number_anchor_gets_where_it_falls_and_no_verdict_word(tmp_path):
+    """RL-Zoo publishes one trained agent's mean per task: the page places that number against our seeds' interval
+    and counts the seeds that reach it; no difference interval, no verdict word; unfinished entries are queued."""
+    d = tmp_path / "benchmarks" / "zoo"
+    d.mkdir(parents=True)
+    seeds = [1, 2, 3, 4, 5]
+    entries = ["dqn-cartpole", "dqn-acrobot", "dqn-mountaincar"]
+    spec = {"name": "zoo", "written": "2026-12-06", "purpose": "test", "seeds": seeds, "common": ["logger=none"],
+            "entries": [{"name": e, "overrides": ["algo=dqn"]} for e in entries], "evaluation": "greedy",
+            "statistic": "final evaluation", "final_steps": {e: 100 for e in entries},
+            "anchors": [{"source": "rl_zoo", "table": "benchmarks/anchors/rl_zoo/dqn.csv",
+                         "rows": {"dqn-cartpole": "CartPole-v1", "dqn-acrobot": "Acrobot-v1",
+                                  "dqn-mountaincar": "MountainCar-v0"}}]}
+    (d / "protocol.yaml").write_text(yaml.safe_dump(spec))
+    finals = {"dqn-cartpole": [500, 500, 480, 500, 500], "dqn-acrobot": [-100, -97, -103, -99, -101]}
+    manifest = {}
+    for e in entries:
+        for k, s in enumerate(seeds):
+            done = e in finals
+            manifest[f"{e}-seed{s}"] = {"status": "done" if done else "partial", "commits": ["abc1234def"]}
+            if done:
+                rows = "".join(f"{st},{finals[e][k] - (100 - st):.1f},1.0\n" for st in (50, 75, 100))
+                (d / f"{e}-seed{s}.csv").write_text("step,return_mean,return_std\n" + rows)
+    (d / "runs.json").write_text(json.dumps(manifest))
+    z = tmp_path / "benchmarks" / "anchors" / "rl_zoo"
+    z.mkdir(parents=True)
+    (z / "dqn.csv").write_text("task,mean,std\nCartPole-v1,500.0,0.0\nAcrobot-v1,-76.639,11.752\n"
+                               "MountainCar-v0,-100.849,9.925\n")
+    out = tmp_path / "docs" / "benchmarks.md"
+    assert benchmarks.main(["--root", str(tmp_path), "--out", str(out)]) == 0
+    text = out.read_text()
+    rows = {line.split("|")[2].strip().split(" ")[0]: line for line in text.splitlines()
+            if line.startswith("| DQN |")}
+    assert "**inside our interval**" in rows["CartPole-v1"] and "496 [485, 507], n=5" in rows["CartPole-v1"]
+    assert "5 of 5 within 5% (475 or more); 4 at 500 or more" in rows["CartPole-v1"]
+    assert "**above our interval**" in rows["Acrobot-v1"] and "0 of 5 within 5%" in rows["Acrobot-v1"]
+    assert "queued: 0/5 finished" in rows["MountainCar-v0"]
+    assert not any(w in row for row in rows.values() for w in ("**matches**", "**above**", "**below**", "resolved"))
+    assert "`benchmarks/zoo/dqn-cartpole-seed{1,2,3,4,5}.csv`" in text and "`abc1234`" in text
+    assert "- dqn-acrobot: highest point of the mean curve -100.0 at step 100" in text

@@ -19,6 +19,11 @@ permutation test, ``verdict``), and only when every seed of the entry has finish
 "queued: k/n finished" and shows the anchor's numbers alone. The secondary line (highest point of the seed-mean
 curve, the anchors' own headline statistic) is descriptive: no verdict.
 
+A protocol whose anchor is one published number per task (an anchor with ``table`` and ``rows``, entry -> the
+table's task, plus the protocol's ``final_steps``, entry -> step; RL-Zoo's DQN results) gets its own table: each
+seed's final evaluation, their mean and Student t interval, where the published number falls against it and how
+many seeds reach it; no verdict word, since one number has no seed spread.
+
 A benchmark directory that writes its own ``summary.md`` (e.g. ``benchmarks/generator_change/``) is linked, not
 computed.
 """
@@ -264,6 +269,102 @@ def _max_of_mean(curves: anchor_lib.Curves, max_step: Optional[int]) -> tuple[in
     return anchor_lib.max_of_mean(curves, max_step=max_step)
 
 
+@dataclass
+class NumberRow:
+    """One entry of a protocol whose anchor is one published number per task (RL-Zoo's one trained agent): our
+    per-seed final evaluations beside it; no two-sample test and no verdict word (one number has no seed spread)."""
+
+    protocol: str
+    entry: str
+    task: str  # the anchor table's task name (e.g. "Acrobot-v1")
+    final_step: int
+    n_seeds: int
+    anchor: str  # "RL-Zoo dqn.csv"
+    anchor_file: str
+    anchor_mean: Optional[float] = None
+    anchor_std: Optional[float] = None
+    finished: list[int] = field(default_factory=list)
+    our_files: list[str] = field(default_factory=list)
+    commits: list[str] = field(default_factory=list)
+    final: dict[int, float] = field(default_factory=dict)  # seed -> return at final_step
+    last3: dict[int, float] = field(default_factory=dict)  # seed -> mean of its last three evaluations
+    our_max: Optional[tuple[int, float]] = None
+    error: str = ""
+
+    @property
+    def queued(self) -> bool:
+        return len(self.finished) < self.n_seeds
+
+
+def number_anchor(spec: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """The protocol's single-number anchor (``table`` and ``rows`` entry -> task), when it also states each entry's
+    ``final_steps``; else None."""
+    if not spec.get("final_steps"):
+        return None
+    return next((a for a in spec.get("anchors") or [] if "table" in a and "rows" in a), None)
+
+
+def number_rows(spec: dict[str, Any], root: Path) -> list[NumberRow]:
+    """Every entry of a single-number protocol, its finished seeds' final evaluations read."""
+    a = number_anchor(spec)
+    out_dir = Path(spec["_path"]).parent
+    manifest_path = out_dir / "runs.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    table_path = root / a["table"]
+    table = {}
+    if table_path.is_file():
+        with table_path.open(newline="") as f:
+            table = {r["task"]: r for r in csv.DictReader(f)}
+    by_entry: dict[str, list[protocol_lib.Job]] = {}
+    for job in protocol_lib.jobs(spec, root / "benchmarks" / "runs"):
+        by_entry.setdefault(job.entry, []).append(job)
+    rows = []
+    for entry in spec["entries"]:
+        name = entry["name"]
+        task = a["rows"].get(name, "")
+        row = NumberRow(spec["name"], name, task, int(spec["final_steps"][name]), len(by_entry[name]),
+                        f"{SOURCE_NAMES.get(a['source'], a['source'])} {Path(a['table']).name}", _rel(table_path, root))
+        if task in table:
+            row.anchor_mean, row.anchor_std = float(table[task]["mean"]), float(table[task]["std"])
+        else:
+            row.error = f"{task or name!r} not in {row.anchor_file}"
+        curves, errors = {}, []
+        for job in by_entry[name]:
+            path = out_dir / f"{job.key}.csv"
+            if manifest.get(job.key, {}).get("status") != "done" or not path.is_file():
+                continue
+            row.finished.append(job.seed)
+            row.our_files.append(_rel(path, root))
+            row.commits = sorted(set(row.commits) | set(manifest[job.key].get("commits", [])))
+            curve = read_ours(path)
+            at = [r for st, r in curve if st == row.final_step]
+            if not at:
+                errors.append(f"{path.name}: no evaluation at step {row.final_step:,}")
+                continue
+            curves[job.seed] = curve
+            row.final[job.seed] = at[0]
+            last = [r for _, r in curve[-3:]]
+            row.last3[job.seed] = sum(last) / len(last)
+        if curves and not errors and not row.queued:
+            row.our_max = _max_of_mean(curves, row.final_step)
+        if errors:
+            row.error = "; ".join([row.error, *errors] if row.error else errors)
+        rows.append(row)
+    return rows
+
+
+def where_number_falls(row: NumberRow) -> tuple[str, str, str]:
+    """(ours: mean [95% t interval], where the anchor's number falls, seeds reaching it) for a finished row."""
+    m, lo, hi = stats.mean_ci(list(row.final.values()), method="t")
+    x = row.anchor_mean
+    place = "below our interval" if x < lo else "above our interval" if x > hi else "inside our interval"
+    near = x - 0.05 * abs(x)
+    reach = sum(v >= x for v in row.final.values())
+    within = sum(v >= near for v in row.final.values())
+    return (f"{stats.format_ci(m, lo, hi)}, n={len(row.final)}", place,
+            f"{within} of {len(row.final)} within 5% ({near:g} or more); {reach} at {x:g} or more")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Writing
 # ---------------------------------------------------------------------------------------------------------------
@@ -318,7 +419,7 @@ def secondary(row: Row) -> str:
 
 def render(root: Path) -> str:
     bench = root / "benchmarks"
-    protocols, linked, untabled, rows, internal = [], [], [], [], []
+    protocols, linked, untabled, rows, internal, numbers = [], [], [], [], [], []
     for d in sorted(p for p in bench.iterdir() if p.is_dir() and p.name not in ("anchors", "runs")) \
             if bench.is_dir() else []:
         if (d / "summary.md").is_file():
@@ -329,6 +430,9 @@ def render(root: Path) -> str:
         spec = protocol_lib.load(d / "protocol.yaml")
         if not spec.get("anchors"):  # a comparison among our own entries (protocol.py compare writes its summary.md)
             internal.append(spec)
+            continue
+        if number_anchor(spec) is not None:
+            numbers.append(spec)
             continue
         stat = statistic_of(spec)
         if stat is None:
@@ -391,6 +495,8 @@ def render(root: Path) -> str:
             files += [f"table: `{f}`" for f in r.table_files]
             commits = f"; runs' commits: {', '.join(f'`{c[:7]}`' for c in r.commits)}" if r.commits else ""
             out.append(f"- {r.algo.upper()} {_pretty_task(r.task)} vs {r.anchor}: " + ", ".join(files) + commits)
+    if numbers:
+        out += number_section(numbers, root)
     out += ["", "## Protocols", ""]
     for spec, stat in protocols:
         jobs = protocol_lib.jobs(spec, root / "benchmarks" / "runs")
@@ -403,6 +509,15 @@ def render(root: Path) -> str:
                 f"Statistic as computed here: {stat.describe()}, margin {100 * stat.margin:g}% of the anchor's mean"
                 + (f", secondary within {stat.max_step:,} steps" if stat.max_step else "")
                 + f". The protocol's text: \"{text}\""]
+    for spec in numbers:
+        jobs = protocol_lib.jobs(spec, root / "benchmarks" / "runs")
+        manifest_path = Path(spec["_path"]).parent / "runs.json"
+        manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+        done = sum(manifest.get(j.key, {}).get("status") == "done" for j in jobs)
+        text = " ".join(str(spec["statistic"]).split())
+        out.append(f"- **{spec['name']}** (`{_rel(Path(spec['_path']), root)}`, written {spec['written']}): "
+                   f"{done}/{len(jobs)} runs finished. Seeds {', '.join(map(str, spec['seeds']))}. Against one "
+                   f"published number per task (section above). The protocol's text: \"{text}\"")
     for spec in untabled:
         out.append(f"- **{spec['name']}** (`{_rel(Path(spec['_path']), root)}`): not tabulated: no statistic for it "
                    "in `rlbase/report/benchmarks.py` (`STATISTICS`) and no `statistic_window` in the file.")
@@ -422,6 +537,42 @@ def render(root: Path) -> str:
     out += ["", "Older comparisons (before the protocols, and before commits f8a52e1 and 47a9c88, which changed every "
             "trajectory) are exploration, in [results.md](results.md).", ""]
     return "\n".join(out)
+
+
+def number_section(specs: list[dict[str, Any]], root: Path) -> list[str]:
+    """The table of protocols whose anchor is one published number per task (no verdict word)."""
+    rows = [r for spec in specs for r in number_rows(spec, root)]
+    out = ["", "## Against one published number per task (no verdict)", "",
+           "The anchor is the mean return of one trained agent over its evaluation episodes (its ± is over episodes, "
+           "not seeds), so no two-sample interval or verdict word is computed. Ours: each seed's final evaluation "
+           "(the protocol's `final_steps`), mean [95% Student t interval] over the finished seeds "
+           "(`rlbase.report.stats.mean_ci`, method `t`); then where the published number falls against that "
+           "interval, and how many seeds reach it.", "",
+           "| algo | task | ours: final evaluation | published | where it falls | seeds reaching it | protocol |",
+           "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        algo = split_entry(r.entry)[0].upper()
+        theirs = (f"{r.anchor_mean:g} ± {r.anchor_std:g} (episodes), {r.anchor}" if r.anchor_mean is not None
+                  else f"— ({r.anchor})")
+        if r.queued:
+            cells = [f"queued: {len(r.finished)}/{r.n_seeds} finished", theirs, "—", "—"]
+        elif r.error:
+            cells = ["—", theirs, f"data error: {r.error}", "—"]
+        else:
+            ours, place, reach = where_number_falls(r)
+            cells = [ours, theirs, f"**{place}**", reach]
+        out.append(f"| {algo} | {r.task} ({r.final_step:,} steps) | " + " | ".join(cells) + f" | {r.protocol} |")
+    out += ["", "Secondary, descriptive: the highest point of the seed-mean curve within the budget, and the mean over "
+            "seeds of each seed's last three evaluations; the files behind each row.", ""]
+    for r in rows:
+        done = not r.queued and not r.error
+        best = f"{r.our_max[1]:.1f} at step {r.our_max[0]:,}" if done and r.our_max else "—"
+        last3 = f"{sum(r.last3.values()) / len(r.last3):.1f}" if done and r.last3 else "—"
+        files = _file_list(r.our_files) if r.our_files else "no finished run yet"
+        commits = f"; runs' commits: {', '.join(f'`{c[:7]}`' for c in r.commits)}" if r.commits else ""
+        out.append(f"- {r.entry}: highest point of the mean curve {best}; last three {last3}. Ours: {files}; "
+                   f"published: `{r.anchor_file}`{commits}")
+    return out
 
 
 def _file_list(files: list[str]) -> str:
