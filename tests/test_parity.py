@@ -63,3 +63,18 @@ def test_every_case_maps_to_sb3_and_refusals_are_one_line():
     cfg = parity.compose_overrides(["algo=sac", "env=pendulum", "algo.actor_lr=1e-3", "algo.critic_lr=3e-4"])
     assert parity.sb3_unsupported(cfg).startswith("SB3 uses one learning rate for all networks")
     assert parity.sb3_unsupported(parity.compose_overrides(["algo=cql", "env=pendulum"])) == "no SB3 counterpart for algo cql"
+
+
+def test_protocol_cases_run_the_protocols_own_settings():
+    """The RL-Zoo DQN cases are read from benchmarks/dqn_zoo/protocol.yaml: each composes to the config the
+    protocol's runner gives that entry (seed aside), so the side by side cannot drift from the pre-registered runs."""
+    from rlbase.report import protocol
+
+    spec = protocol.load(parity.ROOT / "benchmarks" / "dqn_zoo" / "protocol.yaml")
+    for e in spec["entries"]:
+        case = parity.CASES[f"{e['name'].replace('-', '_')}_zoo"]
+        theirs = parity.compose_overrides([*spec["common"], *e["overrides"], "seed=7"])
+        ours = parity.compose(case, 7)
+        ours.logger = theirs.logger  # the harness runs logger=none itself
+        assert ours == theirs, e["name"]
+        assert case.budgets == (spec["final_steps"][e["name"]],) and parity.parity_unsupported(ours) is None

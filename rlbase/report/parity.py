@@ -56,14 +56,15 @@ class Case:
     overrides: tuple[str, ...] = ()  # extra train.py overrides (both libraries read them from the composed config)
     aligned: str = ""  # what had to be aligned by hand, said in the report
     name_suffix: str = ""  # a variant of ours; its SB3 side is the base case's (``sb3_case``)
+    label: str = ""  # a case of its own under this name (both sides run), e.g. a protocol's entry
 
     @property
     def name(self) -> str:
-        return f"{self.algo}_{self.env}{self.name_suffix}"
+        return self.label or f"{self.algo}_{self.env}{self.name_suffix}"
 
     @property
     def sb3_case(self) -> str:
-        return f"{self.algo}_{self.env}"
+        return self.label or f"{self.algo}_{self.env}"
 
     def train_overrides(self) -> list[str]:
         return [f"algo={self.algo}", f"env={self.env}", f"total_steps={self.steps}", f"eval_every={self.eval_every}",
@@ -96,6 +97,37 @@ CASES = {c.name: c for c in [
     Case("a2c", "cartpole", 500_000, 10_000, (100_000, 250_000, 500_000), (),
          "SB3's A2C without its orthogonal init (ours has none by default) and with our entropy coefficient 0.01 (its default 0)"),
 ]}
+
+
+def protocol_cases(path: Path, suffix: str, aligned: str) -> list[Case]:
+    """One case per entry of a pre-registered protocol (``benchmarks/<name>/protocol.yaml``), named
+    ``<entry>_<suffix>``: the protocol's own overrides for both libraries (so the settings cannot drift from it),
+    compared at the entry's final step (the protocol's ``final_steps``). Seeds are chosen on the command line."""
+    from rlbase.report import protocol
+
+    spec = protocol.load(path)
+    cases = []
+    for e in spec["entries"]:
+        values, rest = {}, []
+        for o in [*spec.get("common", []), *e.get("overrides", [])]:
+            key, _, value = o.partition("=")
+            if key in ("algo", "env", "total_steps", "eval_every"):
+                values[key] = value
+            elif key != "logger":  # the harness sets logger=none itself
+                rest.append(o)
+        steps = int(values["total_steps"])
+        cases.append(Case(values["algo"], values["env"], steps, int(values["eval_every"]),
+                          (int(spec.get("final_steps", {}).get(e["name"], steps)),), tuple(rest), aligned,
+                          label=f"{e['name'].replace('-', '_')}_{suffix}"))
+    return cases
+
+
+_ZOO = ROOT / "benchmarks" / "dqn_zoo" / "protocol.yaml"
+if _ZOO.is_file():  # issue 34 item 1: RL-Zoo's tuned DQN settings, ours and SB3's side by side
+    CASES.update((c.name, c) for c in protocol_cases(
+        _ZOO, "zoo", "RL-Zoo's tuned settings from benchmarks/dqn_zoo/protocol.yaml for both; SB3's linear epsilon "
+        "schedule replaced by ours (exponential, counted after the random steps); SB3's target interval is ours in "
+        "env steps (target_update_every x train_every / gradient_steps)"))
 
 
 def compose_overrides(overrides: list[str]):
@@ -149,7 +181,10 @@ def sb3_unsupported(cfg) -> str | None:
     a, name = cfg.algo, cfg.algo.name
     if name not in ("sac", "td3", "dqn", "a2c", "ppo"):
         return f"no SB3 counterpart for algo {name}"
-    if name in ("sac", "td3", "dqn") and a.random_steps != a.learning_starts:
+    # (DQN with no random steps and learning from step 1 is SB3's learning_starts=1: one random action, then
+    # epsilon-greedy from epsilon 1, which is what ours does from step 0)
+    if name in ("sac", "td3", "dqn") and a.random_steps != a.learning_starts \
+            and not (name == "dqn" and a.random_steps == 0 and a.learning_starts <= 1):
         return "SB3 acts at random exactly until learning_starts; set random_steps equal to it"
     lrs = {"sac": ("actor_lr", "critic_lr", "alpha_lr"), "td3": ("actor_lr", "critic_lr")}.get(name, ())
     if len({a[k] for k in lrs}) > 1:
