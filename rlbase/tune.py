@@ -552,6 +552,8 @@ def run_trial(setup: Setup, study, trial, params: dict, stop: dict) -> None:
 
     where = trial.user_attrs.get("dir", f"trial{trial.number}")
     overrides = [*setup.overrides, *setup.extra, *(o for p in setup.space for o in p.overrides(params[p.name]))]
+    if not any(o.lstrip("+").startswith("logger.group=") for o in overrides):  # W&B: one group per trial, its seeds
+        overrides.append("logger.group=" + re.sub(r"[^\w.-]", "_", f"{setup.study_dir.name}-{where}"))
     scores: list[float] = []
     for i, seed in enumerate(setup.seeds):
         if stop.get("sig") is not None:

@@ -58,6 +58,7 @@ def test_a_study_runs_its_seeds_and_scores_their_mean(tmp_path, capsys, spy):
             per_seed.append(last3)
             recorded = (run_dir / ".hydra/overrides.yaml").read_text()
             assert f"seed={seed}" in recorded and f"algo.batch_size={t.params['algo.batch_size']}" in recorded
+            assert f"logger.group=study-trial{t.number}" in recorded  # W&B groups a trial's seeds
         assert t.value == pytest.approx(statistics.mean(per_seed))
     out = capsys.readouterr().out
     best = max(done, key=lambda t: t.value)
