@@ -96,8 +96,8 @@ def test_submitit_timeout_requeues_and_resumes(tmp_path):
     submitit requeues the job, and the job resumes from the checkpoint and finishes; env steps continue, no row
     repeats. With a 1-minute limit the signal comes 30 s in. The env sleeps 2.5 ms a step and no update runs
     (learning_starts at the last step), so 12k steps take over 30 s (their sleep alone, start-up aside) on any
-    machine: at least one requeue."""
-    args = ["env=gym", "env.id=tests.crashing_env:SlowCartPole-v0", "seed=0", "logger=none", "total_steps=12000",
+    machine: at least one requeue. With W&B on (offline), as a Slurm job would log."""
+    args = ["env=gym", "env.id=tests.crashing_env:SlowCartPole-v0", "seed=0", "logger=wandb", "total_steps=12000",
             "eval_every=3000", "eval_episodes=1", "log_every=1000", "algo.learning_starts=11999",
             "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=1", "+hydra.launcher.max_num_timeout=20"]
     proc = sweep(tmp_path, *args, env={"PYTHONPATH": str(ROOT)}, timeout=900)  # the test env's module
@@ -109,6 +109,10 @@ def test_submitit_timeout_requeues_and_resumes(tmp_path):
     assert [r["step"] for r in rows if "eval/return_mean" in r] == [3000, 6000, 9000, 12000]
     logged = [r["step"] for r in rows if "time/sps" in r]
     assert logged == list(range(1000, 12001, 1000))  # env steps continue across the requeue, none repeated
+    # W&B under submitit: the requeued job resumes the same W&B run (one id, an offline directory per attempt)
+    run_id = json.loads((job / "wandb_run.json").read_text())["id"]
+    attempts = sorted((job / "wandb").glob("offline-run-*"))
+    assert len(attempts) >= 2 and all(a.name.endswith(run_id) for a in attempts), attempts
 
 
 def _pid_holding(path):

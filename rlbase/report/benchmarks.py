@@ -297,11 +297,24 @@ class NumberRow:
 
 
 def number_anchor(spec: dict[str, Any]) -> Optional[dict[str, Any]]:
-    """The protocol's single-number anchor (``table`` and ``rows`` entry -> task), when it also states each entry's
-    ``final_steps``; else None."""
-    if not spec.get("final_steps"):
+    """The protocol's single-number anchor (``table`` and ``rows``: entry -> the table's task), or None when it has
+    none. Such a protocol must state every entry's ``final_steps`` and a row for every entry, and may not also have
+    curve anchors or a ``statistic_window`` (one protocol, one kind of comparison): else a ProtocolError."""
+    a = next((a for a in spec.get("anchors") or [] if "table" in a and "rows" in a), None)
+    if a is None and not spec.get("final_steps"):
         return None
-    return next((a for a in spec.get("anchors") or [] if "table" in a and "rows" in a), None)
+    name, entries = spec["name"], [e["name"] for e in spec["entries"]]
+    if a is None:
+        raise protocol_lib.ProtocolError(f"{name}: final_steps is for a single-number anchor (an anchor with table: "
+                                         "and rows:), and the protocol has none")
+    if spec.get("statistic_window") or any("files" in b for b in spec.get("anchors") or []):
+        raise protocol_lib.ProtocolError(f"{name}: a single-number anchor cannot be mixed with curve anchors (files:) "
+                                         "or a statistic_window; make two protocols")
+    missing = [e for e in entries if e not in (spec.get("final_steps") or {}) or e not in a["rows"]]
+    if missing:
+        raise protocol_lib.ProtocolError(f"{name}: final_steps and the anchor's rows must name every entry; missing "
+                                         f"for {', '.join(missing)}")
+    return a
 
 
 def number_rows(spec: dict[str, Any], root: Path) -> list[NumberRow]:
@@ -322,8 +335,9 @@ def number_rows(spec: dict[str, Any], root: Path) -> list[NumberRow]:
     for entry in spec["entries"]:
         name = entry["name"]
         task = a["rows"].get(name, "")
+        source = SOURCE_NAMES.get(a.get("source", ""), a.get("source", "anchor"))
         row = NumberRow(spec["name"], name, task, int(spec["final_steps"][name]), len(by_entry[name]),
-                        f"{SOURCE_NAMES.get(a['source'], a['source'])} {Path(a['table']).name}", _rel(table_path, root))
+                        f"{source} {Path(a['table']).name}", _rel(table_path, root))
         if task in table:
             row.anchor_mean, row.anchor_std = float(table[task]["mean"]), float(table[task]["std"])
         else:
@@ -336,14 +350,18 @@ def number_rows(spec: dict[str, Any], root: Path) -> list[NumberRow]:
             row.finished.append(job.seed)
             row.our_files.append(_rel(path, root))
             row.commits = sorted(set(row.commits) | set(manifest[job.key].get("commits", [])))
-            curve = read_ours(path)
+            try:
+                curve = read_ours(path)
+            except ValueError as e:
+                errors.append(str(e))
+                continue
             at = [r for st, r in curve if st == row.final_step]
             if not at:
                 errors.append(f"{path.name}: no evaluation at step {row.final_step:,}")
                 continue
             curves[job.seed] = curve
             row.final[job.seed] = at[0]
-            last = [r for _, r in curve[-3:]]
+            last = [r for st, r in curve if st <= row.final_step][-3:]
             row.last3[job.seed] = sum(last) / len(last)
         if curves and not errors and not row.queued:
             row.our_max = _max_of_mean(curves, row.final_step)

@@ -181,10 +181,10 @@ def sb3_unsupported(cfg) -> str | None:
     a, name = cfg.algo, cfg.algo.name
     if name not in ("sac", "td3", "dqn", "a2c", "ppo"):
         return f"no SB3 counterpart for algo {name}"
-    # (DQN with no random steps and learning from step 1 is SB3's learning_starts=1: one random action, then
-    # epsilon-greedy from epsilon 1, which is what ours does from step 0)
+    # (DQN with no random steps, learning from step 1, is SB3's learning_starts=1: one uniform action at step 0,
+    # then epsilon-greedy on the schedule, where ours is epsilon-greedy from step 0: the same with eps_start=1)
     if name in ("sac", "td3", "dqn") and a.random_steps != a.learning_starts \
-            and not (name == "dqn" and a.random_steps == 0 and a.learning_starts <= 1):
+            and not (name == "dqn" and a.random_steps == 0 and a.learning_starts == 1 and a.eps_start == 1.0):
         return "SB3 acts at random exactly until learning_starts; set random_steps equal to it"
     lrs = {"sac": ("actor_lr", "critic_lr", "alpha_lr"), "td3": ("actor_lr", "critic_lr")}.get(name, ())
     if len({a[k] for k in lrs}) > 1:
