@@ -547,8 +547,9 @@ def render(root: Path) -> str:
             manifest_path = Path(spec["_path"]).parent / "runs.json"
             manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
             done = sum(manifest.get(j.key, {}).get("status") == "done" for j in jobs)
+            kind = "its entries against each other" if len(spec["entries"]) > 1 else "descriptive"
             out.append(f"- **{spec['name']}** (`{_rel(Path(spec['_path']), root)}`, written {spec['written']}, no "
-                       f"anchor: its entries against each other): {done}/{len(jobs)} runs finished; results: "
+                       f"anchor: {kind}): {done}/{len(jobs)} runs finished; results: "
                        + (f"[compare.json](../{_rel(Path(spec['_path']).parent / 'compare.json', root)}) "
                           f"(`python scripts/protocol.py compare`)"
                           if (Path(spec["_path"]).parent / "compare.json").is_file() else "none yet"))
