@@ -180,11 +180,23 @@ def _rel(path: Path, root: Path) -> str:
         return str(path)
 
 
+def read_manifest(spec: dict[str, Any]) -> dict[str, Any]:
+    """The protocol's ``runs.json`` (written by ``export``: each run's status, last step and commits), or {}."""
+    path = Path(spec["_path"]).parent / "runs.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def progress(spec: dict[str, Any], root: Path) -> tuple[int, int]:
+    """(finished, all) runs of the protocol, as its runs.json records them."""
+    jobs = protocol_lib.jobs(spec, root / "benchmarks" / "runs")
+    manifest = read_manifest(spec)
+    return sum(manifest.get(j.key, {}).get("status") == "done" for j in jobs), len(jobs)
+
+
 def rows_of(spec: dict[str, Any], stat: Statistic, root: Path) -> list[Row]:
     """Every (entry, anchor) row of one protocol, with all numbers read (none computed yet but the per-seed ones)."""
     out_dir = Path(spec["_path"]).parent
-    manifest_path = out_dir / "runs.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    manifest = read_manifest(spec)
     by_entry: dict[str, list[protocol_lib.Job]] = {}
     for job in protocol_lib.jobs(spec, root / "benchmarks" / "runs"):
         by_entry.setdefault(job.entry, []).append(job)
@@ -321,8 +333,7 @@ def number_rows(spec: dict[str, Any], root: Path) -> list[NumberRow]:
     """Every entry of a single-number protocol, its finished seeds' final evaluations read."""
     a = number_anchor(spec)
     out_dir = Path(spec["_path"]).parent
-    manifest_path = out_dir / "runs.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    manifest = read_manifest(spec)
     table_path = root / a["table"]
     table = {}
     if table_path.is_file():
@@ -517,24 +528,18 @@ def render(root: Path) -> str:
         out += number_section(numbers, root)
     out += ["", "## Protocols", ""]
     for spec, stat in protocols:
-        jobs = protocol_lib.jobs(spec, root / "benchmarks" / "runs")
-        manifest_path = Path(spec["_path"]).parent / "runs.json"
-        manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-        done = sum(manifest.get(j.key, {}).get("status") == "done" for j in jobs)
+        done, total = progress(spec, root)
         text = " ".join(str(spec["statistic"]).split())
         out += [f"- **{spec['name']}** (`{_rel(Path(spec['_path']), root)}`, written {spec['written']}): "
-                f"{done}/{len(jobs)} runs finished. Seeds {', '.join(map(str, spec['seeds']))}. "
+                f"{done}/{total} runs finished. Seeds {', '.join(map(str, spec['seeds']))}. "
                 f"Statistic as computed here: {stat.describe()}, margin {100 * stat.margin:g}% of the anchor's mean"
                 + (f", secondary within {stat.max_step:,} steps" if stat.max_step else "")
                 + f". The protocol's text: \"{text}\""]
     for spec in numbers:
-        jobs = protocol_lib.jobs(spec, root / "benchmarks" / "runs")
-        manifest_path = Path(spec["_path"]).parent / "runs.json"
-        manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-        done = sum(manifest.get(j.key, {}).get("status") == "done" for j in jobs)
+        done, total = progress(spec, root)
         text = " ".join(str(spec["statistic"]).split())
         out.append(f"- **{spec['name']}** (`{_rel(Path(spec['_path']), root)}`, written {spec['written']}): "
-                   f"{done}/{len(jobs)} runs finished. Seeds {', '.join(map(str, spec['seeds']))}. Against one "
+                   f"{done}/{total} runs finished. Seeds {', '.join(map(str, spec['seeds']))}. Against one "
                    f"published number per task (section above). The protocol's text: \"{text}\"")
     for spec in untabled:
         out.append(f"- **{spec['name']}** (`{_rel(Path(spec['_path']), root)}`): not tabulated: no statistic for it "
@@ -543,13 +548,10 @@ def render(root: Path) -> str:
         out += ["", "## Other checks (each reports itself)", ""]
         out += [f"- [{d.name}](../{_rel(d / 'summary.md', root)})" for d in linked]
         for spec in internal:
-            jobs = protocol_lib.jobs(spec, root / "benchmarks" / "runs")
-            manifest_path = Path(spec["_path"]).parent / "runs.json"
-            manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-            done = sum(manifest.get(j.key, {}).get("status") == "done" for j in jobs)
+            done, total = progress(spec, root)
             kind = "its entries against each other" if len(spec["entries"]) > 1 else "descriptive"
             out.append(f"- **{spec['name']}** (`{_rel(Path(spec['_path']), root)}`, written {spec['written']}, no "
-                       f"anchor: {kind}): {done}/{len(jobs)} runs finished; results: "
+                       f"anchor: {kind}): {done}/{total} runs finished; results: "
                        + (f"[compare.json](../{_rel(Path(spec['_path']).parent / 'compare.json', root)}) "
                           f"(`python scripts/protocol.py compare`)"
                           if (Path(spec["_path"]).parent / "compare.json").is_file() else "none yet"))
