@@ -53,6 +53,31 @@ def fail(msg: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+# Hydra's flags that take the next argument as their value (``--info``'s value is optional: one of _INFO)
+_VALUED = {"-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir",
+           "--experimental-rerun", "-sc", "--shell-completion"}
+_INFO = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
+
+
+def flags_first(argv: list[str]) -> list[str]:
+    """The command line with Hydra's flags (``-m``, ``--cfg job``, ...) moved in front of the overrides, each
+    order kept. Hydra reads the overrides as one run of positional arguments, so ``train.py algo=td3 -m seed=0,1``
+    would otherwise stop at ``-m`` and refuse ``seed=0,1`` as unrecognised. An override never starts with ``-``."""
+    flags, overrides, i = [], [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("-"):
+            overrides.append(arg)
+        elif (arg in _VALUED or (arg in ("-i", "--info") and i + 1 < len(argv) and argv[i + 1] in _INFO)) \
+                and i + 1 < len(argv):
+            flags += argv[i:i + 2]
+            i += 1
+        else:
+            flags.append(arg)
+        i += 1
+    return [*flags, *overrides]
+
+
 def precheck(argv: list[str]) -> list[str]:
     """Checks on the raw command line, before Hydra creates a run directory.
 
@@ -61,7 +86,7 @@ def precheck(argv: list[str]) -> list[str]:
     checks (finished, in use, a resume's settings) are the job's (:func:`rlbase.runtime.job.execute`), on the
     directory Hydra resolved: Hydra itself writes nothing there (``hydra.output_subdir: null``).
     """
-    argv = expand_resume(argv)
+    argv = expand_resume(flags_first(argv))
     check_grammar(argv)
     out = []
     for arg in argv:

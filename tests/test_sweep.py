@@ -86,6 +86,25 @@ def test_invalid_combinations_refuse_the_sweep_before_any_job(tmp_path):
     assert not (tmp_path / "sweep").exists()
 
 
+def test_flags_anywhere_on_the_line():
+    """-m (or --cfg job) after an override is read as typed, not refused by argparse as 'unrecognized arguments'."""
+    from rlbase.cli import flags_first
+
+    assert flags_first(["algo=td3", "-m", "seed=0,1"]) == ["-m", "algo=td3", "seed=0,1"]
+    assert flags_first(["algo=td3", "--cfg", "job", "env=hopper", "--info"]) == ["--cfg", "job", "--info", "algo=td3",
+                                                                                 "env=hopper"]
+    assert flags_first(["env=pendulum", "--info", "defaults", "-cn", "config"]) == ["--info", "defaults", "-cn",
+                                                                                    "config", "env=pendulum"]
+
+
+def test_multirun_flag_mid_line_sweeps(tmp_path):
+    # the same refusal as above (it needs the sweep read as one): -m after the first override
+    cmd = [sys.executable, str(ROOT / "train.py"), "algo=dqn,td3", "-m", "env=cartpole,pendulum", "logger=none",
+           f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "2 of 4 combinations of this sweep are invalid" in proc.stderr, proc.stderr[-2000:]
+
+
 def test_sweep_preset_sets_multirun(compose_cfg):
     cfg = compose_cfg("+sweep=classic", "algo=dqn", "env=cartpole")
     assert cfg.logger.group is None and list(cfg.logger.tags) == ["classic"]  # groups per algo x task; preset a tag
