@@ -146,6 +146,17 @@ def test_validation_one_line_errors(compose_cfg, overrides, needle):
     assert needle in msg and "\n" not in msg
 
 
+def test_a_tuned_path_is_refused_with_what_to_do():
+    """A study writes tuned_<algo>_<env>.yaml; passing that path says where the file must go and under what name."""
+    from rlbase.runtime.validate import validate_tuned
+
+    with pytest.raises(ConfigError) as e:
+        validate_tuned({"algo": "ppo", "env": "hopper", "tuned": "runs/tune/x/tuned_ppo_hopper.yaml"})
+    msg = str(e.value)
+    assert "tuned= takes a name in rlbase/conf/tuned/, not a path" in msg and "tuned/ppo_hopper_mine.yaml and pass tuned=ppo_hopper_mine" in msg
+    assert "allowed for algo=ppo env=hopper: ppo_hopper" in msg
+
+
 @pytest.mark.parametrize("args, needle", [
     (["algo=nope"], "unknown algo option 'nope'; allowed: "),
     (["env=pendulum"], "algo=dqn needs discrete actions"),

@@ -374,5 +374,11 @@ def validate_tuned(choices: dict, tuned_dir: Path = TUNED_CONF) -> None:
         return
     own = sorted(p.stem for p in tuned_dir.glob(f"{pair}*.yaml") if p.stem == pair or p.stem.startswith(pair + "_"))
     allowed = f"allowed for algo={algo} env={env}: {', '.join(own) if own else 'none (no conf/tuned file names this pair)'}"
+    if "/" in tuned or tuned.endswith((".yaml", ".yml")):  # a path, e.g. the tuned file a study wrote
+        stem = Path(tuned).stem
+        name = stem[len("tuned_"):] if stem.startswith("tuned_") else stem
+        name = name if name.startswith(pair + "_") else pair + "_mine"
+        _check(False, f"tuned={tuned}: tuned= takes a name in rlbase/conf/tuned/, not a path; copy the file there "
+               f"as rlbase/conf/tuned/{name}.yaml and pass tuned={name}; {allowed}")
     _check((tuned_dir / f"{tuned}.yaml").is_file(), f"tuned={tuned}: there is no conf/tuned/{tuned}.yaml; {allowed}")
     _check(tuned in own, f"tuned={tuned} holds another pair's values than algo={algo} env={env}; {allowed}")
