@@ -83,3 +83,27 @@ def test_grouped_commands_and_the_comparison_of_two_entries(tmp_path):
     assert row["values_a"] == {1: 101.5, 2: 103.0, 3: 104.5} and abs(row["diff"] - 10.0) < 1e-9
     assert row["lo"] > 0 and row["min_p"] == 0.1  # the interval excludes 0, but 3 vs 3 cannot reach p < 0.10
     assert row["verdict"] == "not resolved"
+
+
+def test_status_says_what_is_left_and_how_long_it_takes_at_the_measured_rates(tmp_path):
+    spec = protocol.load(write(tmp_path, seeds=[1, 2, 3], entries=[
+        {"name": "a", "overrides": ["algo=dqn", "env=cartpole", "total_steps=10000"]},
+        {"name": "b", "overrides": ["algo=dqn", "env=acrobot", "total_steps=7200"]}]))
+    runs = tmp_path / "runs"
+    jobs = {j.key: j for j in protocol.jobs(spec, runs)}
+
+    def fake(key, step, sps, done=False):
+        d = jobs[key].run_dir
+        d.mkdir(parents=True)
+        rows = [{"step": s, "time/sps": sps} for s in range(1000, step + 1, 1000)]
+        (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        (d / (checkpoint.DONE if done else checkpoint.NAME)).write_text("")
+
+    fake("a-seed1", 10000, 50.0, done=True)
+    fake("a-seed2", 4000, 10.0)  # a's median rate: 30 steps/s
+    out = protocol.status(spec, runs)
+    head = out.splitlines()[0]
+    # a: 6000 + 10000 left at 30/s; b (no rate of its own): 3 x 7200 at the protocol's median, 30/s
+    assert head.startswith("tiny: 1/6 runs finished; left: 37,600 env steps")
+    assert f"about {(16000 + 21600) / 30 / 3600:.1f} h of one core" in head and "else the protocol median" in head
+    assert "a-seed2" in out and "partial  step 4000  (10 steps/s lately)" in out

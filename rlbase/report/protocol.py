@@ -6,7 +6,7 @@ those a setting was chosen on), for how long, how it is evaluated, and which sta
 with. This module runs it and collects what it produced:
 
     python scripts/protocol.py run benchmarks/offpolicy_1m/protocol.yaml --workers 2    # resumable queue
-    python scripts/protocol.py status benchmarks/offpolicy_1m/protocol.yaml             # how far it has come
+    python scripts/protocol.py status benchmarks/offpolicy_1m/protocol.yaml             # how far, what is left, how long
     python scripts/protocol.py export benchmarks/offpolicy_1m/protocol.yaml             # per-seed curves -> CSV
 
 ``run`` works through every (entry, seed) in the file's order with ``--workers`` jobs at a time (one torch thread
@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -279,14 +280,66 @@ def compare(spec: dict[str, Any], pairs: list[tuple[str, str]], level: float) ->
     return out
 
 
+def _target_steps(job: Job) -> Optional[int]:
+    """The job's ``total_steps`` as its overrides set it (the last one wins), or None (the env file's default)."""
+    target = None
+    for o in job.overrides:
+        key, sep, value = o.partition("=")
+        if sep and key.lstrip("+") == "total_steps":
+            try:
+                target = int(float(value))
+            except ValueError:
+                target = None
+    return target
+
+
+def _rate(job: Job, rows: int = 50) -> Optional[float]:
+    """Median ``time/sps`` (env steps per second, evaluations included) of the run's last ``rows`` log rows."""
+    from rlbase.core.logger import read_metrics
+
+    path = job.run_dir / "metrics.jsonl"
+    if not path.exists():
+        return None
+    sps = [float(r["time/sps"]) for r in read_metrics(path) if "time/sps" in r][-rows:]
+    return statistics.median(sps) if sps else None
+
+
 def status(spec: dict[str, Any], runs_root: Optional[Path] = None) -> str:
+    """One line per run (state, last step, its recent env steps/s) and what is left: env steps, and the time they
+    take at the rates measured so far (each entry's median rate, else the protocol's), which is core-hours when
+    each run has one core."""
     lines, total, done = [], 0, 0
+    todo: list[tuple[Job, int]] = []
+    rates: dict[str, list[float]] = {}
     for job in jobs(spec, runs_root):
         st, step = state_of(job)
         total += 1
         done += st == "done"
-        lines.append(f"  {job.key:32s} {st:8s} step {step}")
-    return f"{spec['name']}: {done}/{total} runs finished\n" + "\n".join(lines)
+        rate = _rate(job) if st != "new" else None
+        if rate:
+            rates.setdefault(job.entry, []).append(rate)
+        lines.append(f"  {job.key:32s} {st:8s} step {step}" + (f"  ({rate:.0f} steps/s lately)" if rate else ""))
+        target = _target_steps(job)
+        if st != "done":
+            todo.append((job, max(target - step, 0) if target else -1))
+    head = f"{spec['name']}: {done}/{total} runs finished"
+    if todo:
+        left = sum(n for _, n in todo if n >= 0)
+        everyone = [r for rs in rates.values() for r in rs]
+        hours, unknown = 0.0, sorted({j.entry for j, n in todo if n < 0 or not (rates.get(j.entry) or everyone)})
+        for job, n in todo:
+            rs = rates.get(job.entry) or everyone
+            if n >= 0 and rs:
+                hours += n / statistics.median(rs) / 3600
+        k = int(spec.get("seeds_per_process") or 1)  # K seeds advance together in one process, each at its rate
+        head += f"; left: {left:,} env steps"
+        if hours:
+            head += (f", about {hours / k:.1f} h of one core at the rates measured so far (each entry's median"
+                     f"{'' if all(rates.get(j.entry) for j, _ in todo) else ', else the protocol median'}"
+                     f"{f'; {k} seeds per process' if k > 1 else ''})")
+        if unknown:
+            head += f"; not estimated: {', '.join(unknown)}"
+    return head + "\n" + "\n".join(lines)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
