@@ -78,3 +78,40 @@ def test_protocol_cases_run_the_protocols_own_settings():
         ours.logger = theirs.logger  # the harness runs logger=none itself
         assert ours == theirs, e["name"]
         assert case.budgets == (spec["final_steps"][e["name"]],) and parity.parity_unsupported(ours) is None
+    # the 100k protocol's Hopper and HalfCheetah entries (Walker2d has no SB3 side), compared over its window
+    spec = protocol.load(parity.ROOT / "benchmarks" / "offpolicy_100k" / "protocol.yaml")
+    names = [e["name"] for e in spec["entries"] if "walker2d" not in e["name"]]
+    assert [c.entry for c in parity.CASES.values() if c.name.endswith("_100k")] == names
+    for e in spec["entries"]:
+        case = parity.CASES.get(f"{e['name'].replace('-', '_')}_100k")
+        if case is None:
+            continue
+        theirs = parity.compose_overrides([*spec["common"], *e["overrides"], "seed=7"])
+        ours = parity.compose(case, 7)
+        ours.logger = theirs.logger
+        assert ours == theirs and case.budgets == (90_000, 95_000, 100_000), e["name"]
+        assert parity.parity_unsupported(ours) is None, e["name"]  # SAC's fixed temperature: two learning rates
+
+
+def test_report_reads_our_side_from_a_protocols_runs(tmp_path):
+    """``report --ours-runs <runs root>/<protocol>``: a protocol case's our side is that protocol's own
+    ``<entry>-seed<k>`` runs (same overrides), so ours are not run twice; finished runs only."""
+    import json
+
+    def fake(d, base, done=True):
+        d.mkdir(parents=True)
+        rows = [{"step": s, "eval/return_mean": base + s / 1000} for s in (90_000, 95_000, 100_000)]
+        (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        if done:
+            (d / "done").write_text("")
+
+    out, runs = tmp_path / "parity", tmp_path / "runs" / "offpolicy_100k"
+    for k, s in enumerate((3000, 3001, 3002)):
+        fake(out / "td3_hopper_100k" / "sb3" / f"seed{s}", 1000 + 10 * k)
+        fake(runs / f"td3-hopper-seed{s}", 2000 + 10 * k, done=s != 3002)
+    fake(runs / "td3-halfcheetah-seed3000", 9000)  # another entry's run: not this case's
+    parity.report(out, ["td3_hopper_100k"], ours_runs=runs)
+    rows = json.loads((out / "report.json").read_text())
+    final = next(r for r in rows if r["budget"] == 100_000)
+    assert final["ours"]["seeds"] == [3000, 3001] and final["ours"]["values"] == [2100.0, 2110.0]
+    assert final["sb3"]["seeds"] == [3000, 3001, 3002] and final["diff"] > 0

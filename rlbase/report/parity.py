@@ -57,6 +57,7 @@ class Case:
     aligned: str = ""  # what had to be aligned by hand, said in the report
     name_suffix: str = ""  # a variant of ours; its SB3 side is the base case's (``sb3_case``)
     label: str = ""  # a case of its own under this name (both sides run), e.g. a protocol's entry
+    entry: str = ""  # the protocol entry it was read from: ours can be that protocol's runs (report --ours-runs)
 
     @property
     def name(self) -> str:
@@ -99,10 +100,11 @@ CASES = {c.name: c for c in [
 ]}
 
 
-def protocol_cases(path: Path, suffix: str, aligned: str) -> list[Case]:
+def protocol_cases(path: Path, suffix: str, aligned: str, budgets: tuple[int, ...] = ()) -> list[Case]:
     """One case per entry of a pre-registered protocol (``benchmarks/<name>/protocol.yaml``), named
     ``<entry>_<suffix>``: the protocol's own overrides for both libraries (so the settings cannot drift from it),
-    compared at the entry's final step (the protocol's ``final_steps``). Seeds are chosen on the command line."""
+    compared at ``budgets`` or else at the entry's final step (the protocol's ``final_steps``). Seeds are chosen on
+    the command line."""
     from rlbase.report import protocol
 
     spec = protocol.load(path)
@@ -117,8 +119,8 @@ def protocol_cases(path: Path, suffix: str, aligned: str) -> list[Case]:
                 rest.append(o)
         steps = int(values["total_steps"])
         cases.append(Case(values["algo"], values["env"], steps, int(values["eval_every"]),
-                          (int(spec.get("final_steps", {}).get(e["name"], steps)),), tuple(rest), aligned,
-                          label=f"{e['name'].replace('-', '_')}_{suffix}"))
+                          budgets or (int(spec.get("final_steps", {}).get(e["name"], steps)),), tuple(rest), aligned,
+                          label=f"{e['name'].replace('-', '_')}_{suffix}", entry=e["name"]))
     return cases
 
 
@@ -128,6 +130,13 @@ if _ZOO.is_file():  # issue 34 item 1: RL-Zoo's tuned DQN settings, ours and SB3
         _ZOO, "zoo", "RL-Zoo's tuned settings from benchmarks/dqn_zoo/protocol.yaml for both; SB3's linear epsilon "
         "schedule replaced by ours (exponential, counted after the random steps); SB3's target interval is ours in "
         "env steps (target_update_every x train_every / gradient_steps)"))
+_100K = ROOT / "benchmarks" / "offpolicy_100k" / "protocol.yaml"
+if _100K.is_file():  # issue 34 item 3: SB3 beside the 100k protocol's Hopper and HalfCheetah entries
+    CASES.update((c.name, c) for c in protocol_cases(
+        _100K, "100k", "benchmarks/offpolicy_100k/protocol.yaml's settings for both (Tianshou's); SB3's TD3 adds its "
+        "exploration noise to the warm-up's uniform actions (ours: none, as Tianshou); SB3's SAC has 1e-6 inside "
+        "log(1 - tanh(u)^2) (ours: float32 eps, as Tianshou)", budgets=(90_000, 95_000, 100_000))
+        if c.env in ("hopper", "halfcheetah"))
 
 
 def compose_overrides(overrides: list[str]):
@@ -187,6 +196,8 @@ def sb3_unsupported(cfg) -> str | None:
             and not (name == "dqn" and a.random_steps == 0 and a.learning_starts == 1 and a.eps_start == 1.0):
         return "SB3 acts at random exactly until learning_starts; set random_steps equal to it"
     lrs = {"sac": ("actor_lr", "critic_lr", "alpha_lr"), "td3": ("actor_lr", "critic_lr")}.get(name, ())
+    if name == "sac" and not a.autotune:
+        lrs = lrs[:2]  # a fixed temperature has no learning rate
     if len({a[k] for k in lrs}) > 1:
         return f"SB3 uses one learning rate for all networks; ours differ: { {k: a[k] for k in lrs} }"
     if name == "td3" and (not a.twin or a.critic_action_layer != 0 or a.critic_weight_decay != 0):
@@ -237,7 +248,8 @@ def sb3_model(cfg, env):
                    train_freq=a.train_every, gradient_steps=a.gradient_steps,
                    policy_kwargs=dict(net_arch=dict(pi=list(a.actor_hidden), qf=list(a.critic_hidden))))
     if name == "sac":
-        lr = _same({"actor_lr": a.actor_lr, "critic_lr": a.critic_lr, "alpha_lr": a.alpha_lr}, "learning rate")
+        lr = _same({"actor_lr": a.actor_lr, "critic_lr": a.critic_lr, **({"alpha_lr": a.alpha_lr} if a.autotune else {})},
+                   "learning rate")
         ent = f"auto_{a.init_alpha}" if a.autotune else a.init_alpha
         target = "auto" if a.target_entropy is None else a.target_entropy
         return sb3.SAC("MlpPolicy", env, learning_rate=lr, ent_coef=ent, target_entropy=target, **off, **common)
@@ -574,10 +586,12 @@ def _ci(v) -> tuple[float, float]:
 
 
 def report(out: Path, names: list[str], seeds: Optional[list[int]] = None, margin: float = 0.0,
-           level: float = 0.95) -> None:
+           level: float = 0.95, ours_runs: Optional[Path] = None) -> None:
     """The table of each case at each budget. ``seeds``: only these seeds (a pre-registered set); ``margin``: an
     equivalence margin as a fraction of SB3's mean at that budget (0: no "agree" verdict); ``level``: the interval's
-    (0.90 with a margin is the two one-sided tests at 5% each)."""
+    (0.90 with a margin is the two one-sided tests at 5% each). ``ours_runs``: a protocol's run directory
+    (``<runs root>/<protocol>``): our side of the cases read from that protocol is its ``<entry>-seed<k>`` runs,
+    which ran with the same overrides, instead of runs of this harness."""
     rows, table, curves = [], [], {}
     pct = f"{level:.0%}"
     for name in names:
@@ -585,9 +599,12 @@ def report(out: Path, names: list[str], seeds: Optional[list[int]] = None, margi
         libs = {}
         for lib in ("ours", "sb3"):
             base = out / (case.sb3_case if lib == "sb3" else name) / lib
-            runs = sorted(base.glob("seed*/")) if base.exists() else []
-            libs[lib] = {int(d.name[4:]): (_evals(d), (d / "done").exists(), d) for d in runs if d.is_dir()
-                         and (seeds is None or int(d.name[4:]) in seeds)}
+            runs = {int(d.name[4:]): d for d in (sorted(base.glob("seed*/")) if base.exists() else [])}
+            if lib == "ours" and ours_runs is not None and case.entry:
+                runs = {int(d.name[len(case.entry) + 5:]): d for d in sorted(Path(ours_runs).glob(f"{case.entry}-seed*/"))
+                        if d.name[len(case.entry) + 5:].isdigit()}
+            libs[lib] = {s: (_evals(d), (d / "done").exists(), d) for s, d in runs.items() if d.is_dir()
+                         and (seeds is None or s in seeds)}
         if not any(libs.values()):
             continue
         curves[name] = libs
@@ -692,6 +709,8 @@ def main(argv=None) -> None:
     rep.add_argument("--margin", type=float, default=0.0,
                      help="equivalence margin as a fraction of SB3's mean (state it before the runs); 0: none")
     rep.add_argument("--level", type=float, default=0.95, help="the difference's interval (0.90 with a margin: TOST)")
+    rep.add_argument("--ours-runs", type=Path, default=None,
+                     help="a protocol's run directory (<runs root>/<protocol name>): our side of that protocol's cases")
     sub.add_parser("list", help="list the cases")
     u = sub.add_parser("sac-update-check", help="our SAC vs SB3's on identical weights, batches and noise")
     u.add_argument("--env", default="halfcheetah")
@@ -726,7 +745,7 @@ def main(argv=None) -> None:
         return
     if args.cmd == "report":
         report(args.out, args.cases or [n for n in CASES if (args.out / n).exists()],
-               parse_seeds(args.seeds) if args.seeds else None, args.margin, args.level)
+               parse_seeds(args.seeds) if args.seeds else None, args.margin, args.level, args.ours_runs)
         return
     if args.jobs > (os.cpu_count() or 1):
         raise SystemExit(f"error: --jobs {args.jobs} exceeds the {os.cpu_count()} cores; allowed: 1..{os.cpu_count()}")
