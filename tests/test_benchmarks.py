@@ -195,6 +195,15 @@ def test_a_single_number_anchor_gets_where_it_falls_and_no_verdict_word(tmp_path
     assert not any(w in row for row in rows.values() for w in ("**matches**", "**above**", "**below**", "resolved"))
     assert "`benchmarks/zoo/dqn-cartpole-seed{1,2,3,4,5}.csv`" in text and "`abc1234`" in text
     assert "- dqn-acrobot: highest point of the mean curve -70.0 at step 75; last three -155.1" in text  # up to step 100
+    # a pre-registered side by side with SB3 (SB3_SIDE.md) is listed, and links its report once it exists
+    (d / "SB3_SIDE.md").write_text("pre-registered\n")
+    assert benchmarks.main(["--root", str(tmp_path), "--out", str(out)]) == 0
+    assert "- **zoo beside Stable-Baselines3** on the same seeds (pre-registered: [SB3_SIDE.md](../benchmarks/zoo/" \
+           "SB3_SIDE.md)): not run yet" in out.read_text()
+    (d / "sb3").mkdir()
+    (d / "sb3" / "report.md").write_text("| case |\n")
+    assert benchmarks.main(["--root", str(tmp_path), "--out", str(out)]) == 0
+    assert "[report](../benchmarks/zoo/sb3/report.md)" in out.read_text()
     # a protocol that mixes a single-number anchor with a statistic window is refused in one line
     spec["statistic_window"] = {"first_step": 50, "last_step": 100, "evaluations": 3}
     (d / "protocol.yaml").write_text(yaml.safe_dump(spec))

@@ -448,7 +448,7 @@ def secondary(row: Row) -> str:
 
 def render(root: Path) -> str:
     bench = root / "benchmarks"
-    protocols, linked, untabled, rows, internal, numbers = [], [], [], [], [], []
+    protocols, linked, untabled, rows, internal, numbers, sides = [], [], [], [], [], [], []
     for d in sorted(p for p in bench.iterdir() if p.is_dir() and p.name not in ("anchors", "runs")) \
             if bench.is_dir() else []:
         if (d / "summary.md").is_file():
@@ -456,6 +456,8 @@ def render(root: Path) -> str:
             continue
         if not (d / "protocol.yaml").is_file():
             continue
+        if (d / "SB3_SIDE.md").is_file():  # a pre-registered side by side with SB3 on this protocol's seeds
+            sides.append(d)
         spec = protocol_lib.load(d / "protocol.yaml")
         if not spec.get("anchors"):  # a comparison among our own entries (protocol.py compare writes its summary.md)
             internal.append(spec)
@@ -544,9 +546,15 @@ def render(root: Path) -> str:
     for spec in untabled:
         out.append(f"- **{spec['name']}** (`{_rel(Path(spec['_path']), root)}`): not tabulated: no statistic for it "
                    "in `rlbase/report/benchmarks.py` (`STATISTICS`) and no `statistic_window` in the file.")
-    if linked or internal:
+    if linked or internal or sides:
         out += ["", "## Other checks (each reports itself)", ""]
         out += [f"- [{d.name}](../{_rel(d / 'summary.md', root)})" for d in linked]
+        for d in sides:
+            rep = d / "sb3" / "report.md"
+            out.append(f"- **{d.name} beside Stable-Baselines3** on the same seeds (pre-registered: "
+                       f"[SB3_SIDE.md](../{_rel(d / 'SB3_SIDE.md', root)})): "
+                       + (f"[report](../{_rel(rep, root)}) (`python scripts/parity.py report ... --ours-runs`)"
+                          if rep.is_file() else "not run yet"))
         for spec in internal:
             done, total = progress(spec, root)
             kind = "its entries against each other" if len(spec["entries"]) > 1 else "descriptive"
