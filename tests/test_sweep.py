@@ -97,12 +97,14 @@ def test_flags_anywhere_on_the_line():
                                                                                     "config", "env=pendulum"]
 
 
-def test_multirun_flag_mid_line_sweeps(tmp_path):
-    # the same refusal as above (it needs the sweep read as one): -m after the first override
-    cmd = [sys.executable, str(ROOT / "train.py"), "algo=dqn,td3", "-m", "env=cartpole,pendulum", "logger=none",
-           f"hydra.sweep.dir={tmp_path / 'sweep'}"]
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and "2 of 4 combinations of this sweep are invalid" in proc.stderr, proc.stderr[-2000:]
+def test_multirun_flag_mid_line_sweeps(tmp_path, capsys, monkeypatch):
+    # the same refusal as above (it needs the sweep read as one): -m after the first override; in-process
+    from rlbase.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    code = cli(["algo=dqn,td3", "-m", "env=cartpole,pendulum", "logger=none", f"hydra.sweep.dir={tmp_path / 'sweep'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "2 of 4 combinations of this sweep are invalid" in err, err[-2000:]
 
 
 def test_sweep_preset_sets_multirun(compose_cfg):
