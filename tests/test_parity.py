@@ -70,14 +70,16 @@ def test_protocol_cases_run_the_protocols_own_settings():
     protocol's runner gives that entry (seed aside), so the side by side cannot drift from the pre-registered runs."""
     from rlbase.report import protocol
 
-    spec = protocol.load(parity.ROOT / "benchmarks" / "dqn_zoo" / "protocol.yaml")
-    for e in spec["entries"]:
-        case = parity.CASES[f"{e['name'].replace('-', '_')}_zoo"]
-        theirs = parity.compose_overrides([*spec["common"], *e["overrides"], "seed=7"])
-        ours = parity.compose(case, 7)
-        ours.logger = theirs.logger  # the harness runs logger=none itself
-        assert ours == theirs, e["name"]
-        assert case.budgets == (spec["final_steps"][e["name"]],) and parity.parity_unsupported(ours) is None
+    for name in ("dqn_zoo", "dqn_zoo_lunar"):
+        spec = protocol.load(parity.ROOT / "benchmarks" / name / "protocol.yaml")
+        for e in spec["entries"]:
+            case = parity.CASES[f"{e['name'].replace('-', '_')}_zoo"]
+            theirs = parity.compose_overrides([*spec["common"], *e["overrides"], "seed=7"])
+            ours = parity.compose(case, 7)
+            ours.logger = theirs.logger  # the harness runs logger=none itself
+            assert ours == theirs, e["name"]
+            assert case.budgets == (spec["final_steps"][e["name"]],) and parity.parity_unsupported(ours) is None
+            assert f"benchmarks/{name}/protocol.yaml" in case.aligned
     # the 100k protocol's Hopper and HalfCheetah entries (Walker2d has no SB3 side), compared over its window
     spec = protocol.load(parity.ROOT / "benchmarks" / "offpolicy_100k" / "protocol.yaml")
     names = [e["name"] for e in spec["entries"] if "walker2d" not in e["name"]]

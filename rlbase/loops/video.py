@@ -27,7 +27,7 @@ def record_episode(agent, env_cfg, seed: int, path: Path, fps: int = 0, obs_stat
     missing = envs.render_missing(env_cfg.id)
     if missing is not None:
         log.warning("video disabled: rendering %s needs %s, which is not installed (pip install -r "
-                    "requirements-video.txt)", env_cfg.id, missing)
+                    "requirements.txt: pygame-ce)", env_cfg.id, missing)
         return None
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame draws off-screen: no display, no XDG_RUNTIME_DIR error
     try:

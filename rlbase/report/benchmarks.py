@@ -302,6 +302,7 @@ class NumberRow:
     last3: dict[int, float] = field(default_factory=dict)  # seed -> mean of its last three evaluations
     our_max: Optional[tuple[int, float]] = None
     error: str = ""
+    our_task: str = ""  # the task id our runs used, where it differs from the anchor's (LunarLander-v3 vs v2)
 
     @property
     def queued(self) -> bool:
@@ -348,7 +349,8 @@ def number_rows(spec: dict[str, Any], root: Path) -> list[NumberRow]:
         task = a["rows"].get(name, "")
         source = SOURCE_NAMES.get(a.get("source", ""), a.get("source", "anchor"))
         row = NumberRow(spec["name"], name, task, int(spec["final_steps"][name]), len(by_entry[name]),
-                        f"{source} {Path(a['table']).name}", _rel(table_path, root))
+                        f"{source} {Path(a['table']).name}", _rel(table_path, root),
+                        our_task=our_task(entry, spec.get("common", []), task))
         if task in table:
             row.anchor_mean, row.anchor_std = float(table[task]["mean"]), float(table[task]["std"])
         else:
@@ -590,7 +592,8 @@ def number_section(specs: list[dict[str, Any]], root: Path) -> list[str]:
         else:
             ours, place, reach = where_number_falls(r)
             cells = [ours, theirs, f"**{place}**", reach]
-        out.append(f"| {algo} | {r.task} ({r.final_step:,} steps) | " + " | ".join(cells) + f" | {r.protocol} |")
+        task = r.task if r.our_task in ("", r.task) else f"{r.our_task} (published: {r.task})"
+        out.append(f"| {algo} | {task} ({r.final_step:,} steps) | " + " | ".join(cells) + f" | {r.protocol} |")
     out += ["", "Secondary, descriptive: the highest point of the seed-mean curve within the budget, and the mean over "
             "seeds of each seed's last three evaluations; the files behind each row.", ""]
     for r in rows:

@@ -124,12 +124,13 @@ def protocol_cases(path: Path, suffix: str, aligned: str, budgets: tuple[int, ..
     return cases
 
 
-_ZOO = ROOT / "benchmarks" / "dqn_zoo" / "protocol.yaml"
-if _ZOO.is_file():  # issue 34 item 1: RL-Zoo's tuned DQN settings, ours and SB3's side by side
-    CASES.update((c.name, c) for c in protocol_cases(
-        _ZOO, "zoo", "RL-Zoo's tuned settings from benchmarks/dqn_zoo/protocol.yaml for both; SB3's linear epsilon "
-        "schedule replaced by ours (exponential, counted after the random steps); SB3's target interval is ours in "
-        "env steps (target_update_every x train_every / gradient_steps)"))
+for _zoo in ("dqn_zoo", "dqn_zoo_lunar"):  # issue 34 item 1: RL-Zoo's tuned DQN settings, ours and SB3's side by side
+    if (ROOT / "benchmarks" / _zoo / "protocol.yaml").is_file():
+        CASES.update((c.name, c) for c in protocol_cases(
+            ROOT / "benchmarks" / _zoo / "protocol.yaml", "zoo", f"RL-Zoo's tuned settings from benchmarks/{_zoo}/"
+            "protocol.yaml for both; SB3's linear epsilon schedule replaced by ours (exponential, counted after the "
+            "random steps); SB3's target interval is ours in env steps (target_update_every x train_every / "
+            "gradient_steps)"))
 _100K = ROOT / "benchmarks" / "offpolicy_100k" / "protocol.yaml"
 if _100K.is_file():  # issue 34 item 3: SB3 beside the 100k protocol's Hopper and HalfCheetah entries
     CASES.update((c.name, c) for c in protocol_cases(

@@ -332,7 +332,7 @@ def validate(cfg: DictConfig) -> envs.EnvSpec:
     if cfg.eval.video:  # the env exists (probed above): refuse videos it cannot draw now, not after the first evaluation
         missing = envs.render_missing(cfg.env.id)
         _check(missing is None, f"eval.video=true: rendering {cfg.env.id} needs {missing}, which is not installed; "
-               "allowed: install it (pip install -r requirements-video.txt) or eval.video=false")
+               "allowed: install it (pip install -r requirements.txt: pygame-ce) or eval.video=false")
     allowed = module.ACTION_SPACES
     _check(spec.kind in allowed,
            f"algo={cfg.algo.name} needs {' or '.join(allowed)} actions, but env={cfg.env.name} ({spec.id}) has "
