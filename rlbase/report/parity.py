@@ -650,7 +650,8 @@ def report(out: Path, names: list[str], seeds: Optional[list[int]] = None, margi
               "|---|---|---|---|---|---|"]
     for name, t in table:
         o, s = t.get("ours", (0, 0, float("nan"))), t.get("sb3", (0, 0, float("nan")))
-        lines.append(f"| {name} | {o[0]} / {o[1]} | {o[2]:.0f} | {s[0]} / {s[1]} | {s[2]:.0f} | {CASES[name].aligned} |")
+        wall = [f"{w:.0f}" if w == w else "—" for w in (o[2], s[2])]  # nan: no wall_s (a protocol's own runs)
+        lines.append(f"| {name} | {o[0]} / {o[1]} | {wall[0]} | {s[0]} / {s[1]} | {wall[1]} | {CASES[name].aligned} |")
     per_seed = ["", "Per seed (final budget):", ""]
     for e in rows:
         if e["budget"] == CASES[e["case"]].budgets[-1]:
