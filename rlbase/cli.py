@@ -55,7 +55,7 @@ def fail(msg: str, code: int = 2) -> None:
 
 # Hydra's flags that take the next argument as their value (``--info``'s value is optional: one of _INFO)
 _VALUED = {"-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir",
-           "--experimental-rerun", "-sc", "--shell-completion"}
+           "--experimental-rerun"}
 _INFO = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
 
 
@@ -69,7 +69,7 @@ def flags_first(argv: list[str]) -> list[str]:
         if not arg.startswith("-"):
             overrides.append(arg)
         elif (arg in _VALUED or (arg in ("-i", "--info") and i + 1 < len(argv) and argv[i + 1] in _INFO)) \
-                and i + 1 < len(argv):
+                and i + 1 < len(argv) and not argv[i + 1].startswith("-"):
             flags += argv[i:i + 2]
             i += 1
         else:
@@ -86,7 +86,7 @@ def precheck(argv: list[str]) -> list[str]:
     checks (finished, in use, a resume's settings) are the job's (:func:`rlbase.runtime.job.execute`), on the
     directory Hydra resolved: Hydra itself writes nothing there (``hydra.output_subdir: null``).
     """
-    argv = expand_resume(flags_first(argv))
+    argv = flags_first(expand_resume(argv))  # resume= puts the saved overrides first: sort after it
     check_grammar(argv)
     out = []
     for arg in argv:

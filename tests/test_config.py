@@ -155,6 +155,10 @@ def test_a_tuned_path_is_refused_with_what_to_do():
     msg = str(e.value)
     assert "tuned= takes a name in rlbase/conf/tuned/, not a path" in msg and "tuned/ppo_hopper_mine.yaml and pass tuned=ppo_hopper_mine" in msg
     assert "allowed for algo=ppo env=hopper: ppo_hopper" in msg
+    with pytest.raises(ConfigError, match="its name says sac_hopper, not this run's pair algo=ppo env=hopper"):
+        validate_tuned({"algo": "ppo", "env": "hopper", "tuned": "runs/t/tuned_sac_hopper.yaml"})  # another pair's
+    with pytest.raises(ConfigError, match="pass the name without .yaml: tuned=ppo_hopper$"):
+        validate_tuned({"algo": "ppo", "env": "hopper", "tuned": "ppo_hopper.yaml"})
 
 
 @pytest.mark.parametrize("args, needle", [

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from rlbase.report import parity
 
 
@@ -117,3 +119,9 @@ def test_report_reads_our_side_from_a_protocols_runs(tmp_path):
     final = next(r for r in rows if r["budget"] == 100_000)
     assert final["ours"]["seeds"] == [3000, 3001] and final["ours"]["values"] == [2100.0, 2110.0]
     assert final["sb3"]["seeds"] == [3000, 3001, 3002] and final["diff"] > 0
+    # the protocol's own statistic: each seed's mean over 90k-100k (here 2095 and 2105 for ours)
+    window = next(r for r in rows if r["budget"] == "mean 90000-100000")
+    assert window["ours"]["values"] == [2095.0, 2105.0] and window["sb3"]["values"] == [1095.0, 1105.0, 1115.0]
+    assert "td3_hopper_100k (mean 90000-100000) ours: s3000 2095, s3001 2105" in (out / "report.md").read_text()
+    with pytest.raises(SystemExit, match="expected <runs root>/offpolicy_100k"):  # another protocol's runs
+        parity.report(out, ["td3_hopper_100k"], ours_runs=tmp_path / "runs" / "dqn_zoo")

@@ -95,6 +95,21 @@ def test_flags_anywhere_on_the_line():
                                                                                  "env=hopper"]
     assert flags_first(["env=pendulum", "--info", "defaults", "-cn", "config"]) == ["--info", "defaults", "-cn",
                                                                                     "config", "env=pendulum"]
+    assert flags_first(["algo=td3", "-sc", "--cfg", "job"]) == ["-sc", "--cfg", "job", "algo=td3"]  # -sc takes none
+
+
+def test_a_flag_after_resume_is_read(tmp_path, capsys, monkeypatch):
+    """resume=<dir> expands to the run's saved overrides in front: a flag typed after it still goes first."""
+    from rlbase.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+    assert cli(["env=cartpole", "total_steps=300", "eval_every=300", "eval_episodes=1", "logger=none",
+                "progress=false", f"hydra.run.dir={run}"]) == 0
+    capsys.readouterr()
+    (run / "done").unlink()  # as if stopped at its last checkpoint: resumable
+    assert cli([f"resume={run}", "--cfg", "job"]) == 0
+    assert "total_steps: 300" in capsys.readouterr().out
 
 
 def test_multirun_flag_mid_line_sweeps(tmp_path, capsys, monkeypatch):

@@ -156,7 +156,7 @@ def split_entry(name: str) -> tuple[str, str]:
 
 def our_task(entry: dict[str, Any], common: list[str], task: str) -> str:
     """The task id our runs used: an ``env.id=`` override, else the env file's ``id``, else the entry's task."""
-    overrides = [*common, *entry.get("overrides", [])]
+    overrides = [*common, *entry.get("overrides", [])][::-1]  # the last one wins, as on Hydra's command line
     for o in overrides:
         if o.startswith("env.id="):
             return o.partition("=")[2]

@@ -58,6 +58,8 @@ class Case:
     name_suffix: str = ""  # a variant of ours; its SB3 side is the base case's (``sb3_case``)
     label: str = ""  # a case of its own under this name (both sides run), e.g. a protocol's entry
     entry: str = ""  # the protocol entry it was read from: ours can be that protocol's runs (report --ours-runs)
+    protocol: str = ""  # ... and that protocol's name (the --ours-runs directory must be its run directory)
+    window: tuple[int, ...] = ()  # also compared: each seed's mean over these evaluations (a protocol's statistic)
 
     @property
     def name(self) -> str:
@@ -100,11 +102,12 @@ CASES = {c.name: c for c in [
 ]}
 
 
-def protocol_cases(path: Path, suffix: str, aligned: str, budgets: tuple[int, ...] = ()) -> list[Case]:
+def protocol_cases(path: Path, suffix: str, aligned: str, budgets: tuple[int, ...] = (),
+                   window: tuple[int, ...] = ()) -> list[Case]:
     """One case per entry of a pre-registered protocol (``benchmarks/<name>/protocol.yaml``), named
     ``<entry>_<suffix>``: the protocol's own overrides for both libraries (so the settings cannot drift from it),
-    compared at ``budgets`` or else at the entry's final step (the protocol's ``final_steps``). Seeds are chosen on
-    the command line."""
+    compared at ``budgets`` or else at the entry's final step (the protocol's ``final_steps``), and over ``window``
+    (each seed's mean of those evaluations) if given. Seeds are chosen on the command line."""
     from rlbase.report import protocol
 
     spec = protocol.load(path)
@@ -120,7 +123,11 @@ def protocol_cases(path: Path, suffix: str, aligned: str, budgets: tuple[int, ..
         steps = int(values["total_steps"])
         cases.append(Case(values["algo"], values["env"], steps, int(values["eval_every"]),
                           budgets or (int(spec.get("final_steps", {}).get(e["name"], steps)),), tuple(rest), aligned,
-                          label=f"{e['name'].replace('-', '_')}_{suffix}", entry=e["name"]))
+                          label=f"{e['name'].replace('-', '_')}_{suffix}", entry=e["name"], protocol=spec["name"],
+                          window=window))
+    clash = [c.name for c in cases if c.name in CASES]
+    if clash:
+        raise ValueError(f"{path}: parity case names already taken: {', '.join(clash)}")
     return cases
 
 
@@ -136,7 +143,8 @@ if _100K.is_file():  # issue 34 item 3: SB3 beside the 100k protocol's Hopper an
     CASES.update((c.name, c) for c in protocol_cases(
         _100K, "100k", "benchmarks/offpolicy_100k/protocol.yaml's settings for both (Tianshou's); SB3's TD3 adds its "
         "exploration noise to the warm-up's uniform actions (ours: none, as Tianshou); SB3's SAC has 1e-6 inside "
-        "log(1 - tanh(u)^2) (ours: float32 eps, as Tianshou)", budgets=(90_000, 95_000, 100_000))
+        "log(1 - tanh(u)^2) (ours: float32 eps, as Tianshou)", budgets=(90_000, 95_000, 100_000),
+        window=(90_000, 95_000, 100_000))
         if c.env in ("hopper", "halfcheetah"))
 
 
@@ -602,6 +610,9 @@ def report(out: Path, names: list[str], seeds: Optional[list[int]] = None, margi
             base = out / (case.sb3_case if lib == "sb3" else name) / lib
             runs = {int(d.name[4:]): d for d in (sorted(base.glob("seed*/")) if base.exists() else [])}
             if lib == "ours" and ours_runs is not None and case.entry:
+                if Path(ours_runs).name != case.protocol:
+                    raise SystemExit(f"error: --ours-runs {ours_runs}: case {name} is protocol {case.protocol}'s; "
+                                     f"expected <runs root>/{case.protocol}")
                 runs = {int(d.name[len(case.entry) + 5:]): d for d in sorted(Path(ours_runs).glob(f"{case.entry}-seed*/"))
                         if d.name[len(case.entry) + 5:].isdigit()}
             libs[lib] = {s: (_evals(d), (d / "done").exists(), d) for s, d in runs.items() if d.is_dir()
@@ -609,10 +620,15 @@ def report(out: Path, names: list[str], seeds: Optional[list[int]] = None, margi
         if not any(libs.values()):
             continue
         curves[name] = libs
-        for budget in case.budgets:
+        window = f"mean {case.window[0]}-{case.window[-1]}" if case.window else None
+        for budget in [*case.budgets, *([window] if window else [])]:
             entry = {"case": name, "budget": budget, "aligned": case.aligned}
             for lib, runs in libs.items():
-                vals = {s: ev[budget] for s, (ev, done, _) in runs.items() if done and budget in ev}  # finished only
+                if budget == window:  # each finished seed's mean over the window's evaluations, all of them present
+                    vals = {s: float(np.mean([ev[t] for t in case.window])) for s, (ev, done, _) in runs.items()
+                            if done and all(t in ev for t in case.window)}
+                else:
+                    vals = {s: ev[budget] for s, (ev, done, _) in runs.items() if done and budget in ev}  # finished
                 v = list(vals.values())
                 entry[lib] = {"seeds": sorted(vals), "values": v,
                               "mean": float(np.mean(v)) if v else None,
@@ -652,12 +668,13 @@ def report(out: Path, names: list[str], seeds: Optional[list[int]] = None, margi
         o, s = t.get("ours", (0, 0, float("nan"))), t.get("sb3", (0, 0, float("nan")))
         wall = [f"{w:.0f}" if w == w else "—" for w in (o[2], s[2])]  # nan: no wall_s (a protocol's own runs)
         lines.append(f"| {name} | {o[0]} / {o[1]} | {wall[0]} | {s[0]} / {s[1]} | {wall[1]} | {CASES[name].aligned} |")
-    per_seed = ["", "Per seed (final budget):", ""]
+    per_seed = ["", "Per seed (final budget, and the window's mean where a case has one):", ""]
     for e in rows:
-        if e["budget"] == CASES[e["case"]].budgets[-1]:
+        if e["budget"] == CASES[e["case"]].budgets[-1] or isinstance(e["budget"], str):
             for lib in ("ours", "sb3"):
                 vals = ", ".join(f"s{s} {v:.0f}" for s, v in zip(e[lib]["seeds"], e[lib]["values"]))
-                per_seed.append(f"- {e['case']} {lib}: {vals or '-'}")
+                at = f" ({e['budget']})" if isinstance(e["budget"], str) else ""
+                per_seed.append(f"- {e['case']}{at} {lib}: {vals or '-'}")
     text = "\n".join(lines + per_seed) + "\n"
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text(text)

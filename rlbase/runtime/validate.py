@@ -377,7 +377,10 @@ def validate_tuned(choices: dict, tuned_dir: Path = TUNED_CONF) -> None:
     if "/" in tuned or tuned.endswith((".yaml", ".yml")):  # a path, e.g. the tuned file a study wrote
         stem = Path(tuned).stem
         name = stem[len("tuned_"):] if stem.startswith("tuned_") else stem
-        name = name if name.startswith(pair + "_") else pair + "_mine"
+        _check("/" in tuned or name not in own, f"tuned={tuned}: pass the name without .yaml: tuned={name}")
+        _check(name == pair or name.startswith(pair + "_"), f"tuned={tuned}: its name says {name}, not this run's "
+               f"pair algo={algo} env={env} (a study writes tuned_<algo>_<env>.yaml for the pair it tuned); {allowed}")
+        name = pair + "_mine" if name == pair else name  # never in place of the pair's own file
         _check(False, f"tuned={tuned}: tuned= takes a name in rlbase/conf/tuned/, not a path; copy the file there "
                f"as rlbase/conf/tuned/{name}.yaml and pass tuned={name}; {allowed}")
     _check((tuned_dir / f"{tuned}.yaml").is_file(), f"tuned={tuned}: there is no conf/tuned/{tuned}.yaml; {allowed}")
