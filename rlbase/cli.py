@@ -29,7 +29,7 @@ from hydra.experimental.callback import Callback  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from rlbase import loops  # noqa: E402
+from rlbase import data, loops  # noqa: E402
 from rlbase.conf import options  # noqa: E402
 from rlbase.conf.schema import register  # noqa: E402
 from rlbase.core import checkpoint  # noqa: E402
@@ -349,6 +349,7 @@ def check_sweep(compose, overrides: list[str]) -> None:
             line = f"{' '.join(combo[i] for i in varying)}: {what}"
             if line not in problems:
                 problems.append(line)
+    data.forget()  # an offline sweep's dataset, read once for all combinations: its jobs read it themselves
     if problems:
         print("\n".join(f"error: {p}" for p in problems), file=sys.stderr)
         fail(f"{len(problems)} of {len(combos)} combinations of this sweep are invalid (above); nothing was run")

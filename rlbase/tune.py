@@ -383,6 +383,10 @@ def compose_base(overrides: list[str], choices: Optional[dict] = None):
         validate(cfg)
     except ConfigError as e:
         raise TuneError(str(e)) from None
+    finally:
+        from rlbase import data
+
+        data.forget()  # the trials read an offline dataset themselves
     if choices is not None:
         choices.update({k: v for k, v in hydra_cfg.runtime.choices.items()})
     return cfg

@@ -1,6 +1,7 @@
 """Offline datasets: exact round trip, recording a run, collecting from a checkpoint, and bad inputs."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -124,3 +125,26 @@ def test_offline_runs_refuse_bad_datasets_before_starting(tmp_path):
         errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
         assert proc.returncode == 2 and len(errors) == 1 and expected in errors[0], proc.stderr[-2000:]
         assert not run_dir.exists()
+
+
+def test_a_run_reads_its_dataset_once_and_does_not_keep_it(tmp_path, monkeypatch):
+    """Validation reads the whole dataset (checksum, non-finite values); the loop trains on that read instead of
+    reading the file again, and no copy outlives the run. A changed file is read anew."""
+    import rlbase
+
+    obs, _, rew, nxt, term, trunc = tiny(n=40)
+    acts = np.clip(obs[:, :1], -2, 2)
+    path = data.write(tmp_path / "pend", obs, acts, rew, nxt, term, trunc, env_id="Pendulum-v1", source={},
+                      discrete=False)
+    reads = []
+    real = data.read
+    monkeypatch.setattr(data, "read", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
+    rlbase.run(["algo=bc", "env=pendulum", f"dataset.path={path}", "total_updates=20", "eval_every=20",
+                "eval_episodes=1", "logger=none", "progress=false"], run_dir=tmp_path / "run")
+    assert len(reads) == 1 and data._held is None
+
+    cfg = type("D", (), {"id": None, "record": False, "path": str(path)})()
+    first = data.load(cfg, keep=True)
+    assert data.load(cfg, keep=True) is first and len(reads) == 2
+    os.utime(path, ns=(0, 0))  # same bytes, another modification time: read again
+    assert data.load(cfg) is not first and len(reads) == 3 and data._held is None

@@ -215,11 +215,51 @@ def normalized_score(ret: float, ref: tuple[float, float]) -> float:
 # ---- loading, whichever format
 
 
-def load(cfg, spec=None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """The dataset a config names (``dataset.id``: Minari; ``dataset.path``: ours), as our arrays and a manifest."""
+# One dataset held between the reads of one run: validation reads it in full (checksum, non-finite values), a
+# resume checks its checksum, the loop trains on it. ``keep=True`` holds what was read; the next ``load`` of the same
+# files (same paths, sizes and modification times) and env returns it instead of reading again, and a load without
+# ``keep`` (the loop's) lets go of it, so a run holds the dataset once: in its replay buffer.
+_held: Optional[tuple[tuple, tuple[dict[str, np.ndarray], dict[str, Any]]]] = None
+
+
+def _files_of(cfg) -> list[Path]:
     if cfg.id is not None and not cfg.record:
-        return read_minari(cfg.id, spec)
-    return read(cfg.path, spec)
+        return sorted((minari_root() / cfg.id / "data").glob("*"))
+    return list(paths(cfg.path)) if cfg.path is not None else []
+
+
+def _identity(cfg, spec) -> Optional[tuple]:
+    """What a held read must equal to be reused: the files (path, size, modification time) and the env's facts the
+    checks compare; None when a file cannot be looked at (then nothing is reused)."""
+    try:
+        files = tuple((str(f), st.st_size, st.st_mtime_ns) for f in _files_of(cfg) for st in [f.stat()])
+    except OSError:
+        return None
+    if not files:
+        return None
+    env = None if spec is None else (spec.id, tuple(spec.obs_shape), bool(spec.discrete), tuple(spec.action_shape))
+    return describe(cfg), files, env
+
+
+def load(cfg, spec=None, keep: bool = False) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The dataset a config names (``dataset.id``: Minari; ``dataset.path``: ours), as our arrays and a manifest.
+    ``keep``: hold it for the next load of the same files in this process (see ``_held``); callers must not
+    change the arrays in place."""
+    global _held
+    key = _identity(cfg, spec)
+    if key is not None and _held is not None and _held[0] == key:
+        got = _held[1]
+    else:
+        _held = None
+        got = read_minari(cfg.id, spec) if cfg.id is not None and not cfg.record else read(cfg.path, spec)
+    _held = (key, got) if keep and key is not None else None
+    return got
+
+
+def forget() -> None:
+    """Let go of a dataset held by ``load(..., keep=True)`` (a process that validated runs it will not train)."""
+    global _held
+    _held = None
 
 
 def describe(cfg) -> str:

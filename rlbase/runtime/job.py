@@ -671,7 +671,7 @@ def steps(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path, record: Optional[R
         raise BadInput(f"{key}={cfg[key]} is below the step of the checkpoint in {run_dir} ({resume['step']}); "
                        f"allowed: {key} >= {resume['step']}")
     if resume is not None and getattr(module, "OFFLINE", False) and resume.get("dataset_sha256"):
-        _, meta = data.load(cfg.dataset, spec)  # the checkpoint's dataset, checked before the run records anything
+        _, meta = data.load(cfg.dataset, spec, keep=True)  # the checkpoint's dataset, checked before the run records anything
         if meta["sha256"] != resume["dataset_sha256"]:
             raise BadInput(f"{data.describe(cfg.dataset)} differs from the one the checkpoint in {run_dir} was trained "
                            "on; resume with the same dataset or start a new run")

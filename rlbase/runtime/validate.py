@@ -145,11 +145,8 @@ def validate_dataset(cfg: DictConfig, module, spec: envs.EnvSpec) -> None:
     if d.path is not None or d.id is not None:
         _check(offline, f"dataset={d.name or d.path or d.id} is training data for offline algorithms; algo={cfg.algo.name} "
                "learns online (to record an online run use dataset.record=true)")
-        try:
-            if d.id is not None:  # read in full, as ours are: a non-finite value is refused now, not at the loss
-                data.read_minari(d.id, spec)
-            else:
-                data.read(d.path, spec)
+        try:  # read in full (Minari's as ours): a non-finite value is refused now, not at the loss; held for the run
+            data.load(d, spec, keep=True)
         except data.DatasetError as e:
             raise ConfigError(str(e)) from e
 
