@@ -53,6 +53,8 @@ def test_swept_settings_get_their_own_directories_groups_and_report_rows(tmp_pat
     assert all((j / "done").exists() for j in jobs)
     groups = [json.loads((j / "wandb_run.json").read_text())["group"] for j in jobs]
     assert groups == ["dqn-cartpole-algo.lr=0.0001", "dqn-cartpole-algo.lr=0.001"]
+    names = [json.loads((j / "wandb_run.json").read_text())["name"] for j in jobs]
+    assert names == [g + "-seed0" for g in groups]  # W&B's runs table tells the two apart by name too
     report = (tmp_path / "sweep" / "report" / "report.md").read_text()
     assert "| dqn · CartPole-v1 · algo.lr=0.0001 | 1 (0) |" in report and "| dqn · CartPole-v1 · algo.lr=0.001 | 1 (0) |" in report
 

@@ -697,8 +697,11 @@ def steps(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path, record: Optional[R
         log.warning("no checkpoint in %s: starting from step 0; the earlier attempt's rows are in metrics.failed-%d.jsonl",
                     run_dir, n)
     try:
-        logger = Logger(cfg.logger, run_dir, config=OmegaConf.to_container(cfg, resolve=True),
-                        group=f"{cfg.algo.name}-{cfg.env.name}{swept_settings(run_dir, '-')}", name=f"{cfg.algo.name}-{cfg.env.name}-seed{cfg.seed}",
+        # W&B: the group is <algo>-<env> plus a sweep job's varied settings (or logger.group); the run's name
+        # repeats it, so runs listed outside their group (W&B's runs table) are told apart by name too
+        group = f"{cfg.algo.name}-{cfg.env.name}{swept_settings(run_dir, '-')}"
+        name = f"{cfg.logger.group + '-' if cfg.logger.group else ''}{group}-seed{cfg.seed}"
+        logger = Logger(cfg.logger, run_dir, config=OmegaConf.to_container(cfg, resolve=True), group=group, name=name,
                         tags=[cfg.algo.name, cfg.env.name, f"seed{cfg.seed}"],
                         run_id=resume["wandb_id"] if resume else None, resume_step=resume["step"] if resume else None)
     except OSError as e:
