@@ -113,12 +113,16 @@ class A2C(Hooks):
         self.net = init_(ActorCritic(cfg, spec).to(device), self.rng.init)
         if cfg.orthogonal_init:
             orthogonal_init(self.net, self.rng.init)
+        self.optimizer = self.make_optimizer()
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        """One optimiser over both networks (PPO has its own)."""
+        cfg = self.cfg
         if cfg.optimizer == "rmsprop":
-            self.optimizer = torch.optim.RMSprop(self.net.parameters(), lr=cfg.lr, alpha=cfg.rms_alpha, eps=cfg.eps)
-        elif cfg.optimizer == "adam":
-            self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, eps=cfg.eps)
-        else:
-            raise ValueError(f"algo.optimizer={cfg.optimizer} is not supported; allowed: rmsprop, adam")
+            return torch.optim.RMSprop(self.net.parameters(), lr=cfg.lr, alpha=cfg.rms_alpha, eps=cfg.eps)
+        if cfg.optimizer == "adam":
+            return torch.optim.Adam(self.net.parameters(), lr=cfg.lr, eps=cfg.eps)
+        raise ValueError(f"algo.optimizer={cfg.optimizer} is not supported; allowed: rmsprop, adam")
 
     def _obs(self, obs) -> torch.Tensor:
         """Observations (a numpy batch from the vector env, or ``act``'s tensor) as the network's float32 input."""

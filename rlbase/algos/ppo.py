@@ -41,17 +41,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Optional
 
 import torch
 from torch import nn
 
-from rlbase.algos.a2c import A2C, ACTIVATIONS, ActorCritic, orthogonal_init
-from rlbase.core.nets import init_
+from rlbase.algos.a2c import A2C, ACTIVATIONS
 from rlbase.core.rollout import RolloutBatch, compute_returns
-from rlbase.core.seeding import AgentRandom
 from rlbase.core.settings import any_value, non_negative, one_of, positive, unit
-from rlbase.envs import EnvSpec
 from rlbase.loops.on_policy import OnPolicyConfig
 
 ACTION_SPACES = ("discrete", "continuous")
@@ -101,16 +97,13 @@ def standardise(x: torch.Tensor) -> torch.Tensor:
 
 
 class PPO(A2C):
-    """A2C's acting, value and state methods; PPO's own update."""
+    """A2C's networks, initialisation, acting, value and state methods; PPO's own optimiser and update."""
 
-    def __init__(self, cfg: PPOConfig, spec: EnvSpec, device: torch.device, rng: Optional[AgentRandom] = None):
-        self.cfg, self.spec, self.device = cfg, spec, device
-        self.rng = AgentRandom(0, device) if rng is None else rng
-        self.net = init_(ActorCritic(cfg, spec).to(device), self.rng.init)
-        if cfg.orthogonal_init:
-            orthogonal_init(self.net, self.rng.init)
+    cfg: PPOConfig
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
         # fused: one kernel for all parameters (about 20% off an update phase on this CPU; same arithmetic)
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, eps=cfg.eps, fused=True)
+        return torch.optim.Adam(self.net.parameters(), lr=self.cfg.lr, eps=self.cfg.eps, fused=True)
 
     def _losses(self, b: RolloutBatch, idx: torch.Tensor):
         c = self.cfg
