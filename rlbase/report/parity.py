@@ -653,8 +653,8 @@ def report(out: Path, names: list[str], seeds: Optional[list[int]] = None, margi
         ci = f"[{e['ci'][0]:.0f}, {e['ci'][1]:.0f}]" if e["ci"] is not None else "-"
         return f"{e['mean']:.0f}", ci, f"{e['iqm']:.0f}"
 
-    lines = ["| case | env steps | ours: seeds | mean | 95% CI | IQM | SB3: seeds | mean | 95% CI | IQM "
-             f"| ours - SB3 [{pct} CI], permutation p | verdict |", "|" + "---|" * 12]
+    lines = ["| case | env steps | ours: seeds | mean | 95% t+Hall | IQM | SB3: seeds | mean | 95% t+Hall | IQM "
+             f"| ours - SB3 [{pct} Welch], permutation p | verdict |", "|" + "---|" * 12]
     for e in rows:
         om, oc, oi = fmt(e["ours"])
         sm, sc, si = fmt(e["sb3"])
@@ -662,7 +662,12 @@ def report(out: Path, names: list[str], seeds: Optional[list[int]] = None, margi
              if e["diff"] is not None else "-")
         lines.append(f"| {e['case']} | {e['budget']} | {len(e['ours']['values'])} | {om} | {oc} | {oi} | "
                      f"{len(e['sb3']['values'])} | {sm} | {sc} | {si} | {d} | {e['verdict']} |")
-    lines += ["", "| case | ours: finished / started | median wall s | SB3: finished / started | median wall s | aligned |",
+    lines += ["", "Each library's interval is rlbase.report.stats.mean_ci's default: the union of the Student t interval "
+              "and Hall's skew-corrected one (coverage table in that module), so it is wider than a plain t interval "
+              "where seeds are skewed; a protocol page that states a plain t interval shows that one for the same "
+              "seeds. The difference's interval is Welch's, with a permutation p (min: the smallest p these seed "
+              "counts allow).",
+              "", "| case | ours: finished / started | median wall s | SB3: finished / started | median wall s | aligned |",
               "|---|---|---|---|---|---|"]
     for name, t in table:
         o, s = t.get("ours", (0, 0, float("nan"))), t.get("sb3", (0, 0, float("nan")))
@@ -706,7 +711,7 @@ def _plot(out: Path, curves: dict) -> None:
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("env steps")
         ax.legend(fontsize=7)
-    axes[0][0].set_ylabel("eval return (mean, 95% CI)")
+    axes[0][0].set_ylabel("eval return (mean, 95% t+Hall)")
     fig.tight_layout()
     fig.savefig(out / "curves.png", dpi=110)
     plt.close(fig)
