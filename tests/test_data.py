@@ -142,9 +142,13 @@ def test_a_run_reads_its_dataset_once_and_does_not_keep_it(tmp_path, monkeypatch
     rlbase.run(["algo=bc", "env=pendulum", f"dataset.path={path}", "total_updates=20", "eval_every=20",
                 "eval_episodes=1", "logger=none", "progress=false"], run_dir=tmp_path / "run")
     assert len(reads) == 1 and data._held is None
+    with pytest.raises(Exception, match="finished"):  # refused after validation read it: nothing held either
+        rlbase.run(["algo=bc", "env=pendulum", f"dataset.path={path}", "total_updates=20", "eval_every=20",
+                    "eval_episodes=1", "logger=none", "progress=false"], run_dir=tmp_path / "run")
+    assert len(reads) == 2 and data._held is None
 
     cfg = type("D", (), {"id": None, "record": False, "path": str(path)})()
     first = data.load(cfg, keep=True)
-    assert data.load(cfg, keep=True) is first and len(reads) == 2
+    assert data.load(cfg, keep=True) is first and len(reads) == 3
     os.utime(path, ns=(0, 0))  # same bytes, another modification time: read again
-    assert data.load(cfg) is not first and len(reads) == 3 and data._held is None
+    assert data.load(cfg) is not first and len(reads) == 4 and data._held is None

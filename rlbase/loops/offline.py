@@ -50,6 +50,7 @@ def loop(ctx: Context) -> Generator[int, None, dict[str, float]]:
                           device=device, generator=gen)
     buffer.add_batch(arrays["observations"], arrays["actions"], arrays["rewards"], arrays["next_observations"],
                      arrays["terminations"], arrays["truncations"])
+    del arrays  # the buffer holds its own copy for the whole run
     what = data.describe(cfg.dataset)
     log.info("%s: %d transitions, %s finished episodes (mean return %s)", what, meta["size"],
              meta["episodes"]["count"], meta["episodes"].get("return_mean"))

@@ -259,6 +259,7 @@ def execute(cfg: DictConfig, run_dir: Path, overrides: list[str], hydra_cfg: Opt
             _remove_if_fresh(run_dir)
         raise
     finally:
+        data.forget()  # a dataset validation held for a run that was refused or skipped (the loop let go of its own)
         _drop_logs(run_dir)
         if locked:
             release(run_dir)
