@@ -208,3 +208,19 @@ def test_a_single_number_anchor_gets_where_it_falls_and_no_verdict_word(tmp_path
     spec["statistic_window"] = {"first_step": 50, "last_step": 100, "evaluations": 3}
     (d / "protocol.yaml").write_text(yaml.safe_dump(spec))
     assert benchmarks.main(["--root", str(tmp_path), "--out", str(out)]) == 2
+
+
+def test_each_entry_with_a_finished_seed_gets_its_curves(report, tmp_path):
+    """The page shows one figure per entry with a finished seed (the queued one with 2 of 5 included), drawn
+    beside it in docs/benchmarks/, byte-identical when drawn again; a figure of an entry no longer drawn is removed."""
+    figs = tmp_path / "docs" / "benchmarks"
+    names = sorted(p.name for p in figs.glob("*.png"))
+    assert names == ["five-ddpg-hopper.png", "five-sac-hopper.png", "five-td3-hopper.png", "five-td3-walker2d.png",
+                     "three-ddpg-walker2d.png"]
+    curves = report.split("## Curves")[1].split("\n## ")[0]
+    assert all(f"](benchmarks/{n})" in curves for n in names) and "t+Hall" in curves
+    before = {n: (figs / n).read_bytes() for n in names}
+    (figs / "gone-td3-ant.png").write_bytes(b"stale")
+    out = tmp_path / "docs" / "benchmarks.md"
+    assert benchmarks.main(["--root", str(tmp_path), "--out", str(out)]) == 0
+    assert {n: (figs / n).read_bytes() for n in names} == before and not (figs / "gone-td3-ant.png").exists()

@@ -1,6 +1,7 @@
 """``docs/benchmarks.md``: every pre-registered protocol against the anchors it names, one headline table.
 
     python scripts/benchmarks.py                      # reads benchmarks/*/protocol.yaml, writes docs/benchmarks.md
+                                                      # and each entry's curves in docs/benchmarks/*.png
     python scripts/benchmarks.py --root DIR --out F   # another tree (tests), another output file
 
 What it reads, and nothing else: each ``benchmarks/<name>/protocol.yaml`` (``rlbase.report.protocol.load``), the
@@ -103,6 +104,9 @@ class Row:
     table_files: list[str] = field(default_factory=list)
     error: str = ""
     margin: float = 0.05
+    our_curves: anchor_lib.Curves = field(default_factory=dict)  # finished seeds' curves (the figures draw them)
+    their_curves: anchor_lib.Curves = field(default_factory=dict)  # the anchor's, on env steps
+    window: tuple[int, int] = (0, 0)  # the statistic's steps, shaded in the figure
 
     @property
     def queued(self) -> bool:
@@ -253,7 +257,8 @@ def rows_of(spec: dict[str, Any], stat: Statistic, root: Path) -> list[Row]:
             row = Row(spec["name"], algo, task, our_task(entry, spec.get("common", []), task),
                       f"{source} curves, {a.get('version', '?')} tasks", wanted, len(jobs), finished, files,
                       sorted(commits), dict(ours), our_max=our_max, tables=list(tables),
-                      table_files=list(table_files), error="; ".join(errors), margin=stat.margin)
+                      table_files=list(table_files), error="; ".join(errors), margin=stat.margin,
+                      our_curves=dict(curves), window=(stat.first_step, stat.last_step))
             path = root / wanted
             if not path.is_file():
                 row.error = (row.error + "; " if row.error else "") + f"anchor file {wanted} missing"
@@ -262,6 +267,7 @@ def rows_of(spec: dict[str, Any], stat: Statistic, root: Path) -> list[Row]:
                 offset = int((a.get("step_offset") or {}).get(algo, 0))
                 if offset:  # the anchor's step counter leaves out its warm-up: put its curve on env steps, as ours
                     their = {s: [(st + offset, r) for st, r in c] for s, c in their.items()}
+                row.their_curves = their
                 try:
                     row.theirs = {s: stat.per_seed(c, f"{wanted} seed {s}") for s, c in their.items()}
                     row.their_max = _max_of_mean(their, stat.max_step)
@@ -275,6 +281,97 @@ def rows_of(spec: dict[str, Any], stat: Statistic, root: Path) -> list[Row]:
                             error="; ".join(errors) or "the protocol names no per-seed anchor file for this entry",
                             margin=stat.margin))
     return rows
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Figures: one per protocol entry with a finished seed, ours against every anchor of that entry
+# ---------------------------------------------------------------------------------------------------------------
+
+FIGURE_NOTE = ("Line: the mean over seeds at the steps all of them evaluated; band: its 95% t+Hall interval "
+               "(`stats.mean_ci`; none for one seed; at few seeds it can run past the axes, which fit the curves); thin "
+               "lines: our seeds; shaded: the steps of the protocol's per-seed statistic; x: up to the protocol's "
+               "budget. An anchor's curve is drawn on env steps (a warm-up its step counter leaves out "
+               "is added back, as in the table).")
+
+
+def _mean_band(curves: anchor_lib.Curves) -> tuple[list[int], list[float], list[float], list[float]]:
+    """(steps every seed has, mean, lo, hi) of seed -> curve; lo = hi = mean for one seed."""
+    if not curves:
+        return [], [], [], []
+    steps = sorted(set.intersection(*(set(dict(c)) for c in curves.values())))
+    by_seed = [dict(c) for c in curves.values()]
+    mean, lo, hi = [], [], []
+    for st in steps:
+        v = [c[st] for c in by_seed]
+        if len(v) > 1:
+            m, a, b = stats.mean_ci(v)
+        else:
+            m = a = b = v[0]
+        mean.append(float(m)), lo.append(float(a)), hi.append(float(b))
+    return steps, mean, lo, hi
+
+
+def figure_name(r: Row) -> str:
+    return f"{r.protocol}-{r.algo}-{r.task}.png"
+
+
+def draw(rows: list[Row], fig_dir: Path) -> dict[tuple[str, str, str], str]:
+    """One PNG per (protocol, algo, task) with at least one finished seed of ours, written into ``fig_dir``
+    (other PNGs there, from entries no longer drawn, are removed); returns (protocol, algo, task) -> file name.
+    Without matplotlib: nothing is drawn and {} is returned."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return {}
+    groups: dict[tuple[str, str, str], list[Row]] = {}
+    for r in rows:
+        if r.our_curves:
+            groups.setdefault((r.protocol, r.algo, r.task), []).append(r)
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    made: dict[tuple[str, str, str], str] = {}
+    for key, rs in groups.items():
+        r0 = rs[0]
+        fig, ax = plt.subplots(figsize=(6.4, 3.8))
+        for c in r0.our_curves.values():
+            ax.plot([s for s, _ in c], [v for _, v in c], color="C0", alpha=0.25, linewidth=0.8)
+        steps, mean, lo, hi = _mean_band(r0.our_curves)
+        n = len(r0.our_curves)
+        ax.plot(steps, mean, color="C0", linewidth=2,
+                label=f"ours, {r0.our_task}: {n}/{r0.n_seeds} seeds finished")
+        if n > 1:
+            ax.fill_between(steps, lo, hi, color="C0", alpha=0.2)
+        for i, r in enumerate(x for x in rs if x.their_curves):
+            steps, mean, lo, hi = _mean_band(r.their_curves)
+            color = f"C{i + 1}"
+            ax.plot(steps, mean, color=color, linewidth=1.6, linestyle="--",
+                    label=f"{r.anchor} ({len(r.their_curves)} seeds)")
+            ax.fill_between(steps, lo, hi, color=color, alpha=0.15)
+        ax.axvspan(*r0.window, color="0.5", alpha=0.15, linewidth=0)
+        # axes fit the protocol's budget and the curves (our seeds, each side's mean): at 3 seeds an interval can
+        # run far past any return reached, and would flatten the curves; the caption says a band may leave the axes
+        right = max(r0.window[1], max(s for c in r0.our_curves.values() for s, _ in c))
+        seen = [v for c in r0.our_curves.values() for s, v in c if s <= right]
+        seen += [m for r in rs for st, m in zip(*_mean_band(r.their_curves)[:2]) if st <= right]
+        pad = 0.05 * (max(seen) - min(seen) or 1.0)
+        ax.set_xlim(0, right)
+        ax.set_ylim(min(seen) - pad, max(seen) + pad)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel("evaluation return")
+        ax.set_title(f"{r0.algo.upper()} {_pretty_task(r0.task)}, protocol {r0.protocol}", fontsize=10)
+        ax.legend(fontsize=7, loc="best")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        name = figure_name(r0)
+        fig.savefig(fig_dir / name, dpi=80, metadata={"Software": None})  # no version or date: same data, same bytes
+        plt.close(fig)
+        made[key] = name
+    for old in fig_dir.glob("*.png"):
+        if old.name not in made.values():
+            old.unlink()
+    return made
 
 
 def _max_of_mean(curves: anchor_lib.Curves, max_step: Optional[int]) -> tuple[int, float]:
@@ -448,7 +545,9 @@ def secondary(row: Row) -> str:
     return line + "."
 
 
-def render(root: Path) -> str:
+def render(root: Path, fig_dir: Optional[Path] = None, fig_link: str = "benchmarks") -> str:
+    """The page's text; with ``fig_dir``, each entry's curves are drawn there too and shown on the page (linked as
+    ``<fig_link>/<file>``, relative to the page)."""
     bench = root / "benchmarks"
     protocols, linked, untabled, rows, internal, numbers, sides = [], [], [], [], [], [], []
     for d in sorted(p for p in bench.iterdir() if p.is_dir() and p.name not in ("anchors", "runs")) \
@@ -528,6 +627,11 @@ def render(root: Path) -> str:
             files += [f"table: `{f}`" for f in r.table_files]
             commits = f"; runs' commits: {', '.join(f'`{c[:7]}`' for c in r.commits)}" if r.commits else ""
             out.append(f"- {r.algo.upper()} {_pretty_task(r.task)} vs {r.anchor}: " + ", ".join(files) + commits)
+    figures = draw(rows, fig_dir) if fig_dir is not None else {}
+    if figures:
+        out += ["", "## Curves", "", FIGURE_NOTE, ""]
+        for (protocol, algo, task), name in figures.items():
+            out += [f"![{algo.upper()} {_pretty_task(task)}, {protocol}]({fig_link}/{name})", ""]
     if numbers:
         out += number_section(numbers, root)
     out += ["", "## Protocols", ""]
@@ -621,8 +725,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="output file (default: <root>/docs/benchmarks.md)")
     args = p.parse_args(argv)
     out = args.out or args.root / "docs" / "benchmarks.md"
-    try:
-        text = render(args.root)
+    try:  # the figures go beside the page, in a folder named after it (docs/benchmarks/)
+        text = render(args.root, out.parent / out.stem, out.stem)
     except protocol_lib.ProtocolError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
