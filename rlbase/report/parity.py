@@ -698,22 +698,28 @@ def _plot(out: Path, curves: dict) -> None:
         return
     fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.3), squeeze=False)
     for ax, (name, libs) in zip(axes[0], curves.items()):
+        seen: list[float] = []  # every seed's returns: the axes fit them (a few seeds' band may run past)
         for lib, runs in libs.items():
             runs = {k: v for k, v in runs.items() if v[1]}  # finished runs only, as in the table
             steps = sorted(set.intersection(*[set(ev) for ev, _, _ in runs.values()])) if runs else []
             if not steps:
                 continue
             vals = np.array([[ev[t] for t in steps] for ev, _, _ in runs.values()])
+            seen += [float(vals.min()), float(vals.max())]
             ax.plot(steps, vals.mean(0), label=f"{lib} ({len(vals)} seeds)")
             if len(vals) >= 2:
                 ci = np.array([_ci(vals[:, j]) for j in range(len(steps))])
                 ax.fill_between(steps, ci[:, 0], ci[:, 1], alpha=0.2)
+        if seen:
+            pad = 0.05 * (max(seen) - min(seen) or 1.0)
+            ax.set_ylim(min(seen) - pad, max(seen) + pad)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("env steps")
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel("eval return (mean, 95% t+Hall)")
-    fig.tight_layout()
-    fig.savefig(out / "curves.png", dpi=110)
+    fig.text(0.01, 0.01, "axes: the range of the seeds' returns; a band at few seeds may run past it", fontsize=7)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.savefig(out / "curves.png", dpi=110, metadata={"Software": None})
     plt.close(fig)
 
 
