@@ -636,9 +636,14 @@ def figure(env: str, rows: list[Row]):
         plt.close(fig)
         return None
     tabled = [r for row in rows for r in row.tabled]
+    seen = [v for r in tabled for _, v in r["evals"]]  # the axes fit every seed's returns; a band may run past them
+    if seen:
+        pad = 0.05 * (max(seen) - min(seen) or 1.0)
+        ax.set_ylim(min(seen) - pad, max(seen) + pad)
     ax.set_xlabel("gradient updates" if all(r["offline"] for r in tabled) else "env steps")
     ax.set_ylabel("normalised score" if all(r["metric"] == "eval/normalized_score" for r in tabled) else "eval return")
-    ax.set_title(f"{env}\nline: mean over seeds (marker: an evaluation); band: {BAND}", fontsize=9)
+    ax.set_title(f"{env}\nline: mean over seeds (marker: an evaluation); band: {BAND}\n"
+                 "(the axes fit the seeds' returns; at few seeds a band may run past them)", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
