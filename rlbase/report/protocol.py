@@ -323,9 +323,18 @@ def status(spec: dict[str, Any], runs_root: Optional[Path] = None) -> str:
         if st != "done":
             todo.append((job, max(target - step, 0) if target else -1))
     head = f"{spec['name']}: {done}/{total} runs finished"
+    borrowed = set()
+    for entry in sorted({j.entry for j, _ in todo} - set(rates)):  # no run of it yet: the same entry elsewhere
+        root = todo[0][0].run_dir.parent.parent  # <runs root>/<protocol>/<entry>-seed<k>
+        for other in sorted(root.glob(f"*/{entry}-seed*")):
+            if other.parent.name != spec["name"]:
+                r = _rate(Job(entry, -1, [], other))
+                if r:
+                    rates.setdefault(entry, []).append(r)
+                    borrowed.add(entry)
     if todo:
         left = sum(n for _, n in todo if n >= 0)
-        everyone = [r for rs in rates.values() for r in rs]
+        everyone = [r for rs in rates.values() if rs for r in rs]
         hours, unknown = 0.0, sorted({j.entry for j, n in todo if n < 0 or not (rates.get(j.entry) or everyone)})
         for job, n in todo:
             rs = rates.get(job.entry) or everyone
@@ -335,6 +344,7 @@ def status(spec: dict[str, Any], runs_root: Optional[Path] = None) -> str:
         head += f"; left: {left:,} env steps"
         if hours:
             head += (f", about {hours / k:.1f} h of one core at the rates measured so far (each entry's median"
+                     f"{f' (for {len(borrowed)}: its runs in other protocols under the runs root)' if borrowed else ''}"
                      f"{'' if all(rates.get(j.entry) for j, _ in todo) else ', else the protocol median'}"
                      f"{f'; {k} seeds per process' if k > 1 else ''})")
         if unknown:
