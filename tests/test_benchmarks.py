@@ -195,6 +195,10 @@ def test_a_single_number_anchor_gets_where_it_falls_and_no_verdict_word(tmp_path
     assert not any(w in row for row in rows.values() for w in ("**matches**", "**above**", "**below**", "resolved"))
     assert "`benchmarks/zoo/dqn-cartpole-seed{1,2,3,4,5}.csv`" in text and "`abc1234`" in text
     assert "- dqn-acrobot: highest point of the mean curve -70.0 at step 75; last three -155.1" in text  # up to step 100
+    # curves: the two entries with finished seeds, the published number drawn as a line; none for the queued one
+    assert sorted(p.name for p in (tmp_path / "docs" / "benchmarks").glob("*.png")) == \
+        ["zoo-dqn-acrobot.png", "zoo-dqn-cartpole.png"]
+    assert "](benchmarks/zoo-dqn-cartpole.png)" in text.split("## Curves")[1]
     # a pre-registered side by side with SB3 (SB3_SIDE.md) is listed, and links its report once it exists
     (d / "SB3_SIDE.md").write_text("pre-registered\n")
     assert benchmarks.main(["--root", str(tmp_path), "--out", str(out)]) == 0

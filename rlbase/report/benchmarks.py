@@ -289,8 +289,9 @@ def rows_of(spec: dict[str, Any], stat: Statistic, root: Path) -> list[Row]:
 
 FIGURE_NOTE = ("Line: the mean over seeds at the steps all of them evaluated; band: its 95% t+Hall interval "
                "(`stats.mean_ci`; none for one seed; at few seeds it can run past the axes, which fit the curves); thin "
-               "lines: our seeds; shaded: the steps of the protocol's per-seed statistic; x: up to the protocol's "
-               "budget. An anchor's curve is drawn on env steps (a warm-up its step counter leaves out "
+               "lines: our seeds; shaded: the steps of the protocol's per-seed statistic (a vertical line: the "
+               "final evaluation a single published number is compared with; dotted: that number); x: up to the "
+               "protocol's budget. An anchor's curve is drawn on env steps (a warm-up its step counter leaves out "
                "is added back, as in the table).")
 
 
@@ -311,67 +312,98 @@ def _mean_band(curves: anchor_lib.Curves) -> tuple[list[int], list[float], list[
     return steps, mean, lo, hi
 
 
-def figure_name(r: Row) -> str:
-    return f"{r.protocol}-{r.algo}-{r.task}.png"
+@dataclass
+class Figure:
+    """What one entry's figure shows: our finished seeds' curves, each anchor's seed curves (label -> curves), each
+    published single number (label -> value, a horizontal line), the statistic's steps (shaded) and the budget."""
+
+    name: str  # file name
+    title: str
+    ours: anchor_lib.Curves
+    our_label: str
+    anchors: dict[str, anchor_lib.Curves] = field(default_factory=dict)
+    numbers: dict[str, float] = field(default_factory=dict)
+    window: tuple[int, int] = (0, 0)
+    budget: int = 0
 
 
-def draw(rows: list[Row], fig_dir: Path) -> dict[tuple[str, str, str], str]:
-    """One PNG per (protocol, algo, task) with at least one finished seed of ours, written into ``fig_dir``
-    (other PNGs there, from entries no longer drawn, are removed); returns (protocol, algo, task) -> file name.
-    Without matplotlib: nothing is drawn and {} is returned."""
+def figures_of(rows: list[Row], number_rows_: list[NumberRow]) -> list[Figure]:
+    """One figure per (protocol, algo, task) with at least one finished seed of ours."""
+    out: dict[tuple[str, str, str], Figure] = {}
+    for r in rows:
+        if not r.our_curves:
+            continue
+        key = (r.protocol, r.algo, r.task)
+        if key not in out:
+            out[key] = Figure(f"{r.protocol}-{r.algo}-{r.task}.png", f"{r.algo.upper()} {_pretty_task(r.task)}, "
+                              f"protocol {r.protocol}", r.our_curves,
+                              f"ours, {r.our_task}: {len(r.our_curves)}/{r.n_seeds} seeds finished",
+                              window=r.window, budget=r.window[1])
+        if r.their_curves:
+            out[key].anchors[f"{r.anchor} ({len(r.their_curves)} seeds)"] = r.their_curves
+    for r in number_rows_:
+        if not r.curves:
+            continue
+        algo, task = split_entry(r.entry)
+        f = Figure(f"{r.protocol}-{algo}-{task}.png", f"{algo.upper()} {r.our_task or r.task}, protocol "
+                   f"{r.protocol}", r.curves, f"ours, {r.our_task or r.task}: {len(r.curves)}/{r.n_seeds} seeds "
+                   "finished", window=(r.final_step, r.final_step), budget=r.final_step)
+        if r.anchor_mean is not None:
+            f.numbers[f"{r.anchor}: {r.task}, one agent"] = r.anchor_mean
+        out[(r.protocol, algo, task)] = f
+    return list(out.values())
+
+
+def draw(figs: list[Figure], fig_dir: Path) -> list[Figure]:
+    """Each figure as a PNG in ``fig_dir`` (other PNGs there, of entries no longer drawn, are removed); returns the
+    figures drawn. Without matplotlib: nothing is drawn."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return {}
-    groups: dict[tuple[str, str, str], list[Row]] = {}
-    for r in rows:
-        if r.our_curves:
-            groups.setdefault((r.protocol, r.algo, r.task), []).append(r)
+        return []
     fig_dir.mkdir(parents=True, exist_ok=True)
-    made: dict[tuple[str, str, str], str] = {}
-    for key, rs in groups.items():
-        r0 = rs[0]
+    for f in figs:
         fig, ax = plt.subplots(figsize=(6.4, 3.8))
-        for c in r0.our_curves.values():
+        for c in f.ours.values():
             ax.plot([s for s, _ in c], [v for _, v in c], color="C0", alpha=0.25, linewidth=0.8)
-        steps, mean, lo, hi = _mean_band(r0.our_curves)
-        n = len(r0.our_curves)
-        ax.plot(steps, mean, color="C0", linewidth=2,
-                label=f"ours, {r0.our_task}: {n}/{r0.n_seeds} seeds finished")
-        if n > 1:
+        steps, mean, lo, hi = _mean_band(f.ours)
+        ax.plot(steps, mean, color="C0", linewidth=2, label=f.our_label)
+        if len(f.ours) > 1:
             ax.fill_between(steps, lo, hi, color="C0", alpha=0.2)
-        for i, r in enumerate(x for x in rs if x.their_curves):
-            steps, mean, lo, hi = _mean_band(r.their_curves)
+        right = max(f.budget, max(s for c in f.ours.values() for s, _ in c))
+        # the axes fit the budget and the curves (our seeds, each side's mean, the published numbers): at a few
+        # seeds an interval can run far past any return reached and would flatten the curves (the caption says so)
+        seen = [v for c in f.ours.values() for s, v in c if s <= right] + list(f.numbers.values())
+        for i, (label, curves) in enumerate(f.anchors.items()):
+            steps, mean, lo, hi = _mean_band(curves)
             color = f"C{i + 1}"
-            ax.plot(steps, mean, color=color, linewidth=1.6, linestyle="--",
-                    label=f"{r.anchor} ({len(r.their_curves)} seeds)")
+            ax.plot(steps, mean, color=color, linewidth=1.6, linestyle="--", label=label)
             ax.fill_between(steps, lo, hi, color=color, alpha=0.15)
-        ax.axvspan(*r0.window, color="0.5", alpha=0.15, linewidth=0)
-        # axes fit the protocol's budget and the curves (our seeds, each side's mean): at 3 seeds an interval can
-        # run far past any return reached, and would flatten the curves; the caption says a band may leave the axes
-        right = max(r0.window[1], max(s for c in r0.our_curves.values() for s, _ in c))
-        seen = [v for c in r0.our_curves.values() for s, v in c if s <= right]
-        seen += [m for r in rs for st, m in zip(*_mean_band(r.their_curves)[:2]) if st <= right]
+            seen += [m for st, m in zip(steps, mean) if st <= right]
+        for i, (label, value) in enumerate(f.numbers.items()):
+            ax.axhline(value, color=f"C{len(f.anchors) + i + 1}", linewidth=1.4, linestyle=":", label=label)
+        if f.window[1] > f.window[0]:
+            ax.axvspan(*f.window, color="0.5", alpha=0.15, linewidth=0)
+        else:
+            ax.axvline(f.window[0], color="0.5", linewidth=1)
         pad = 0.05 * (max(seen) - min(seen) or 1.0)
         ax.set_xlim(0, right)
         ax.set_ylim(min(seen) - pad, max(seen) + pad)
         ax.set_xlabel("env steps")
         ax.set_ylabel("evaluation return")
-        ax.set_title(f"{r0.algo.upper()} {_pretty_task(r0.task)}, protocol {r0.protocol}", fontsize=10)
+        ax.set_title(f.title, fontsize=10)
         ax.legend(fontsize=7, loc="best")
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        name = figure_name(r0)
-        fig.savefig(fig_dir / name, dpi=80, metadata={"Software": None})  # no version or date: same data, same bytes
+        fig.savefig(fig_dir / f.name, dpi=80, metadata={"Software": None})  # no version or date: same data, same bytes
         plt.close(fig)
-        made[key] = name
     for old in fig_dir.glob("*.png"):
-        if old.name not in made.values():
+        if old.name not in {f.name for f in figs}:
             old.unlink()
-    return made
+    return figs
 
 
 def _max_of_mean(curves: anchor_lib.Curves, max_step: Optional[int]) -> tuple[int, float]:
@@ -400,6 +432,7 @@ class NumberRow:
     our_max: Optional[tuple[int, float]] = None
     error: str = ""
     our_task: str = ""  # the task id our runs used, where it differs from the anchor's (LunarLander-v3 vs v2)
+    curves: anchor_lib.Curves = field(default_factory=dict)  # finished seeds' curves (the figures draw them)
 
     @property
     def queued(self) -> bool:
@@ -470,6 +503,7 @@ def number_rows(spec: dict[str, Any], root: Path) -> list[NumberRow]:
                 errors.append(f"{path.name}: no evaluation at step {row.final_step:,}")
                 continue
             curves[job.seed] = curve
+            row.curves[job.seed] = curve
             row.final[job.seed] = at[0]
             last = [r for st, r in curve if st <= row.final_step][-3:]
             row.last3[job.seed] = sum(last) / len(last)
@@ -627,11 +661,11 @@ def render(root: Path, fig_dir: Optional[Path] = None, fig_link: str = "benchmar
             files += [f"table: `{f}`" for f in r.table_files]
             commits = f"; runs' commits: {', '.join(f'`{c[:7]}`' for c in r.commits)}" if r.commits else ""
             out.append(f"- {r.algo.upper()} {_pretty_task(r.task)} vs {r.anchor}: " + ", ".join(files) + commits)
-    figures = draw(rows, fig_dir) if fig_dir is not None else {}
+    figures = draw(figures_of(rows, [r for spec in numbers for r in number_rows(spec, root)]), fig_dir) \
+        if fig_dir is not None else []
     if figures:
         out += ["", "## Curves", "", FIGURE_NOTE, ""]
-        for (protocol, algo, task), name in figures.items():
-            out += [f"![{algo.upper()} {_pretty_task(task)}, {protocol}]({fig_link}/{name})", ""]
+        out += [line for f in figures for line in (f"![{f.title}]({fig_link}/{f.name})", "")]
     if numbers:
         out += number_section(numbers, root)
     out += ["", "## Protocols", ""]
