@@ -33,11 +33,17 @@ the other process was still running (a process that has finished its budget woul
 DQN updates in phases (``train_every=256`` on CartPole): its rows are whole phases apart (log_every 256), and
 warm-up and timed steps are rounded up to whole rows (timed: at least 4 rows, 1 with ``--quick``).
 
-Output: a table (algo, env, precision, layout, K, processes x threads, aggregate seed-steps/s, per-seed steps/s,
-load), then for each algorithm, precision and K one line
-``<algo> <env> K=<k> aggregate <x> seed-steps/s vs separate <y> = <r>x`` (x: the best of the in-one-process layouts,
-``one process`` or ``split``, named in the table's ``best`` column), under a ``# precision <p>`` line; all of it
-as JSON in ``--out`` (default ``bench_results/seeds_<date>.json``).
+Rounds (``--rounds R``, default 3): each round measures ``separate`` and then every K layout, so the baseline is
+measured between the layouts it is compared with, not once before them; a drift of the machine over the run shows
+in the per-round ratios instead of in one of the two sides.
+
+Output: a table (round, algo, env, precision, layout, K, processes x threads, aggregate seed-steps/s, per-seed
+steps/s, load), then for each algorithm, precision and K one line
+``<algo> <env> K=<k> aggregate <x> seed-steps/s vs separate <y> = <r>x (median of R rounds: <r1>, <r2>, ...)``
+(x: the median over rounds of that round's best in-one-process layout, ``one process`` or ``split``, named in the
+table's ``best`` column; y: the median of the rounds' separate; r: the median of the rounds' ratios, each round's
+best over that round's separate; one round prints no parenthesis), under a ``# precision <p>`` line; all of it as
+JSON in ``--out`` (default ``bench_results/seeds_<date>.json``).
 """
 
 from __future__ import annotations
@@ -198,13 +204,15 @@ def fmt_layout(r: dict) -> str:
     return f"{len(r['processes'])}x{r['processes'][0]['threads']}"
 
 
-def record(rows: list[dict], algo: str, env: str, prec: str, b: Budget, layout: str, k: Optional[int], res: dict) -> dict:
-    """A table row for one measured layout, printed as it comes."""
-    r = {"algo": algo, "env": env, "precision": prec, "layout": layout, "k": k, "processes_x_threads": fmt_layout(res),
-         **res, "starts": b.starts, "warmup": b.warmup, "timed": b.timed, "log_every": b.log_every}
+def record(rows: list[dict], algo: str, env: str, prec: str, b: Budget, layout: str, k: Optional[int], res: dict,
+           rnd: int = 0) -> dict:
+    """A table row for one measured layout (in round ``rnd``), printed as it comes."""
+    r = {"algo": algo, "env": env, "precision": prec, "layout": layout, "k": k, "round": rnd,
+         "processes_x_threads": fmt_layout(res), **res, "starts": b.starts, "warmup": b.warmup, "timed": b.timed,
+         "log_every": b.log_every}
     rows.append(r)
     split = "+".join(str(len(q["seeds"])) for q in res["processes"])
-    print(f"  {algo} {env} {prec} {layout:11s} K={k if k is not None else '-'} ({split} seeds, {fmt_layout(res)}): "
+    print(f"  round {rnd + 1}: {algo} {env} {prec} {layout:11s} K={k if k is not None else '-'} ({split} seeds, {fmt_layout(res)}): "
           f"aggregate {res['aggregate']:.1f} seed-steps/s, per seed {res['per_seed']:.1f}, load {res['load']:.2f}, "
           f"{res['wall_s']:.0f} s", flush=True)
     return r
@@ -220,6 +228,9 @@ def main(argv=None) -> dict:
                    "(default 500; --quick 0)")
     p.add_argument("--timed", type=int, default=None, help="timed env steps (default 1000; --quick 100)")
     p.add_argument("--timeout", type=float, default=None, help="seconds per layout before giving up (default 3600; --quick 600)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds, each measuring separate and then every K layout, so "
+                   "the baseline alternates with what is compared with it; a ratio is the median over rounds of "
+                   "that round's best in-one-process layout / that round's separate (default 3; --quick 1)")
     p.add_argument("--quick", action="store_true", help="tiny budgets: only checks that everything runs")
     p.add_argument("--out", type=Path, default=None, help="JSON results (default bench_results/seeds_<date>.json)")
     args = p.parse_args(argv)
@@ -239,6 +250,9 @@ def main(argv=None) -> dict:
     args.warmup = args.warmup if args.warmup is not None else (0 if args.quick else 500)
     args.timed = args.timed if args.timed is not None else (100 if args.quick else 1000)
     timeout = args.timeout or (600 if args.quick else 3600)
+    rounds = 1 if args.quick and "--rounds" not in (argv if argv is not None else sys.argv[1:]) else args.rounds
+    if rounds < 1:
+        p.error(f"--rounds {args.rounds}: must be >= 1")
     out = args.out or Path("bench_results") / f"seeds_{datetime.date.today().isoformat()}.json"
     print(f"seeds in one process vs separate processes ({os.cpu_count()} cores, load {load():.2f}); run this on a quiet "
           "machine", flush=True)
@@ -258,44 +272,59 @@ def main(argv=None) -> dict:
             pr = prec if has_precision else None
             s0 = args.seed
 
-            def row(layout: str, k: Optional[int], res: dict, algo=algo, env=env, prec=prec, b=b) -> dict:
-                return record(rows, algo, env, prec, b, layout, k, res)
+            def row(layout: str, k: Optional[int], res: dict, rnd: int, algo=algo, env=env, prec=prec, b=b) -> dict:
+                return record(rows, algo, env, prec, b, layout, k, res, rnd)
 
-            sep = row("separate", None, run_layout(algo, env, b, pr, [Proc([s0], 1), Proc([s0 + 1], 1)], timeout))
+            seps: list[dict] = []
+            bests: dict[int, list[dict]] = {k: [] for k in ks}
+            for rnd in range(rounds):  # separate, then every K: the baseline alternates with what it is compared with
+                seps.append(row("separate", None, run_layout(algo, env, b, pr, [Proc([s0], 1), Proc([s0 + 1], 1)],
+                                                            timeout), rnd))
+                if not stacked:
+                    continue
+                for k in ks:
+                    cands = [row("one process", k, run_layout(algo, env, b, pr, [Proc(list(range(s0, s0 + k)), 2)],
+                                                               timeout), rnd)]
+                    if k >= 3:
+                        a = math.ceil(k / 2)
+                        cands.append(row("split", k, run_layout(
+                            algo, env, b, pr, [Proc(list(range(s0, s0 + a)), 1), Proc(list(range(s0 + a, s0 + k)), 1)],
+                            timeout), rnd))
+                    best = max(cands, key=lambda r: r["aggregate"])
+                    best["best"] = True
+                    bests[k].append(best)
             if not stacked:
                 print(f"{algo}: K in one process: not supported", flush=True)
                 lines.append(f"{algo} {env} {prec}: K in one process: not supported")
                 continue
             group = []
+            sep_agg = median(r["aggregate"] for r in seps)
             for k in ks:
-                cands = [row("one process", k, run_layout(algo, env, b, pr, [Proc(list(range(s0, s0 + k)), 2)], timeout))]
-                if k >= 3:
-                    a = math.ceil(k / 2)
-                    cands.append(row("split", k, run_layout(
-                        algo, env, b, pr, [Proc(list(range(s0, s0 + a)), 1), Proc(list(range(s0 + a, s0 + k)), 1)],
-                        timeout)))
-                best = max(cands, key=lambda r: r["aggregate"])
-                best["best"] = True
-                ratio = best["aggregate"] / sep["aggregate"]
-                line = (f"{algo} {env} K={k} aggregate {best['aggregate']:.1f} seed-steps/s vs separate "
-                        f"{sep['aggregate']:.1f} = {ratio:.2f}x")
+                ratios = [best["aggregate"] / sep["aggregate"] for best, sep in zip(bests[k], seps)]
+                ratio = median(ratios)
+                agg = median(r["aggregate"] for r in bests[k])
+                layouts = sorted({r["layout"] for r in bests[k]})
+                line = (f"{algo} {env} K={k} aggregate {agg:.1f} seed-steps/s vs separate {sep_agg:.1f} = {ratio:.2f}x")
+                if rounds > 1:
+                    line += f" (median of {rounds} rounds: {', '.join(f'{x:.2f}' for x in ratios)})"
                 group.append(line)
-                results.append({"algo": algo, "env": env, "precision": prec, "k": k, "aggregate": best["aggregate"],
-                                "layout": best["layout"], "separate": sep["aggregate"], "ratio": ratio, "line": line})
+                results.append({"algo": algo, "env": env, "precision": prec, "k": k, "aggregate": agg,
+                                "layout": "/".join(layouts), "separate": sep_agg, "ratio": ratio, "ratios": ratios,
+                                "rounds": rounds, "line": line})
             lines.append(f"# precision {prec}")
             lines.extend(group)
 
-    md = ["| algo | env | precision | layout | K | processes x threads | seeds per process | aggregate seed-steps/s "
-          "| per-seed steps/s | best | load |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    md = ["| round | algo | env | precision | layout | K | processes x threads | seeds per process | aggregate "
+          "seed-steps/s | per-seed steps/s | best | load |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         split = "+".join(str(len(q["seeds"])) for q in r["processes"])
-        md.append(f"| {r['algo']} | {r['env']} | {r['precision']} | {r['layout']} | {r['k'] if r['k'] else '—'} "
+        md.append(f"| {r['round'] + 1} | {r['algo']} | {r['env']} | {r['precision']} | {r['layout']} | {r['k'] if r['k'] else '—'} "
                   f"| {r['processes_x_threads']} | {split} | {r['aggregate']:.1f} | {r['per_seed']:.1f} "
                   f"| {'yes' if r.get('best') else ''} | {r['load']:.2f} |")
     print("\n".join(md))
     print("\n".join(lines), flush=True)
     report = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "cores": os.cpu_count(),
-              "argv": list(argv) if argv is not None else sys.argv[1:], "quick": args.quick, "rows": rows,
+              "argv": list(argv) if argv is not None else sys.argv[1:], "quick": args.quick, "rounds": rounds, "rows": rows,
               "comparisons": results, "lines": lines}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))

@@ -74,3 +74,28 @@ def test_an_algorithm_without_a_stacked_form_gets_separate_only(tmp_path, monkey
     report = bench_seeds.main(["--quick", "--algos", "dqn", "--seeds", "2", "--out", str(tmp_path / "s.json")])
     assert "dqn: K in one process: not supported" in capsys.readouterr().out
     assert [r["layout"] for r in report["rows"]] == ["separate"] and report["comparisons"] == []
+
+
+def test_rounds_alternate_the_baseline_and_take_the_median_ratio(tmp_path, monkeypatch, capsys):
+    """With --rounds 3 every round measures separate and then each K layout (the baseline alternates with them); a
+    K's ratio is the median over rounds of that round's best layout over that round's separate."""
+    from scripts import bench_seeds
+
+    order, sep = [], iter([100.0, 200.0, 100.0])  # the machine slows down in round 2, both sides with it
+    one = iter([110.0, 220.0, 120.0])  # K=1 (one process)
+
+    def fake(algo, env, b, precision, procs, timeout):
+        k = sum(len(p.seeds) for p in procs)
+        layout = "separate" if len(procs) == 2 and all(len(p.seeds) == 1 for p in procs) else f"K={k}"
+        order.append(layout)
+        agg = next(sep) if layout == "separate" else next(one)
+        return {"processes": [{"seeds": p.seeds, "threads": p.threads, "rate": agg, "aggregate": agg} for p in procs],
+                "aggregate": agg, "per_seed": agg / k, "seeds": k, "load": 1.0, "wall_s": 1.0, "overlapped": True}
+
+    monkeypatch.setattr(bench_seeds, "run_layout", fake)
+    report = bench_seeds.main(["--algos", "td3", "--seeds", "1", "--rounds", "3", "--out", str(tmp_path / "s.json")])
+    assert order == ["separate", "K=1"] * 3
+    (c,) = report["comparisons"]
+    assert c["ratios"] == [1.1, 1.1, 1.2] and c["ratio"] == 1.1 and c["separate"] == 100.0 and c["aggregate"] == 120.0
+    assert "= 1.10x (median of 3 rounds: 1.10, 1.10, 1.20)" in capsys.readouterr().out
+    assert [r["round"] for r in report["rows"]] == [0, 0, 1, 1, 2, 2]
