@@ -18,8 +18,8 @@ precision (``algo.precision``; algorithms without it run fp32 only), in these la
   (stacked networks, ``rlbase/algos/stacked.py``); aggregate = K x its rate;
 - ``split`` (K >= 3): two 1-thread processes at once with ceil(K/2) and floor(K/2) seeds; aggregate = the sum of
   seeds x rate. At K = 2 this layout is one seed per process, i.e. ``separate`` itself, so it is not run again.
-An algorithm without a stacked form (no ``STACKED`` in its module: sac, dqn) gets ``separate`` only and the line
-"K in one process: not supported".
+An algorithm without a stacked form (no ``STACKED`` in its module; today td3, ddpg, sac and dqn all have one) gets
+``separate`` only, measured once, and the line "K in one process: not supported".
 
 How: every process is ``python train.py`` in a subprocess (cwd a temporary directory, ``OMP_NUM_THREADS`` equal
 to its torch threads, ``MUJOCO_GL=egl``), each seed in its own run directory (``hydra.run.dir=<dir>/s${seed}``), with
@@ -40,9 +40,9 @@ in the per-round ratios instead of in one of the two sides.
 Output: a table (round, algo, env, precision, layout, K, processes x threads, aggregate seed-steps/s, per-seed
 steps/s, load), then for each algorithm, precision and K one line
 ``<algo> <env> K=<k> aggregate <x> seed-steps/s vs separate <y> = <r>x (median of R rounds: <r1>, <r2>, ...)``
-(x: the median over rounds of that round's best in-one-process layout, ``one process`` or ``split``, named in the
-table's ``best`` column; y: the median of the rounds' separate; r: the median of the rounds' ratios, each round's
-best over that round's separate; one round prints no parenthesis), under a ``# precision <p>`` line; all of it as
+(r: the median of the rounds' ratios, each round's best in-one-process layout, ``one process`` or ``split``,
+named in the table's ``best`` column, over that round's ``separate``; x and y: that median round's two aggregates,
+so x / y = r; with an even R the lower of the two middle ratios; one round prints no parenthesis), under a ``# precision <p>`` line; all of it as
 JSON in ``--out`` (default ``bench_results/seeds_<date>.json``).
 """
 
@@ -60,7 +60,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from statistics import median
+from statistics import median, median_low
 from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -228,7 +228,7 @@ def main(argv=None) -> dict:
                    "(default 500; --quick 0)")
     p.add_argument("--timed", type=int, default=None, help="timed env steps (default 1000; --quick 100)")
     p.add_argument("--timeout", type=float, default=None, help="seconds per layout before giving up (default 3600; --quick 600)")
-    p.add_argument("--rounds", type=int, default=3, help="rounds, each measuring separate and then every K layout, so "
+    p.add_argument("--rounds", type=int, default=None, help="rounds, each measuring separate and then every K layout, so "
                    "the baseline alternates with what is compared with it; a ratio is the median over rounds of "
                    "that round's best in-one-process layout / that round's separate (default 3; --quick 1)")
     p.add_argument("--quick", action="store_true", help="tiny budgets: only checks that everything runs")
@@ -237,7 +237,7 @@ def main(argv=None) -> dict:
     from rlbase import algos
     from rlbase.report.parity import compose_overrides
 
-    ks = [int(k) for k in args.seeds.split(",")]
+    ks = list(dict.fromkeys(int(k) for k in args.seeds.split(",")))  # each K once, in the order given
     if any(k < 1 for k in ks):
         p.error(f"--seeds {args.seeds}: every K must be >= 1")
     for algo in args.algos.split(","):
@@ -250,7 +250,7 @@ def main(argv=None) -> dict:
     args.warmup = args.warmup if args.warmup is not None else (0 if args.quick else 500)
     args.timed = args.timed if args.timed is not None else (100 if args.quick else 1000)
     timeout = args.timeout or (600 if args.quick else 3600)
-    rounds = 1 if args.quick and "--rounds" not in (argv if argv is not None else sys.argv[1:]) else args.rounds
+    rounds = args.rounds if args.rounds is not None else (1 if args.quick else 3)
     if rounds < 1:
         p.error(f"--rounds {args.rounds}: must be >= 1")
     out = args.out or Path("bench_results") / f"seeds_{datetime.date.today().isoformat()}.json"
@@ -277,7 +277,7 @@ def main(argv=None) -> dict:
 
             seps: list[dict] = []
             bests: dict[int, list[dict]] = {k: [] for k in ks}
-            for rnd in range(rounds):  # separate, then every K: the baseline alternates with what it is compared with
+            for rnd in range(rounds if stacked else 1):  # separate, then every K: the baseline alternates with them
                 seps.append(row("separate", None, run_layout(algo, env, b, pr, [Proc([s0], 1), Proc([s0 + 1], 1)],
                                                             timeout), rnd))
                 if not stacked:
@@ -298,11 +298,10 @@ def main(argv=None) -> dict:
                 lines.append(f"{algo} {env} {prec}: K in one process: not supported")
                 continue
             group = []
-            sep_agg = median(r["aggregate"] for r in seps)
             for k in ks:
                 ratios = [best["aggregate"] / sep["aggregate"] for best, sep in zip(bests[k], seps)]
-                ratio = median(ratios)
-                agg = median(r["aggregate"] for r in bests[k])
+                mid = ratios.index(median_low(ratios))  # the median round: its two aggregates make its ratio
+                ratio, agg, sep_agg = ratios[mid], bests[k][mid]["aggregate"], seps[mid]["aggregate"]
                 layouts = sorted({r["layout"] for r in bests[k]})
                 line = (f"{algo} {env} K={k} aggregate {agg:.1f} seed-steps/s vs separate {sep_agg:.1f} = {ratio:.2f}x")
                 if rounds > 1:

@@ -224,7 +224,11 @@ def test_each_entry_with_a_finished_seed_gets_its_curves(report, tmp_path):
     curves = report.split("## Curves")[1].split("\n## ")[0]
     assert all(f"](benchmarks/{n})" in curves for n in names) and "t+Hall" in curves
     before = {n: (figs / n).read_bytes() for n in names}
-    (figs / "gone-td3-ant.png").write_bytes(b"stale")
+    (figs / "five-td3-ant.png").write_bytes(b"stale")  # a protocol's entry no longer drawn: removed
+    (figs / "mine.png").write_bytes(b"someone's")  # not a protocol's: kept
     out = tmp_path / "docs" / "benchmarks.md"
     assert benchmarks.main(["--root", str(tmp_path), "--out", str(out)]) == 0
-    assert {n: (figs / n).read_bytes() for n in names} == before and not (figs / "gone-td3-ant.png").exists()
+    assert {n: (figs / n).read_bytes() for n in names} == before and not (figs / "five-td3-ant.png").exists()
+    assert (figs / "mine.png").exists()
+    # --out must be a Markdown file (a directory would put the figures among other files)
+    assert benchmarks.main(["--root", str(tmp_path), "--out", str(tmp_path / "docs")]) == 2

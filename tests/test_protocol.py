@@ -105,7 +105,7 @@ def test_status_says_what_is_left_and_how_long_it_takes_at_the_measured_rates(tm
     head = out.splitlines()[0]
     # a: 6000 + 10000 left at 30/s; b (no rate of its own): 3 x 7200 at the protocol's median, 30/s
     assert head.startswith("tiny: 1/6 runs finished; left: 37,600 env steps")
-    assert f"about {(16000 + 21600) / 30 / 3600:.1f} h of one core" in head and "else the protocol median" in head
+    assert f"about {(16000 + 21600) / 30 / 3600:.1f} h of one core" in head and "else the median of those" in head
     assert "a-seed2" in out and "partial  step 4000  (10 steps/s lately)" in out
     # b's runs in another protocol under the same runs root lend it their rate (20/s): named in the line
     other = runs / "older" / "b-seed9"
@@ -114,4 +114,4 @@ def test_status_says_what_is_left_and_how_long_it_takes_at_the_measured_rates(tm
                                                  for s in range(1000, 5001, 1000)))
     head = protocol.status(spec, runs).splitlines()[0]
     assert f"about {16000 / 30 / 3600 + 21600 / 20 / 3600:.1f} h" in head and "(for 1: its runs in other protocols" in head
-    assert "else the protocol median" not in head
+    assert "else the median of those" not in head

@@ -279,7 +279,7 @@ def rows_of(spec: dict[str, Any], stat: Statistic, root: Path) -> list[Row]:
                             "no per-seed anchor named", "", len(jobs), finished, files, sorted(commits), dict(ours),
                             our_max=our_max, tables=tables, table_files=table_files,
                             error="; ".join(errors) or "the protocol names no per-seed anchor file for this entry",
-                            margin=stat.margin))
+                            margin=stat.margin, our_curves=dict(curves), window=(stat.first_step, stat.last_step)))
     return rows
 
 
@@ -354,9 +354,9 @@ def figures_of(rows: list[Row], number_rows_: list[NumberRow]) -> list[Figure]:
     return list(out.values())
 
 
-def draw(figs: list[Figure], fig_dir: Path) -> list[Figure]:
-    """Each figure as a PNG in ``fig_dir`` (other PNGs there, of entries no longer drawn, are removed); returns the
-    figures drawn. Without matplotlib: nothing is drawn."""
+def draw(figs: list[Figure], fig_dir: Path, protocols: Optional[set[str]] = None) -> list[Figure]:
+    """Each figure as a PNG in ``fig_dir``; a PNG there of an entry no longer drawn (``<protocol>-*.png`` of one of
+    ``protocols``, and nothing else) is removed. Returns the figures drawn. Without matplotlib: nothing is drawn."""
     try:
         import matplotlib
 
@@ -400,9 +400,11 @@ def draw(figs: list[Figure], fig_dir: Path) -> list[Figure]:
         fig.tight_layout()
         fig.savefig(fig_dir / f.name, dpi=80, metadata={"Software": None})  # no version or date: same data, same bytes
         plt.close(fig)
-    for old in fig_dir.glob("*.png"):
-        if old.name not in {f.name for f in figs}:
-            old.unlink()
+    drawn = {f.name for f in figs}
+    for name in sorted(protocols or ()):
+        for old in fig_dir.glob(f"{name}-*.png"):
+            if old.name not in drawn:
+                old.unlink()
     return figs
 
 
@@ -661,7 +663,8 @@ def render(root: Path, fig_dir: Optional[Path] = None, fig_link: str = "benchmar
             files += [f"table: `{f}`" for f in r.table_files]
             commits = f"; runs' commits: {', '.join(f'`{c[:7]}`' for c in r.commits)}" if r.commits else ""
             out.append(f"- {r.algo.upper()} {_pretty_task(r.task)} vs {r.anchor}: " + ", ".join(files) + commits)
-    figures = draw(figures_of(rows, [r for spec in numbers for r in number_rows(spec, root)]), fig_dir) \
+    names = {spec["name"] for spec, _ in protocols} | {spec["name"] for spec in numbers}
+    figures = draw(figures_of(rows, [r for spec in numbers for r in number_rows(spec, root)]), fig_dir, names) \
         if fig_dir is not None else []
     if figures:
         out += ["", "## Curves", "", FIGURE_NOTE, ""]
@@ -759,6 +762,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="output file (default: <root>/docs/benchmarks.md)")
     args = p.parse_args(argv)
     out = args.out or args.root / "docs" / "benchmarks.md"
+    if out.suffix != ".md" or out.is_dir():
+        print(f"error: --out {out}: expected a Markdown file path ending in .md (its figures go in "
+              f"{out.parent / out.stem}/)", file=sys.stderr)
+        return 2
     try:  # the figures go beside the page, in a folder named after it (docs/benchmarks/)
         text = render(args.root, out.parent / out.stem, out.stem)
     except protocol_lib.ProtocolError as e:

@@ -306,8 +306,9 @@ def _rate(job: Job, rows: int = 50) -> Optional[float]:
 
 def status(spec: dict[str, Any], runs_root: Optional[Path] = None) -> str:
     """One line per run (state, last step, its recent env steps/s) and what is left: env steps, and the time they
-    take at the rates measured so far (each entry's median rate, else the protocol's), which is core-hours when
-    each run has one core."""
+    take at the rates measured so far (each entry's median rate; an entry with no run yet borrows the rates of its
+    runs of the same name in other protocols under the same runs root; else the median of all those rates), which is
+    core-hours when each run has one core."""
     lines, total, done = [], 0, 0
     todo: list[tuple[Job, int]] = []
     rates: dict[str, list[float]] = {}
@@ -345,7 +346,7 @@ def status(spec: dict[str, Any], runs_root: Optional[Path] = None) -> str:
         if hours:
             head += (f", about {hours / k:.1f} h of one core at the rates measured so far (each entry's median"
                      f"{f' (for {len(borrowed)}: its runs in other protocols under the runs root)' if borrowed else ''}"
-                     f"{'' if all(rates.get(j.entry) for j, _ in todo) else ', else the protocol median'}"
+                     f"{'' if all(rates.get(j.entry) for j, _ in todo) else ', else the median of those'}"
                      f"{f'; {k} seeds per process' if k > 1 else ''})")
         if unknown:
             head += f"; not estimated: {', '.join(unknown)}"
