@@ -100,6 +100,43 @@ def test_a_dataset_with_non_finite_values_is_refused_at_load_naming_the_array_co
 # ---- 2. networks whose parameters would not fit in memory
 
 
+def _built_sizes(agent) -> tuple[int, int]:
+    """(parameters some optimizer of ``agent`` trains, all parameters of its networks), counted on the built agent."""
+    import torch
+
+    trained: dict[int, int] = {}
+    every: dict[int, int] = {}
+    for value in vars(agent).values():
+        if isinstance(value, torch.optim.Optimizer):
+            trained.update((id(p), p.numel()) for group in value.param_groups for p in group["params"])
+        if isinstance(value, torch.nn.Module):
+            every.update((id(p), p.numel()) for p in value.parameters())
+    return sum(trained.values()), sum(every.values())
+
+
+@pytest.mark.parametrize("name", sorted(algos.ALGOS))
+def test_the_memory_check_counts_the_networks_each_algorithm_builds(name, compose_cfg):
+    """``validate.network_sizes`` is a table written by hand from each algorithm's networks: counted against the
+    agent the run would build (default settings, on CartPole for DQN and Pendulum otherwise, plus a discrete BCQ and
+    PPO), so a network change that the table does not follow fails here, not as a wrong refusal."""
+    import torch
+
+    from rlbase.runtime import validate as v
+
+    cases = [("cartpole" if name.startswith("dqn") else "pendulum")] + (["cartpole"] if name in ("bcq", "ppo") else [])
+    for env in cases:
+        cfg = compose_cfg(f"algo={name}", f"env={env}")
+        module, spec = algos.get(name), envs.probe(cfg.env)
+        trained, every = _built_sizes(module.Agent(OmegaConf.to_object(cfg.algo), spec, torch.device("cpu")))
+        sizes = v.network_sizes(cfg.algo, module, spec)
+        est_trained, est_targets = sum(t for _, t, _ in sizes), sum(g for _, _, g in sizes)
+        assert trained > 0
+        # rough only at the input and output layers (obs + action in, the widest head out): within 5%
+        assert abs(est_trained - trained) <= 0.05 * trained, (env, est_trained, trained)
+        assert abs(est_trained + est_targets - every) <= 0.05 * every, (env, est_trained + est_targets, every)
+
+
+
 def test_networks_that_cannot_fit_in_memory_are_refused_before_anything_is_built(tmp_path, monkeypatch, compose_cfg):
     from rlbase.runtime import validate as v
 
