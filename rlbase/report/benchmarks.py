@@ -354,6 +354,22 @@ def figures_of(rows: list[Row], number_rows_: list[NumberRow]) -> list[Figure]:
     return list(out.values())
 
 
+
+def _save_small(fig, path: Path) -> None:
+    """``fig`` as a PNG of 64 colours without dithering (about a quarter of matplotlib's RGBA bytes, which matters
+    because every export that adds a seed commits the figure again), with no version or date in it: the same data
+    gives the same bytes."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80, metadata={"Software": None})
+    buf.seek(0)
+    image = Image.open(buf).convert("RGB").quantize(colors=64, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    image.save(path, format="PNG", optimize=True)
+
+
 def draw(figs: list[Figure], fig_dir: Path, protocols: Optional[set[str]] = None) -> list[Figure]:
     """Each figure as a PNG in ``fig_dir``; a PNG there of an entry no longer drawn (``<protocol>-*.png`` of one of
     ``protocols``, and nothing else) is removed. Returns the figures drawn. Without matplotlib: nothing is drawn."""
@@ -398,7 +414,7 @@ def draw(figs: list[Figure], fig_dir: Path, protocols: Optional[set[str]] = None
         ax.legend(fontsize=7, loc="best")
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        fig.savefig(fig_dir / f.name, dpi=80, metadata={"Software": None})  # no version or date: same data, same bytes
+        _save_small(fig, fig_dir / f.name)
         plt.close(fig)
     drawn = {f.name for f in figs}
     for name in sorted(protocols or ()):
