@@ -48,6 +48,44 @@ def test_runs_skips_resumes_and_exports(tmp_path):
     assert written[0].read_text() != written[1].read_text()
 
 
+def test_several_protocols_are_one_queue(tmp_path, monkeypatch, capsys):
+    """``run A B`` works through A, then B (``run`` itself, which skips and resumes, is tested above); a bad file
+    among them is refused before any run starts; a queue stopped by a signal does not go on to the next protocol;
+    ``--only`` reaches each protocol's own entries; status shows each."""
+    first = write(tmp_path / "a", seeds=[3], name="first")
+    second = write(tmp_path / "b", seeds=[4], name="second",
+                   entries=[{"name": "td3-pendulum", "overrides": ["algo=td3", "env=pendulum"]}])
+    runs = tmp_path / "runs"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({k: v for k, v in PROTO.items() if k != "statistic"}))
+    seen, stop_after = [], set()
+
+    def fake_run(spec, workers, threads, only, runs_root):
+        seen.append((spec["name"], only))
+        result = protocol.Failed(1 if spec["name"] == "second" else 0)
+        result.stopped = spec["name"] in stop_after
+        return result
+
+    monkeypatch.setattr(protocol, "run", fake_run)
+    assert protocol.main(["run", str(first), str(bad), "--runs-root", str(runs)]) == 2
+    assert "missing statistic" in capsys.readouterr().err and seen == []
+    assert protocol.main(["run", str(first), str(second), "--runs-root", str(runs)]) == 1  # second's job failed
+    assert seen == [("first", None), ("second", None)]
+    seen.clear()
+    assert protocol.main(["run", str(first), str(second), "--only", "td3-pendulum"]) == 1
+    assert seen == [("second", ["td3-pendulum"])]
+    seen.clear()
+    stop_after.add("first")
+    assert protocol.main(["run", str(first), str(second), "--runs-root", str(runs)]) == 0
+    assert seen == [("first", None)]
+    capsys.readouterr()
+    assert protocol.main(["status", str(first), str(second), "--runs-root", str(runs)]) == 0
+    out = capsys.readouterr().out
+    assert "first: 0/1 runs finished" in out and "second: 0/1 runs finished" in out, out
+    assert protocol.main(["compare", str(first), str(second), "--pairs", "a:b"]) == 2
+    assert "compare reads one protocol" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("change, needle", [
     ({"statistic": None}, "missing statistic"),
     ({"seeds": [1, -2]}, "seeds must be non-negative"),

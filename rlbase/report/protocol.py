@@ -8,6 +8,7 @@ with. This module runs it and collects what it produced:
     python scripts/protocol.py run benchmarks/offpolicy_1m/protocol.yaml --workers 2    # resumable queue
     python scripts/protocol.py status benchmarks/offpolicy_1m/protocol.yaml             # how far, what is left, how long
     python scripts/protocol.py export benchmarks/offpolicy_1m/protocol.yaml             # per-seed curves -> CSV
+    python scripts/protocol.py run benchmarks/a/protocol.yaml benchmarks/b/protocol.yaml --workers 1   # a queue: a, then b
 
 ``run`` works through every (entry, seed) in the file's order with ``--workers`` jobs at a time (one torch thread
 each by default): a finished run is skipped, an unfinished one resumes from its checkpoint (``resume=<dir>``), a
@@ -144,8 +145,14 @@ def grouped(todo: list[Job], k: int) -> list[list[Job]]:
     return out
 
 
+class Failed(int):
+    """The number of jobs that failed, with ``stopped``: whether a signal (Ctrl-C, SIGTERM) ended the queue early."""
+
+    stopped: bool = False
+
+
 def run(spec: dict[str, Any], workers: int = 2, threads: int = 1, only: Optional[list[str]] = None,
-        runs_root: Optional[Path] = None) -> int:
+        runs_root: Optional[Path] = None) -> Failed:
     """Work through the protocol's jobs, ``workers`` at a time; returns the number of jobs that failed."""
     todo = [j for j in jobs(spec, runs_root) if (only is None or j.entry in only) and state_of(j)[0] != "done"]
     k = int(spec.get("seeds_per_process", 1))
@@ -205,7 +212,9 @@ def run(spec: dict[str, Any], workers: int = 2, threads: int = 1, only: Optional
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-    return failed
+    result = Failed(failed)
+    result.stopped = stopping["sig"] is not None
+    return result
 
 
 def curve(run_dir: Path) -> list[tuple[int, float, float]]:
@@ -356,7 +365,9 @@ def status(spec: dict[str, Any], runs_root: Optional[Path] = None) -> str:
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("action", choices=("run", "status", "export", "compare"))
-    p.add_argument("protocol", type=Path)
+    p.add_argument("protocol", type=Path, nargs="+",
+                   help="protocol file(s); several: run works through them in order (a queue), status and export "
+                        "take each in turn")
     p.add_argument("--workers", type=int, default=2, help="jobs at a time (run; default 2)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per job (run; default 1)")
     p.add_argument("--only", nargs="*", default=None, help="entry names to run (run; default all)")
@@ -367,20 +378,46 @@ def main(argv: Optional[list[str]] = None) -> int:
                    help="where run directories live (default $RLBASE_BENCH_RUNS or benchmarks/runs/); put them outside "
                         "the checkout when the checkout is laid anew between sessions")
     args = p.parse_args(argv)
-    try:
-        spec = load(args.protocol)
-    except ProtocolError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    specs = []
+    for path in args.protocol:  # every file read and checked before any work starts
+        try:
+            specs.append(load(path))
+        except ProtocolError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    names = [e["name"] for spec in specs for e in spec["entries"]]
     if args.only:
-        unknown = set(args.only) - {e["name"] for e in spec["entries"]}
+        unknown = set(args.only) - set(names)
         if unknown:
             print(f"error: --only {', '.join(sorted(unknown))}: no such entry; allowed: "
-                  f"{', '.join(e['name'] for e in spec['entries'])}", file=sys.stderr)
+                  f"{', '.join(dict.fromkeys(names))}", file=sys.stderr)
             return 2
+    if len(specs) > 1 and args.action == "compare":
+        print("error: compare reads one protocol; allowed: one protocol file", file=sys.stderr)
+        return 2
     if args.action == "status":
-        print(status(spec, args.runs_root))
+        print("\n\n".join(status(spec, args.runs_root) for spec in specs))
         return 0
+    if args.action == "export":
+        for spec in specs:
+            for path in export(spec, args.partial, args.runs_root):
+                print(f"wrote {path}")
+        return 0
+    if args.action == "run":
+        if args.workers < 1 or args.threads < 1:
+            print("error: --workers and --threads must be at least 1", file=sys.stderr)
+            return 2
+        failed = 0
+        for spec in specs:
+            only = None if args.only is None else [x for x in args.only if x in {e["name"] for e in spec["entries"]}]
+            if only == []:
+                continue
+            result = run(spec, args.workers, args.threads, only, args.runs_root)
+            failed += result
+            if result.stopped:  # Ctrl-C or SIGTERM: every job has checkpointed; the next protocols wait for a rerun
+                break
+        return 1 if failed else 0
+    spec = specs[0]
     if args.action == "compare":
         pairs = [tuple(x.split(":")) for x in args.pairs.split(",") if x]
         names = {e["name"] for e in spec["entries"]}
@@ -396,14 +433,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                   + (f" (margin +-{row['margin']:.1f})" if "margin" in row else ""))
         print(f"wrote {path}")
         return 0
-    if args.action == "export":
-        for path in export(spec, args.partial, args.runs_root):
-            print(f"wrote {path}")
-        return 0
-    if args.workers < 1 or args.threads < 1:
-        print("error: --workers and --threads must be at least 1", file=sys.stderr)
-        return 2
-    return 1 if run(spec, args.workers, args.threads, args.only, args.runs_root) else 0
+    return 2  # argparse allows no other action
 
 
 if __name__ == "__main__":
