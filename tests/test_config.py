@@ -128,6 +128,9 @@ def test_misspelled_key_in_yaml_fails(compose_cfg, tmp_path):
     (["+totl_steps=500"], "totl_steps is not a setting of the run config (RunConfig)"),
     (["+logger.mod=x"], "logger.mod is not a setting of logger"),
     (["algo=ppo", "env=cartpole", "algo.n_epochs=0"], "algo.n_epochs=0 must be a positive integer"),
+    (["algo=sac", "env=pendulum", "algo.actor_hidden=[0]"], "algo.actor_hidden=[0]: every hidden size must be a "
+     "positive integer; allowed: a list of them"),
+    (["algo=ppo", "env=cartpole", "algo.hidden=[64,-1]"], "algo.hidden=[64, -1]: every hidden size"),
     (["algo=ppo", "env=cartpole", "algo.clip_range=0"], "algo.clip_range=0.0 must be > 0"),
     (["algo=a3c", "env=cartpole", "algo.num_envs=4"], "each A3C worker steps one env"),
     (["algo=td3", "env=pendulum", "env.normalize_reward=true"], "allowed with: a2c, ppo"),

@@ -51,6 +51,12 @@ def check_declared(node: DictConfig, schema: type, prefix: str) -> None:
 def validate_algo(a: DictConfig, schema: type) -> None:
     """The declared ranges, then what no single field can say: relations between settings."""
     check_declared(a, schema, "algo.")
+    for key in a:  # hidden-size lists (no declared range can say "each entry")
+        v = a[key]
+        if str(key).endswith("hidden") and isinstance(v, (list, tuple, ListConfig)):
+            _check(all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in v),
+                   f"algo.{key}={list(v)}: every hidden size must be a positive integer; allowed: a list of them, "
+                   "e.g. [256,256] ([] for no hidden layer)")
     if "batch_size" in a and "buffer_size" in a:
         _check(a.batch_size <= a.buffer_size,
                f"algo.batch_size={a.batch_size} is larger than algo.buffer_size={a.buffer_size}; allowed: batch_size <= buffer_size")
