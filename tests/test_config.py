@@ -130,7 +130,12 @@ def test_misspelled_key_in_yaml_fails(compose_cfg, tmp_path):
     (["algo=ppo", "env=cartpole", "algo.n_epochs=0"], "algo.n_epochs=0 must be a positive integer"),
     (["algo=sac", "env=pendulum", "algo.actor_hidden=[0]"], "algo.actor_hidden=[0]: every hidden size must be a "
      "positive integer; allowed: a list of them"),
-    (["algo=ppo", "env=cartpole", "algo.hidden=[64,-1]"], "algo.hidden=[64, -1]: every hidden size"),
+    (["algo=ppo", "env=cartpole", "algo.hidden=[64,-1]"], "algo.hidden=[64,-1]: every hidden size"),
+    (["algo=ppo", "env=cartpole", "algo.hidden=[]", "algo.shared_trunk=true"], "algo.shared_trunk=true with "
+     "algo.hidden=[]: a shared trunk needs at least one hidden layer"),
+    (["algo=a3c", "env=cartpole", "algo.num_envs=1", "algo.hidden=[]", "algo.shared_trunk=true"], "a shared trunk"),
+    (["algo=ddpg_lillicrap", "env=pendulum", "algo.critic_hidden=[400]"], "algo.critic_action_layer=1 with "
+     "algo.critic_hidden=[400]: the action enters after the first hidden layer"),
     (["algo=ppo", "env=cartpole", "algo.clip_range=0"], "algo.clip_range=0.0 must be > 0"),
     (["algo=a3c", "env=cartpole", "algo.num_envs=4"], "each A3C worker steps one env"),
     (["algo=td3", "env=pendulum", "env.normalize_reward=true"], "allowed with: a2c, ppo"),

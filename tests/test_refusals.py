@@ -118,14 +118,18 @@ def _built_sizes(agent) -> tuple[int, int]:
 def test_the_memory_check_counts_the_networks_each_algorithm_builds(name, compose_cfg):
     """``validate.network_sizes`` is a table written by hand from each algorithm's networks: counted against the
     agent the run would build (default settings, on CartPole for DQN and Pendulum otherwise, plus a discrete BCQ and
-    PPO), so a network change that the table does not follow fails here, not as a wrong refusal."""
+    PPO, one critic for TD3 (DDPG's default), a shared trunk for A2C), so a network change that the table does not follow
+    fails here, not as a wrong refusal. The 5% bound holds for these small observations; the table's rough edges
+    (every input and output layer as wide as the widest) weigh more on larger ones (PPO on Hopper: about +9%)."""
     import torch
 
     from rlbase.runtime import validate as v
 
-    cases = [("cartpole" if name.startswith("dqn") else "pendulum")] + (["cartpole"] if name in ("bcq", "ppo") else [])
-    for env in cases:
-        cfg = compose_cfg(f"algo={name}", f"env={env}")
+    env = "cartpole" if name.startswith("dqn") else "pendulum"
+    cases = [(env,)] + {"bcq": [("cartpole",)], "ppo": [("cartpole",)], "td3": [(env, "algo.twin=false")],
+                        "a2c": [(env, "algo.shared_trunk=true")]}.get(name, [])
+    for env, *extra in cases:
+        cfg = compose_cfg(f"algo={name}", f"env={env}", *extra)
         module, spec = algos.get(name), envs.probe(cfg.env)
         trained, every = _built_sizes(module.Agent(OmegaConf.to_object(cfg.algo), spec, torch.device("cpu")))
         sizes = v.network_sizes(cfg.algo, module, spec)

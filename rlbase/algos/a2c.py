@@ -205,4 +205,12 @@ class A2C(Hooks):
         self.optimizer.load_state_dict(state["optimizer"])
 
 
+def check_config(a) -> list[str]:
+    """Relations between settings (validate_algo reports each in one line before anything is built)."""
+    if a.get("shared_trunk", False) and len(a.hidden) == 0:
+        return [f"algo.shared_trunk=true with algo.hidden=[]: a shared trunk needs at least one hidden layer; allowed: "
+                "algo.hidden with one or more sizes, or algo.shared_trunk=false"]
+    return []
+
+
 Config, Agent = A2CConfig, A2C

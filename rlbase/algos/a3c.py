@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from rlbase import envs
+from rlbase.algos import a2c
 from rlbase.algos.a2c import A2C, A2CConfig
 from rlbase.core import seeding
 from rlbase.core.settings import one_of, positive
@@ -96,11 +97,11 @@ def share_optimizer_state(opt: torch.optim.Optimizer) -> list[dict[str, torch.Te
 
 
 def check_config(a) -> list[str]:
-    """Relations between settings that only A3C has (validate_algo reports each in one line)."""
+    """Relations between settings: A3C's own, then A2C's (validate_algo reports each in one line)."""
     if a.num_envs != 1:
         return [f"algo.num_envs={a.num_envs}: each A3C worker steps one env; allowed: algo.num_envs=1 (set the "
                 "number of workers with hardware.workers)"]
-    return []
+    return a2c.check_config(a)
 
 
 LOOP = "asynchronous"  # rlbase/loops/asynchronous.py: the workers, the queue and the main process's Runner

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rlbase.algos.td3 import STACKED, TD3, TD3Config  # noqa: F401 - STACKED: several seeds in one process
+from rlbase.algos.td3 import STACKED, TD3, TD3Config, check_config  # noqa: F401 - STACKED: several seeds in one process; check_config: the same relations
 from rlbase.core.settings import non_negative, positive
 
 ACTION_SPACES = ("continuous",)

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from rlbase.algos.a2c import A2C, ACTIVATIONS
+from rlbase.algos.a2c import A2C, ACTIVATIONS, check_config  # noqa: F401 - check_config: the same relations
 from rlbase.core.rollout import RolloutBatch, compute_returns
 from rlbase.core.settings import any_value, non_negative, one_of, positive, unit
 from rlbase.loops.on_policy import OnPolicyConfig

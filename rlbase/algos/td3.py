@@ -170,5 +170,14 @@ class TD3(Hooks):
         self.updates = state["updates"]
 
 
+def check_config(a) -> list[str]:
+    """Relations between settings (validate_algo reports each in one line before anything is built)."""
+    if a.get("critic_action_layer", 0) == 1 and len(a.critic_hidden) < 2:
+        return [f"algo.critic_action_layer=1 with algo.critic_hidden=[{','.join(map(str, a.critic_hidden))}]: the action enters after "
+                "the first hidden layer, so the critic needs at least two; allowed: two or more sizes, or "
+                "algo.critic_action_layer=0"]
+    return []
+
+
 Config, Agent = TD3Config, TD3
 STACKED = StackedTD3  # several seeds in one process (hardware.seeds_per_process; algos/stacked.py)

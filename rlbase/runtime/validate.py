@@ -51,12 +51,9 @@ def check_declared(node: DictConfig, schema: type, prefix: str) -> None:
 def validate_algo(a: DictConfig, schema: type) -> None:
     """The declared ranges, then what no single field can say: relations between settings."""
     check_declared(a, schema, "algo.")
-    for key in a:  # hidden-size lists (no declared range can say "each entry")
-        v = a[key]
-        if str(key).endswith("hidden") and isinstance(v, (list, tuple, ListConfig)):
-            _check(all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in v),
-                   f"algo.{key}={list(v)}: every hidden size must be a positive integer; allowed: a list of them, "
-                   "e.g. [256,256] ([] for no hidden layer)")
+    for key in hidden_keys(a):  # no declared range can say "each entry" (the schema makes them integers)
+        _check(all(h >= 1 for h in a[key]), f"algo.{key}=[{','.join(map(str, a[key]))}]: every hidden size must be a positive "
+               "integer; allowed: a list of them, e.g. [256,256] ([] for no hidden layer)")
     if "batch_size" in a and "buffer_size" in a:
         _check(a.batch_size <= a.buffer_size,
                f"algo.batch_size={a.batch_size} is larger than algo.buffer_size={a.buffer_size}; allowed: batch_size <= buffer_size")
@@ -159,6 +156,11 @@ def validate_dataset(cfg: DictConfig, module, spec: envs.EnvSpec) -> None:
 
 # ---- will the networks fit in memory?
 
+def hidden_keys(a: DictConfig) -> list[str]:
+    """The algorithm's hidden-size settings: its keys ending in ``hidden`` whose value is a list."""
+    return [str(key) for key in a.keys() if str(key).endswith("hidden") and isinstance(a[key], (list, tuple, ListConfig))]
+
+
 def _mlp_params(in_dim: int, hidden, out_dim: int) -> int:
     dims = [in_dim, *[int(h) for h in hidden], out_dim]
     return sum(a * b + b for a, b in zip(dims[:-1], dims[1:]))
@@ -194,8 +196,7 @@ def network_sizes(a: DictConfig, module, spec: envs.EnvSpec) -> list[tuple[str, 
     if kind == "iql":  # policy and V trained alone, twin critics with their target
         return [("hidden", 4 * p("hidden"), 2 * p("hidden"))]
     # an algorithm this table does not know: each hidden-size list one trained network
-    return [(str(key), p(str(key)), 0) for key in a.keys()
-            if str(key).endswith("hidden") and isinstance(a[key], (list, tuple, ListConfig))]
+    return [(key, p(key), 0) for key in hidden_keys(a)]
 
 
 def estimate_bytes(a: DictConfig, module, spec: envs.EnvSpec) -> tuple[int, int]:
