@@ -1,5 +1,5 @@
-"""Pre-registered benchmarks: ``python scripts/protocol.py run|status|export <protocol.yaml>`` (see
-``rlbase.report.protocol``)."""
+"""Pre-registered benchmarks: ``python scripts/protocol.py run|status|export <protocol.yaml> [<protocol.yaml> ...]``
+(several files: one queue, in order) and ``compare <protocol.yaml>`` (see ``rlbase.report.protocol``)."""
 
 import sys
 

@@ -224,6 +224,11 @@ def test_each_entry_with_a_finished_seed_gets_its_curves(report, tmp_path):
     curves = report.split("## Curves")[1].split("\n## ")[0]
     assert all(f"](benchmarks/{n})" in curves for n in names) and "t+Hall" in curves
     before = {n: (figs / n).read_bytes() for n in names}
+    from PIL import Image
+
+    for n in names:  # small: a palette of at most 64 colours (each export that adds a seed commits them again)
+        with Image.open(figs / n) as image:
+            assert image.mode == "P" and len(image.getcolors(256)) <= 64, (n, image.mode)
     (figs / "five-td3-ant.png").write_bytes(b"stale")  # a protocol's entry no longer drawn: removed
     (figs / "mine.png").write_bytes(b"someone's")  # not a protocol's: kept
     out = tmp_path / "docs" / "benchmarks.md"

@@ -2,6 +2,11 @@
 exports one curve file per run, and refuses a protocol file that does not state what it must."""
 
 import json
+import os
+import signal
+import sys
+import threading
+import time
 
 import pytest
 import yaml
@@ -48,6 +53,28 @@ def test_runs_skips_resumes_and_exports(tmp_path):
     assert written[0].read_text() != written[1].read_text()
 
 
+def test_a_signal_stops_the_queue_and_reaches_every_running_job(tmp_path, monkeypatch):
+    """SIGTERM (or Ctrl-C) to the runner: each running job gets SIGTERM (a run checkpoints on it), no new job starts,
+    and the result says which signal stopped it."""
+    spec = protocol.load(write(tmp_path, seeds=[1, 2, 3]))
+    timers = []
+
+    def command(job, threads, group=None):  # called inside run(), after its handlers are in place
+        if not timers:
+            timers.append(threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM)))
+            timers[0].start()
+        return [sys.executable, "-c", "import time; time.sleep(60)"]
+
+    monkeypatch.setattr(protocol, "command", command)
+    started = time.monotonic()
+    result = protocol.run(spec, workers=2, threads=1, runs_root=tmp_path / "runs")
+    timers[0].join()
+    assert result.stopped == signal.SIGTERM and time.monotonic() - started < 30
+    assert result == 0  # a job stopped by the signal is not a failure
+    logs = sorted((tmp_path / "runs" / "tiny").glob("*.log"))
+    assert [p.name for p in logs] == ["dqn-cartpole-seed1.log", "dqn-cartpole-seed2.log"]  # seed 3 never started
+
+
 def test_several_protocols_are_one_queue(tmp_path, monkeypatch, capsys):
     """``run A B`` works through A, then B (``run`` itself, which skips and resumes, is tested above); a bad file
     among them is refused before any run starts; a queue stopped by a signal does not go on to the next protocol;
@@ -63,7 +90,7 @@ def test_several_protocols_are_one_queue(tmp_path, monkeypatch, capsys):
     def fake_run(spec, workers, threads, only, runs_root):
         seen.append((spec["name"], only))
         result = protocol.Failed(1 if spec["name"] == "second" else 0)
-        result.stopped = spec["name"] in stop_after
+        result.stopped = signal.SIGTERM if spec["name"] in stop_after else None
         return result
 
     monkeypatch.setattr(protocol, "run", fake_run)
@@ -75,10 +102,16 @@ def test_several_protocols_are_one_queue(tmp_path, monkeypatch, capsys):
     assert protocol.main(["run", str(first), str(second), "--only", "td3-pendulum"]) == 1
     assert seen == [("second", ["td3-pendulum"])]
     seen.clear()
-    stop_after.add("first")
-    assert protocol.main(["run", str(first), str(second), "--runs-root", str(runs)]) == 0
+    assert protocol.main(["run", str(first), str(first), "--runs-root", str(runs)]) == 0  # a file named twice: once
     assert seen == [("first", None)]
-    capsys.readouterr()
+    seen.clear()
+    stop_after.add("first")
+    assert protocol.main(["run", str(first), str(second), "--runs-root", str(runs)]) == 128 + signal.SIGTERM
+    assert seen == [("first", None)]
+    assert "stopped by SIGTERM: rerun the same command to resume; not started: second" in capsys.readouterr().err
+    twin = write(tmp_path / "c", name="first")
+    assert protocol.main(["run", str(first), str(twin)]) == 2
+    assert "are both named 'first'" in capsys.readouterr().err and len(seen) == 1
     assert protocol.main(["status", str(first), str(second), "--runs-root", str(runs)]) == 0
     out = capsys.readouterr().out
     assert "first: 0/1 runs finished" in out and "second: 0/1 runs finished" in out, out

@@ -208,7 +208,7 @@ class A2C(Hooks):
 def check_config(a) -> list[str]:
     """Relations between settings (validate_algo reports each in one line before anything is built)."""
     if a.get("shared_trunk", False) and len(a.hidden) == 0:
-        return [f"algo.shared_trunk=true with algo.hidden=[]: a shared trunk needs at least one hidden layer; allowed: "
+        return ["algo.shared_trunk=true with algo.hidden=[]: a shared trunk needs at least one hidden layer; allowed: "
                 "algo.hidden with one or more sizes, or algo.shared_trunk=false"]
     return []
 

@@ -146,14 +146,16 @@ def grouped(todo: list[Job], k: int) -> list[list[Job]]:
 
 
 class Failed(int):
-    """The number of jobs that failed, with ``stopped``: whether a signal (Ctrl-C, SIGTERM) ended the queue early."""
+    """The number of jobs that failed, with ``stopped``: the signal (SIGINT, SIGTERM) that ended the queue early,
+    after every running job checkpointed; None when the queue ran to its end."""
 
-    stopped: bool = False
+    stopped: Optional[int] = None
 
 
 def run(spec: dict[str, Any], workers: int = 2, threads: int = 1, only: Optional[list[str]] = None,
         runs_root: Optional[Path] = None) -> Failed:
-    """Work through the protocol's jobs, ``workers`` at a time; returns the number of jobs that failed."""
+    """Work through the protocol's jobs, ``workers`` at a time; returns the number of jobs that failed, whose
+    ``stopped`` names the signal that ended the queue early (each running job is sent SIGTERM and checkpoints)."""
     todo = [j for j in jobs(spec, runs_root) if (only is None or j.entry in only) and state_of(j)[0] != "done"]
     k = int(spec.get("seeds_per_process", 1))
     print(f"{spec['name']}: {len(todo)} run(s) to start or resume, {workers} at a time"
@@ -193,6 +195,8 @@ def run(spec: dict[str, Any], workers: int = 2, threads: int = 1, only: Optional
                 proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env,
                                         start_new_session=True)  # our signal handler decides what reaches it
                 live[proc.pid] = (job, proc, log, group)
+                if stopping["sig"] is not None:  # the signal came while it was being started: it was not in live
+                    proc.send_signal(signal.SIGTERM)
                 print(f"{time.strftime('%H:%M:%S')} start {', '.join(f'{g.key} ({state_of(g)[0]})' for g in group)}",
                       flush=True)
             if stopping["sig"] is not None:
@@ -213,7 +217,7 @@ def run(spec: dict[str, Any], workers: int = 2, threads: int = 1, only: Optional
         for s, h in old.items():
             signal.signal(s, h)
     result = Failed(failed)
-    result.stopped = stopping["sig"] is not None
+    result.stopped = stopping["sig"]
     return result
 
 
@@ -370,7 +374,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                         "take each in turn")
     p.add_argument("--workers", type=int, default=2, help="jobs at a time (run; default 2)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per job (run; default 1)")
-    p.add_argument("--only", nargs="*", default=None, help="entry names to run (run; default all)")
+    p.add_argument("--only", nargs="+", default=None,
+                   help="entry names to run (run; default all); with several protocols a name runs in each that has it")
     p.add_argument("--partial", action="store_true", help="export unfinished runs' curves too")
     p.add_argument("--pairs", default="", help="compare: entry_a:entry_b,... (a minus b, from the exported curves)")
     p.add_argument("--level", type=float, default=0.95, help="compare: interval level (default 0.95)")
@@ -379,12 +384,19 @@ def main(argv: Optional[list[str]] = None) -> int:
                         "the checkout when the checkout is laid anew between sessions")
     args = p.parse_args(argv)
     specs = []
-    for path in args.protocol:  # every file read and checked before any work starts
+    for path in dict.fromkeys(f.resolve() for f in args.protocol):  # each file once, all checked before any work
         try:
             specs.append(load(path))
         except ProtocolError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
+    seen: dict[str, Path] = {}
+    for spec in specs:
+        if spec["name"] in seen:  # both would write runs/<name>/ and the same results
+            print(f"error: {spec['_path']} and {seen[spec['name']]} are both named {spec['name']!r}; allowed: "
+                  "protocols with different names", file=sys.stderr)
+            return 2
+        seen[spec["name"]] = spec["_path"]
     names = [e["name"] for spec in specs for e in spec["entries"]]
     if args.only:
         unknown = set(args.only) - set(names)
@@ -408,14 +420,21 @@ def main(argv: Optional[list[str]] = None) -> int:
             print("error: --workers and --threads must be at least 1", file=sys.stderr)
             return 2
         failed = 0
-        for spec in specs:
+        for i, spec in enumerate(specs):
             only = None if args.only is None else [x for x in args.only if x in {e["name"] for e in spec["entries"]}]
             if only == []:
                 continue
-            result = run(spec, args.workers, args.threads, only, args.runs_root)
+            try:
+                result = run(spec, args.workers, args.threads, only, args.runs_root)
+            except KeyboardInterrupt:  # between two protocols' handlers (no job is running then)
+                result = Failed(0)
+                result.stopped = signal.SIGINT
             failed += result
-            if result.stopped:  # Ctrl-C or SIGTERM: every job has checkpointed; the next protocols wait for a rerun
-                break
+            if result.stopped is not None:  # every job has checkpointed; the rest waits for a rerun of this command
+                left = [s["name"] for s in specs[i + 1:]]
+                print(f"stopped by {signal.Signals(result.stopped).name}: rerun the same command to resume"
+                      + (f"; not started: {', '.join(left)}" if left else ""), file=sys.stderr)
+                return 128 + int(result.stopped)
         return 1 if failed else 0
     spec = specs[0]
     if args.action == "compare":
