@@ -59,6 +59,22 @@ def test_auto_threads(compose_cfg):
     assert train.auto_threads(compose_cfg("algo=sac", "env=pendulum", "hardware.threads=3"), algos.get("sac"))[0] == 3
 
 
+def test_threads_on_cores_that_others_use_are_named_not_changed(monkeypatch):
+    """Two torch threads beside other busy processes run several times slower: the run says so in one line (the
+    load average against the cores), and keeps the threads it was given (they can change its sums)."""
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(os, "getloadavg", lambda: (2.1, 1.0, 0.5))  # two other jobs
+    line = train.crowded(2)
+    assert line.startswith("the load average is 2.1 on 2 cores") and "hardware.threads=1" in line
+    assert train.crowded(1) is None  # one thread: nothing shared that matters
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.0, 1.0, 0.5))  # one other job: two threads would share a core
+    assert train.crowded(2) is not None
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.3, 0.5))  # a quiet machine
+    assert train.crowded(2) is None
+
+
 def test_variants_have_their_own_names(compose_cfg):
     assert compose_cfg("algo=ddpg_lillicrap").algo.name == "ddpg_lillicrap"
     assert algos.get("ddpg_lillicrap") is algos.get("ddpg")

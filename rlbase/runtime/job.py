@@ -608,6 +608,22 @@ def auto_threads(cfg: DictConfig, module) -> tuple[int, str]:
     return threads, why
 
 
+def crowded(threads: int) -> Optional[str]:
+    """One line when other processes seem to hold the cores this run's ``threads`` need (the 1-minute load average,
+    taken before this run does any work, at least ``cores - threads + 0.75``): torch threads that share cores
+    with another busy process run several times slower. Only said, never acted on: the thread count can change a
+    run's floating-point sums, so it must not depend on what else the machine happens to run."""
+    if threads < 2 or not hasattr(os, "getloadavg"):
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    load = os.getloadavg()[0]
+    if load < cores - threads + 0.75:
+        return None
+    return (f"the load average is {load:.1f} on {cores} cores: other processes seem to use them, and {threads} torch "
+            f"threads that share cores with them can run several times slower; hardware.threads=1 (or fewer jobs) "
+            "avoids that")
+
+
 VARIANT_FILE = "variant.txt"  # in a sweep job's .hydra/: the swept settings it ran with (see swept_settings)
 
 
@@ -656,6 +672,8 @@ def steps(cfg: DictConfig, spec: envs.EnvSpec, run_dir: Path, record: Optional[R
     threads, why = auto_threads(cfg, module)
     seeding.set_threads(threads)
     log.info("torch threads: %d (%s)", threads, why)
+    if (busy := crowded(threads)) is not None:
+        log.warning(busy)
     device = torch.device(cfg.hardware.device)
     resume = checkpoint.load(run_dir, check=replay_intact(run_dir), set_aside=True)
     if resume is not None:
