@@ -148,6 +148,10 @@ def test_offpolicy_1m_statistic_on_the_real_anchor_files():
     ddpg = [r for r in rows if r.algo == "ddpg"]
     assert {r.anchor for r in ddpg} == {"Tianshou curves, v3 tasks"} and len(ddpg) == 2
     assert any("ourddpg" in label for r in ddpg for label, _ in r.tables)
+    # the paper's table sits beside the paper's curves; Tianshou's TD3 row shows Tianshou's own maximum only
+    tianshou_td3 = [r for r in rows if r.algo == "td3" and r.anchor.startswith("Tianshou")]
+    assert len(tianshou_td3) == 2 and all(r.tables == [] and r.table_files == [] for r in tianshou_td3)
+    assert [label for label, _ in paper["hopper"].tables] == ["TD3 paper table1 td3"]
 
 
 def test_a_single_number_anchor_gets_where_it_falls_and_no_verdict_word(tmp_path):

@@ -228,8 +228,9 @@ def rows_of(spec: dict[str, Any], stat: Statistic, root: Path) -> list[Row]:
         our_max = None
         if not errors and len(finished) == len(jobs) and curves:
             our_max = _max_of_mean(curves, stat.max_step)
-        # published table numbers (secondary line only): rows whose algo ends with ours (ddpg: ddpg and ourddpg)
-        tables, table_files = [], []
+        # published table numbers (secondary line only): rows whose algo ends with ours (ddpg: ddpg and ourddpg),
+        # shown on the row of the same source's curves, or on every row when that source has no curves of this entry
+        tables, table_files = [], []  # (source, label, value), (source, file)
         for a in anchor_specs:
             if "file" not in a:
                 continue
@@ -243,9 +244,11 @@ def rows_of(spec: dict[str, Any], stat: Statistic, root: Path) -> list[Row]:
                     if r["task"] == task and r["algo"].endswith(algo) and r["algo"] in a.get("algos", [r["algo"]]):
                         label = f"{SOURCE_NAMES.get(a['source'], a['source'])} {Path(a['file']).stem} {r['algo']}"
                         how = f"{r['statistic']}, {r['seeds']} seeds, {a.get('version', '?')}"
-                        tables.append((label, f"{float(r['mean']):.2f} ({how})"))
-                        if _rel(path, root) not in table_files:
-                            table_files.append(_rel(path, root))
+                        tables.append((a["source"], label, f"{float(r['mean']):.2f} ({how})"))
+                        if (a["source"], _rel(path, root)) not in table_files:
+                            table_files.append((a["source"], _rel(path, root)))
+        curve_sources = {a["source"] for a in anchor_specs if "files" in a and (not a.get("algos") or algo in a["algos"])
+                         and f"benchmarks/anchors/{a['source']}/{algo}-{task}.csv" in expand(a["files"])}
         # one row per curve anchor that has this entry's file
         for a in anchor_specs:
             if "files" not in a or (a.get("algos") and algo not in a["algos"]):
@@ -256,8 +259,9 @@ def rows_of(spec: dict[str, Any], stat: Statistic, root: Path) -> list[Row]:
             source = SOURCE_NAMES.get(a["source"], a["source"])
             row = Row(spec["name"], algo, task, our_task(entry, spec.get("common", []), task),
                       f"{source} curves, {a.get('version', '?')} tasks", wanted, len(jobs), finished, files,
-                      sorted(commits), dict(ours), our_max=our_max, tables=list(tables),
-                      table_files=list(table_files), error="; ".join(errors), margin=stat.margin,
+                      sorted(commits), dict(ours), our_max=our_max,
+                      tables=[(lab, v) for s, lab, v in tables if s == a["source"] or s not in curve_sources],
+                      table_files=[f for s, f in table_files if s == a["source"] or s not in curve_sources], error="; ".join(errors), margin=stat.margin,
                       our_curves=dict(curves), window=(stat.first_step, stat.last_step))
             path = root / wanted
             if not path.is_file():

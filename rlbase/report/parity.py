@@ -18,7 +18,8 @@ side, so both see the same load. A rerun skips finished jobs; one of ours that w
 checkpoint (exactly); an unfinished SB3 job restarts. Output in ``runs/parity/`` (``--out``):
 ``<case>/<lib>/seed<k>/metrics.jsonl`` per job, then ``report.md``, ``report.json`` and ``curves.png``: per
 case, budget and library the mean, 95% bootstrap CI and IQM over seeds, the difference of means (ours - SB3)
-with its 95% Welch interval and an exact permutation test (``rlbase.report.stats``: per-library intervals are
+with its 95% Welch interval and a permutation test (``rlbase.report.stats``: every split up to 20,000, else 20,000
+random ones; per-library intervals are
 Student t with Hall's skew correction), and a verdict -- "ours worse" or "ours better" only when the interval
 excludes zero and p < 0.05 (at 3 vs 3 seeds the smallest attainable p is 0.10, so no difference can be resolved).
 """
