@@ -129,24 +129,36 @@ def test_sweep_preset_sets_multirun(compose_cfg):
     assert cfg.logger.group is None and list(cfg.logger.tags) == ["classic"]  # groups per algo x task; preset a tag
 
 
-def test_submitit_timeout_requeues_and_resumes(tmp_path):
-    """submitit_local sends SIGUSR2 30 s before its time limit (as Slurm does before its own): the run checkpoints,
-    submitit requeues the job, and the job resumes from the checkpoint and finishes; env steps continue, no row
-    repeats. With a 1-minute limit the signal comes 30 s in. The env sleeps 2.5 ms a step and no update runs
-    (learning_starts at the last step), so 12k steps take over 30 s (their sleep alone, start-up aside) on any
-    machine: at least one requeue. With W&B on (offline), as a Slurm job would log."""
-    args = ["env=gym", "env.id=tests.crashing_env:SlowCartPole-v0", "seed=0", "logger=wandb", "total_steps=12000",
-            "eval_every=3000", "eval_episodes=1", "log_every=1000", "algo.learning_starts=11999",
-            "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=1", "+hydra.launcher.max_num_timeout=20"]
-    proc = sweep(tmp_path, *args, env={"PYTHONPATH": str(ROOT)}, timeout=900)  # the test env's module
-    job = next((tmp_path / "sweep" / "dqn").glob("*/seed0"))
+def test_submitit_signal_requeues_and_resumes(tmp_path):
+    """A Slurm job gets SIGUSR2 before its time limit or when preempted (submitit_local's controller sends it
+    ``signal_delay_s`` before its own limit, 30 s at least, so the test sends it itself, 2.5 s into the run): the
+    run checkpoints, submitit requeues the job, and the job resumes from the checkpoint and finishes; env steps
+    continue, no row repeats. The env sleeps 2.5 ms a step and no update runs (learning_starts at the last step), so
+    the 3000 steps outlast the signal on any machine. With W&B on (offline), as a Slurm job would log."""
+    args = ["env=gym", "env.id=tests.crashing_env:SlowCartPole-v0", "seed=0", "logger=wandb", "total_steps=3000",
+            "eval_every=1000", "eval_episodes=1", "log_every=500", "algo.learning_starts=2999",
+            "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", "+hydra.launcher.max_num_timeout=20"]
+    cmd = [sys.executable, str(ROOT / "train.py"), "-m", *SHORT, *args, f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "PYTHONPATH": str(ROOT),  # the test env
+           "WANDB_DIR": str(tmp_path)}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    deadline, job = time.time() + 300, None
+    while time.time() < deadline and proc.poll() is None:  # the job's first logged row (step 500)
+        job = next((tmp_path / "sweep" / "dqn").glob("*/seed0"), None) if (tmp_path / "sweep" / "dqn").exists() else None
+        if job is not None and (job / "metrics.jsonl").exists() and (job / "metrics.jsonl").read_text().strip():
+            break
+        time.sleep(0.1)
+    pid = _pid_holding(job / "metrics.jsonl") if job is not None else None
+    assert pid is not None, "the job's process was not found"
+    os.kill(pid, signal.SIGUSR2)
+    out, _ = proc.communicate(timeout=600)
     log = (job / "train.log").read_text() if (job / "train.log").exists() else ""
-    assert proc.returncode == 0 and (job / "done").exists(), (proc.stdout + proc.stderr)[-3000:] + log[-3000:]
+    assert proc.returncode == 0 and (job / "done").exists(), out[-3000:] + log[-3000:]
     assert "SIGUSR2: checkpoint written at step" in log and "resumed from step" in log, log[-3000:]
     rows = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows if "eval/return_mean" in r] == [3000, 6000, 9000, 12000]
+    assert [r["step"] for r in rows if "eval/return_mean" in r] == [1000, 2000, 3000]
     logged = [r["step"] for r in rows if "time/sps" in r]
-    assert logged == list(range(1000, 12001, 1000))  # env steps continue across the requeue, none repeated
+    assert logged == list(range(500, 3001, 500))  # env steps continue across the requeue, none repeated
     # W&B under submitit: the requeued job resumes the same W&B run (one id, an offline directory per attempt)
     run_id = json.loads((job / "wandb_run.json").read_text())["id"]
     attempts = sorted((job / "wandb").glob("offline-run-*"))
