@@ -53,13 +53,51 @@ def test_runs_skips_resumes_and_exports(tmp_path):
     assert written[0].read_text() != written[1].read_text()
 
 
+def test_a_committed_run_is_not_run_again_when_its_directory_is_gone(tmp_path, monkeypatch, capsys):
+    """A new machine has none of the last one's run directories: a run that the committed runs.json records as
+    finished (its curve beside it) is not started again, ``status`` counts it, and ``export`` keeps its record and
+    curve byte for byte while it writes the runs that are here. ``--code`` runs another checkout's train.py, from
+    that checkout, with its package first on the path."""
+    spec = protocol.load(write(tmp_path))
+    out_dir = spec["_path"].parent
+    record = {"entry": "dqn-cartpole", "seed": 7, "status": "done", "last_step": 1200, "commits": ["abc"]}
+    (out_dir / "runs.json").write_text(json.dumps({"dqn-cartpole-seed7": record}))
+    curve = "step,return_mean,return_std\n600,20.0000,1.0000\n1200,30.0000,2.0000\n"
+    (out_dir / "dqn-cartpole-seed7.csv").write_text(curve)
+    runs = tmp_path / "runs"
+    jobs = protocol.jobs(spec, runs)
+    assert protocol.state_of(jobs[0]) == ("exported", 1200) and protocol.state_of(jobs[1]) == ("new", 0)
+    assert "1/2 runs finished" in protocol.status(spec, runs)
+    # a recorded run without its curve file is not finished: it runs again
+    (out_dir / "dqn-cartpole-seed7.csv").rename(out_dir / "gone.csv")
+    assert protocol.state_of(protocol.jobs(spec, runs)[0])[0] == "new"
+    (out_dir / "gone.csv").rename(out_dir / "dqn-cartpole-seed7.csv")
+
+    code = tmp_path / "other_checkout"  # a stand-in train.py that reports where and with what it ran
+    code.mkdir()
+    (code / "train.py").write_text(
+        "import os, sys, pathlib\n"
+        "d = pathlib.Path([a.split('=', 1)[1] for a in sys.argv if a.startswith('hydra.run.dir=')][0])\n"
+        "d.mkdir(parents=True, exist_ok=True)\n"
+        "(d / 'where.txt').write_text(os.getcwd() + '\\n' + os.environ['PYTHONPATH'].split(os.pathsep)[0])\n")
+    assert protocol.run(spec, workers=2, threads=1, runs_root=runs, code=code) == 0
+    assert not jobs[0].run_dir.exists()  # never started again
+    assert (jobs[1].run_dir / "where.txt").read_text().splitlines() == [str(code.resolve())] * 2
+    protocol.export(spec, runs_root=runs)
+    assert (out_dir / "dqn-cartpole-seed7.csv").read_text() == curve
+    manifest = json.loads((out_dir / "runs.json").read_text())
+    assert manifest["dqn-cartpole-seed7"] == record and manifest["dqn-cartpole-seed8"]["status"] == "new"
+    assert protocol.main(["run", str(spec["_path"]), "--code", str(tmp_path / "nowhere")]) == 2
+    assert "--code" in capsys.readouterr().err
+
+
 def test_a_signal_stops_the_queue_and_reaches_every_running_job(tmp_path, monkeypatch):
     """SIGTERM (or Ctrl-C) to the runner: each running job gets SIGTERM (a run checkpoints on it), no new job starts,
     and the result says which signal stopped it."""
     spec = protocol.load(write(tmp_path, seeds=[1, 2, 3]))
     timers = []
 
-    def command(job, threads, group=None):  # called inside run(), after its handlers are in place
+    def command(job, threads, group=None, code=None):  # called inside run(), after its handlers are in place
         if not timers:
             timers.append(threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM)))
             timers[0].start()
@@ -87,7 +125,7 @@ def test_several_protocols_are_one_queue(tmp_path, monkeypatch, capsys):
     bad.write_text(yaml.safe_dump({k: v for k, v in PROTO.items() if k != "statistic"}))
     seen, stop_after = [], set()
 
-    def fake_run(spec, workers, threads, only, runs_root):
+    def fake_run(spec, workers, threads, only, runs_root, code=None):
         seen.append((spec["name"], only))
         result = protocol.Failed(1 if spec["name"] == "second" else 0)
         result.stopped = signal.SIGTERM if spec["name"] in stop_after else None

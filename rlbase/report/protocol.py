@@ -14,7 +14,10 @@ with. This module runs it and collects what it produced:
 each by default): a finished run is skipped, an unfinished one resumes from its checkpoint (``resume=<dir>``), a
 new one starts. Stop it any time (Ctrl-C or SIGTERM: every job checkpoints first) and start it again, in this
 session or the next. Run directories live under ``benchmarks/runs/<protocol>/`` (ignored by git; ``--runs-root``
-or ``$RLBASE_BENCH_RUNS`` puts them elsewhere, e.g. outside a checkout that is laid anew each session); ``export``
+or ``$RLBASE_BENCH_RUNS`` puts them elsewhere, e.g. outside a checkout that is laid anew each session; a run that
+``runs.json`` records as finished, with its curve committed, counts as finished even when its directory is gone);
+``--code <checkout>`` runs another checkout's train.py (a worktree at the commit of the protocol's earlier seeds,
+so that the rest run the same code); ``export``
 writes one small CSV per run next to the protocol (``<entry>-seed<k>.csv``: ``step,return_mean,return_std``,
 finished runs only unless ``--partial``) plus ``runs.json`` (which commit made each run, its last step and
 whether it finished), and those files are what the results page is computed from.
@@ -42,6 +45,7 @@ from typing import Any, Optional
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: train.py, benchmarks/
+FINISHED = ("done", "exported")  # states a queue does not start again
 REQUIRED = ("name", "written", "purpose", "seeds", "entries", "evaluation", "statistic")
 
 
@@ -55,6 +59,7 @@ class Job:
     seed: int
     overrides: list[str]
     run_dir: Path
+    record: Optional[dict] = None  # its entry in the protocol's committed runs.json, when that says it finished
 
     @property
     def key(self) -> str:
@@ -86,20 +91,38 @@ def load(path: Path) -> dict[str, Any]:
 def jobs(spec: dict[str, Any], runs_root: Optional[Path] = None) -> list[Job]:
     """Every (entry, seed) of the protocol, entries in file order, seeds in list order within each entry."""
     root = Path(runs_root or os.environ.get("RLBASE_BENCH_RUNS") or ROOT / "benchmarks" / "runs") / spec["name"]
+    done = finished_records(spec)
     out = []
     for e in spec["entries"]:
         for s in spec.get("entry_seeds", {}).get(e["name"], spec["seeds"]):
-            out.append(Job(e["name"], int(s), [*spec.get("common", []), *e.get("overrides", [])],
-                           root / f"{e['name']}-seed{s}"))
+            key = f"{e['name']}-seed{s}"
+            out.append(Job(e["name"], int(s), [*spec.get("common", []), *e.get("overrides", [])], root / key,
+                           done.get(key)))
     return out
 
 
+def finished_records(spec: dict[str, Any]) -> dict[str, dict]:
+    """The runs the protocol's committed ``runs.json`` records as finished and whose curve file is beside it: they
+    count as finished even where their run directory is gone (a runs root lost with a machine), so a queue never
+    starts them again and ``export`` keeps what was committed."""
+    out_dir = Path(spec["_path"]).parent
+    path = out_dir / "runs.json"
+    if not path.is_file():
+        return {}
+    manifest = json.loads(path.read_text())
+    return {k: v for k, v in manifest.items() if v.get("status") == "done" and (out_dir / f"{k}.csv").is_file()}
+
+
 def state_of(job: Job) -> tuple[str, int]:
-    """("done" | "partial" | "new", last logged step) of a job's run directory."""
+    """("done" | "partial" | "new", last logged step) of a job's run directory; ("exported", its last step) for a run
+    whose finished curve is committed (runs.json) while its directory here is not finished (gone, or a run started
+    again by hand): it is not run again, and its committed files are kept."""
     from rlbase.core import checkpoint
     from rlbase.core.logger import read_metrics
 
     d = job.run_dir
+    if job.record is not None and not checkpoint.is_done(d):
+        return "exported", int(job.record.get("last_step", 0))
     step = 0
     if (d / "metrics.jsonl").exists():
         rows = [r for r in read_metrics(d / "metrics.jsonl") if "step" in r]
@@ -109,28 +132,31 @@ def state_of(job: Job) -> tuple[str, int]:
     return ("partial" if checkpoint.exists(d) else "new"), step
 
 
-def _git(*args: str) -> str:
+def _git(*args: str, cwd: Optional[Path] = None) -> str:
     try:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=20).stdout.strip()
+        return subprocess.run(["git", *args], cwd=cwd or ROOT, capture_output=True, text=True,
+                              timeout=20).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
 
-def command(job: Job, threads: int, group: Optional[list[Job]] = None) -> list[str]:
+def command(job: Job, threads: int, group: Optional[list[Job]] = None, code: Optional[Path] = None) -> list[str]:
     """The command of one job, or of a group of one entry's jobs trained in one process (``group``, led by ``job``:
-    every seed in its own ``<entry>-seed<s>`` directory)."""
+    every seed in its own ``<entry>-seed<s>`` directory); ``code``: the checkout whose train.py runs (default this
+    one)."""
+    train = str(Path(code or ROOT) / "train.py")
     status, _ = state_of(job)
     if status == "partial" or (group and any(state_of(g)[0] == "partial" for g in group)):
         # the run's recorded settings, its checkpoint and its W&B id: an exact continuation (a group's from its
         # .hydra/seed_group.yaml, whichever member is named)
         lead = job if status == "partial" else next(g for g in group if state_of(g)[0] == "partial")
-        return [sys.executable, str(ROOT / "train.py"), f"resume={lead.run_dir}"]
+        return [sys.executable, train, f"resume={lead.run_dir}"]
     if group and len(group) > 1:
         seeds = ",".join(str(g.seed) for g in group)
-        return [sys.executable, str(ROOT / "train.py"), *job.overrides, f"seed={job.seed}", "progress=false",
+        return [sys.executable, train, *job.overrides, f"seed={job.seed}", "progress=false",
                 f"hardware.threads={threads}", f"hardware.seeds_per_process={len(group)}", f"hardware.seed_list=[{seeds}]",
                 f"hydra.run.dir={job.run_dir.parent / job.entry}-seed${{seed}}"]
-    return [sys.executable, str(ROOT / "train.py"), *job.overrides, f"seed={job.seed}", "progress=false",
+    return [sys.executable, train, *job.overrides, f"seed={job.seed}", "progress=false",
             f"hardware.threads={threads}", f"hydra.run.dir={job.run_dir}"]
 
 
@@ -153,10 +179,13 @@ class Failed(int):
 
 
 def run(spec: dict[str, Any], workers: int = 2, threads: int = 1, only: Optional[list[str]] = None,
-        runs_root: Optional[Path] = None) -> Failed:
+        runs_root: Optional[Path] = None, code: Optional[Path] = None) -> Failed:
     """Work through the protocol's jobs, ``workers`` at a time; returns the number of jobs that failed, whose
-    ``stopped`` names the signal that ended the queue early (each running job is sent SIGTERM and checkpoints)."""
-    todo = [j for j in jobs(spec, runs_root) if (only is None or j.entry in only) and state_of(j)[0] != "done"]
+    ``stopped`` names the signal that ended the queue early (each running job is sent SIGTERM and checkpoints).
+    ``code``: another checkout of this repository whose train.py and package the jobs run (e.g. a worktree at the
+    commit a protocol's first seeds ran, so that later seeds run the same code); its commit is logged per job."""
+    code_root = Path(code).resolve() if code else ROOT
+    todo = [j for j in jobs(spec, runs_root) if (only is None or j.entry in only) and state_of(j)[0] not in FINISHED]
     k = int(spec.get("seeds_per_process", 1))
     print(f"{spec['name']}: {len(todo)} run(s) to start or resume, {workers} at a time"
           + (f", {k} seeds per process" if k > 1 else ""), flush=True)
@@ -186,13 +215,15 @@ def run(spec: dict[str, Any], workers: int = 2, threads: int = 1, only: Optional
                 group = groups.pop(0)
                 job = group[0]
                 job.run_dir.parent.mkdir(parents=True, exist_ok=True)
-                cmd = command(job, threads, group)
+                cmd = command(job, threads, group, code=code)
                 log = open(job.run_dir.parent / f"{job.key}.log", "a")
-                log.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} commit {_git('rev-parse', 'HEAD')}: "
-                          f"{' '.join(cmd[1:])}\n")
+                log.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} commit {_git('rev-parse', 'HEAD', cwd=code_root)}"
+                          f": {' '.join(cmd[1:])}\n")
                 log.flush()
                 env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-                proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env,
+                if code:  # its package, not the one installed from this checkout
+                    env["PYTHONPATH"] = os.pathsep.join([str(code_root), *filter(None, [env.get("PYTHONPATH")])])
+                proc = subprocess.Popen(cmd, cwd=code_root, stdout=log, stderr=subprocess.STDOUT, env=env,
                                         start_new_session=True)  # our signal handler decides what reaches it
                 live[proc.pid] = (job, proc, log, group)
                 if stopping["sig"] is not None:  # the signal came while it was being started: it was not in live
@@ -238,6 +269,9 @@ def export(spec: dict[str, Any], partial: bool = False, runs_root: Optional[Path
     written, manifest = [], {}
     for job in jobs(spec, runs_root):
         status, step = state_of(job)
+        if status == "exported":  # committed before and not here now: its record and curve stay as they are
+            manifest[job.key] = job.record
+            continue
         commits = []
         log = job.run_dir.parent / f"{job.key}.log"
         if log.exists():
@@ -328,13 +362,14 @@ def status(spec: dict[str, Any], runs_root: Optional[Path] = None) -> str:
     for job in jobs(spec, runs_root):
         st, step = state_of(job)
         total += 1
-        done += st == "done"
+        done += st in FINISHED
         rate = _rate(job) if st != "new" else None
         if rate:
             rates.setdefault(job.entry, []).append(rate)
-        lines.append(f"  {job.key:32s} {st:8s} step {step}" + (f"  ({rate:.0f} steps/s lately)" if rate else ""))
+        lines.append(f"  {job.key:32s} {st:8s} step {step}" + (f"  ({rate:.0f} steps/s lately)" if rate else "")
+                     + ("  (its curve is committed; no finished run directory here)" if st == "exported" else ""))
         target = _target_steps(job)
-        if st != "done":
+        if st not in FINISHED:
             todo.append((job, max(target - step, 0) if target else -1))
     head = f"{spec['name']}: {done}/{total} runs finished"
     borrowed = set()
@@ -376,6 +411,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads per job (run; default 1)")
     p.add_argument("--only", nargs="+", default=None,
                    help="entry names to run (run; default all); with several protocols a name runs in each that has it")
+    p.add_argument("--code", type=Path, default=None,
+                   help="run: the checkout whose train.py the jobs run (default this one), e.g. `git worktree add "
+                        "../wt <commit>` at the commit of a protocol's earlier seeds; its commit is logged per run")
     p.add_argument("--partial", action="store_true", help="export unfinished runs' curves too")
     p.add_argument("--pairs", default="", help="compare: entry_a:entry_b,... (a minus b, from the exported curves)")
     p.add_argument("--level", type=float, default=0.95, help="compare: interval level (default 0.95)")
@@ -419,13 +457,17 @@ def main(argv: Optional[list[str]] = None) -> int:
         if args.workers < 1 or args.threads < 1:
             print("error: --workers and --threads must be at least 1", file=sys.stderr)
             return 2
+        if args.code is not None and not (args.code / "train.py").is_file():
+            print(f"error: --code {args.code}: no train.py there; allowed: a checkout of this repository "
+                  "(e.g. git worktree add ../wt <commit>)", file=sys.stderr)
+            return 2
         failed = 0
         for i, spec in enumerate(specs):
             only = None if args.only is None else [x for x in args.only if x in {e["name"] for e in spec["entries"]}]
             if only == []:
                 continue
             try:
-                result = run(spec, args.workers, args.threads, only, args.runs_root)
+                result = run(spec, args.workers, args.threads, only, args.runs_root, args.code)
             except KeyboardInterrupt:  # between two protocols' handlers (no job is running then)
                 result = Failed(0)
                 result.stopped = signal.SIGINT
