@@ -49,6 +49,7 @@ def test_runs_skips_resumes_and_exports(tmp_path):
     assert lines[0] == "step,return_mean,return_std" and [int(x.split(",")[0]) for x in lines[1:]] == [600, 1200]
     manifest = json.loads((spec["_path"].parent / "runs.json").read_text())
     assert manifest["dqn-cartpole-seed8"]["status"] == "done" and manifest["dqn-cartpole-seed8"]["commits"]
+    assert manifest["dqn-cartpole-seed8"]["steps_per_s"] > 0  # kept for a later machine's queue plan
     # different seeds, different curves
     assert written[0].read_text() != written[1].read_text()
 
@@ -91,6 +92,33 @@ def test_a_committed_run_is_not_run_again_when_its_directory_is_gone(tmp_path, m
     assert "--code" in capsys.readouterr().err
 
 
+def test_hours_starts_only_the_runs_that_will_finish_in_time(tmp_path, capsys):
+    """``--hours``: a run expected to outlast the time left (its entry's rate, here from the committed record of a
+    finished seed: 0.1 steps/s, 1200 steps = 3.3 h) is not started and says so; with time enough it starts."""
+    spec = protocol.load(write(tmp_path))
+    out_dir = spec["_path"].parent
+    record = {"entry": "dqn-cartpole", "seed": 7, "status": "done", "last_step": 1200, "commits": ["abc"],
+              "steps_per_s": 0.1}
+    (out_dir / "runs.json").write_text(json.dumps({"dqn-cartpole-seed7": record}))
+    (out_dir / "dqn-cartpole-seed7.csv").write_text("step,return_mean,return_std\n1200,30.0,2.0\n")
+    code = tmp_path / "other_checkout"
+    code.mkdir()
+    (code / "train.py").write_text("import sys, pathlib\n"
+                                   "d = [a.split('=', 1)[1] for a in sys.argv if a.startswith('hydra.run.dir=')][0]\n"
+                                   "pathlib.Path(d).mkdir(parents=True)\n")
+    runs = tmp_path / "runs"
+    job = protocol.jobs(spec, runs)[1]
+    assert protocol.hours_left(job, 0, protocol.measured_rates(spec, protocol.jobs(spec, runs))[0]) == \
+        pytest.approx(1200 / 0.1 / 3600)
+    assert protocol.run(spec, workers=1, runs_root=runs, code=code, hours=1.0) == 0
+    assert "not started: dqn-cartpole-seed8 (needs about 3.3 h" in capsys.readouterr().out
+    assert not job.run_dir.exists()
+    assert protocol.run(spec, workers=1, runs_root=runs, code=code, hours=4.0) == 0
+    assert job.run_dir.is_dir()
+    assert "about 3.3 h of one core" in protocol.status(spec, runs)  # status reads the same rates
+    assert protocol.main(["run", str(spec["_path"]), "--hours", "0"]) == 2
+
+
 def test_a_signal_stops_the_queue_and_reaches_every_running_job(tmp_path, monkeypatch):
     """SIGTERM (or Ctrl-C) to the runner: each running job gets SIGTERM (a run checkpoints on it), no new job starts,
     and the result says which signal stopped it."""
@@ -125,7 +153,7 @@ def test_several_protocols_are_one_queue(tmp_path, monkeypatch, capsys):
     bad.write_text(yaml.safe_dump({k: v for k, v in PROTO.items() if k != "statistic"}))
     seen, stop_after = [], set()
 
-    def fake_run(spec, workers, threads, only, runs_root, code=None):
+    def fake_run(spec, workers, threads, only, runs_root, code=None, hours=None):
         seen.append((spec["name"], only))
         result = protocol.Failed(1 if spec["name"] == "second" else 0)
         result.stopped = signal.SIGTERM if spec["name"] in stop_after else None

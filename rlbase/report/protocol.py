@@ -179,12 +179,17 @@ class Failed(int):
 
 
 def run(spec: dict[str, Any], workers: int = 2, threads: int = 1, only: Optional[list[str]] = None,
-        runs_root: Optional[Path] = None, code: Optional[Path] = None) -> Failed:
+        runs_root: Optional[Path] = None, code: Optional[Path] = None, hours: Optional[float] = None) -> Failed:
     """Work through the protocol's jobs, ``workers`` at a time; returns the number of jobs that failed, whose
     ``stopped`` names the signal that ended the queue early (each running job is sent SIGTERM and checkpoints).
     ``code``: another checkout of this repository whose train.py and package the jobs run (e.g. a worktree at the
-    commit a protocol's first seeds ran, so that later seeds run the same code); its commit is logged per job."""
+    commit a protocol's first seeds ran, so that later seeds run the same code); its commit is logged per job.
+    ``hours``: start only jobs expected to finish within that many hours of the call (at their entry's measured
+    rate, ``hours_left``); the others wait for a later call, so a machine that goes away at a known time (a session,
+    a Slurm allocation) loses no half-made run. A job with no measured rate yet starts."""
     code_root = Path(code).resolve() if code else ROOT
+    deadline = None if hours is None else time.monotonic() + hours * 3600
+    all_jobs = jobs(spec, runs_root)
     todo = [j for j in jobs(spec, runs_root) if (only is None or j.entry in only) and state_of(j)[0] not in FINISHED]
     k = int(spec.get("seeds_per_process", 1))
     print(f"{spec['name']}: {len(todo)} run(s) to start or resume, {workers} at a time"
@@ -214,6 +219,14 @@ def run(spec: dict[str, Any], workers: int = 2, threads: int = 1, only: Optional
             while groups and len(live) < workers and stopping["sig"] is None:
                 group = groups.pop(0)
                 job = group[0]
+                if deadline is not None:
+                    need = [hours_left(g, state_of(g)[1], measured_rates(spec, all_jobs)[0]) for g in group]
+                    left = (deadline - time.monotonic()) / 3600
+                    if None not in need and max(need) > left:
+                        print(f"{time.strftime('%H:%M:%S')} not started: {', '.join(g.key for g in group)} (needs "
+                              f"about {max(need):.1f} h at the rate measured so far, {max(left, 0):.1f} h left); a later "
+                              "call starts it", flush=True)
+                        continue
                 job.run_dir.parent.mkdir(parents=True, exist_ok=True)
                 cmd = command(job, threads, group, code=code)
                 log = open(job.run_dir.parent / f"{job.key}.log", "a")
@@ -279,6 +292,9 @@ def export(spec: dict[str, Any], partial: bool = False, runs_root: Optional[Path
                               if line.startswith("# ") and "commit " in line})
         manifest[job.key] = {"entry": job.entry, "seed": job.seed, "status": status, "last_step": step,
                              "commits": commits}
+        rate = _rate(job, rows=None) if status != "new" else None
+        if rate:  # the run's median env steps/s: kept with the record, so a later machine can plan the queue
+            manifest[job.key]["steps_per_s"] = round(rate, 1)
         if status != "done" and not (partial and status == "partial"):
             continue
         rows = curve(job.run_dir)
@@ -340,15 +356,50 @@ def _target_steps(job: Job) -> Optional[int]:
     return target
 
 
-def _rate(job: Job, rows: int = 50) -> Optional[float]:
-    """Median ``time/sps`` (env steps per second, evaluations included) of the run's last ``rows`` log rows."""
+def _rate(job: Job, rows: Optional[int] = 50) -> Optional[float]:
+    """Median ``time/sps`` (env steps per second, evaluations included) of the run's last ``rows`` log rows (all of
+    them with None); for a run whose directory is not here, the rate its committed record keeps (``steps_per_s``)."""
     from rlbase.core.logger import read_metrics
 
     path = job.run_dir / "metrics.jsonl"
     if not path.exists():
-        return None
-    sps = [float(r["time/sps"]) for r in read_metrics(path) if "time/sps" in r][-rows:]
+        kept = (job.record or {}).get("steps_per_s")
+        return float(kept) if kept else None
+    sps = [float(r["time/sps"]) for r in read_metrics(path) if "time/sps" in r]
+    sps = sps[-rows:] if rows else sps
     return statistics.median(sps) if sps else None
+
+
+def measured_rates(spec: dict[str, Any], all_jobs: list[Job]) -> tuple[dict[str, list[float]], set[str]]:
+    """Each entry's measured rates (env steps/s, one per run: ``_rate``), and the entries whose rates are borrowed:
+    an entry with no run yet takes those of its runs of the same name in other protocols under the same runs
+    root."""
+    out: dict[str, list[float]] = {}
+    for job in all_jobs:
+        rate = _rate(job) if state_of(job)[0] != "new" else None
+        if rate:
+            out.setdefault(job.entry, []).append(rate)
+    borrowed = set()
+    for entry in sorted({j.entry for j in all_jobs} - set(out)):
+        root = all_jobs[0].run_dir.parent.parent  # <runs root>/<protocol>/<entry>-seed<k>
+        for other in sorted(root.glob(f"*/{entry}-seed*")):
+            if other.is_dir() and other.parent.name != spec["name"]:
+                r = _rate(Job(entry, -1, [], other))
+                if r:
+                    out.setdefault(entry, []).append(r)
+                    borrowed.add(entry)
+    return out, borrowed
+
+
+def hours_left(job: Job, step: int, measured: dict[str, list[float]]) -> Optional[float]:
+    """Hours the job needs from ``step`` to its ``total_steps`` at its entry's median measured rate (else the median
+    of every entry's), or None where neither is known."""
+    target = _target_steps(job)
+    everyone = [r for rs in measured.values() for r in rs]
+    rs = measured.get(job.entry) or everyone
+    if target is None or not rs:
+        return None
+    return max(target - step, 0) / statistics.median(rs) / 3600
 
 
 def status(spec: dict[str, Any], runs_root: Optional[Path] = None) -> str:
@@ -358,29 +409,19 @@ def status(spec: dict[str, Any], runs_root: Optional[Path] = None) -> str:
     core-hours when each run has one core."""
     lines, total, done = [], 0, 0
     todo: list[tuple[Job, int]] = []
-    rates: dict[str, list[float]] = {}
-    for job in jobs(spec, runs_root):
+    all_jobs = jobs(spec, runs_root)
+    rates, borrowed = measured_rates(spec, all_jobs)
+    for job in all_jobs:
         st, step = state_of(job)
         total += 1
         done += st in FINISHED
         rate = _rate(job) if st != "new" else None
-        if rate:
-            rates.setdefault(job.entry, []).append(rate)
         lines.append(f"  {job.key:32s} {st:8s} step {step}" + (f"  ({rate:.0f} steps/s lately)" if rate else "")
                      + ("  (its curve is committed; no finished run directory here)" if st == "exported" else ""))
         target = _target_steps(job)
         if st not in FINISHED:
             todo.append((job, max(target - step, 0) if target else -1))
     head = f"{spec['name']}: {done}/{total} runs finished"
-    borrowed = set()
-    for entry in sorted({j.entry for j, _ in todo} - set(rates)):  # no run of it yet: the same entry elsewhere
-        root = todo[0][0].run_dir.parent.parent  # <runs root>/<protocol>/<entry>-seed<k>
-        for other in sorted(root.glob(f"*/{entry}-seed*")):
-            if other.parent.name != spec["name"]:
-                r = _rate(Job(entry, -1, [], other))
-                if r:
-                    rates.setdefault(entry, []).append(r)
-                    borrowed.add(entry)
     if todo:
         left = sum(n for _, n in todo if n >= 0)
         everyone = [r for rs in rates.values() if rs for r in rs]
@@ -414,6 +455,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--code", type=Path, default=None,
                    help="run: the checkout whose train.py the jobs run (default this one), e.g. `git worktree add "
                         "../wt <commit>` at the commit of a protocol's earlier seeds; its commit is logged per run")
+    p.add_argument("--hours", type=float, default=None,
+                   help="run: start only runs expected to finish within this many hours (at each entry's measured "
+                        "rate; a run with none yet starts): what the machine will not outlive waits for a later call")
     p.add_argument("--partial", action="store_true", help="export unfinished runs' curves too")
     p.add_argument("--pairs", default="", help="compare: entry_a:entry_b,... (a minus b, from the exported curves)")
     p.add_argument("--level", type=float, default=0.95, help="compare: interval level (default 0.95)")
@@ -457,17 +501,22 @@ def main(argv: Optional[list[str]] = None) -> int:
         if args.workers < 1 or args.threads < 1:
             print("error: --workers and --threads must be at least 1", file=sys.stderr)
             return 2
+        if args.hours is not None and not args.hours > 0:
+            print(f"error: --hours {args.hours:g}: allowed: a positive number of hours", file=sys.stderr)
+            return 2
         if args.code is not None and not (args.code / "train.py").is_file():
             print(f"error: --code {args.code}: no train.py there; allowed: a checkout of this repository "
                   "(e.g. git worktree add ../wt <commit>)", file=sys.stderr)
             return 2
         failed = 0
+        until = None if args.hours is None else time.monotonic() + args.hours * 3600  # for the whole queue
         for i, spec in enumerate(specs):
             only = None if args.only is None else [x for x in args.only if x in {e["name"] for e in spec["entries"]}]
             if only == []:
                 continue
             try:
-                result = run(spec, args.workers, args.threads, only, args.runs_root, args.code)
+                hours = None if until is None else max(until - time.monotonic(), 0) / 3600
+                result = run(spec, args.workers, args.threads, only, args.runs_root, args.code, hours)
             except KeyboardInterrupt:  # between two protocols' handlers (no job is running then)
                 result = Failed(0)
                 result.stopped = signal.SIGINT
