@@ -121,6 +121,10 @@ def test_every_row_names_its_files_and_other_checks_are_linked(report):
     # the secondary line is descriptive: the max of the seed-mean curve for both sides, no verdict word
     lines = [ln for ln in report.split("Secondary")[1].split("## Data")[0].splitlines() if ln.startswith("- ")]
     assert len(lines) == 5 and all("at step" in ln for ln in lines)
+    # the final evaluation of the window, both sides, on finished rows only (the queued TD3 Walker2d has none)
+    finals = [ln for ln in lines if "final evaluation: ours" in ln]
+    assert len(finals) == 4 and not any("TD3 Walker2d" in ln for ln in finals)
+    assert all(f"at step {WINDOW['last_step']:,}" in ln and "n=" in ln for ln in finals)
     assert not any(w in ln for ln in lines for w in ("above", "below", "matches", "resolved"))
 
 
@@ -241,3 +245,11 @@ def test_each_entry_with_a_finished_seed_gets_its_curves(report, tmp_path):
     assert (figs / "mine.png").exists()
     # --out must be a Markdown file (a directory would put the figures among other files)
     assert benchmarks.main(["--root", str(tmp_path), "--out", str(tmp_path / "docs")]) == 2
+
+
+def test_final_evaluation_is_the_last_step_every_seed_made():
+    curves = {1: [(10, 1.0), (20, 2.0), (30, 3.0)], 2: [(10, 5.0), (20, 6.0)], 3: [(20, 7.0), (30, 8.0), (40, 9.0)]}
+    assert benchmarks.final_evaluation(curves, 40) == (20, {1: 2.0, 2: 6.0, 3: 7.0})
+    assert benchmarks.final_evaluation({1: [(10, 1.0), (50, 2.0)]}, 40) == (10, {1: 1.0})
+    assert benchmarks.final_evaluation({1: [(10, 1.0)], 2: [(20, 2.0)]}, 40) is None
+    assert benchmarks.final_evaluation({}, 40) is None

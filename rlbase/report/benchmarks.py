@@ -588,14 +588,31 @@ def cells(row: Row) -> list[str]:
     return [what, _ci(row.ours), theirs, stats.format_diff(d), f"**{v}**", row.protocol]
 
 
+def final_evaluation(curves: anchor_lib.Curves, last_step: int) -> Optional[tuple[int, dict[int, float]]]:
+    """(step, {seed: return}) at the last evaluation at or before ``last_step`` that every seed made (the end of a
+    protocol's statistic window: its final evaluation within the budget), or None."""
+    if not curves:
+        return None
+    common = set.intersection(*({st for st, _ in c if st <= last_step} for c in curves.values()))
+    if not common:
+        return None
+    step = max(common)
+    return step, {s: next(r for st, r in c if st == step) for s, c in curves.items()}
+
+
 def secondary(row: Row) -> str:
-    """The descriptive line: highest point of the seed-mean curve, ours and the anchor's; published numbers."""
+    """The descriptive line: highest point of the seed-mean curve, ours and the anchor's; the return at the final
+    evaluation of the statistic's window, both sides (mean and 95% interval, no test); published numbers."""
     def at(x: Optional[tuple[int, float]], n: int) -> str:
         return f"{x[1]:.1f} at step {x[0]:,} ({n} seeds)" if x else "—"
 
     ours = at(row.our_max, len(row.finished)) if not row.queued else f"— (queued: {len(row.finished)}/{row.n_seeds})"
     line = (f"- {row.algo.upper()} {_pretty_task(row.task)} vs {row.anchor}: ours {ours}; anchor "
             f"{at(row.their_max, len(row.theirs))}")
+    mine, theirs = final_evaluation(row.our_curves, row.window[1]), final_evaluation(row.their_curves, row.window[1])
+    if not row.queued and mine and theirs and len(mine[1]) > 1 and len(theirs[1]) > 1:
+        line += (f"; final evaluation: ours {_ci(mine[1])} at step {mine[0]:,}, anchor {_ci(theirs[1])} at step "
+                 f"{theirs[0]:,}")
     if row.tables:
         line += "; published: " + ", ".join(f"{label} {value}" for label, value in row.tables)
     return line + "."
@@ -664,7 +681,10 @@ def render(root: Path, fig_dir: Optional[Path] = None, fig_link: str = "benchmar
         out += ["No protocol with a known statistic yet."]
     if rows:
         out += ["", "Secondary, descriptive (no verdict): the highest point of the seed-mean curve within each "
-                "protocol's budget (the statistic of the anchors' own tables), ours and the anchor's, with the "
+                "protocol's budget (the statistic of the anchors' own tables), ours and the anchor's; the return at "
+                "the final evaluation of the statistic's window, each side's mean [95% interval] over seeds (one "
+                "evaluation: noisier than the primary statistic, which averages it with the ones before; not "
+                "pre-registered, so no difference is tested); with the "
                 "published table numbers the protocol names (what each source's algorithms and numbers are: the "
                 "`SOURCE.md` beside its file" + ("; the TD3 paper's `ddpg` is OpenAI Baselines' DDPG, `ourddpg` the "
                 "authors' own" if any("ourddpg" in label for r in rows for label, _ in r.tables) else "") + "):", ""]
