@@ -266,13 +266,14 @@ def test_td3_bc_beats_its_data_and_bc(tmp_path, pendulum_mixed):
     """On the mixed data (a noisy swing-up controller and random episodes, mean return -503), TD3+BC's Q term lifts
     it above plain imitation: measured (seed 0, one torch thread, 10 episodes, 128-wide networks) -820 / -383 / -328
     / -333 at 2k / 4k / 6k / 8k updates (the default 256-wide ones, at twice the cost: -448 / -362 / -323 / -324);
-    BC on the same data -528 at 1k and 2k, -846 at 3k. The test stops at 4k (a third of its time less than 6k)."""
+    BC on the same data -528 at 1k and 2k, -846 at 3k. The test stops at 5k (-350; -470 at 3k, -383 at 4k: the
+    curve is still rising there, so 5k keeps a margin of 100 over the bar), a sixth less than 6k."""
     run_dir = tmp_path / "td3_bc"
-    run_train("algo=td3_bc", "env=pendulum", f"dataset.path={pendulum_mixed}", "total_updates=4000", "eval_every=2000",
+    run_train("algo=td3_bc", "env=pendulum", f"dataset.path={pendulum_mixed}", "total_updates=5000", "eval_every=2500",
               "eval_episodes=10", "algo.actor_hidden=[128,128]", "algo.critic_hidden=[128,128]", run_dir=run_dir,
               timeout=900)
     returns = eval_returns(run_dir)
-    assert returns[-1][0] == 4000 and returns[-1][1] >= -450, returns
+    assert returns[-1][0] == 5000 and returns[-1][1] >= -450, returns
 
 
 SMALL = {"bcq": SMALL_BCQ, "td3_bc": ["algo.actor_hidden=[64,64]", "algo.critic_hidden=[64,64]"],

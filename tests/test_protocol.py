@@ -2,6 +2,7 @@
 exports one curve file per run, and refuses a protocol file that does not state what it must."""
 
 import json
+from pathlib import Path
 import os
 import signal
 import sys
@@ -58,7 +59,8 @@ def test_a_committed_run_is_not_run_again_when_its_directory_is_gone(tmp_path, m
     """A new machine has none of the last one's run directories: a run that the committed runs.json records as
     finished (its curve beside it) is not started again, ``status`` counts it, and ``export`` keeps its record and
     curve byte for byte while it writes the runs that are here. ``--code`` runs another checkout's train.py, from
-    that checkout, with its package first on the path."""
+    that checkout, with its package first on the path; both it and the runs root may be given relative to the
+    current directory. A finished run here that differs from the committed one does not replace it."""
     spec = protocol.load(write(tmp_path))
     out_dir = spec["_path"].parent
     record = {"entry": "dqn-cartpole", "seed": 7, "status": "done", "last_step": 1200, "commits": ["abc"]}
@@ -81,10 +83,16 @@ def test_a_committed_run_is_not_run_again_when_its_directory_is_gone(tmp_path, m
         "d = pathlib.Path([a.split('=', 1)[1] for a in sys.argv if a.startswith('hydra.run.dir=')][0])\n"
         "d.mkdir(parents=True, exist_ok=True)\n"
         "(d / 'where.txt').write_text(os.getcwd() + '\\n' + os.environ['PYTHONPATH'].split(os.pathsep)[0])\n")
-    assert protocol.run(spec, workers=2, threads=1, runs_root=runs, code=code) == 0
+    monkeypatch.chdir(tmp_path)  # relative --code and runs root: the jobs run elsewhere, the paths still hold
+    assert protocol.run(spec, workers=2, threads=1, runs_root=Path("runs"), code=Path("other_checkout")) == 0
     assert not jobs[0].run_dir.exists()  # never started again
     assert (jobs[1].run_dir / "where.txt").read_text().splitlines() == [str(code.resolve())] * 2
+    assert "commit unknown: " in (runs / "tiny" / "dqn-cartpole-seed8.log").read_text()  # not a git checkout
+    jobs[0].run_dir.mkdir(parents=True)  # a finished run of the committed seed, made again here with another curve
+    (jobs[0].run_dir / "metrics.jsonl").write_text(json.dumps({"step": 1200, "eval/return_mean": 99.0}) + "\n")
+    checkpoint.mark_done(jobs[0].run_dir)
     protocol.export(spec, runs_root=runs)
+    assert "kept the committed dqn-cartpole-seed7" in capsys.readouterr().err
     assert (out_dir / "dqn-cartpole-seed7.csv").read_text() == curve
     manifest = json.loads((out_dir / "runs.json").read_text())
     assert manifest["dqn-cartpole-seed7"] == record and manifest["dqn-cartpole-seed8"]["status"] == "new"
@@ -94,7 +102,8 @@ def test_a_committed_run_is_not_run_again_when_its_directory_is_gone(tmp_path, m
 
 def test_hours_starts_only_the_runs_that_will_finish_in_time(tmp_path, capsys):
     """``--hours``: a run expected to outlast the time left (its entry's rate, here from the committed record of a
-    finished seed: 0.1 steps/s, 1200 steps = 3.3 h) is not started and says so; with time enough it starts."""
+    finished seed: 0.1 steps/s, 1200 steps = 3.3 h) is not started and says so; with time enough it starts. An
+    entry with no measured rate is not started under --hours; a queue with no time left starts nothing."""
     spec = protocol.load(write(tmp_path))
     out_dir = spec["_path"].parent
     record = {"entry": "dqn-cartpole", "seed": 7, "status": "done", "last_step": 1200, "commits": ["abc"],
@@ -117,6 +126,10 @@ def test_hours_starts_only_the_runs_that_will_finish_in_time(tmp_path, capsys):
     assert job.run_dir.is_dir()
     assert "about 3.3 h of one core" in protocol.status(spec, runs)  # status reads the same rates
     assert protocol.main(["run", str(spec["_path"]), "--hours", "0"]) == 2
+    other = protocol.load(write(tmp_path / "o", name="other", seeds=[9]))  # no rate of its entry anywhere
+    assert protocol.run(other, workers=1, runs_root=runs, code=code, hours=100.0) == 0
+    assert "no rate of dqn-cartpole measured yet" in capsys.readouterr().out
+    assert not protocol.jobs(other, runs)[0].run_dir.exists()
 
 
 def test_a_signal_stops_the_queue_and_reaches_every_running_job(tmp_path, monkeypatch):

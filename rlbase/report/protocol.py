@@ -90,7 +90,7 @@ def load(path: Path) -> dict[str, Any]:
 
 def jobs(spec: dict[str, Any], runs_root: Optional[Path] = None) -> list[Job]:
     """Every (entry, seed) of the protocol, entries in file order, seeds in list order within each entry."""
-    root = Path(runs_root or os.environ.get("RLBASE_BENCH_RUNS") or ROOT / "benchmarks" / "runs") / spec["name"]
+    root = Path(runs_root or os.environ.get("RLBASE_BENCH_RUNS") or ROOT / "benchmarks" / "runs").resolve() / spec["name"]
     done = finished_records(spec)
     out = []
     for e in spec["entries"]:
@@ -135,7 +135,7 @@ def state_of(job: Job) -> tuple[str, int]:
 def _git(*args: str, cwd: Optional[Path] = None) -> str:
     try:
         return subprocess.run(["git", *args], cwd=cwd or ROOT, capture_output=True, text=True,
-                              timeout=20).stdout.strip()
+                              timeout=20).stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -144,7 +144,7 @@ def command(job: Job, threads: int, group: Optional[list[Job]] = None, code: Opt
     """The command of one job, or of a group of one entry's jobs trained in one process (``group``, led by ``job``:
     every seed in its own ``<entry>-seed<s>`` directory); ``code``: the checkout whose train.py runs (default this
     one)."""
-    train = str(Path(code or ROOT) / "train.py")
+    train = str(Path(code or ROOT).resolve() / "train.py")  # jobs run in that directory: an absolute path
     status, _ = state_of(job)
     if status == "partial" or (group and any(state_of(g)[0] == "partial" for g in group)):
         # the run's recorded settings, its checkpoint and its W&B id: an exact continuation (a group's from its
@@ -186,7 +186,7 @@ def run(spec: dict[str, Any], workers: int = 2, threads: int = 1, only: Optional
     commit a protocol's first seeds ran, so that later seeds run the same code); its commit is logged per job.
     ``hours``: start only jobs expected to finish within that many hours of the call (at their entry's measured
     rate, ``hours_left``); the others wait for a later call, so a machine that goes away at a known time (a session,
-    a Slurm allocation) loses no half-made run. A job with no measured rate yet starts."""
+    a Slurm allocation) loses no half-made run. A job whose entry has no measured rate is not started either."""
     code_root = Path(code).resolve() if code else ROOT
     deadline = None if hours is None else time.monotonic() + hours * 3600
     all_jobs = jobs(spec, runs_root)
@@ -220,12 +220,19 @@ def run(spec: dict[str, Any], workers: int = 2, threads: int = 1, only: Optional
                 group = groups.pop(0)
                 job = group[0]
                 if deadline is not None:
-                    need = [hours_left(g, state_of(g)[1], measured_rates(spec, all_jobs)[0]) for g in group]
+                    measured = measured_rates(spec, all_jobs)[0]
+                    need = [hours_left(g, state_of(g)[1], measured) for g in group]
                     left = (deadline - time.monotonic()) / 3600
-                    if None not in need and max(need) > left:
-                        print(f"{time.strftime('%H:%M:%S')} not started: {', '.join(g.key for g in group)} (needs "
-                              f"about {max(need):.1f} h at the rate measured so far, {max(left, 0):.1f} h left); a later "
-                              "call starts it", flush=True)
+                    keys = ", ".join(g.key for g in group)
+                    if None in need:
+                        print(f"{time.strftime('%H:%M:%S')} not started: {keys} (no rate of {job.entry} measured yet, "
+                              "so --hours cannot tell whether it would finish; run it once without --hours, e.g. "
+                              f"--only {job.entry})", flush=True)
+                        continue
+                    if max(need) > left:
+                        print(f"{time.strftime('%H:%M:%S')} not started: {keys} (needs about {max(need):.1f} h at "
+                              f"the rate measured so far, {max(left, 0):.1f} h left); a later call starts it",
+                              flush=True)
                         continue
                 job.run_dir.parent.mkdir(parents=True, exist_ok=True)
                 cmd = command(job, threads, group, code=code)
@@ -275,6 +282,10 @@ def curve(run_dir: Path) -> list[tuple[int, float, float]]:
             for r in read_metrics(run_dir / "metrics.jsonl") if "eval/return_mean" in r]
 
 
+def _csv(rows: list[tuple[int, float, float]]) -> str:
+    return "step,return_mean,return_std\n" + "".join(f"{s},{m:.4f},{sd:.4f}\n" for s, m, sd in rows)
+
+
 def export(spec: dict[str, Any], partial: bool = False, runs_root: Optional[Path] = None) -> list[Path]:
     """Write each finished run's evaluation curve next to the protocol (``<entry>-seed<k>.csv``) and
     ``runs.json``; with ``partial`` unfinished runs too (their files say so in runs.json)."""
@@ -282,8 +293,15 @@ def export(spec: dict[str, Any], partial: bool = False, runs_root: Optional[Path
     written, manifest = [], {}
     for job in jobs(spec, runs_root):
         status, step = state_of(job)
-        if status == "exported":  # committed before and not here now: its record and curve stay as they are
+        if job.record is not None:  # committed as finished: its record and curve stay as they are
             manifest[job.key] = job.record
+            same = status == "done" and _csv(curve(job.run_dir)) == (out_dir / f"{job.key}.csv").read_text()
+            if same and "steps_per_s" not in job.record and _rate(job, rows=None):  # exported before rates were kept
+                manifest[job.key] = {**job.record, "steps_per_s": round(_rate(job, rows=None), 1)}
+            if status == "done" and not same:
+                print(f"kept the committed {job.key} (runs.json and its CSV); a finished run of it is in "
+                      f"{job.run_dir} too: to replace the committed one, remove its record and CSV, then export",
+                      file=sys.stderr)
             continue
         commits = []
         log = job.run_dir.parent / f"{job.key}.log"
@@ -297,11 +315,12 @@ def export(spec: dict[str, Any], partial: bool = False, runs_root: Optional[Path
             manifest[job.key]["steps_per_s"] = round(rate, 1)
         if status != "done" and not (partial and status == "partial"):
             continue
-        rows = curve(job.run_dir)
         path = out_dir / f"{job.key}.csv"
-        path.write_text("step,return_mean,return_std\n" + "".join(f"{s},{m:.4f},{sd:.4f}\n" for s, m, sd in rows))
+        path.write_text(_csv(curve(job.run_dir)))
         written.append(path)
-    (out_dir / "runs.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    tmp = out_dir / "runs.json.tmp"  # a queue reading it meanwhile sees the old file or the new one, never half
+    tmp.write_text(json.dumps(manifest, indent=1) + "\n")
+    os.replace(tmp, out_dir / "runs.json")
     return written
 
 
@@ -392,11 +411,11 @@ def measured_rates(spec: dict[str, Any], all_jobs: list[Job]) -> tuple[dict[str,
 
 
 def hours_left(job: Job, step: int, measured: dict[str, list[float]]) -> Optional[float]:
-    """Hours the job needs from ``step`` to its ``total_steps`` at its entry's median measured rate (else the median
-    of every entry's), or None where neither is known."""
+    """Hours the job needs from ``step`` to its ``total_steps`` at its entry's median measured rate (its runs here,
+    its committed records, or the same entry's runs in other protocols: ``measured_rates``), or None where none is
+    known (another entry's rate says little: a task or an algorithm changes it several times over)."""
     target = _target_steps(job)
-    everyone = [r for rs in measured.values() for r in rs]
-    rs = measured.get(job.entry) or everyone
+    rs = measured.get(job.entry)
     if target is None or not rs:
         return None
     return max(target - step, 0) / statistics.median(rs) / 3600
@@ -457,7 +476,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                         "../wt <commit>` at the commit of a protocol's earlier seeds; its commit is logged per run")
     p.add_argument("--hours", type=float, default=None,
                    help="run: start only runs expected to finish within this many hours (at each entry's measured "
-                        "rate; a run with none yet starts): what the machine will not outlive waits for a later call")
+                        "rate; an entry with none is not started): what the machine will not outlive waits for a "
+                        "later call")
     p.add_argument("--partial", action="store_true", help="export unfinished runs' curves too")
     p.add_argument("--pairs", default="", help="compare: entry_a:entry_b,... (a minus b, from the exported curves)")
     p.add_argument("--level", type=float, default=0.95, help="compare: interval level (default 0.95)")
@@ -515,7 +535,11 @@ def main(argv: Optional[list[str]] = None) -> int:
             if only == []:
                 continue
             try:
-                hours = None if until is None else max(until - time.monotonic(), 0) / 3600
+                hours = None if until is None else (until - time.monotonic()) / 3600
+                if hours is not None and hours <= 0:
+                    print(f"--hours: no time left; not started: {', '.join(s['name'] for s in specs[i:])}",
+                          file=sys.stderr)
+                    break
                 result = run(spec, args.workers, args.threads, only, args.runs_root, args.code, hours)
             except KeyboardInterrupt:  # between two protocols' handlers (no job is running then)
                 result = Failed(0)
