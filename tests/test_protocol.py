@@ -2,12 +2,12 @@
 exports one curve file per run, and refuses a protocol file that does not state what it must."""
 
 import json
-from pathlib import Path
 import os
 import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import yaml
