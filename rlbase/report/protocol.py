@@ -311,7 +311,7 @@ def export(spec: dict[str, Any], partial: bool = False, runs_root: Optional[Path
         manifest[job.key] = {"entry": job.entry, "seed": job.seed, "status": status, "last_step": step,
                              "commits": commits}
         rate = _rate(job, rows=None) if status != "new" else None
-        if rate:  # the run's median env steps/s: kept with the record, so a later machine can plan the queue
+        if rate:  # the run's env steps/s over its whole log: kept with the record, so a later machine can plan
             manifest[job.key]["steps_per_s"] = round(rate, 1)
         if status != "done" and not (partial and status == "partial"):
             continue
@@ -376,17 +376,22 @@ def _target_steps(job: Job) -> Optional[int]:
 
 
 def _rate(job: Job, rows: Optional[int] = 50) -> Optional[float]:
-    """Median ``time/sps`` (env steps per second, evaluations included) of the run's last ``rows`` log rows (all of
-    them with None); for a run whose directory is not here, the rate its committed record keeps (``steps_per_s``)."""
+    """Env steps per second over the run's last ``rows`` log rows (all of them with None): their steps over the time
+    they took (each row's ``time/sps`` covers the steps since the row before, evaluations included, so this is the
+    wall-clock rate a queue plans with, where a median of the rows would leave the evaluations out); for a run whose
+    directory is not here, the rate its committed record keeps (``steps_per_s``)."""
     from rlbase.core.logger import read_metrics
 
     path = job.run_dir / "metrics.jsonl"
     if not path.exists():
         kept = (job.record or {}).get("steps_per_s")
         return float(kept) if kept else None
-    sps = [float(r["time/sps"]) for r in read_metrics(path) if "time/sps" in r]
-    sps = sps[-rows:] if rows else sps
-    return statistics.median(sps) if sps else None
+    logged = [(int(r["step"]), float(r["time/sps"])) for r in read_metrics(path) if "time/sps" in r and "step" in r]
+    # each row's rate covers the steps since the row before (an evaluation inside them included): steps over time
+    spans = [(b - a, b_sps) for (a, _), (b, b_sps) in zip([(0, 0.0), *logged], logged) if b > a and b_sps > 0]
+    spans = spans[-rows:] if rows else spans
+    seconds = sum(n / r for n, r in spans)
+    return sum(n for n, _ in spans) / seconds if seconds > 0 else None
 
 
 def measured_rates(spec: dict[str, Any], all_jobs: list[Job]) -> tuple[dict[str, list[float]], set[str]]:
