@@ -399,8 +399,8 @@ def measured_rates(spec: dict[str, Any], all_jobs: list[Job]) -> tuple[dict[str,
     an entry with no run yet takes those of its runs of the same name in other protocols under the same runs
     root."""
     out: dict[str, list[float]] = {}
-    for job in all_jobs:
-        rate = _rate(job) if state_of(job)[0] != "new" else None
+    for job in all_jobs:  # each run's whole log (evaluations and pauses in it), not its recent rows: plans hold
+        rate = _rate(job, rows=None) if state_of(job)[0] != "new" else None
         if rate:
             out.setdefault(job.entry, []).append(rate)
     borrowed = set()
