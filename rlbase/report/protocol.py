@@ -178,6 +178,12 @@ class Failed(int):
     stopped: Optional[int] = None
 
 
+def _span(hours: float) -> str:
+    """A duration for a log line: minutes below two hours (a PPO run's "0.1 h" said too little), else hours."""
+    hours = max(hours, 0.0)
+    return f"{hours * 60:.0f} min" if hours < 2 else f"{hours:.1f} h"
+
+
 def run(spec: dict[str, Any], workers: int = 2, threads: int = 1, only: Optional[list[str]] = None,
         runs_root: Optional[Path] = None, code: Optional[Path] = None, hours: Optional[float] = None) -> Failed:
     """Work through the protocol's jobs, ``workers`` at a time; returns the number of jobs that failed, whose
@@ -230,8 +236,8 @@ def run(spec: dict[str, Any], workers: int = 2, threads: int = 1, only: Optional
                               f"--only {job.entry})", flush=True)
                         continue
                     if max(need) > left:
-                        print(f"{time.strftime('%H:%M:%S')} not started: {keys} (needs about {max(need):.1f} h at "
-                              f"the rate measured so far, {max(left, 0):.1f} h left); a later call starts it",
+                        print(f"{time.strftime('%H:%M:%S')} not started: {keys} (needs about {_span(max(need))} at "
+                              f"the rate measured so far, {_span(left)} left); a later call starts it",
                               flush=True)
                         continue
                 job.run_dir.parent.mkdir(parents=True, exist_ok=True)
