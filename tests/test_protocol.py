@@ -51,6 +51,7 @@ def test_runs_skips_resumes_and_exports(tmp_path):
     manifest = json.loads((spec["_path"].parent / "runs.json").read_text())
     assert manifest["dqn-cartpole-seed8"]["status"] == "done" and manifest["dqn-cartpole-seed8"]["commits"]
     assert manifest["dqn-cartpole-seed8"]["steps_per_s"] > 0  # kept for a later machine's queue plan
+    assert manifest["dqn-cartpole-seed7"]["threads"] == [1, 1]  # its start's torch threads, then its resume's
     # different seeds, different curves
     assert written[0].read_text() != written[1].read_text()
 

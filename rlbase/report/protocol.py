@@ -19,8 +19,8 @@ or ``$RLBASE_BENCH_RUNS`` puts them elsewhere, e.g. outside a checkout that is l
 ``--code <checkout>`` runs another checkout's train.py (a worktree at the commit of the protocol's earlier seeds,
 so that the rest run the same code); ``export``
 writes one small CSV per run next to the protocol (``<entry>-seed<k>.csv``: ``step,return_mean,return_std``,
-finished runs only unless ``--partial``) plus ``runs.json`` (which commit made each run, its last step and
-whether it finished), and those files are what the results page is computed from.
+finished runs only unless ``--partial``) plus ``runs.json`` (which commit made each run, its last step,
+whether it finished, its env steps/s and the torch threads of its start and of each resume), and those files are what the results page is computed from.
 
 Protocol file keys: ``name``, ``written`` (date), ``issue``, ``purpose``, ``seeds`` (list), ``common`` (overrides
 for every run), ``entries`` (list of ``{name, overrides}``), ``evaluation`` / ``statistic`` / ``anchors`` (text and
@@ -292,6 +292,18 @@ def _csv(rows: list[tuple[int, float, float]]) -> str:
     return "step,return_mean,return_std\n" + "".join(f"{s},{m:.4f},{sd:.4f}\n" for s, m, sd in rows)
 
 
+def _threads(run_dir: Path) -> list[int]:
+    """The torch threads a run used: its start's, then each resume's (``provenance.json``, then the lines of
+    ``provenance.resumed.jsonl``); empty where no record is there."""
+    records = []
+    if (run_dir / "provenance.json").is_file():
+        records.append(json.loads((run_dir / "provenance.json").read_text()))
+    if (run_dir / "provenance.resumed.jsonl").is_file():
+        records += [json.loads(line) for line in (run_dir / "provenance.resumed.jsonl").read_text().splitlines()
+                    if line.strip()]
+    return [int(r["machine"]["torch_threads"]) for r in records if r.get("machine", {}).get("torch_threads")]
+
+
 def export(spec: dict[str, Any], partial: bool = False, runs_root: Optional[Path] = None) -> list[Path]:
     """Write each finished run's evaluation curve next to the protocol (``<entry>-seed<k>.csv``) and
     ``runs.json``; with ``partial`` unfinished runs too (their files say so in runs.json)."""
@@ -316,6 +328,9 @@ def export(spec: dict[str, Any], partial: bool = False, runs_root: Optional[Path
                               if line.startswith("# ") and "commit " in line})
         manifest[job.key] = {"entry": job.entry, "seed": job.seed, "status": status, "last_step": step,
                              "commits": commits}
+        threads = _threads(job.run_dir)
+        if threads:  # torch threads of the first start and of each resume, in order (a resume may change them)
+            manifest[job.key]["threads"] = threads
         rate = _rate(job, rows=None) if status != "new" else None
         if rate:  # the run's env steps/s over its whole log: kept with the record, so a later machine can plan
             manifest[job.key]["steps_per_s"] = round(rate, 1)
