@@ -54,6 +54,12 @@ def test_runs_skips_resumes_and_exports(tmp_path):
     assert manifest["dqn-cartpole-seed7"]["threads"] == [1, 1]  # its start's torch threads, then its resume's
     # different seeds, different curves
     assert written[0].read_text() != written[1].read_text()
+    # a record exported before threads were kept gets them from its run directory; nothing else of it changes
+    del manifest["dqn-cartpole-seed7"]["threads"]
+    (spec["_path"].parent / "runs.json").write_text(json.dumps(manifest))
+    protocol.export(protocol.load(spec["_path"]), runs_root=runs)
+    again = json.loads((spec["_path"].parent / "runs.json").read_text())
+    assert again["dqn-cartpole-seed7"] == {**manifest["dqn-cartpole-seed7"], "threads": [1, 1]}
 
 
 def test_a_committed_run_is_not_run_again_when_its_directory_is_gone(tmp_path, monkeypatch, capsys):

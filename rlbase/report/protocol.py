@@ -315,7 +315,9 @@ def export(spec: dict[str, Any], partial: bool = False, runs_root: Optional[Path
             manifest[job.key] = job.record
             same = status == "done" and _csv(curve(job.run_dir)) == (out_dir / f"{job.key}.csv").read_text()
             if same and "steps_per_s" not in job.record and _rate(job, rows=None):  # exported before rates were kept
-                manifest[job.key] = {**job.record, "steps_per_s": round(_rate(job, rows=None), 1)}
+                manifest[job.key] = {**manifest[job.key], "steps_per_s": round(_rate(job, rows=None), 1)}
+            if same and "threads" not in job.record and _threads(job.run_dir):  # exported before threads were kept
+                manifest[job.key] = {**manifest[job.key], "threads": _threads(job.run_dir)}
             if status == "done" and not same:
                 print(f"kept the committed {job.key} (runs.json and its CSV); a finished run of it is in "
                       f"{job.run_dir} too: to replace the committed one, remove its record and CSV, then export",
