@@ -20,7 +20,8 @@ or ``$RLBASE_BENCH_RUNS`` puts them elsewhere, e.g. outside a checkout that is l
 so that the rest run the same code); ``export``
 writes one small CSV per run next to the protocol (``<entry>-seed<k>.csv``: ``step,return_mean,return_std``,
 finished runs only unless ``--partial``) plus ``runs.json`` (which commit made each run, its last step,
-whether it finished, its env steps/s and the torch threads of its start and of each resume), and those files are what the results page is computed from.
+whether it finished, its env steps/s and the torch threads of its start and of each resume), and those files are
+what the results page is computed from.
 
 Protocol file keys: ``name``, ``written`` (date), ``issue``, ``purpose``, ``seeds`` (list), ``common`` (overrides
 for every run), ``entries`` (list of ``{name, overrides}``), ``evaluation`` / ``statistic`` / ``anchors`` (text and
