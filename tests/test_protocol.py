@@ -107,6 +107,32 @@ def test_a_committed_run_is_not_run_again_when_its_directory_is_gone(tmp_path, m
     assert "--code" in capsys.readouterr().err
 
 
+def test_an_unfinished_attempt_whose_directory_went_is_recorded_as_lost(tmp_path):
+    """A run that runs.json recorded as unfinished, whose run directory a new machine does not have, is not
+    silently replaced by the new attempt's record: its start, last step and commits move to ``lost``, and stay
+    there as the new attempt goes on and finishes; the attempt that is still here is never called lost."""
+    spec = protocol.load(write(tmp_path, seeds=[7]))
+    out_dir, runs = spec["_path"].parent, tmp_path / "runs"
+    old = {"entry": "dqn-cartpole", "seed": 7, "status": "partial", "last_step": 600, "commits": ["abc"]}
+    (out_dir / "runs.json").write_text(json.dumps({"dqn-cartpole-seed7": old}))  # made before start times were kept
+    protocol.export(spec, runs_root=runs)
+    first = json.loads((out_dir / "runs.json").read_text())["dqn-cartpole-seed7"]
+    assert first["status"] == "new" and first["lost"] == [{"last_step": 600, "commits": ["abc"]}]
+    assert protocol.run(spec, workers=1, threads=1, runs_root=runs) == 0
+    protocol.export(spec, runs_root=runs)
+    done = json.loads((out_dir / "runs.json").read_text())["dqn-cartpole-seed7"]
+    assert done["status"] == "done" and done["started"] and done["lost"] == first["lost"]
+    protocol.export(spec, runs_root=runs)  # the run here is the recorded one: nothing more is lost
+    assert json.loads((out_dir / "runs.json").read_text())["dqn-cartpole-seed7"] == done
+    # a recorded unfinished attempt with a start time that is not the run here is lost too
+    (out_dir / "dqn-cartpole-seed7.csv").unlink()  # (not committed as finished, so the record is rewritten)
+    again = {**old, "started": "2026-01-01T00:00:00+0000"}
+    (out_dir / "runs.json").write_text(json.dumps({"dqn-cartpole-seed7": again}))
+    protocol.export(spec, runs_root=runs)
+    record = json.loads((out_dir / "runs.json").read_text())["dqn-cartpole-seed7"]
+    assert record["lost"] == [{"started": "2026-01-01T00:00:00+0000", "last_step": 600, "commits": ["abc"]}]
+
+
 def test_hours_starts_only_the_runs_that_will_finish_in_time(tmp_path, capsys):
     """``--hours``: a run expected to outlast the time left (its entry's rate, here from the committed record of a
     finished seed: 0.1 steps/s, 1200 steps = 3.3 h) is not started and says so; with time enough it starts. An

@@ -20,8 +20,9 @@ or ``$RLBASE_BENCH_RUNS`` puts them elsewhere, e.g. outside a checkout that is l
 so that the rest run the same code); ``export``
 writes one small CSV per run next to the protocol (``<entry>-seed<k>.csv``: ``step,return_mean,return_std``,
 finished runs only unless ``--partial``) plus ``runs.json`` (which commit made each run, its last step,
-whether it finished, its env steps/s and the torch threads of its start and of each resume), and those files are
-what the results page is computed from.
+whether it finished, when it started, its env steps/s, the torch threads of its start and of each resume, and the
+earlier attempts whose run directory went with a machine: ``lost``), and those files are what the results page is
+computed from.
 
 Protocol file keys: ``name``, ``written`` (date), ``issue``, ``purpose``, ``seeds`` (list), ``common`` (overrides
 for every run), ``entries`` (list of ``{name, overrides}``), ``evaluation`` / ``statistic`` / ``anchors`` (text and
@@ -305,11 +306,34 @@ def _threads(run_dir: Path) -> list[int]:
     return [int(r["machine"]["torch_threads"]) for r in records if r.get("machine", {}).get("torch_threads")]
 
 
+def _started(run_dir: Path) -> Optional[str]:
+    """When the run in ``run_dir`` first started (its provenance.json's time), which tells one attempt at a seed
+    from another; None where it has not started."""
+    path = run_dir / "provenance.json"
+    return json.loads(path.read_text()).get("time") if path.is_file() else None
+
+
+def _lost(before: Optional[dict], status: str, started: Optional[str]) -> list[dict]:
+    """The attempts at a run that ``runs.json`` recorded (``before``) and whose run directory is gone: the record's
+    own ``lost`` list, plus the record itself when it was an unfinished attempt with steps that is not the run here
+    (another start time, or no run here; a record made before start times were kept counts as lost only when no
+    run is here)."""
+    if not before:
+        return []
+    lost = list(before.get("lost", []))
+    was = before.get("started")
+    gone = status == "new" if was is None else was != started
+    if before.get("status") != "done" and before.get("last_step", 0) > 0 and gone:
+        lost.append({k: before[k] for k in ("started", "last_step", "commits") if k in before})
+    return lost
+
+
 def export(spec: dict[str, Any], partial: bool = False, runs_root: Optional[Path] = None) -> list[Path]:
     """Write each finished run's evaluation curve next to the protocol (``<entry>-seed<k>.csv``) and
     ``runs.json``; with ``partial`` unfinished runs too (their files say so in runs.json)."""
     out_dir = Path(spec["_path"]).parent
     written, manifest = [], {}
+    before = json.loads((out_dir / "runs.json").read_text()) if (out_dir / "runs.json").is_file() else {}
     for job in jobs(spec, runs_root):
         status, step = state_of(job)
         if job.record is not None:  # committed as finished: its record and curve stay as they are
@@ -331,6 +355,12 @@ def export(spec: dict[str, Any], partial: bool = False, runs_root: Optional[Path
                               if line.startswith("# ") and "commit " in line})
         manifest[job.key] = {"entry": job.entry, "seed": job.seed, "status": status, "last_step": step,
                              "commits": commits}
+        started = _started(job.run_dir)
+        if started:
+            manifest[job.key]["started"] = started
+        lost = _lost(before.get(job.key), status, started)
+        if lost:  # earlier attempts whose run directory went (a machine not kept): said, not silently dropped
+            manifest[job.key]["lost"] = lost
         threads = _threads(job.run_dir)
         if threads:  # torch threads of the first start and of each resume, in order (a resume may change them)
             manifest[job.key]["threads"] = threads
