@@ -165,3 +165,34 @@ def test_vector_env_never_returns_next_step_fake_transition():
     venv, _ = envs.make_vector(cfg, seed=0, num_envs=1)
     assert venv.metadata["autoreset_mode"] == gym.vector.AutoresetMode.SAME_STEP
     venv.close()
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_init_zero_inputs_draws_the_observation_layers_as_if_the_observation_had_dead_entries(shared):
+    """algo.init_zero_inputs=k: each layer that reads the observation holds the real inputs' columns of an
+    orthogonal matrix over obs_dim + k inputs (rows of norm sqrt 2, so its columns are shorter than sqrt 2), what a
+    network fed k always-zero entries (Tianshou's Ant-v3 under MuJoCo 2.0) starts from; 0 keeps the usual draw
+    (orthogonal columns of norm sqrt 2), and the other layers are drawn as before either way."""
+    from rlbase.algos.a2c import orthogonal_init
+
+    _, spec = envs.make(EnvConfig(name="p", id="Pendulum-v1"), seed=0)
+    cfg = A2CConfig(orthogonal_init=True, shared_trunk=shared)
+
+    def first_layers(zero_inputs):
+        agent = A2C(cfg, spec, torch.device("cpu"))
+        orthogonal_init(agent.net, torch.Generator().manual_seed(0), zero_inputs)
+        parts = (agent.net.trunk,) if shared else (agent.net.pi_head, agent.net.v_head)
+        return [[m for m in p.modules() if isinstance(m, torch.nn.Linear)][0].weight.detach() for p in parts], agent
+
+    plain, _ = first_layers(0)
+    padded, agent = first_layers(84)
+    for w in plain:
+        assert torch.allclose(w.norm(dim=0), torch.full((w.shape[1],), 2 ** 0.5), atol=1e-5)
+    for w in padded:
+        assert w.shape == (64, spec.obs_dim) and (w.norm(dim=0) < 2 ** 0.5 - 0.1).all()
+        assert torch.linalg.matrix_norm(w, 2) <= 2 ** 0.5 + 1e-5  # part of an orthogonal matrix's columns
+    w = torch.empty(64, spec.obs_dim + 84)
+    torch.nn.init.orthogonal_(w, 2 ** 0.5, generator=torch.Generator().manual_seed(0))  # the first draw
+    assert torch.equal(padded[0], w[:, :spec.obs_dim])
+    last = [m for m in agent.net.pi_head.modules() if isinstance(m, torch.nn.Linear)][-1]
+    assert last.weight.abs().max() < 0.05  # the policy output keeps its small gain

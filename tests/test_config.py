@@ -134,6 +134,8 @@ def test_misspelled_key_in_yaml_fails(compose_cfg, tmp_path):
     (["algo=ppo", "env=cartpole", "algo.hidden=[]", "algo.shared_trunk=true"], "algo.shared_trunk=true with "
      "algo.hidden=[]: a shared trunk needs at least one hidden layer"),
     (["algo=a3c", "env=cartpole", "algo.num_envs=1", "algo.hidden=[]", "algo.shared_trunk=true"], "a shared trunk"),
+    (["algo=a2c", "env=pendulum", "algo.init_zero_inputs=84"], "algo.init_zero_inputs=84 shapes the orthogonal init "
+     "only; allowed: algo.orthogonal_init=true with it, or algo.init_zero_inputs=0"),
     (["algo=ddpg_lillicrap", "env=pendulum", "algo.critic_hidden=[400]"], "algo.critic_action_layer=1 with "
      "algo.critic_hidden=[400]: the action enters after the first hidden layer"),
     (["algo=ppo", "env=cartpole", "algo.clip_range=0"], "algo.clip_range=0.0 must be > 0"),

@@ -63,6 +63,10 @@ class A2CConfig(OnPolicyConfig):
     log_std_init: float = any_value(0.0)  # initial log-std of the Gaussian policy (continuous actions)
     normalize_advantage: bool = False  # standardise advantages per rollout
     orthogonal_init: bool = False  # orthogonal weights (gain sqrt 2; outputs 0.01 policy, 1 value), zero biases
+    # with orthogonal_init: the layers that read the observation get the first obs_dim columns of an orthogonal
+    # matrix over obs_dim + this many inputs: the weights of a network whose observation carries this many
+    # always-zero entries (Tianshou's Ant-v3 under MuJoCo 2.0: 84 contact forces, all 0), which never change them
+    init_zero_inputs: int = non_negative(0)
 
 
 class ActorCritic(nn.Module):
@@ -95,15 +99,28 @@ class ActorCritic(nn.Module):
         return self.v_head(self.trunk(obs)).squeeze(-1)
 
 
-def orthogonal_init(net: ActorCritic, gen: torch.Generator) -> None:
-    """Orthogonal init (PPO detail 7, baselines' A2C) with gain sqrt(2) for hidden layers, 0.01 (policy) and 1 (value) for outputs."""
-    for module in net.modules():
-        if isinstance(module, nn.Linear):
-            nn.init.orthogonal_(module.weight, math.sqrt(2), generator=gen)
-            nn.init.zeros_(module.bias)
+def orthogonal_init(net: ActorCritic, gen: torch.Generator, zero_inputs: int = 0) -> None:
+    """Orthogonal init (PPO detail 7, baselines' A2C) with gain sqrt(2) for hidden layers, 0.01 (policy) and 1 (value)
+    for outputs. ``zero_inputs`` (``algo.init_zero_inputs``): each layer that reads the observation is drawn as
+    if the observation had that many more entries, all zero, and keeps the columns of the real ones."""
+    linears = lambda m: [x for x in m.modules() if isinstance(x, nn.Linear)]  # noqa: E731
+    reads_obs = {id(linears(part)[0]) for part in ((net.pi_head, net.v_head) if isinstance(net.trunk, nn.Identity)
+                                                   else (net.trunk,))}
+
+    def draw(layer: nn.Linear, gain: float) -> None:
+        if zero_inputs and id(layer) in reads_obs:
+            w = torch.empty(layer.out_features, layer.in_features + zero_inputs)
+            nn.init.orthogonal_(w, gain, generator=gen)
+            with torch.no_grad():
+                layer.weight.copy_(w[:, :layer.in_features])
+        else:
+            nn.init.orthogonal_(layer.weight, gain, generator=gen)
+
+    for module in linears(net):
+        draw(module, math.sqrt(2))
+        nn.init.zeros_(module.bias)
     for head, gain in ((net.pi_head, 0.01), (net.v_head, 1.0)):
-        last = [m for m in head.modules() if isinstance(m, nn.Linear)][-1]
-        nn.init.orthogonal_(last.weight, gain, generator=gen)
+        draw(linears(head)[-1], gain)
 
 
 class A2C(Hooks):
@@ -112,7 +129,7 @@ class A2C(Hooks):
         self.rng = AgentRandom(0, device) if rng is None else rng
         self.net = init_(ActorCritic(cfg, spec).to(device), self.rng.init)
         if cfg.orthogonal_init:
-            orthogonal_init(self.net, self.rng.init)
+            orthogonal_init(self.net, self.rng.init, cfg.init_zero_inputs)
         self.optimizer = self.make_optimizer()
 
     def make_optimizer(self) -> torch.optim.Optimizer:
@@ -210,6 +227,9 @@ def check_config(a) -> list[str]:
     if a.get("shared_trunk", False) and len(a.hidden) == 0:
         return ["algo.shared_trunk=true with algo.hidden=[]: a shared trunk needs at least one hidden layer; allowed: "
                 "algo.hidden with one or more sizes, or algo.shared_trunk=false"]
+    if a.get("init_zero_inputs", 0) and not a.get("orthogonal_init", False):
+        return [f"algo.init_zero_inputs={a.init_zero_inputs} shapes the orthogonal init only; allowed: "
+                "algo.orthogonal_init=true with it, or algo.init_zero_inputs=0"]
     return []
 
 

@@ -78,6 +78,7 @@ class PPOConfig(OnPolicyConfig):
     shared_trunk: bool = False  # one trunk with policy and value heads instead of two networks
     log_std_init: float = any_value(0.0)  # initial log-std of the Gaussian policy (continuous actions)
     orthogonal_init: bool = True  # orthogonal weights, zero biases (detail 7); false: PyTorch's default init
+    init_zero_inputs: int = non_negative(0)  # see A2CConfig: the observation layers drawn as if it had this many zeros
 
 
 def clipped_surrogate(log_prob: torch.Tensor, old_log_prob: torch.Tensor, adv: torch.Tensor,
