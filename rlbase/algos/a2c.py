@@ -14,7 +14,9 @@ Implementation details:
 4. Discrete actions: categorical policy. Continuous: Gaussian with a state-independent log-std; the sample
    is clipped to the bounds for the env, the log-probability is of the unclipped sample.
 5. Actor and critic as separate MLPs, or one shared trunk with two heads (``shared_trunk``); PyTorch's default
-   init, or orthogonal (``orthogonal_init``, as baselines and Tianshou's MuJoCo A2C).
+   init, or orthogonal (``orthogonal_init``, as baselines and Tianshou's MuJoCo A2C); ``init_zero_inputs`` draws
+   the layers that read the observation as a network whose observation carries that many always-zero entries gets
+   them (Tianshou's Ant-v3 under MuJoCo 2.0: 84 zero contact forces; benchmarks/onpolicy_ant_inputs/).
 6. Observation normalisation and reward scaling (``env.normalize_obs``, ``env.normalize_reward``): see PPO's
    detail 8 (``algos/ppo.py``). ``algo.return_norm`` scales the critic's targets instead (Tianshou's
    ``reward_normalization``): GAE runs on raw rewards with the critic's values times the running std of the
