@@ -266,6 +266,17 @@ def test_grouped_commands_and_the_comparison_of_two_entries(tmp_path):
     assert row["values_a"] == {1: 101.5, 2: 103.0, 3: 104.5} and abs(row["diff"] - 10.0) < 1e-9
     assert row["lo"] > 0 and row["min_p"] == 0.1  # the interval excludes 0, but 3 vs 3 cannot reach p < 0.10
     assert row["verdict"] == "not resolved"
+    # --against: b is another protocol's entry, read on this protocol's window (a new setting against the runs before)
+    other = protocol.load(write(tmp_path / "before", name="before", seeds=[1, 2, 3],
+                                entries=[{"name": "a", "overrides": ["algo=td3"]}]))
+    for s in (1, 2, 3):
+        (other["_path"].parent / f"a-seed{s}.csv").write_text(
+            f"step,return_mean,return_std\n200,{80 + s:f},0\n300,{80 + 2 * s:f},0\n")
+    row = protocol.compare(spec, [("a", "a")], 0.9, against=other)["pairs"][0]
+    assert row["values_b"] == {1: 81.5, 2: 83.0, 3: 84.5} and abs(row["diff"] - 20.0) < 1e-9
+    assert protocol.main(["compare", str(spec["_path"]), "--against", str(other["_path"]), "--pairs", "a:a"]) == 0
+    assert json.loads((spec["_path"].parent / "compare_before.json").read_text())["against"] == "before"
+    assert protocol.main(["compare", str(spec["_path"]), "--against", str(other["_path"]), "--pairs", "a:b"]) == 2
 
 
 def test_status_says_what_is_left_and_how_long_it_takes_at_the_measured_rates(tmp_path):

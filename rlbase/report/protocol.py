@@ -395,15 +395,20 @@ def window_values(spec: dict[str, Any], entry: str) -> dict[int, float]:
     return values
 
 
-def compare(spec: dict[str, Any], pairs: list[tuple[str, str]], level: float) -> dict[str, Any]:
+def compare(spec: dict[str, Any], pairs: list[tuple[str, str]], level: float,
+            against: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """Each pair (a, b) of the protocol's entries: mean(a) - mean(b) of the per-seed window statistic, its Welch
     interval at ``level`` and permutation p (``rlbase.report.stats.diff``), and the verdict with the margin
-    ``statistic_window.margin`` times |mean(b)| (``stats.verdict``)."""
+    ``statistic_window.margin`` times |mean(b)| (``stats.verdict``). With ``against`` (another protocol), each b is
+    that protocol's entry, read with this protocol's window (a setting's new protocol against the runs before it)."""
     from rlbase.report import stats
 
     out = {"protocol": spec["name"], "level": level, "window": spec["statistic_window"], "pairs": []}
+    if against is not None:
+        out["against"] = against["name"]
     for a, b in pairs:
-        va, vb = window_values(spec, a), window_values(spec, b)
+        other = spec if against is None else {**against, "statistic_window": spec["statistic_window"]}
+        va, vb = window_values(spec, a), window_values(other, b)
         row: dict[str, Any] = {"a": a, "b": b, "values_a": va, "values_b": vb}
         if len(va) >= 2 and len(vb) >= 2:
             d = stats.diff(list(va.values()), list(vb.values()), level)
@@ -540,6 +545,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--partial", action="store_true", help="export unfinished runs' curves too")
     p.add_argument("--pairs", default="", help="compare: entry_a:entry_b,... (a minus b, from the exported curves)")
     p.add_argument("--level", type=float, default=0.95, help="compare: interval level (default 0.95)")
+    p.add_argument("--against", type=Path, default=None,
+                   help="compare: read each pair's b from this protocol's exported curves (written to "
+                        "compare_<its name>.json)")
     p.add_argument("--runs-root", type=Path, default=None,
                    help="where run directories live (default $RLBASE_BENCH_RUNS or benchmarks/runs/); put them outside "
                         "the checkout when the checkout is laid anew between sessions")
@@ -613,13 +621,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     spec = specs[0]
     if args.action == "compare":
         pairs = [tuple(x.split(":")) for x in args.pairs.split(",") if x]
+        against = load(args.against) if args.against else None
         names = {e["name"] for e in spec["entries"]}
-        bad = [x for pair in pairs for x in pair if x not in names]
+        other = names if against is None else {e["name"] for e in against["entries"]}
+        bad = [pair[0] for pair in pairs if pair[0] not in names] + [pair[-1] for pair in pairs if pair[-1] not in other]
         if not pairs or bad or any(len(pair) != 2 for pair in pairs):
-            print(f"error: --pairs a:b,... of entries; allowed entries: {', '.join(sorted(names))}", file=sys.stderr)
+            print(f"error: --pairs a:b,... of entries; allowed a: {', '.join(sorted(names))}"
+                  + (f"; allowed b (--against {against['name']}): {', '.join(sorted(other))}" if against else ""),
+                  file=sys.stderr)
             return 2
-        result = compare(spec, pairs, args.level)
-        path = Path(spec["_path"]).parent / "compare.json"
+        result = compare(spec, pairs, args.level, against)
+        path = Path(spec["_path"]).parent / ("compare.json" if against is None else f"compare_{against['name']}.json")
         path.write_text(json.dumps(result, indent=1) + "\n")
         for row in result["pairs"]:
             print(f"{row['a']} - {row['b']}: {row.get('text', '')} -> {row['verdict']}"
