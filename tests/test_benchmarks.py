@@ -119,7 +119,7 @@ def test_every_row_names_its_files_and_other_checks_are_linked(report):
     assert "[other](../benchmarks/other/summary.md)" in report
     assert "python scripts/benchmarks.py" in report
     # the secondary line is descriptive: the max of the seed-mean curve for both sides, no verdict word
-    lines = [ln for ln in report.split("Secondary")[1].split("## Data")[0].splitlines() if ln.startswith("- ")]
+    lines = [ln for ln in report.split("Secondary")[1].split("Family-wise")[0].splitlines() if ln.startswith("- ")]
     assert len(lines) == 5 and all("at step" in ln for ln in lines)
     # the final evaluation of the window, both sides, on finished rows only (the queued TD3 Walker2d has none)
     finals = [ln for ln in lines if "final evaluation: ours" in ln]
@@ -253,3 +253,14 @@ def test_final_evaluation_is_the_last_step_every_seed_made():
     assert benchmarks.final_evaluation({1: [(10, 1.0), (50, 2.0)]}, 40) == (10, {1: 1.0})
     assert benchmarks.final_evaluation({1: [(10, 1.0)], 2: [(20, 2.0)]}, 40) is None
     assert benchmarks.final_evaluation({}, 40) is None
+
+
+def test_family_wise_section_adjusts_each_protocols_rows_and_changes_no_verdict(report):
+    """The 'five' protocol has three compared rows (TD3 above with p at its 5-vs-10 floor, DDPG, SAC); 'three' has
+    one, so no family line. Holm multiplies the smallest p by 3: TD3's 1/3003 stays below 0.05, so its 'above' also
+    holds family-wise, and the headline verdicts are those of test_verdict_words."""
+    section = report.split("Family-wise, descriptive")[1].split("## Data behind each row")[0]
+    lines = [ln for ln in section.splitlines() if ln.startswith("- ")]
+    assert len(lines) == 1 and lines[0].startswith("- five (3 compared rows): TD3 Hopper vs src curves: p 0.00033 ->")
+    assert "(above; also family-wise)" in lines[0] and "DDPG Hopper" in lines[0] and "SAC Hopper" in lines[0]
+    assert table(report)[("TD3", "Hopper", "five")][5] == "**above**"

@@ -265,3 +265,17 @@ def test_probability_of_improvement_and_profile():
         S.probability_of_improvement({"a": [1.0]}, {"b": [1.0]})
     prof = S.performance_profile({"a": [1.0, 2.0, 3.0], "b": [5.0, 6.0]}, [0.0, 1.0, 2.5, 6.0])
     assert prof == pytest.approx([1.0, 0.8, 0.6, 0.0])  # strictly above each threshold
+
+
+def test_holm_adjusts_in_step_down_order_and_keeps_the_input_order():
+    # sorted p 0.01, 0.02, 0.04 over m = 3: 0.03, max(0.03, 0.04) = 0.04, max(0.04, 0.04) = 0.04
+    assert np.allclose(S.holm([0.04, 0.01, 0.02]), [0.04, 0.03, 0.04])
+    assert np.allclose(S.holm([0.5, 0.9]), [1.0, 1.0])  # capped at 1
+    assert np.allclose(S.holm([0.012]), [0.012])  # one test: unchanged
+    assert S.holm([]).shape == (0,)
+    # the bound: each adjusted p is at least the raw p and at most m times it
+    p = np.array([0.003, 0.2, 0.04, 0.011, 0.6])
+    q = S.holm(p)
+    assert np.all(q >= p) and np.all(q <= np.minimum(1, 5 * p) + 1e-12)
+    with pytest.raises(ValueError, match="p-values in"):
+        S.holm([0.1, 1.5])

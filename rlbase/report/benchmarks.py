@@ -618,6 +618,36 @@ def secondary(row: Row) -> str:
     return line + "."
 
 
+def family_wise(rows: list[Row]) -> list[str]:
+    """A descriptive section: per protocol with two or more compared rows, Holm's adjustment of the rows'
+    permutation p-values (each row against each anchor is one test of the family). The protocols pre-registered a
+    per-row rule, so this changes no verdict; it says which verdicts would also hold family-wise."""
+    fams: dict[str, list[tuple[Row, stats.Diff]]] = {}
+    for r in rows:
+        d = r.diff()
+        if d is not None:
+            fams.setdefault(r.protocol, []).append((r, d))
+    fams = {k: v for k, v in fams.items() if len(v) >= 2}
+    if not fams:
+        return []
+    out = ["", "Family-wise, descriptive (not pre-registered, no verdict changes): each protocol's rule is per row, "
+           "with no correction for the protocol's several rows. Holm's adjustment of the rows' permutation p over "
+           "each protocol's compared rows (`stats.holm`; each row against each anchor is one test) says which "
+           "verdicts would also hold at a family-wise 5% level:", ""]
+    for name, pairs in fams.items():
+        adj = stats.holm([d.p for _, d in pairs])
+        parts = []
+        for (r, d), q in sorted(zip(pairs, adj), key=lambda x: x[0][1].p):
+            v = stats.verdict(d, stats.margin_from(list(r.theirs.values()), r.margin)).word
+            tail = ""
+            if v in ("above", "below"):
+                tail = f" ({v}; {'also' if q < 0.05 else 'not'} family-wise)"
+            parts.append(f"{r.algo.upper()} {_pretty_task(r.task)} vs {r.anchor.split(',')[0]}: p {d.p:.2g} -> "
+                         f"{q:.2g}{tail}")
+        out.append(f"- {name} ({len(pairs)} compared rows): " + "; ".join(parts) + ".")
+    return out
+
+
 def render(root: Path, fig_dir: Optional[Path] = None, fig_link: str = "benchmarks") -> str:
     """The page's text; with ``fig_dir``, each entry's curves are drawn there too and shown on the page (linked as
     ``<fig_link>/<file>``, relative to the page)."""
@@ -670,7 +700,9 @@ def render(root: Path, fig_dir: Optional[Path] = None, fig_link: str = "benchmar
         "- **queued: k/n finished**: fewer than the protocol's seeds have finished; the anchor's numbers are shown, "
         "no verdict is given.",
         "",
-        "Task versions differ between us and the anchors (named in each cell); a difference can be the task's.",
+        "Task versions differ between us and the anchors (named in each cell); a difference can be the task's. "
+        "Walker2d-v5 also has another model than v1-v4 (both feet friction 1.9, where the older versions have 0.9 "
+        "on the right foot): its rows compare different dynamics.",
         "",
     ]
     if rows:
@@ -689,6 +721,7 @@ def render(root: Path, fig_dir: Optional[Path] = None, fig_link: str = "benchmar
                 "`SOURCE.md` beside its file" + ("; the TD3 paper's `ddpg` is OpenAI Baselines' DDPG, `ourddpg` the "
                 "authors' own" if any("ourddpg" in label for r in rows for label, _ in r.tables) else "") + "):", ""]
         out += [secondary(r) for r in rows]
+        out += family_wise(rows)
         out += ["", "## Data behind each row", ""]
         for r in rows:
             files = [f"`{_rel(Path(spec['_path']), root)}`" for spec, _ in protocols if spec["name"] == r.protocol]

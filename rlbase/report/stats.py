@@ -422,6 +422,21 @@ def verdict(d: Diff, margin: float) -> Verdict:
     return Verdict(word, ANCHOR_NOTE if d.anchor_is_number else "")
 
 
+def holm(ps) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (each test's p, in the given order): the adjusted p of
+    the i-th smallest is max over j <= i of min(1, (m - j + 1) p_(j)). Rejecting where the adjusted p < alpha keeps
+    the chance of any false "resolved" in the family at alpha, whatever the tests' dependence."""
+    p = np.asarray(ps, dtype=float)
+    if p.ndim != 1 or np.any(~np.isfinite(p)) or np.any((p < 0) | (p > 1)):
+        raise ValueError(f"holm needs a 1-D list of p-values in [0, 1], got {ps!r}")
+    m = len(p)
+    order = np.argsort(p, kind="stable")
+    scaled = np.minimum(1.0, (m - np.arange(m)) * p[order])
+    out = np.empty(m)
+    out[order] = np.maximum.accumulate(scaled) if m else scaled
+    return out
+
+
 def margin_from(anchor, fraction: float = 0.05) -> float:
     """An equivalence margin: ``fraction`` of |mean of the anchor| (per-seed values or one number)."""
     return float(fraction * abs(_values(anchor, "anchor").mean()))
