@@ -264,3 +264,21 @@ def test_family_wise_section_adjusts_each_protocols_rows_and_changes_no_verdict(
     assert len(lines) == 1 and lines[0].startswith("- five (3 compared rows): TD3 Hopper vs src curves: p 0.00033 ->")
     assert "(above; also family-wise)" in lines[0] and "DDPG Hopper" in lines[0] and "SAC Hopper" in lines[0]
     assert table(report)[("TD3", "Hopper", "five")][5] == "**above**"
+
+
+def test_a_protocols_comparison_with_our_own_earlier_protocol_is_listed(report, tmp_path):
+    """protocol.py compare --against writes compare_<other>.json beside the protocol; the page lists each pair with
+    its seed counts and recorded verdict (a pair not measured says so)."""
+    assert "Comparisons with our own earlier protocols" not in report  # none written yet
+    pairs = [{"a": "td3-hopper", "b": "td3-hopper", "values_a": {"1": 1.0, "2": 2.0}, "values_b": {"7": 1.5, "8": 2.5},
+              "verdict": "not resolved", "text": "-0.5 [-3, +2] (Welch 95%; permutation p=0.7)"},
+             {"a": "sac-hopper", "b": "sac-hopper", "values_a": {}, "values_b": {"7": 1.0},
+              "verdict": "not measured (0 and 1 finished seeds)"}]
+    (tmp_path / "benchmarks" / "five" / "compare_three.json").write_text(json.dumps({"against": "three", "pairs": pairs}))
+    out = tmp_path / "docs" / "again.md"
+    assert benchmarks.main(["--root", str(tmp_path), "--out", str(out)]) == 0
+    section = out.read_text().split("Comparisons with our own earlier protocols")[1].split("## Data behind")[0]
+    lines = [ln for ln in section.splitlines() if ln.startswith("- ")]
+    assert lines[0].startswith("- five `td3-hopper` minus three `td3-hopper` (2 against 2 seeds): -0.5 [-3, +2]")
+    assert "-> **not resolved**" in lines[0] and "`benchmarks/five/compare_three.json`" in lines[0]
+    assert "(0 against 1 seeds): not measured" in lines[1]

@@ -648,6 +648,29 @@ def family_wise(rows: list[Row]) -> list[str]:
     return out
 
 
+def own_comparisons(specs: list[dict[str, Any]], root: Path) -> list[str]:
+    """A protocol's comparisons with another of our protocols (``protocol.py compare --against``, written to
+    ``compare_<other>.json`` beside it): a cause test's secondary question, for example. One line per pair, with the
+    verdict the file records and how many seeds each side had when it was written."""
+    lines = []
+    for spec in specs:
+        d = Path(spec["_path"]).parent
+        for f in sorted(d.glob("compare_*.json")):
+            data = json.loads(f.read_text())
+            for pair in data.get("pairs", []):
+                na, nb = len(pair.get("values_a", {})), len(pair.get("values_b", {}))
+                what = (f"{pair['text']} -> **{pair['verdict']}**" if pair.get("text")
+                        else f"{pair.get('verdict', 'not measured')}")
+                lines.append(f"- {spec['name']} `{pair['a']}` minus {data.get('against', '?')} `{pair['b']}` "
+                             f"({na} against {nb} seeds): {what} (`{_rel(f, root)}`)")
+    if not lines:
+        return []
+    return ["", "Comparisons with our own earlier protocols (a protocol's pre-registered secondary question, "
+            "`python scripts/protocol.py compare <protocol> --against <other protocol>`; same per-seed statistic on "
+            "this protocol's window, Welch 95% interval and permutation test, the verdict rule of the rows above):",
+            ""] + lines
+
+
 def render(root: Path, fig_dir: Optional[Path] = None, fig_link: str = "benchmarks") -> str:
     """The page's text; with ``fig_dir``, each entry's curves are drawn there too and shown on the page (linked as
     ``<fig_link>/<file>``, relative to the page)."""
@@ -722,6 +745,7 @@ def render(root: Path, fig_dir: Optional[Path] = None, fig_link: str = "benchmar
                 "authors' own" if any("ourddpg" in label for r in rows for label, _ in r.tables) else "") + "):", ""]
         out += [secondary(r) for r in rows]
         out += family_wise(rows)
+        out += own_comparisons([spec for spec, _ in protocols], root)
         out += ["", "## Data behind each row", ""]
         for r in rows:
             files = [f"`{_rel(Path(spec['_path']), root)}`" for spec, _ in protocols if spec["name"] == r.protocol]
