@@ -125,3 +125,26 @@ def test_report_reads_our_side_from_a_protocols_runs(tmp_path):
     assert "td3_hopper_100k (mean 90000-100000) ours: s3000 2095, s3001 2105" in (out / "report.md").read_text()
     with pytest.raises(SystemExit, match="expected <runs root>/offpolicy_100k"):  # another protocol's runs
         parity.report(out, ["td3_hopper_100k"], ours_runs=tmp_path / "runs" / "dqn_zoo")
+
+
+def test_hours_starts_only_jobs_a_finished_job_has_timed_to_fit(tmp_path, capsys):
+    """run --hours: a case and library with no finished job is not started (nothing to time it by); one whose
+    finished jobs' median wall time fits before the deadline is; one that would run past it is not; a finished job
+    is never in the way. Bad --hours is refused before any job."""
+    import time
+
+    case = parity.CASES["td3_hopper_100k"]
+    assert parity.fits(tmp_path, case, "sb3", 3000, None) is None  # no --hours: always
+    assert "no finished sb3 job of this case" in parity.fits(tmp_path, case, "sb3", 3000, time.time() + 3600)
+    for seed, wall in ((3000, 800.0), (3001, 1000.0), (3002, 5000.0)):
+        d = tmp_path / case.name / "sb3" / f"seed{seed}"
+        d.mkdir(parents=True)
+        (d / "done").write_text("")
+        (d / "wall_s").write_text(f"{wall}\n")
+    assert parity.expected_wall(tmp_path, case, "sb3") == 1000.0  # the median
+    assert parity.fits(tmp_path, case, "sb3", 3003, time.time() + 1200) is None
+    assert "would run past --hours" in parity.fits(tmp_path, case, "sb3", 3003, time.time() + 900)
+    assert parity.fits(tmp_path, case, "sb3", 3001, time.time() + 1) is None  # finished: run_job skips it
+    assert "no finished ours job" in parity.fits(tmp_path, case, "ours", 3003, time.time() + 1e6)
+    with pytest.raises(SystemExit, match="--hours 0.0: must be > 0"):
+        parity.main(["run", "td3_hopper_100k", "--hours", "0", "--out", str(tmp_path)])

@@ -15,7 +15,8 @@ so a setting cannot drift between the two. Both are evaluated by one function (`
 
 Jobs run ``--jobs`` at a time (default 2) with one torch thread each, ours and SB3's of the same seed side by
 side, so both see the same load. A rerun skips finished jobs; one of ours that was stopped resumes from its
-checkpoint (exactly); an unfinished SB3 job restarts. Output in ``runs/parity/`` (``--out``):
+checkpoint (exactly); an unfinished SB3 job restarts. ``--hours H`` (a machine that goes away) starts a job only if
+the median wall time of its case and library's finished jobs ends within H hours of the call. Output in ``runs/parity/`` (``--out``):
 ``<case>/<lib>/seed<k>/metrics.jsonl`` per job, then ``report.md``, ``report.json`` and ``curves.png``: per
 case, budget and library the mean, 95% bootstrap CI and IQM over seeds, the difference of means (ours - SB3)
 with its 95% Welch interval and a permutation test (``rlbase.report.stats``: every split up to 20,000, else 20,000
@@ -566,6 +567,33 @@ def run_job(out: Path, case: Case, lib: str, seed: int) -> str:
     return f"{case.name} {lib} seed{seed}: rc={rc} in {wall:.0f} s"
 
 
+def expected_wall(out: Path, case: Case, lib: str) -> Optional[float]:
+    """The median wall time in seconds of this case's finished jobs of ``lib`` under ``out``, or None if none."""
+    walls = []
+    for d in (out / case.name / lib).glob("seed*/"):
+        try:
+            if (d / "done").exists():
+                walls.append(float((d / "wall_s").read_text()))
+        except (OSError, ValueError):
+            continue
+    return float(np.median(walls)) if walls else None
+
+
+def fits(out: Path, case: Case, lib: str, seed: int, deadline: Optional[float]) -> Optional[str]:
+    """None if the job may start now; else why not: under ``--hours`` (a ``deadline`` in epoch seconds) a job starts
+    only if a finished job of the same case and library has timed it and that time ends before the deadline (as
+    ``protocol.py run --hours`` does with its entries' rates)."""
+    if deadline is None or (_job_dir(out, case, lib, seed) / "done").exists():
+        return None
+    est = expected_wall(out, case, lib)
+    if est is None:
+        return (f"{case.name} {lib} seed{seed}: not started under --hours: no finished {lib} job of this case to "
+                "time it (run one without --hours)")
+    if time.time() + est > deadline:
+        return f"{case.name} {lib} seed{seed}: not started: about {est / 60:.0f} min would run past --hours"
+    return None
+
+
 def parse_seeds(text: str) -> list[int]:
     seeds: list[int] = []
     for part in text.split(","):
@@ -733,6 +761,9 @@ def main(argv=None) -> None:
     r.add_argument("--jobs", type=int, default=2, help="jobs at a time (one torch thread each; at most the cores)")
     r.add_argument("--libs", default="ours,sb3")
     r.add_argument("--out", type=Path, default=ROOT / "runs" / "parity")
+    r.add_argument("--hours", type=float, default=None,
+                   help="start only jobs expected to finish within this many hours (each case and library's median "
+                        "wall time of its finished jobs; one with none finished is not started)")
     rep = sub.add_parser("report", help="write the table and plot from what has finished so far")
     rep.add_argument("cases", nargs="*")
     rep.add_argument("--out", type=Path, default=ROOT / "runs" / "parity")
@@ -778,6 +809,8 @@ def main(argv=None) -> None:
         report(args.out, args.cases or [n for n in CASES if (args.out / n).exists()],
                parse_seeds(args.seeds) if args.seeds else None, args.margin, args.level, args.ours_runs)
         return
+    if args.hours is not None and not args.hours > 0:
+        raise SystemExit(f"error: --hours {args.hours}: must be > 0 (the hours this machine has left)")
     if args.jobs > (os.cpu_count() or 1):
         raise SystemExit(f"error: --jobs {args.jobs} exceeds the {os.cpu_count()} cores; allowed: 1..{os.cpu_count()}")
     libs = args.libs.split(",")
@@ -795,8 +828,14 @@ def main(argv=None) -> None:
     jobs = [(CASES[c], lib, s) for s in parse_seeds(args.seeds) for c in args.cases for lib in libs
             if not (lib == "sb3" and CASES[c].name_suffix)]  # an ablation of ours has no SB3 side of its own
     print(f"{len(jobs)} jobs, {args.jobs} at a time, 1 torch thread each; output in {args.out}", flush=True)
+    deadline = None if args.hours is None else time.time() + 3600 * args.hours
+
+    def go(job):
+        why = fits(args.out, *job, deadline)
+        return why if why is not None else run_job(args.out, *job)
+
     with ThreadPoolExecutor(args.jobs) as pool:
-        for msg in pool.map(lambda job: run_job(args.out, *job), jobs):
+        for msg in pool.map(go, jobs):
             print(time.strftime("%H:%M:%S"), msg, flush=True)
     report(args.out, list(dict.fromkeys(args.cases)))
 
