@@ -146,3 +146,21 @@ def test_the_statistic_window_holds_its_evaluations_on_both_sides(path):
             for seed, curve in benchmarks.read_curves(ROOT / wanted).items():
                 theirs = [s + shift for s, _ in curve if stat.first_step <= s + shift <= stat.last_step]
                 assert theirs == ours, f"{wanted} seed {seed}: {theirs} in the window (shifted by {shift}), ours {ours}"
+
+
+# A cause test reruns a base protocol's entries with one stated change; nothing else may differ.
+CAUSE_TESTS = [("a2c_noclip", "onpolicy_tianshou", {"algo.max_grad_norm": 0}),
+               ("onpolicy_ant_inputs", "onpolicy_tianshou", {"algo.init_zero_inputs": 84})]
+
+
+@pytest.mark.parametrize("name, base, change", CAUSE_TESTS, ids=[c[0] for c in CAUSE_TESTS])
+def test_a_cause_test_differs_from_its_base_protocol_only_in_its_change(name, base, change):
+    spec, base_spec = (protocol.load(ROOT / "benchmarks" / n / "protocol.yaml") for n in (name, base))
+    assert not set(spec["seeds"]) & set(base_spec["seeds"])
+    for e in spec["entries"]:
+        cfg, _ = compose(_overrides(spec, e["name"]))
+        ref, _ = compose(_overrides(base_spec, e["name"]))
+        for key, value in change.items():
+            assert OmegaConf.select(cfg, key) == value and OmegaConf.select(ref, key) != value
+            OmegaConf.update(ref, key, value)
+        assert OmegaConf.to_container(cfg, resolve=True) == OmegaConf.to_container(ref, resolve=True), e["name"]
