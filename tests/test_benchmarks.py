@@ -256,29 +256,43 @@ def test_final_evaluation_is_the_last_step_every_seed_made():
 
 
 def test_family_wise_section_adjusts_each_protocols_rows_and_changes_no_verdict(report):
-    """The 'five' protocol has three compared rows (TD3 above with p at its 5-vs-10 floor, DDPG, SAC); 'three' has
-    one, so no family line. Holm multiplies the smallest p by 3: TD3's 1/3003 stays below 0.05, so its 'above' also
-    holds family-wise, and the headline verdicts are those of test_verdict_words."""
-    section = report.split("Family-wise, descriptive")[1].split("## Data behind each row")[0]
+    """The 'five' protocol has four rows, three compared (TD3 above with p at its 5-vs-10 floor, DDPG, SAC) and one
+    queued, which counts as p = 1; 'three' has one row, so no family line. Holm multiplies the smallest p by 4:
+    TD3's 1/3003 stays below 0.05, so its 'above' also holds family-wise, and the headline verdicts are those of
+    test_verdict_words."""
+    section = report.split("Family-wise, descriptive")[1].split("Comparisons with our own")[0].split("## Data")[0]
     lines = [ln for ln in section.splitlines() if ln.startswith("- ")]
-    assert len(lines) == 1 and lines[0].startswith("- five (3 compared rows): TD3 Hopper vs src curves: p 0.00033 ->")
+    assert len(lines) == 1
+    assert lines[0].startswith("- five (3 of 4 rows compared so far): TD3 Hopper vs src curves: p 0.00033 -> 0.0013")
     assert "(above; also family-wise)" in lines[0] and "DDPG Hopper" in lines[0] and "SAC Hopper" in lines[0]
     assert table(report)[("TD3", "Hopper", "five")][5] == "**above**"
 
 
 def test_a_protocols_comparison_with_our_own_earlier_protocol_is_listed(report, tmp_path):
     """protocol.py compare --against writes compare_<other>.json beside the protocol; the page lists each pair with
-    its seed counts and recorded verdict (a pair not measured says so)."""
+    its seed counts against the planned ones: a verdict only when both sides are complete, "interim" before, "stale"
+    when the exported curves have changed since the file was written, and a data error for an unreadable file."""
     assert "Comparisons with our own earlier protocols" not in report  # none written yet
-    pairs = [{"a": "td3-hopper", "b": "td3-hopper", "values_a": {"1": 1.0, "2": 2.0}, "values_b": {"7": 1.5, "8": 2.5},
-              "verdict": "not resolved", "text": "-0.5 [-3, +2] (Welch 95%; permutation p=0.7)"},
-             {"a": "sac-hopper", "b": "sac-hopper", "values_a": {}, "values_b": {"7": 1.0},
-              "verdict": "not measured (0 and 1 finished seeds)"}]
+    five = {str(s): 1.0 for s in (1, 2, 3, 4, 5)}
+    pairs = [{"a": "td3-hopper", "b": "ddpg-walker2d", "values_a": five, "values_b": {"7": 1.5, "8": 2.5, "9": 2.0},
+              "verdict": "not resolved", "text": "-0.5 [-3, +2] (Welch 95%; permutation p=0.7)", "p_holm": 0.9},
+             {"a": "td3-walker2d", "b": "ddpg-walker2d", "values_a": {"1": 1.0, "2": 2.0},
+              "values_b": {"7": 1.5, "8": 2.5, "9": 2.0}, "verdict": "below", "text": "-9 [-12, -6] (Welch 95%)"},
+             {"a": "td3-hopper", "b": "ddpg-walker2d", "values_a": {"1": 1.0, "2": 2.0},
+              "values_b": {"7": 1.5, "8": 2.5, "9": 2.0}, "verdict": "below", "text": "-9 [-12, -6]"},
+             {"a": "td3-walker2d", "b": "nothing", "values_a": {"1": 1.0, "2": 2.0}, "values_b": {},
+              "verdict": "not measured (2 and 0 finished seeds)"}]
     (tmp_path / "benchmarks" / "five" / "compare_three.json").write_text(json.dumps({"against": "three", "pairs": pairs}))
+    (tmp_path / "benchmarks" / "five" / "compare_zbad.json").write_text("[]")
     out = tmp_path / "docs" / "again.md"
     assert benchmarks.main(["--root", str(tmp_path), "--out", str(out)]) == 0
     section = out.read_text().split("Comparisons with our own earlier protocols")[1].split("## Data behind")[0]
     lines = [ln for ln in section.splitlines() if ln.startswith("- ")]
-    assert lines[0].startswith("- five `td3-hopper` minus three `td3-hopper` (2 against 2 seeds): -0.5 [-3, +2]")
-    assert "-> **not resolved**" in lines[0] and "`benchmarks/five/compare_three.json`" in lines[0]
-    assert "(0 against 1 seeds): not measured" in lines[1]
+    assert lines[0].startswith("- five `td3-hopper` minus three `ddpg-walker2d` (5/5 against 3/3 seeds): -0.5 [-3, +2]")
+    assert "Holm over the file's pairs p 0.9 -> **not resolved**" in lines[0]
+    assert "`benchmarks/five/compare_three.json`" in lines[0]
+    assert "(2/5 against 3/3 seeds): -9 [-12, -6] (Welch 95%) -> interim 2/5, no verdict" in lines[1]
+    assert "below" not in lines[1].split("->")[1]
+    assert "stale (5 and 3 seeds exported now; rerun the command)" in lines[2] and "below" not in lines[2]
+    assert "(2/5 against 0/3 seeds): not measured" in lines[3]
+    assert lines[4].startswith("- five: data error in `benchmarks/five/compare_zbad.json`")

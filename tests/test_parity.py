@@ -148,3 +148,31 @@ def test_hours_starts_only_jobs_a_finished_job_has_timed_to_fit(tmp_path, capsys
     assert "no finished ours job" in parity.fits(tmp_path, case, "ours", 3003, time.time() + 1e6)
     with pytest.raises(SystemExit, match="--hours 0.0: must be > 0"):
         parity.main(["run", "td3_hopper_100k", "--hours", "0", "--out", str(tmp_path)])
+
+
+def test_a_resumed_jobs_wall_time_counts_all_its_starts(tmp_path, monkeypatch):
+    """wall_s, which --hours plans with, is the job's whole time: a job of ours stopped at a checkpoint and resumed
+    sums both starts; a job that starts afresh forgets the old starts."""
+    import itertools
+
+    clock = itertools.count(0.0, 100.0)  # each time.time() call advances 100 s
+    monkeypatch.setattr(parity.time, "time", lambda: next(clock))
+    case = parity.CASES["td3_hopper_100k"]
+    d = parity._job_dir(tmp_path, case, "ours", 3000)
+    calls = []
+
+    def fake_call(cmd, **kw):
+        calls.append(cmd)
+        d.mkdir(parents=True, exist_ok=True)
+        if len(calls) == 1:
+            (d / "checkpoint.pt").write_text("")  # stopped part way
+            return 143
+        (d / "done").write_text("")
+        return 0
+
+    monkeypatch.setattr(parity.subprocess, "call", fake_call)
+    assert "rc=143" in parity.run_job(tmp_path, case, "ours", 3000)
+    assert not (d / "wall_s").exists()
+    assert "rc=0" in parity.run_job(tmp_path, case, "ours", 3000)
+    assert any(a.startswith("resume=") for a in calls[1])
+    assert float((d / "wall_s").read_text()) == 200.0  # two starts of 100 s each

@@ -266,6 +266,9 @@ def test_grouped_commands_and_the_comparison_of_two_entries(tmp_path):
     assert row["values_a"] == {1: 101.5, 2: 103.0, 3: 104.5} and abs(row["diff"] - 10.0) < 1e-9
     assert row["lo"] > 0 and row["min_p"] == 0.1  # the interval excludes 0, but 3 vs 3 cannot reach p < 0.10
     assert row["verdict"] == "not resolved"
+    assert row["planned_a"] == row["planned_b"] == 3 and row["p_holm"] == row["p"]  # a family of one: unchanged
+    two = protocol.compare(spec, [("a", "b"), ("b", "a")], 0.9)["pairs"]  # Holm over the call's measured pairs
+    assert all(abs(r["p_holm"] - min(1.0, 2 * r["p"])) < 1e-12 for r in two)
     # --against: b is another protocol's entry, read on this protocol's window (a new setting against the runs before)
     other = protocol.load(write(tmp_path / "before", name="before", seeds=[1, 2, 3],
                                 entries=[{"name": "a", "overrides": ["algo=td3"]}]))

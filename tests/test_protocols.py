@@ -157,6 +157,13 @@ CAUSE_TESTS = [("a2c_noclip", "onpolicy_tianshou", {"algo.max_grad_norm": 0}),
 def test_a_cause_test_differs_from_its_base_protocol_only_in_its_change(name, base, change):
     spec, base_spec = (protocol.load(ROOT / "benchmarks" / n / "protocol.yaml") for n in (name, base))
     assert not set(spec["seeds"]) & set(base_spec["seeds"])
+    assert spec["statistic_window"] == base_spec["statistic_window"]
+    assert {e["name"] for e in spec["entries"]} <= {e["name"] for e in base_spec["entries"]}
+    anchors = {(a["source"], a["version"]) for a in spec["anchors"]}
+    assert anchors == {(a["source"], a["version"]) for a in base_spec["anchors"]}
+    for e in spec["entries"]:  # each entry is read against the same anchor file as in the base protocol
+        algo, task = e["name"].split("-", 1)
+        assert any(algo in a["files"] and task in a["files"] for a in spec["anchors"]), e["name"]
     for e in spec["entries"]:
         cfg, _ = compose(_overrides(spec, e["name"]))
         ref, _ = compose(_overrides(base_spec, e["name"]))

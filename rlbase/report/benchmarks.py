@@ -619,56 +619,78 @@ def secondary(row: Row) -> str:
 
 
 def family_wise(rows: list[Row]) -> list[str]:
-    """A descriptive section: per protocol with two or more compared rows, Holm's adjustment of the rows'
-    permutation p-values (each row against each anchor is one test of the family). The protocols pre-registered a
-    per-row rule, so this changes no verdict; it says which verdicts would also hold family-wise."""
-    fams: dict[str, list[tuple[Row, stats.Diff]]] = {}
+    """A descriptive section: per protocol with two or more rows, Holm's adjustment of the compared rows'
+    permutation p-values over all the protocol's rows (each row against each anchor is one test of the family; a
+    row not compared yet counts as p = 1, so an interim adjustment is never more lenient than the final one). The
+    protocols pre-registered a per-row rule, so this changes no verdict; it says which would also hold family-wise."""
+    fams: dict[str, list[tuple[Row, Optional[stats.Diff]]]] = {}
     for r in rows:
-        d = r.diff()
-        if d is not None:
-            fams.setdefault(r.protocol, []).append((r, d))
-    fams = {k: v for k, v in fams.items() if len(v) >= 2}
+        fams.setdefault(r.protocol, []).append((r, r.diff()))
+    fams = {k: v for k, v in fams.items() if len(v) >= 2 and any(d is not None for _, d in v)}
     if not fams:
         return []
     out = ["", "Family-wise, descriptive (not pre-registered, no verdict changes): each protocol's rule is per row, "
            "with no correction for the protocol's several rows. Holm's adjustment of the rows' permutation p over "
-           "each protocol's compared rows (`stats.holm`; each row against each anchor is one test) says which "
-           "verdicts would also hold at a family-wise 5% level:", ""]
+           "all of each protocol's rows (`stats.holm`; each row against each anchor is one test; a row not compared "
+           "yet counts as p = 1) says which verdicts would also hold at a family-wise 5% level:", ""]
     for name, pairs in fams.items():
-        adj = stats.holm([d.p for _, d in pairs])
+        done = [(r, d) for r, d in pairs if d is not None]
+        adj = stats.holm([d.p for _, d in done] + [1.0] * (len(pairs) - len(done)))[:len(done)]
         parts = []
-        for (r, d), q in sorted(zip(pairs, adj), key=lambda x: x[0][1].p):
+        for (r, d), q in sorted(zip(done, adj), key=lambda x: x[0][1].p):
             v = stats.verdict(d, stats.margin_from(list(r.theirs.values()), r.margin)).word
             tail = ""
             if v in ("above", "below"):
                 tail = f" ({v}; {'also' if q < 0.05 else 'not'} family-wise)"
             parts.append(f"{r.algo.upper()} {_pretty_task(r.task)} vs {r.anchor.split(',')[0]}: p {d.p:.2g} -> "
                          f"{q:.2g}{tail}")
-        out.append(f"- {name} ({len(pairs)} compared rows): " + "; ".join(parts) + ".")
+        count = (f"{len(done)} of {len(pairs)} rows compared so far" if len(done) < len(pairs)
+                 else f"{len(pairs)} compared rows")
+        out.append(f"- {name} ({count}): " + "; ".join(parts) + ".")
     return out
 
 
 def own_comparisons(specs: list[dict[str, Any]], root: Path) -> list[str]:
     """A protocol's comparisons with another of our protocols (``protocol.py compare --against``, written to
-    ``compare_<other>.json`` beside it): a cause test's secondary question, for example. One line per pair, with the
-    verdict the file records and how many seeds each side had when it was written."""
+    ``compare_<other>.json`` beside it): a cause test's secondary question, for example. One line per pair: its
+    difference and, only when both sides have all their planned seeds, the verdict the file records (before that:
+    "interim k/n, no verdict", as the table's "queued"); Holm's adjusted p over the file's pairs where recorded; a
+    file whose seed counts no longer match the exported curves is marked stale; an unreadable one is a data error."""
     lines = []
     for spec in specs:
         d = Path(spec["_path"]).parent
         for f in sorted(d.glob("compare_*.json")):
-            data = json.loads(f.read_text())
-            for pair in data.get("pairs", []):
-                na, nb = len(pair.get("values_a", {})), len(pair.get("values_b", {}))
-                what = (f"{pair['text']} -> **{pair['verdict']}**" if pair.get("text")
-                        else f"{pair.get('verdict', 'not measured')}")
-                lines.append(f"- {spec['name']} `{pair['a']}` minus {data.get('against', '?')} `{pair['b']}` "
-                             f"({na} against {nb} seeds): {what} (`{_rel(f, root)}`)")
+            where = f"`{_rel(f, root)}`"
+            try:
+                data = json.loads(f.read_text())
+                against = data["against"]
+                other = protocol_lib.load(root / "benchmarks" / against / "protocol.yaml")
+                other = {**other, "statistic_window": spec["statistic_window"]}
+                for pair in data["pairs"]:
+                    a, b = pair["a"], pair["b"]
+                    na, nb = len(pair.get("values_a", {})), len(pair.get("values_b", {}))
+                    plan_a = len(spec.get("entry_seeds", {}).get(a, spec["seeds"]))
+                    plan_b = len(other.get("entry_seeds", {}).get(b, other["seeds"]))
+                    now = (len(protocol_lib.window_values(spec, a)), len(protocol_lib.window_values(other, b)))
+                    head = f"- {spec['name']} `{a}` minus {against} `{b}` ({na}/{plan_a} against {nb}/{plan_b} seeds)"
+                    if now != (na, nb):
+                        lines.append(f"{head}: stale ({now[0]} and {now[1]} seeds exported now; rerun the command) "
+                                     f"({where})")
+                    elif "text" not in pair:
+                        lines.append(f"{head}: {pair.get('verdict', 'not measured')} ({where})")
+                    elif (na, nb) != (plan_a, plan_b):
+                        lines.append(f"{head}: {pair['text']} -> interim {na}/{plan_a}, no verdict ({where})")
+                    else:
+                        holm = f"; Holm over the file's pairs p {pair['p_holm']:.2g}" if "p_holm" in pair else ""
+                        lines.append(f"{head}: {pair['text']}{holm} -> **{pair['verdict']}** ({where})")
+            except (OSError, ValueError, KeyError, TypeError, protocol_lib.ProtocolError) as err:
+                lines.append(f"- {spec['name']}: data error in {where}: {type(err).__name__}: {err}")
     if not lines:
         return []
     return ["", "Comparisons with our own earlier protocols (a protocol's pre-registered secondary question, "
             "`python scripts/protocol.py compare <protocol> --against <other protocol>`; same per-seed statistic on "
-            "this protocol's window, Welch 95% interval and permutation test, the verdict rule of the rows above):",
-            ""] + lines
+            "this protocol's window, Welch 95% interval and permutation test, the verdict rule of the rows above, "
+            "given once both sides have all their planned seeds):", ""] + lines
 
 
 def render(root: Path, fig_dir: Optional[Path] = None, fig_link: str = "benchmarks") -> str:
@@ -723,9 +745,9 @@ def render(root: Path, fig_dir: Optional[Path] = None, fig_link: str = "benchmar
         "- **queued: k/n finished**: fewer than the protocol's seeds have finished; the anchor's numbers are shown, "
         "no verdict is given.",
         "",
-        "Task versions differ between us and the anchors (named in each cell); a difference can be the task's. "
-        "Walker2d-v5 also has another model than v1-v4 (both feet friction 1.9, where the older versions have 0.9 "
-        "on the right foot): its rows compare different dynamics.",
+        "Task versions differ between us and the anchors (named in each cell); a difference can be the task's."
+        + (" Walker2d-v5 also has another model than v2-v4 (both feet friction 1.9, where those have 0.9 on the "
+           "right foot): its rows compare different dynamics." if any(r.task == "walker2d" for r in rows) else ""),
         "",
     ]
     if rows:

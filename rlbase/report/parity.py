@@ -558,12 +558,17 @@ def run_job(out: Path, case: Case, lib: str, seed: int) -> str:
         shutil.rmtree(d, ignore_errors=True)
         cmd = [sys.executable, str(Path(__file__).resolve()), "_sb3", case.name, str(seed), str(d)]
     d.parent.mkdir(parents=True, exist_ok=True)
+    segments = d.parent / f"seed{seed}.wall"  # wall seconds of each start of this job (a resumed one has several)
+    if not (d / "checkpoint.pt").exists() or lib != "ours":
+        segments.unlink(missing_ok=True)
     start = time.time()
     with open(d.parent / f"seed{seed}.log", "a") as logf:
         rc = subprocess.call(cmd, cwd=ROOT, env=env, stdout=logf, stderr=subprocess.STDOUT)
     wall = time.time() - start
-    if rc == 0 and d.exists():
-        (d / "wall_s").write_text(f"{wall:.1f}\n")
+    with open(segments, "a") as f:
+        f.write(f"{wall:.1f}\n")
+    if rc == 0 and d.exists():  # the job's whole wall time, over its resumed starts: what --hours plans with
+        (d / "wall_s").write_text(f"{sum(float(x) for x in segments.read_text().split()):.1f}\n")
     return f"{case.name} {lib} seed{seed}: rc={rc} in {wall:.0f} s"
 
 
@@ -763,7 +768,8 @@ def main(argv=None) -> None:
     r.add_argument("--out", type=Path, default=ROOT / "runs" / "parity")
     r.add_argument("--hours", type=float, default=None,
                    help="start only jobs expected to finish within this many hours (each case and library's median "
-                        "wall time of its finished jobs; one with none finished is not started)")
+                        "wall time of its finished jobs, under the load they ran at; one with none finished is not "
+                        "started; a seed's ours and SB3 jobs are admitted one by one)")
     rep = sub.add_parser("report", help="write the table and plot from what has finished so far")
     rep.add_argument("cases", nargs="*")
     rep.add_argument("--out", type=Path, default=ROOT / "runs" / "parity")

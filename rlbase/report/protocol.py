@@ -400,7 +400,9 @@ def compare(spec: dict[str, Any], pairs: list[tuple[str, str]], level: float,
     """Each pair (a, b) of the protocol's entries: mean(a) - mean(b) of the per-seed window statistic, its Welch
     interval at ``level`` and permutation p (``rlbase.report.stats.diff``), and the verdict with the margin
     ``statistic_window.margin`` times |mean(b)| (``stats.verdict``). With ``against`` (another protocol), each b is
-    that protocol's entry, read with this protocol's window (a setting's new protocol against the runs before it)."""
+    that protocol's entry, read with this protocol's window (a setting's new protocol against the runs before it).
+    Each pair also records how many seeds each side's protocol plans (``planned_a`` / ``planned_b``) and, over the
+    measured pairs of this call (the family), Holm's adjusted p (``p_holm``, ``stats.holm``)."""
     from rlbase.report import stats
 
     out = {"protocol": spec["name"], "level": level, "window": spec["statistic_window"], "pairs": []}
@@ -409,7 +411,9 @@ def compare(spec: dict[str, Any], pairs: list[tuple[str, str]], level: float,
     for a, b in pairs:
         other = spec if against is None else {**against, "statistic_window": spec["statistic_window"]}
         va, vb = window_values(spec, a), window_values(other, b)
-        row: dict[str, Any] = {"a": a, "b": b, "values_a": va, "values_b": vb}
+        row: dict[str, Any] = {"a": a, "b": b, "values_a": va, "values_b": vb,
+                               "planned_a": len(spec.get("entry_seeds", {}).get(a, spec["seeds"])),
+                               "planned_b": len(other.get("entry_seeds", {}).get(b, other["seeds"]))}
         if len(va) >= 2 and len(vb) >= 2:
             d = stats.diff(list(va.values()), list(vb.values()), level)
             margin = stats.margin_from(list(vb.values()), spec["statistic_window"]["margin"])
@@ -418,6 +422,9 @@ def compare(spec: dict[str, Any], pairs: list[tuple[str, str]], level: float,
         else:
             row["verdict"] = f"not measured ({len(va)} and {len(vb)} finished seeds)"
         out["pairs"].append(row)
+    measured = [r for r in out["pairs"] if "p" in r]
+    for r, q in zip(measured, stats.holm([r["p"] for r in measured])):
+        r["p_holm"] = float(q)
     return out
 
 
