@@ -746,7 +746,7 @@ def render(root: Path, fig_dir: Optional[Path] = None, fig_link: str = "benchmar
         "no verdict is given.",
         "",
         "Task versions differ between us and the anchors (named in each cell); a difference can be the task's."
-        + (" Walker2d-v5 also has another model than v2-v4 (both feet friction 1.9, where those have 0.9 on the "
+        + (" Walker2d-v5 also has another model than v1-v4 (both feet friction 1.9, where those have 0.9 on the "
            "right foot): its rows compare different dynamics." if any(r.task == "walker2d" for r in rows) else ""),
         "",
     ]
