@@ -296,3 +296,12 @@ def test_a_protocols_comparison_with_our_own_earlier_protocol_is_listed(report, 
     assert "stale (5 and 3 seeds exported now; rerun the command)" in lines[2] and "below" not in lines[2]
     assert "(2/5 against 0/3 seeds): not measured" in lines[3]
     assert lines[4].startswith("- five: data error in `benchmarks/five/compare_zbad.json`")
+
+
+def test_our_task_names_the_env_kwargs_a_protocol_sets():
+    entry = {"overrides": ["algo=td3", "env=walker2d", "+env.kwargs.xml_file=walker2d.xml"]}
+    assert benchmarks.our_task(entry, ["logger=none"], "walker2d") == "Walker2d-v5, xml_file=walker2d.xml"
+    ant = {"overrides": ["env=ant", "+env.kwargs.include_cfrc_ext_in_observation=false",
+                         "+env.kwargs.contact_cost_weight=0.0", "+env.kwargs.contact_cost_weight=0.5"]}  # last wins
+    assert benchmarks.our_task(ant, [], "ant") == "Ant-v5, include_cfrc_ext_in_observation=false, contact_cost_weight=0.5"
+    assert benchmarks.our_task({"overrides": ["env=hopper"]}, [], "hopper") == "Hopper-v5"

@@ -159,16 +159,23 @@ def split_entry(name: str) -> tuple[str, str]:
 
 
 def our_task(entry: dict[str, Any], common: list[str], task: str) -> str:
-    """The task id our runs used: an ``env.id=`` override, else the env file's ``id``, else the entry's task."""
+    """The task id our runs used: an ``env.id=`` override, else the env file's ``id``, else the entry's task; then
+    the ``env.kwargs`` the protocol sets (a v3-like Ant, another model file), so a row says which task it ran."""
     overrides = [*common, *entry.get("overrides", [])][::-1]  # the last one wins, as on Hydra's command line
+    kwargs: dict[str, str] = {}
+    for o in overrides[::-1]:
+        key, _, value = o.lstrip("+").partition("=")
+        if key.startswith("env.kwargs."):
+            kwargs[key[len("env.kwargs."):]] = value
+    extra = "".join(f", {k}={v}" for k, v in kwargs.items())
     for o in overrides:
         if o.startswith("env.id="):
-            return o.partition("=")[2]
+            return o.partition("=")[2] + extra
     env = next((o.partition("=")[2] for o in overrides if o.startswith("env=")), task)
     conf = ROOT / "rlbase" / "conf" / "env" / f"{env}.yaml"
     if conf.is_file():
-        return str((yaml.safe_load(conf.read_text()) or {}).get("id", task))
-    return task
+        return str((yaml.safe_load(conf.read_text()) or {}).get("id", task)) + extra
+    return task + extra
 
 
 def statistic_of(spec: dict[str, Any]) -> Optional[Statistic]:
