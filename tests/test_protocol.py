@@ -280,6 +280,7 @@ def test_grouped_commands_and_the_comparison_of_two_entries(tmp_path):
     assert protocol.main(["compare", str(spec["_path"]), "--against", str(other["_path"]), "--pairs", "a:a"]) == 0
     assert json.loads((spec["_path"].parent / "compare_before.json").read_text())["against"] == "before"
     assert protocol.main(["compare", str(spec["_path"]), "--against", str(other["_path"]), "--pairs", "a:b"]) == 2
+    assert protocol.main(["compare", str(spec["_path"]), "--against", str(tmp_path / "nosuch.yaml"), "--pairs", "a:a"]) == 2
 
 
 def test_status_says_what_is_left_and_how_long_it_takes_at_the_measured_rates(tmp_path):

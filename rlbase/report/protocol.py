@@ -628,7 +628,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     spec = specs[0]
     if args.action == "compare":
         pairs = [tuple(x.split(":")) for x in args.pairs.split(",") if x]
-        against = load(args.against) if args.against else None
+        try:
+            against = load(args.against) if args.against else None
+        except ProtocolError as e:
+            print(f"error: --against: {e}", file=sys.stderr)
+            return 2
         names = {e["name"] for e in spec["entries"]}
         other = names if against is None else {e["name"] for e in against["entries"]}
         bad = [pair[0] for pair in pairs if pair[0] not in names] + [pair[-1] for pair in pairs if pair[-1] not in other]
