@@ -187,6 +187,43 @@ def test_a_signal_stops_the_queue_and_reaches_every_running_job(tmp_path, monkey
     assert [p.name for p in logs] == ["dqn-cartpole-seed1.log", "dqn-cartpole-seed2.log"]  # seed 3 never started
 
 
+def test_a_run_is_never_resumed_on_another_commit_than_it_started_at(tmp_path, capsys):
+    """A half-made run whose provenance says it started at another commit than the queue's code is not resumed (one
+    line says how to resume it on its own commit); a new seed starts, with a note that the protocol's seeds now come
+    from more than one commit. On its own commit the run resumes."""
+    import subprocess
+
+    spec = protocol.load(write(tmp_path))
+    code = tmp_path / "checkout"
+    code.mkdir()
+    (code / "train.py").write_text("import sys, pathlib\n"
+                                   "pathlib.Path(__file__).with_name('calls.txt').open('a').write(' '.join(sys.argv[1:]) + '\\n')\n"
+                                   "d = [a.split('=', 1)[1] for a in sys.argv if a.startswith('hydra.run.dir=')]\n"
+                                   "d and pathlib.Path(d[0]).mkdir(parents=True, exist_ok=True)\n")
+    git = ["git", "-C", str(code), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "train.py"], check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    runs = tmp_path / "runs"
+    half = protocol.jobs(spec, runs)[0]
+    half.run_dir.mkdir(parents=True)
+    (half.run_dir / checkpoint.NAME).write_bytes(b"")
+    (half.run_dir / "provenance.json").write_text(json.dumps({"git": {"commit": "f" * 40}}))
+    assert protocol.state_of(half)[0] == "partial"
+    assert protocol.run(spec, workers=1, runs_root=runs, code=code) == 0
+    out = capsys.readouterr().out
+    assert f"not resumed: dqn-cartpole-seed7 started at fffffff, and this queue's code is at {head[:7]}" in out
+    assert "git worktree add --detach <dir> fffffff" in out
+    assert "tiny's runs so far were made at fffffff; new runs here are made at" in out
+    calls = (code / "calls.txt").read_text().splitlines()
+    assert len(calls) == 1 and "seed=8" in calls[0]  # only the new seed ran
+    (half.run_dir / "provenance.json").write_text(json.dumps({"git": {"commit": head}}))
+    assert protocol.run(spec, workers=1, runs_root=runs, code=code) == 0
+    assert "not resumed" not in capsys.readouterr().out
+    assert (code / "calls.txt").read_text().splitlines()[1] == f"resume={half.run_dir}"
+
+
 def test_several_protocols_are_one_queue(tmp_path, monkeypatch, capsys):
     """``run A B`` works through A, then B (``run`` itself, which skips and resumes, is tested above); a bad file
     among them is refused before any run starts; a queue stopped by a signal does not go on to the next protocol;

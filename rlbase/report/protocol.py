@@ -17,7 +17,9 @@ session or the next. Run directories live under ``benchmarks/runs/<protocol>/`` 
 or ``$RLBASE_BENCH_RUNS`` puts them elsewhere, e.g. outside a checkout that is laid anew each session; a run that
 ``runs.json`` records as finished, with its curve committed, counts as finished even when its directory is gone);
 ``--code <checkout>`` runs another checkout's train.py (a worktree at the commit of the protocol's earlier seeds,
-so that the rest run the same code); ``export``
+so that the rest run the same code); a half-made run is never resumed at another commit than it started at (its
+provenance.json: the queue leaves it and says how to resume it), and a new seed at another commit than the earlier
+ones is started with a note that the seeds now come from more than one commit; ``export``
 writes one small CSV per run next to the protocol (``<entry>-seed<k>.csv``: ``step,return_mean,return_std``,
 finished runs only unless ``--partial``) plus ``runs.json`` (which commit made each run, its last step,
 whether it finished, when it started, its env steps/s, the torch threads of its start and of each resume, and the
@@ -142,6 +144,34 @@ def _git(*args: str, cwd: Optional[Path] = None) -> str:
         return "unknown"
 
 
+def _start_commit(run_dir: Path) -> Optional[str]:
+    """The commit a run started at (its provenance.json's git record); None where that is not recorded."""
+    path = run_dir / "provenance.json"
+    if not path.is_file():
+        return None
+    try:
+        commit = (json.loads(path.read_text()).get("git") or {}).get("commit")
+    except (OSError, ValueError):
+        return None
+    return commit if commit and commit != "unknown" else None
+
+
+def recorded_commits(spec: dict[str, Any], all_jobs: list[Job]) -> set[str]:
+    """The commits the protocol's runs so far were made at: the committed runs.json's records, and the run
+    directories here (their start and every resume)."""
+    out = {c for job in all_jobs if job.record for c in job.record.get("commits", [])}
+    for job in all_jobs:
+        start = _start_commit(job.run_dir)
+        if start:
+            out.add(start)
+    return {c for c in out if c and c != "unknown"}
+
+
+def _same_commit(a: str, b: str) -> bool:
+    """Whether two commit names (full or abbreviated hashes) name the same commit."""
+    return a.startswith(b) or b.startswith(a)
+
+
 def command(job: Job, threads: int, group: Optional[list[Job]] = None, code: Optional[Path] = None) -> list[str]:
     """The command of one job, or of a group of one entry's jobs trained in one process (``group``, led by ``job``:
     every seed in its own ``<entry>-seed<s>`` directory); ``code``: the checkout whose train.py runs (default this
@@ -202,6 +232,24 @@ def run(spec: dict[str, Any], workers: int = 2, threads: int = 1, only: Optional
     k = int(spec.get("seeds_per_process", 1))
     print(f"{spec['name']}: {len(todo)} run(s) to start or resume, {workers} at a time"
           + (f", {k} seeds per process" if k > 1 else ""), flush=True)
+    head = _git("rev-parse", "HEAD", cwd=code_root)
+    if head != "unknown" and todo:
+        # One run is never continued on another commit than it started at (its trajectory would come from two
+        # codes); a new seed on another commit than the earlier ones is allowed (a protocol says "X or later") but said.
+        mixed = [j for j in todo if state_of(j)[0] == "partial" and _start_commit(j.run_dir)
+                 and not _same_commit(_start_commit(j.run_dir), head)]
+        for j in mixed:
+            c = _start_commit(j.run_dir)[:7]
+            print(f"{time.strftime('%H:%M:%S')} not resumed: {j.key} started at {c}, and this queue's code is at "
+                  f"{head[:7]} ({code_root}): one run would come from two commits. Resume it on its own: "
+                  f"git worktree add --detach <dir> {c}, then --code <dir>", flush=True)
+        todo = [j for j in todo if j not in mixed]
+        earlier = sorted({c[:7] for c in recorded_commits(spec, all_jobs)})
+        if earlier and not any(_same_commit(c, head) for c in earlier):
+            print(f"note: {spec['name']}'s runs so far were made at {', '.join(earlier)}; new runs here are made at "
+                  f"{head[:7]}, so its seeds will come from more than one commit (the protocol's code: "
+                  f"{spec.get('code', 'not stated')!r}); to keep one: --code <a worktree at {earlier[-1]}>",
+                  flush=True)
     groups: list[list[Job]] = []
     rest = list(todo)
     for job in todo:  # an unfinished group resumes as it was (its .hydra/seed_group.yaml), whatever the grouping now
