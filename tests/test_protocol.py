@@ -158,6 +158,7 @@ def test_hours_starts_only_the_runs_that_will_finish_in_time(tmp_path, capsys):
     assert protocol.run(spec, workers=1, runs_root=runs, code=code, hours=4.0) == 0
     assert job.run_dir.is_dir()
     assert "about 3.3 h of one core" in protocol.status(spec, runs)  # status reads the same rates
+    assert "runs so far made at: abc" in protocol.status(spec, runs)  # which commit the rest should run (--code)
     assert protocol.main(["run", str(spec["_path"]), "--hours", "0"]) == 2
     other = protocol.load(write(tmp_path / "o", name="other", seeds=[9]))  # no rate of its entry anywhere
     assert protocol.run(other, workers=1, runs_root=runs, code=code, hours=100.0) == 0

@@ -577,6 +577,9 @@ def status(spec: dict[str, Any], runs_root: Optional[Path] = None) -> str:
                      f"{f'; {k} seeds per process' if k > 1 else ''})")
         if unknown:
             head += f"; not estimated: {', '.join(unknown)}"
+    commits = sorted({c[:7] for c in recorded_commits(spec, all_jobs)})
+    if commits:  # what --code should point at for the rest (a half-made run resumes only at its own commit)
+        head += f"\n  runs so far made at: {', '.join(commits)}"
     return head + "\n" + "\n".join(lines)
 
 
