@@ -158,7 +158,7 @@ def _start_commit(run_dir: Path) -> Optional[str]:
 
 def recorded_commits(spec: dict[str, Any], all_jobs: list[Job]) -> set[str]:
     """The commits the protocol's runs so far were made at: the committed runs.json's records, and the run
-    directories here (their start and every resume)."""
+    directories here (the commit each started at)."""
     out = {c for job in all_jobs if job.record for c in job.record.get("commits", [])}
     for job in all_jobs:
         start = _start_commit(job.run_dir)
