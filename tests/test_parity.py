@@ -65,6 +65,20 @@ def test_every_case_maps_to_sb3_and_refusals_are_one_line():
     cfg = parity.compose_overrides(["algo=sac", "env=pendulum", "algo.actor_lr=1e-3", "algo.critic_lr=3e-4"])
     assert parity.sb3_unsupported(cfg).startswith("SB3 uses one learning rate for all networks")
     assert parity.sb3_unsupported(parity.compose_overrides(["algo=cql", "env=pendulum"])) == "no SB3 counterpart for algo cql"
+    assert parity.sb3_unsupported(parity.compose_overrides(["algo=ddpg", "env=hopper"])) is None  # SB3's DDPG
+    assert parity.sb3_unsupported(parity.compose_overrides(["algo=ddpg", "env=hopper", "algo.critic_action_layer=1"])) == \
+        "SB3's DDPG has the action at the critic's input and no weight decay"
+
+
+def test_td3_and_ddpg_updates_are_sb3s_update_for_update():
+    """Given SB3's weights, minibatches and noise, our TD3 and DDPG (one critic, no smoothing, no delay) move every
+    network as SB3's TD3 and DDPG do, up to float32 rounding (Walker2d-v5: the 1M protocol's task)."""
+    pytest.importorskip("stable_baselines3")  # requirements-bench.txt; not in make install
+    for algo in ("td3", "ddpg"):
+        updates = parity.td3_update_check("walker2d", updates=4, algo=algo)["updates"]
+        for u in updates:
+            assert max(u[k] for k in ("actor", "actor_target", "critic", "critic_target")) < 5e-6, (algo, u)
+        assert updates[-1]["actor_moved"] > 1e-4  # the actor did move (by about 100x more than the differences)
 
 
 def test_protocol_cases_run_the_protocols_own_settings():

@@ -199,20 +199,22 @@ def sb3_unsupported(cfg) -> str | None:
     """Why SB3 cannot run our composed config ``cfg`` with the same settings (one line), or None. Pure: it needs no
     SB3, so a parity run checks every case before any job starts."""
     a, name = cfg.algo, cfg.algo.name
-    if name not in ("sac", "td3", "dqn", "a2c", "ppo"):
+    if name not in ("sac", "td3", "ddpg", "dqn", "a2c", "ppo"):
         return f"no SB3 counterpart for algo {name}"
     # (DQN with no random steps, learning from step 1, is SB3's learning_starts=1: one uniform action at step 0,
     # then epsilon-greedy on the schedule, where ours is epsilon-greedy from step 0: the same with eps_start=1)
-    if name in ("sac", "td3", "dqn") and a.random_steps != a.learning_starts \
+    if name in ("sac", "td3", "ddpg", "dqn") and a.random_steps != a.learning_starts \
             and not (name == "dqn" and a.random_steps == 0 and a.learning_starts == 1 and a.eps_start == 1.0):
         return "SB3 acts at random exactly until learning_starts; set random_steps equal to it"
-    lrs = {"sac": ("actor_lr", "critic_lr", "alpha_lr"), "td3": ("actor_lr", "critic_lr")}.get(name, ())
+    lrs = {"sac": ("actor_lr", "critic_lr", "alpha_lr"), "td3": ("actor_lr", "critic_lr"),
+           "ddpg": ("actor_lr", "critic_lr")}.get(name, ())
     if name == "sac" and not a.autotune:
         lrs = lrs[:2]  # a fixed temperature has no learning rate
     if len({a[k] for k in lrs}) > 1:
         return f"SB3 uses one learning rate for all networks; ours differ: { {k: a[k] for k in lrs} }"
-    if name == "td3" and (not a.twin or a.critic_action_layer != 0 or a.critic_weight_decay != 0):
-        return "SB3's TD3 has twin critics, the action at the input and no weight decay"
+    if name in ("td3", "ddpg") and (a.critic_action_layer != 0 or a.critic_weight_decay != 0):
+        # (one critic or two is SB3's n_critics; DDPG is its TD3 with one critic, no smoothing and no delay)
+        return f"SB3's {name.upper()} has the action at the critic's input and no weight decay"
     if name == "dqn":
         if a.grad_clip_value > 0 or a.double:
             return "SB3's DQN has no per-element gradient clipping and no double-Q target"
@@ -254,7 +256,7 @@ def sb3_model(cfg, env):
         raise SystemExit(f"error: {why}")
     a, name = cfg.algo, cfg.algo.name
     common = dict(seed=cfg.seed, device="cpu", verbose=0, gamma=a.gamma)
-    if name in ("sac", "td3"):
+    if name in ("sac", "td3", "ddpg"):
         off = dict(buffer_size=a.buffer_size, learning_starts=a.learning_starts, batch_size=a.batch_size, tau=a.tau,
                    train_freq=a.train_every, gradient_steps=a.gradient_steps,
                    policy_kwargs=dict(net_arch=dict(pi=list(a.actor_hidden), qf=list(a.critic_hidden))))
@@ -264,8 +266,9 @@ def sb3_model(cfg, env):
         ent = f"auto_{a.init_alpha}" if a.autotune else a.init_alpha
         target = "auto" if a.target_entropy is None else a.target_entropy
         return sb3.SAC("MlpPolicy", env, learning_rate=lr, ent_coef=ent, target_entropy=target, **off, **common)
-    if name == "td3":
+    if name in ("td3", "ddpg"):  # our DDPG is TD3 with one critic, no target smoothing, no delay: so is SB3's
         lr = _same({"actor_lr": a.actor_lr, "critic_lr": a.critic_lr}, "learning rate")
+        off["policy_kwargs"]["n_critics"] = 2 if a.twin else 1
         n = env.action_space.shape[0]
         # SB3 adds its noise to the action scaled to [-1, 1]; ours is expl_noise times the half-width: the same.
         noise = NormalActionNoise(np.zeros(n), a.expl_noise * np.ones(n)) if a.expl_noise > 0 else None
@@ -458,13 +461,14 @@ def sac_update_check(env: str = "halfcheetah", updates: int = 3, batch: int = 25
     return {"eps": eps, "updates": diffs}
 
 
-def td3_update_check(env: str = "hopper", updates: int = 4, batch: int = 256) -> dict:
+def td3_update_check(env: str = "hopper", updates: int = 4, batch: int = 256, algo: str = "td3") -> dict:
     """Our TD3 and SB3's, given the same weights, minibatches and target-smoothing noise, update by update.
 
     SB3's actor and twin critics (and their targets) are copied into ours; both draw the same standard-normal
     smoothing noise (ours through ``rlbase.core.seeding.normal``, SB3 through ``Tensor.normal_``). Returns the largest
     absolute parameter difference after each update, per network (the actor and targets move on every second
-    update, both with policy delay 2)."""
+    update, both with policy delay 2). ``algo="ddpg"``: our DDPG (one critic, no smoothing, no delay, 400-300
+    networks) against SB3's TD3 at those settings, which is SB3's DDPG."""
     import importlib
 
     import torch
@@ -472,7 +476,7 @@ def td3_update_check(env: str = "hopper", updates: int = 4, batch: int = 256) ->
 
     from rlbase.core.buffer import Batch
 
-    spec, sb, ours = _update_check_pair("td3", env, ())
+    spec, sb, ours = _update_check_pair(algo, env, ())
 
     def linears(seq):
         return [m for m in seq if isinstance(m, torch.nn.Linear)]
@@ -786,6 +790,7 @@ def main(argv=None) -> None:
     t = sub.add_parser("td3-update-check", help="our TD3 vs SB3's on identical weights, batches and noise")
     t.add_argument("--env", default="hopper")
     t.add_argument("--updates", type=int, default=4)
+    t.add_argument("--algo", default="td3", choices=("td3", "ddpg"), help="ddpg: our DDPG against SB3's (one critic)")
     j = sub.add_parser("_sb3")  # internal: one SB3 job
     j.add_argument("case")
     j.add_argument("seed", type=int)
@@ -804,7 +809,7 @@ def main(argv=None) -> None:
                       f"critic {d['critic']:.2e}  log_alpha {d['log_alpha']:.2e}  (ours moved {d['moved']:.2e})")
         return
     if args.cmd == "td3-update-check":
-        for i, d in enumerate(td3_update_check(args.env, args.updates)["updates"]):
+        for i, d in enumerate(td3_update_check(args.env, args.updates, algo=args.algo)["updates"]):
             print(f"update {i + 1}: max |ours - SB3| " + "  ".join(f"{k} {v:.2e}" for k, v in d.items() if k != "actor_moved")
                   + f"  (our actor moved {d['actor_moved']:.2e})")
         return
