@@ -305,7 +305,7 @@ def test_grouped_commands_and_the_comparison_of_two_entries(tmp_path):
     assert row["lo"] > 0 and row["min_p"] == 0.1  # the interval excludes 0, but 3 vs 3 cannot reach p < 0.10
     assert row["verdict"] == "not resolved"
     assert row["planned_a"] == row["planned_b"] == 3 and row["p_holm"] == row["p"]  # a family of one: unchanged
-    two = protocol.compare(spec, [("a", "b"), ("b", "a")], 0.9)["pairs"]  # Holm over the call's measured pairs
+    two = protocol.compare(spec, [("a", "b"), ("b", "a")], 0.9)["pairs"]  # Holm over the call's pairs
     assert all(abs(r["p_holm"] - min(1.0, 2 * r["p"])) < 1e-12 for r in two)
     # --against: b is another protocol's entry, read on this protocol's window (a new setting against the runs before)
     other = protocol.load(write(tmp_path / "before", name="before", seeds=[1, 2, 3],
@@ -315,6 +315,13 @@ def test_grouped_commands_and_the_comparison_of_two_entries(tmp_path):
             f"step,return_mean,return_std\n200,{80 + s:f},0\n300,{80 + 2 * s:f},0\n")
     row = protocol.compare(spec, [("a", "a")], 0.9, against=other)["pairs"][0]
     assert row["values_b"] == {1: 81.5, 2: 83.0, 3: 84.5} and abs(row["diff"] - 20.0) < 1e-9
+    # a pair still waiting for seeds counts as p = 1 in Holm's family (never more lenient than the final adjustment)
+    (spec["_path"].parent / "b-seed3.csv").unlink()
+    waiting = protocol.compare(spec, [("a", "a"), ("b", "a")], 0.9, against=other)
+    full, part = waiting["pairs"]
+    assert part["p_holm"] is None and part["p"] > 0  # measured on 2 of its 3 seeds: an interim p, no Holm
+    assert full["p"] == 0.1 and abs(full["p_holm"] - 0.2) < 1e-12  # one of two, the other counted at p = 1
+    assert waiting["holm_family"] == "1 of 2 pairs complete; the others count as p = 1"
     assert protocol.main(["compare", str(spec["_path"]), "--against", str(other["_path"]), "--pairs", "a:a"]) == 0
     assert json.loads((spec["_path"].parent / "compare_before.json").read_text())["against"] == "before"
     assert protocol.main(["compare", str(spec["_path"]), "--against", str(other["_path"]), "--pairs", "a:b"]) == 2

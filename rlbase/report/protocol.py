@@ -449,8 +449,9 @@ def compare(spec: dict[str, Any], pairs: list[tuple[str, str]], level: float,
     interval at ``level`` and permutation p (``rlbase.report.stats.diff``), and the verdict with the margin
     ``statistic_window.margin`` times |mean(b)| (``stats.verdict``). With ``against`` (another protocol), each b is
     that protocol's entry, read with this protocol's window (a setting's new protocol against the runs before it).
-    Each pair also records how many seeds each side's protocol plans (``planned_a`` / ``planned_b``) and, over the
-    measured pairs of this call (the family), Holm's adjusted p (``p_holm``, ``stats.holm``)."""
+    Each pair also records how many seeds each side's protocol plans (``planned_a`` / ``planned_b``) and Holm's
+    adjusted p over all pairs of this call (the family; ``p_holm``, ``stats.holm``), where a pair without all its
+    planned seeds counts as p = 1 (and gets ``p_holm`` None), so an interim adjustment is never more lenient."""
     from rlbase.report import stats
 
     out = {"protocol": spec["name"], "level": level, "window": spec["statistic_window"], "pairs": []}
@@ -470,9 +471,15 @@ def compare(spec: dict[str, Any], pairs: list[tuple[str, str]], level: float,
         else:
             row["verdict"] = f"not measured ({len(va)} and {len(vb)} finished seeds)"
         out["pairs"].append(row)
-    measured = [r for r in out["pairs"] if "p" in r]
-    for r, q in zip(measured, stats.holm([r["p"] for r in measured])):
-        r["p_holm"] = float(q)
+    # Holm over every pair of the call (the pre-registered family), a pair without all its planned seeds counted as
+    # p = 1: an adjustment made while some pairs wait is never more lenient than the final one
+    complete = [len(r["values_a"]) == r["planned_a"] and len(r["values_b"]) == r["planned_b"] and "p" in r
+                for r in out["pairs"]]
+    adjusted = stats.holm([r["p"] if ok else 1.0 for r, ok in zip(out["pairs"], complete)]) if out["pairs"] else []
+    for r, ok, q in zip(out["pairs"], complete, adjusted):
+        if "p" in r:
+            r["p_holm"] = float(q) if ok else None  # None: this pair's own seeds are not all in yet
+    out["holm_family"] = f"{sum(complete)} of {len(complete)} pairs complete; the others count as p = 1"
     return out
 
 
