@@ -479,7 +479,8 @@ def compare(spec: dict[str, Any], pairs: list[tuple[str, str]], level: float,
     for r, ok, q in zip(out["pairs"], complete, adjusted):
         if "p" in r:
             r["p_holm"] = float(q) if ok else None  # None: this pair's own seeds are not all in yet
-    out["holm_family"] = f"{sum(complete)} of {len(complete)} pairs complete; the others count as p = 1"
+    out["holm_family"] = (f"all {len(complete)} pairs complete" if all(complete) else
+                          f"{sum(complete)} of {len(complete)} pairs complete; the others count as p = 1")
     return out
 
 
