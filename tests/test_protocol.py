@@ -158,7 +158,7 @@ def test_hours_starts_only_the_runs_that_will_finish_in_time(tmp_path, capsys):
     assert protocol.run(spec, workers=1, runs_root=runs, code=code, hours=4.0) == 0
     assert job.run_dir.is_dir()
     assert "about 3.3 h of one core" in protocol.status(spec, runs)  # status reads the same rates
-    assert "runs so far made at: abc" in protocol.status(spec, runs)  # which commit the rest should run (--code)
+    assert "runs so far made at: abc (1)" in protocol.status(spec, runs)  # the commit the rest should run (--code)
     assert protocol.main(["run", str(spec["_path"]), "--hours", "0"]) == 2
     other = protocol.load(write(tmp_path / "o", name="other", seeds=[9]))  # no rate of its entry anywhere
     assert protocol.run(other, workers=1, runs_root=runs, code=code, hours=100.0) == 0
@@ -188,10 +188,11 @@ def test_a_signal_stops_the_queue_and_reaches_every_running_job(tmp_path, monkey
     assert [p.name for p in logs] == ["dqn-cartpole-seed1.log", "dqn-cartpole-seed2.log"]  # seed 3 never started
 
 
-def test_a_run_is_never_resumed_on_another_commit_than_it_started_at(tmp_path, capsys):
-    """A half-made run whose provenance says it started at another commit than the queue's code is not resumed (one
-    line says how to resume it on its own commit); a new seed starts, with a note that the protocol's seeds now come
-    from more than one commit. On its own commit the run resumes."""
+def test_a_run_is_never_resumed_on_other_code_than_it_started_with(tmp_path, capsys):
+    """A half-made run whose provenance says it started at a commit whose code differs from the queue's checkout is
+    not resumed (one line names the commit to resume it on; the end of the queue says it again); a new seed
+    starts, with a note. A later commit that changes no training file counts as the same code; so does the commit
+    itself. A start that made nothing (no checkpoint) is not a run "made at" its commit. Without git: one note."""
     import subprocess
 
     spec = protocol.load(write(tmp_path))
@@ -202,27 +203,47 @@ def test_a_run_is_never_resumed_on_another_commit_than_it_started_at(tmp_path, c
                                    "d = [a.split('=', 1)[1] for a in sys.argv if a.startswith('hydra.run.dir=')]\n"
                                    "d and pathlib.Path(d[0]).mkdir(parents=True, exist_ok=True)\n")
     git = ["git", "-C", str(code), "-c", "user.name=t", "-c", "user.email=t@t"]
+
+    def commit(path, text):
+        (code / path).write_text(text)
+        subprocess.run([*git, "add", path], check=True)
+        subprocess.run([*git, "commit", "-qm", path], check=True)
+        return subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+
     subprocess.run([*git, "init", "-q"], check=True)
-    subprocess.run([*git, "add", "train.py"], check=True)
-    subprocess.run([*git, "commit", "-qm", "x"], check=True)
-    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    first = commit("train.py", (code / "train.py").read_text())
+    second = commit("pyproject.toml", "# another training setting\n")  # a file the training reads: other code
     runs = tmp_path / "runs"
-    half = protocol.jobs(spec, runs)[0]
+    half, fresh = protocol.jobs(spec, runs)
     half.run_dir.mkdir(parents=True)
     (half.run_dir / checkpoint.NAME).write_bytes(b"")
-    (half.run_dir / "provenance.json").write_text(json.dumps({"git": {"commit": "f" * 40}}))
-    assert protocol.state_of(half)[0] == "partial"
+    (half.run_dir / "provenance.json").write_text(json.dumps({"git": {"commit": first}}))
+    fresh.run_dir.mkdir(parents=True)  # a start at yet another commit that made nothing: not a run "made at" it
+    (fresh.run_dir / "provenance.json").write_text(json.dumps({"git": {"commit": "e" * 40}}))
+    assert protocol.state_of(half)[0] == "partial" and protocol.state_of(fresh)[0] == "new"
+    assert protocol.recorded_commits(spec, protocol.jobs(spec, runs)) == {first: 1}
     assert protocol.run(spec, workers=1, runs_root=runs, code=code) == 0
     out = capsys.readouterr().out
-    assert f"not resumed: dqn-cartpole-seed7 started at fffffff, and this queue's code is at {head[:7]}" in out
-    assert "git worktree add --detach <dir> fffffff" in out
-    assert "tiny's runs so far were made at fffffff; new runs here are made at" in out
+    assert f"not resumed: dqn-cartpole-seed7 (started at {first[:7]}; this queue's code {code} is at {second[:7]}" in out
+    assert f"--code <a checkout at {first[:7]}> (git worktree add --detach <dir> {first[:7]})" in out
+    assert f"tiny's runs so far were made at {first[:7]}; new runs here are made at {second[:7]}" in out
+    assert out.strip().splitlines()[-1].endswith("tiny: not resumed (they started on other code): dqn-cartpole-seed7")
     calls = (code / "calls.txt").read_text().splitlines()
     assert len(calls) == 1 and "seed=8" in calls[0]  # only the new seed ran
-    (half.run_dir / "provenance.json").write_text(json.dumps({"git": {"commit": head}}))
+    assert f"{first[:7]} (1)" in protocol.status(spec, runs)
+    # a commit that changes no file the training reads (results, docs) runs the same code: the run resumes
+    subprocess.run([*git, "reset", "-q", "--hard", first], check=True)
+    commit("README.md", "results\n")
     assert protocol.run(spec, workers=1, runs_root=runs, code=code) == 0
-    assert "not resumed" not in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "not resumed" not in out and "note:" not in out
     assert (code / "calls.txt").read_text().splitlines()[1] == f"resume={half.run_dir}"
+    # a checkout whose commit git cannot tell: said in one line, nothing refused
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "train.py").write_text("")
+    assert protocol.run(spec, workers=1, runs_root=runs, code=plain) == 0
+    assert f"the commit of {plain} cannot be told" in capsys.readouterr().out
 
 
 def test_several_protocols_are_one_queue(tmp_path, monkeypatch, capsys):

@@ -483,6 +483,11 @@ def td3_update_check(env: str = "hopper", updates: int = 4, batch: int = 256, al
 
     pairs_actor = ((sb.actor.mu, ours.actor.net), (sb.actor_target.mu, ours.actor_target.net))
     pairs_critic = ((sb.critic, ours.critic), (sb.critic_target, ours.critic_target))
+    for src, dst in pairs_actor:  # the same layers on both sides (zip below would stop at the shorter)
+        assert [m.weight.shape for m in linears(src)] == [m.weight.shape for m in linears(dst)], "actor layers differ"
+    for src, dst in pairs_critic:
+        assert len(src.q_networks) == dst.k, "critic counts differ"
+        assert all(len(linears(q)) == len(dst.layers) for q in src.q_networks), "critic layers differ"
     with torch.no_grad():  # copy SB3's weights into ours
         for src, dst in pairs_actor:
             for a, b in zip(linears(src), linears(dst)):
@@ -492,14 +497,16 @@ def td3_update_check(env: str = "hopper", updates: int = 4, batch: int = 256, al
                 for layer, m in zip(dst.layers, linears(q)):
                     layer.weight[k].copy_(m.weight.T), layer.bias[k, 0].copy_(m.bias)
 
-    def gaps() -> dict:
+    def gaps() -> dict:  # the largest |ours - SB3| over every weight and bias of each network
         with torch.no_grad():
             out = {}
             for name, (src, dst) in zip(("actor", "actor_target"), pairs_actor):
-                out[name] = max(float((a.weight - b.weight).abs().max()) for a, b in zip(linears(src), linears(dst)))
+                out[name] = max(max(float((a.weight - b.weight).abs().max()), float((a.bias - b.bias).abs().max()))
+                                for a, b in zip(linears(src), linears(dst)))
             for name, (src, dst) in zip(("critic", "critic_target"), pairs_critic):
-                out[name] = max(float((layer.weight[k] - m.weight.T).abs().max()) for k, q in enumerate(src.q_networks)
-                                for layer, m in zip(dst.layers, linears(q)))
+                out[name] = max(max(float((layer.weight[k] - m.weight.T).abs().max()),
+                                    float((layer.bias[k, 0] - m.bias).abs().max()))
+                                for k, q in enumerate(src.q_networks) for layer, m in zip(dst.layers, linears(q)))
             return out
 
     gen = torch.Generator().manual_seed(0)

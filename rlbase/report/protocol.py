@@ -17,9 +17,10 @@ session or the next. Run directories live under ``benchmarks/runs/<protocol>/`` 
 or ``$RLBASE_BENCH_RUNS`` puts them elsewhere, e.g. outside a checkout that is laid anew each session; a run that
 ``runs.json`` records as finished, with its curve committed, counts as finished even when its directory is gone);
 ``--code <checkout>`` runs another checkout's train.py (a worktree at the commit of the protocol's earlier seeds,
-so that the rest run the same code); a half-made run is never resumed at another commit than it started at (its
-provenance.json: the queue leaves it and says how to resume it), and a new seed at another commit than the earlier
-ones is started with a note that the seeds now come from more than one commit; ``export``
+so that the rest run the same code); a half-made run is never resumed on other code than it started with (its
+provenance.json's commit, against the checkout's: another commit counts as the same code when it differs in no file
+the training reads, ``CODE_PATHS``; the queue leaves such a run and names the commit to resume it on), and a new seed
+on other code than the earlier ones is started with a note saying so; ``export``
 writes one small CSV per run next to the protocol (``<entry>-seed<k>.csv``: ``step,return_mean,return_std``,
 finished runs only unless ``--partial``) plus ``runs.json`` (which commit made each run, its last step,
 whether it finished, when it started, its env steps/s, the torch threads of its start and of each resume, and the
@@ -156,20 +157,49 @@ def _start_commit(run_dir: Path) -> Optional[str]:
     return commit if commit and commit != "unknown" else None
 
 
-def recorded_commits(spec: dict[str, Any], all_jobs: list[Job]) -> set[str]:
-    """The commits the protocol's runs so far were made at: the committed runs.json's records, and the run
-    directories here (the commit each started at)."""
-    out = {c for job in all_jobs if job.record for c in job.record.get("commits", [])}
+def recorded_commits(spec: dict[str, Any], all_jobs: list[Job]) -> dict[str, int]:
+    """The commits the protocol's runs so far were made at, with how many runs each: the committed runs.json's
+    records, and the runs here that have made something (finished, or checkpointed: the commit each started at)."""
+    out: dict[str, int] = {}
     for job in all_jobs:
+        commits = set(job.record.get("commits", [])) if job.record else set()
         start = _start_commit(job.run_dir)
-        if start:
-            out.add(start)
-    return {c for c in out if c and c != "unknown"}
+        if start and state_of(job)[0] in ("done", "partial"):
+            commits.add(start)
+        for c in {c for c in commits if c and c != "unknown"}:
+            out[c] = out.get(c, 0) + 1
+    return out
 
 
-def _same_commit(a: str, b: str) -> bool:
-    """Whether two commit names (full or abbreviated hashes) name the same commit."""
-    return a.startswith(b) or b.startswith(a)
+# what a run's trajectory depends on: two commits that differ nowhere here run the same code
+CODE_PATHS = ("rlbase", "train.py", "requirements.txt", "pyproject.toml")
+
+
+def head_commit(checkout: Path) -> Optional[str]:
+    """The commit checked out at ``checkout``, or None where that cannot be told (not a git checkout, no commit)."""
+    try:
+        proc = subprocess.run(["git", "rev-parse", "--verify", "--quiet", "HEAD"], cwd=checkout, capture_output=True,
+                              text=True, timeout=20)
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=checkout, capture_output=True, text=True,
+                             timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if proc.returncode != 0 or top.returncode != 0 or Path(top.stdout.strip()).resolve() != Path(checkout).resolve():
+        return None  # (a copy inside another repository would report that repository's commit)
+    return proc.stdout.strip() or None
+
+
+def same_code(a: str, b: str, checkout: Path) -> bool:
+    """Whether commits ``a`` and ``b`` (full or abbreviated) run the same code: the same commit, or commits that
+    differ in none of ``CODE_PATHS`` (e.g. a commit that only added results). False where git cannot tell."""
+    if a.startswith(b) or b.startswith(a):
+        return True
+    try:
+        proc = subprocess.run(["git", "diff", "--quiet", a, b, "--", *CODE_PATHS], cwd=checkout, capture_output=True,
+                              timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return proc.returncode == 0
 
 
 def command(job: Job, threads: int, group: Optional[list[Job]] = None, code: Optional[Path] = None) -> list[str]:
@@ -224,7 +254,10 @@ def run(spec: dict[str, Any], workers: int = 2, threads: int = 1, only: Optional
     commit a protocol's first seeds ran, so that later seeds run the same code); its commit is logged per job.
     ``hours``: start only jobs expected to finish within that many hours of the call (at their entry's measured
     rate, ``hours_left``); the others wait for a later call, so a machine that goes away at a known time (a session,
-    a Slurm allocation) loses no half-made run. A job whose entry has no measured rate is not started either."""
+    a Slurm allocation) loses no half-made run. A job whose entry has no measured rate is not started either.
+    A half-made run that started on other code than ``code``'s (``same_code``: another commit whose ``CODE_PATHS``
+    differ) is not resumed, nor is the rest of its seed group; a line names the commit to resume it on. A new run
+    on other code than the protocol's earlier runs starts, with a note saying so."""
     code_root = Path(code).resolve() if code else ROOT
     deadline = None if hours is None else time.monotonic() + hours * 3600
     all_jobs = jobs(spec, runs_root)
@@ -232,24 +265,36 @@ def run(spec: dict[str, Any], workers: int = 2, threads: int = 1, only: Optional
     k = int(spec.get("seeds_per_process", 1))
     print(f"{spec['name']}: {len(todo)} run(s) to start or resume, {workers} at a time"
           + (f", {k} seeds per process" if k > 1 else ""), flush=True)
-    head = _git("rev-parse", "HEAD", cwd=code_root)
-    if head != "unknown" and todo:
-        # One run is never continued on another commit than it started at (its trajectory would come from two
-        # codes); a new seed on another commit than the earlier ones is allowed (a protocol says "X or later") but said.
-        mixed = [j for j in todo if state_of(j)[0] == "partial" and _start_commit(j.run_dir)
-                 and not _same_commit(_start_commit(j.run_dir), head)]
-        for j in mixed:
-            c = _start_commit(j.run_dir)[:7]
-            print(f"{time.strftime('%H:%M:%S')} not resumed: {j.key} started at {c}, and this queue's code is at "
-                  f"{head[:7]} ({code_root}): one run would come from two commits. Resume it on its own: "
-                  f"git worktree add --detach <dir> {c}, then --code <dir>", flush=True)
-        todo = [j for j in todo if j not in mixed]
-        earlier = sorted({c[:7] for c in recorded_commits(spec, all_jobs)})
-        if earlier and not any(_same_commit(c, head) for c in earlier):
-            print(f"note: {spec['name']}'s runs so far were made at {', '.join(earlier)}; new runs here are made at "
-                  f"{head[:7]}, so its seeds will come from more than one commit (the protocol's code: "
-                  f"{spec.get('code', 'not stated')!r}); to keep one: --code <a worktree at {earlier[-1]}>",
-                  flush=True)
+    refused: list[Job] = []
+    head = head_commit(code_root)
+    if head is None and todo:
+        print(f"note: the commit of {code_root} cannot be told (not a git checkout of its own), so whether a run "
+              "resumes on the code it started with is not checked", flush=True)
+    elif todo:
+        # A run is never continued on other code than it started with (its trajectory would come from two codes);
+        # a whole seed group goes with any of its members. A new seed on other code than the earlier ones is allowed
+        # (a protocol says "X or later"), but said.
+        for j in todo:
+            c = _start_commit(j.run_dir)
+            if j in refused or state_of(j)[0] != "partial" or not c or same_code(c, head, code_root):
+                continue
+            recorded = j.run_dir / ".hydra" / "seed_group.yaml"
+            members = {Path(m["run_dir"]) for m in yaml.safe_load(recorded.read_text())} if recorded.is_file() else set()
+            group = [g for g in todo if g is j or g.run_dir in members]
+            refused += [g for g in group if g not in refused]
+            print(f"{time.strftime('%H:%M:%S')} not resumed: {', '.join(g.key for g in group)} (started at {c[:7]}; "
+                  f"this queue's code {code_root} is at {head[:7]}, whose {', '.join(CODE_PATHS)} differ): one run "
+                  f"would come from two codes. Resume it on its own commit: --code <a checkout at {c[:7]}> (git "
+                  f"worktree add --detach <dir> {c[:7]})", flush=True)
+        todo = [j for j in todo if j not in refused]
+        earlier = recorded_commits(spec, all_jobs)
+        if any(state_of(j)[0] == "new" for j in todo) and earlier \
+                and not any(same_code(c, head, code_root) for c in earlier):
+            most = max(earlier, key=lambda c: earlier[c])
+            print(f"note: {spec['name']}'s runs so far were made at {', '.join(sorted(c[:7] for c in earlier))}; new "
+                  f"runs here are made at {head[:7]}, whose code differs, so the protocol's seeds will come from more "
+                  f"than one code (its code: {spec.get('code', 'not stated')!r}); to keep one: --code <a checkout at "
+                  f"{most[:7]}> (most runs: {earlier[most]})", flush=True)
     groups: list[list[Job]] = []
     rest = list(todo)
     for job in todo:  # an unfinished group resumes as it was (its .hydra/seed_group.yaml), whatever the grouping now
@@ -323,6 +368,9 @@ def run(spec: dict[str, Any], workers: int = 2, threads: int = 1, only: Optional
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+    if refused:  # said again at the end, where a long queue's log is read
+        print(f"{time.strftime('%H:%M:%S')} {spec['name']}: not resumed (they started on other code): "
+              f"{', '.join(j.key for j in refused)}", flush=True)
     result = Failed(failed)
     result.stopped = stopping["sig"]
     return result
@@ -552,7 +600,8 @@ def status(spec: dict[str, Any], runs_root: Optional[Path] = None) -> str:
     """One line per run (state, last step, its recent env steps/s) and what is left: env steps, and the time they
     take at the rates measured so far (each entry's median rate; an entry with no run yet borrows the rates of its
     runs of the same name in other protocols under the same runs root; else the median of all those rates), which is
-    core-hours when each run has one core."""
+    core-hours when each run has one core; then the commits the runs so far were made at (with how many runs each),
+    which is what ``run --code`` should check out for the rest."""
     lines, total, done = [], 0, 0
     todo: list[tuple[Job, int]] = []
     all_jobs = jobs(spec, runs_root)
@@ -585,9 +634,10 @@ def status(spec: dict[str, Any], runs_root: Optional[Path] = None) -> str:
                      f"{f'; {k} seeds per process' if k > 1 else ''})")
         if unknown:
             head += f"; not estimated: {', '.join(unknown)}"
-    commits = sorted({c[:7] for c in recorded_commits(spec, all_jobs)})
-    if commits:  # what --code should point at for the rest (a half-made run resumes only at its own commit)
-        head += f"\n  runs so far made at: {', '.join(commits)}"
+    commits = recorded_commits(spec, all_jobs)
+    if commits:  # what --code should point at for the rest (a half-made run resumes only on its own code)
+        head += "\n  runs so far made at: " + ", ".join(f"{c[:7]} ({n})" for c, n in
+                                                       sorted(commits.items(), key=lambda kv: -kv[1]))
     return head + "\n" + "\n".join(lines)
 
 
