@@ -688,7 +688,10 @@ def own_comparisons(specs: list[dict[str, Any]], root: Path) -> list[str]:
                     elif (na, nb) != (plan_a, plan_b):
                         lines.append(f"{head}: {pair['text']} -> interim {na}/{plan_a}, no verdict ({where})")
                     else:
-                        holm = f"; Holm over the file's pairs p {pair['p_holm']:.2g}" if "p_holm" in pair else ""
+                        family = data.get("holm_family", "")
+                        holm = (f"; Holm over the file's pairs p {pair['p_holm']:.2g}"
+                                + (f" ({family})" if family and not family.startswith("all") else "")
+                                if pair.get("p_holm") is not None else "")
                         lines.append(f"{head}: {pair['text']}{holm} -> **{pair['verdict']}** ({where})")
             except (OSError, ValueError, KeyError, TypeError, protocol_lib.ProtocolError) as err:
                 lines.append(f"- {spec['name']}: data error in {where}: {type(err).__name__}: {err}")
