@@ -379,3 +379,17 @@ def test_status_says_what_is_left_and_how_long_it_takes_at_the_measured_rates(tm
     head = protocol.status(spec, runs).splitlines()[0]
     assert f"about {16000 / 30 / 3600 + 21600 / 20 / 3600:.1f} h" in head and "(for 1: its runs in other protocols" in head
     assert "else the median of those" not in head
+
+
+def test_an_entry_with_no_run_borrows_the_rate_other_protocols_committed(tmp_path):
+    """On a machine without run directories, an entry that has never run borrows the env steps/s that another
+    protocol's committed runs.json keeps for an entry of the same name (so --hours can plan it); none: no rate."""
+    spec = protocol.load(write(tmp_path))
+    runs = tmp_path / "runs"
+    assert protocol.measured_rates(spec, protocol.jobs(spec, runs)) == ({}, set())
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "runs.json").write_text(json.dumps({
+        "dqn-cartpole-seed1": {"entry": "dqn-cartpole", "seed": 1, "status": "done", "steps_per_s": 5.0},
+        "dqn-acrobot-seed1": {"entry": "dqn-acrobot", "seed": 1, "status": "done", "steps_per_s": 9.0}}))
+    rates, borrowed = protocol.measured_rates(spec, protocol.jobs(spec, runs))
+    assert rates == {"dqn-cartpole": [5.0]} and borrowed == {"dqn-cartpole"}

@@ -567,7 +567,7 @@ def _rate(job: Job, rows: Optional[int] = 50) -> Optional[float]:
 def measured_rates(spec: dict[str, Any], all_jobs: list[Job]) -> tuple[dict[str, list[float]], set[str]]:
     """Each entry's measured rates (env steps/s, one per run: ``_rate``), and the entries whose rates are borrowed:
     an entry with no run yet takes those of its runs of the same name in other protocols under the same runs
-    root."""
+    root, or, where there are none, the rates the other protocols' committed ``runs.json`` keep for that name."""
     out: dict[str, list[float]] = {}
     for job in all_jobs:  # each run's whole log (evaluations and pauses in it), not its recent rows: plans hold
         rate = _rate(job, rows=None) if state_of(job)[0] != "new" else None
@@ -582,6 +582,19 @@ def measured_rates(spec: dict[str, Any], all_jobs: list[Job]) -> tuple[dict[str,
                 if r:
                     out.setdefault(entry, []).append(r)
                     borrowed.add(entry)
+        if entry not in out:  # no such run here: the rates other protocols' committed runs.json keep (a new machine)
+            home = Path(spec["_path"]).resolve().parent
+            for manifest in sorted(home.parent.glob("*/runs.json")):
+                if manifest.parent == home:
+                    continue
+                try:
+                    records = json.loads(manifest.read_text()).values()
+                except (OSError, ValueError, AttributeError):
+                    continue
+                for rec in records:
+                    if isinstance(rec, dict) and rec.get("entry") == entry and rec.get("steps_per_s"):
+                        out.setdefault(entry, []).append(float(rec["steps_per_s"]))
+                        borrowed.add(entry)
     return out, borrowed
 
 
