@@ -212,7 +212,12 @@ def test_a_single_number_anchor_gets_where_it_falls_and_no_verdict_word(tmp_path
     assert benchmarks.main(["--root", str(tmp_path), "--out", str(out)]) == 0
     assert "- **zoo beside Stable-Baselines3** on the same seeds (pre-registered: [SB3_SIDE.md](../benchmarks/zoo/" \
            "SB3_SIDE.md)): not run yet" in out.read_text()
-    (d / "sb3").mkdir()
+    (d / "sb3" / "zoo_case" / "sb3" / "seed7").mkdir(parents=True)  # a finished SB3 job, no report yet
+    (d / "sb3" / "zoo_case" / "sb3" / "seed7" / "done").write_text("")
+    (d / "sb3" / "zoo_case" / "sb3" / "seed8").mkdir()  # an unfinished one: not counted
+    assert benchmarks.main(["--root", str(tmp_path), "--out", str(out)]) == 0
+    assert "SB3_SIDE.md)): 1 SB3 run(s) finished so far (`zoo_case` seed 7); no comparison before the report" \
+        in out.read_text()
     (d / "sb3" / "report.md").write_text("| case |\n")
     assert benchmarks.main(["--root", str(tmp_path), "--out", str(out)]) == 0
     assert "[report](../benchmarks/zoo/sb3/report.md)" in out.read_text()
@@ -289,7 +294,7 @@ def test_a_protocols_comparison_with_our_own_earlier_protocol_is_listed(report, 
     section = out.read_text().split("Comparisons with our own earlier protocols")[1].split("## Data behind")[0]
     lines = [ln for ln in section.splitlines() if ln.startswith("- ")]
     assert lines[0].startswith("- five `td3-hopper` minus three `ddpg-walker2d` (5/5 against 3/3 seeds): -0.5 [-3, +2]")
-    assert "Holm over the file's pairs p 0.9 -> **not resolved**" in lines[0]
+    assert "-> **not resolved** (on its own p; Holm over the file's pairs p 0.9)" in lines[0]
     assert "`benchmarks/five/compare_three.json`" in lines[0]
     assert "(2/5 against 3/3 seeds): -9 [-12, -6] (Welch 95%) -> interim 2/5, no verdict" in lines[1]
     assert "below" not in lines[1].split("->")[1]

@@ -184,6 +184,22 @@ def statistic_of(spec: dict[str, Any]) -> Optional[Statistic]:
     return STATISTICS.get(spec["name"])
 
 
+def _sb3_side_progress(d: Path) -> str:
+    """What an SB3 side without its report has so far: its finished jobs (``sb3/<case>/sb3/seed<k>/done``, the
+    per-seed data committed as each finishes), per case; "not run yet" when none."""
+    done: dict[str, list[int]] = {}
+    for flag in sorted((d / "sb3").glob("*/sb3/seed*/done")):
+        seed = flag.parent.name[len("seed"):]
+        if seed.isdigit():
+            done.setdefault(flag.parent.parent.parent.name, []).append(int(seed))
+    if not done:
+        return "not run yet"
+    cases = "; ".join(f"`{case}` seed{'s' if len(v) > 1 else ''} {', '.join(map(str, sorted(v)))}"
+                      for case, v in sorted(done.items()))
+    return (f"{sum(map(len, done.values()))} SB3 run(s) finished so far ({cases}); no comparison before the "
+            "report, which needs both sides' planned seeds")
+
+
 def _rel(path: Path, root: Path) -> str:
     try:
         return path.resolve().relative_to(root.resolve()).as_posix()
@@ -688,11 +704,14 @@ def own_comparisons(specs: list[dict[str, Any]], root: Path) -> list[str]:
                     elif (na, nb) != (plan_a, plan_b):
                         lines.append(f"{head}: {pair['text']} -> interim {na}/{plan_a}, no verdict ({where})")
                     else:
+                        # the verdict is the protocol's rule on this pair's own (unadjusted) p; Holm's adjusted
+                        # p over the file's pairs is printed beside it, for the family-wise reading
                         family = data.get("holm_family", "")
                         holm = (f"; Holm over the file's pairs p {pair['p_holm']:.2g}"
                                 + (f" ({family})" if family and not family.startswith("all") else "")
                                 if pair.get("p_holm") is not None else "")
-                        lines.append(f"{head}: {pair['text']}{holm} -> **{pair['verdict']}** ({where})")
+                        lines.append(f"{head}: {pair['text']} -> **{pair['verdict']}** (on its own p{holm}) "
+                                     f"({where})")
             except (OSError, ValueError, KeyError, TypeError, protocol_lib.ProtocolError) as err:
                 lines.append(f"- {spec['name']}: data error in {where}: {type(err).__name__}: {err}")
     if not lines:
@@ -826,7 +845,7 @@ def render(root: Path, fig_dir: Optional[Path] = None, fig_link: str = "benchmar
             out.append(f"- **{d.name} beside Stable-Baselines3** on the same seeds (pre-registered: "
                        f"[SB3_SIDE.md](../{_rel(d / 'SB3_SIDE.md', root)})): "
                        + (f"[report](../{_rel(rep, root)}) (`python scripts/parity.py report ... --ours-runs`)"
-                          if rep.is_file() else "not run yet"))
+                          if rep.is_file() else _sb3_side_progress(d)))
         for spec in internal:
             done, total = progress(spec, root)
             kind = "its entries against each other" if len(spec["entries"]) > 1 else "descriptive"
