@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -36,6 +37,10 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
+
+# this checkout's rlbase first, also when another checkout's rlbase is installed (editable) in the venv: a script
+# run from a worktree or a second clone then uses (and writes into) its own tree
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rlbase import (
     algos,  # noqa: E402

@@ -9,9 +9,14 @@ clipped to the bounds), or the probability of a uniformly random action for disc
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np  # noqa: E402
+
+# this checkout's rlbase first, also when another checkout's rlbase is installed (editable) in the venv: a script
+# run from a worktree or a second clone then uses (and writes into) its own tree
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rlbase import (
     data,  # noqa: E402

@@ -1,6 +1,13 @@
 """Evaluate saved runs: ``python scripts/evaluate.py <run dirs> [--episodes N] [--sample] [--video DIR]`` (see
 ``rlbase.report.evaluate``)."""
 
+import sys
+from pathlib import Path
+
+# this checkout's rlbase first, also when another checkout's rlbase is installed (editable) in the venv: a script
+# run from a worktree or a second clone then uses (and writes into) its own tree
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from rlbase.report.evaluate import main
 
 if __name__ == "__main__":

@@ -7,7 +7,12 @@ reader can load it (``minari.load_dataset(ID)``; the store is MINARI_DATASETS_PA
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+
+# this checkout's rlbase first, also when another checkout's rlbase is installed (editable) in the venv: a script
+# run from a worktree or a second clone then uses (and writes into) its own tree
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rlbase import data  # noqa: E402
 

@@ -9,6 +9,12 @@ both learners to those transitions only, and prints the greedy policies' returns
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+
+# this checkout's rlbase first, also when another checkout's rlbase is installed (editable) in the venv: a script
+# run from a worktree or a second clone then uses (and writes into) its own tree
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rlbase.algos import tabular  # noqa: E402
 
