@@ -961,11 +961,15 @@ def launch(plan: Launch, argv: list[str]) -> tuple[dict[int, Optional[int]], int
     (plan.dir / LAUNCH_SPEC).write_text(json.dumps(spec, indent=1) + "\n")
     env = dict(os.environ)
     root = Path(__file__).resolve().parents[1]
-    if (root / "hydra_plugins" / "rlbase_submitit").is_dir():  # a source checkout: the jobs import it from here
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH")) if p)
+    # -P below drops the implicit current directory from the launcher's sys.path, so that this checkout (a source
+    # checkout: the jobs import it and its hydra plugin from here) comes before it, also where the venv has another
+    # checkout installed and the command runs from that one's directory; the current directory follows it (modules
+    # there, e.g. an env.id's, stay importable)
+    first = [str(root)] if (root / "hydra_plugins" / "rlbase_submitit").is_dir() else []
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (*first, os.getcwd(), env.get("PYTHONPATH")) if p)
     # its own session: a signal here is passed on by us, as SIGTERM to the local jobs (they stop their trials, the
     # launcher waits for them) or as SIGINT to the launcher of Slurm jobs (it stops waiting; the jobs go on)
-    proc = subprocess.Popen([sys.executable, "-m", "rlbase.tune_app", "--multirun", *plan.overrides()],
+    proc = subprocess.Popen([sys.executable, "-P", "-m", "rlbase.tune_app", "--multirun", *plan.overrides()],
                             start_new_session=True, env=env)
     got: dict = {"sig": None}
 

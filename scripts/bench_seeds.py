@@ -63,6 +63,10 @@ from pathlib import Path
 from statistics import median, median_low
 from typing import Optional
 
+# this checkout's rlbase first, also when another checkout's rlbase is installed (editable) in the venv: a script
+# run from a worktree or a second clone then uses (and writes into) its own tree
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 ROOT = Path(__file__).resolve().parents[1]
 ENVS = {"td3": "hopper", "ddpg": "hopper", "sac": "hopper", "dqn": "cartpole"}
 POLL_S = 0.25

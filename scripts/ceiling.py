@@ -39,11 +39,17 @@ import argparse
 import contextlib
 import math
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+# this checkout's rlbase first, also when another checkout's rlbase is installed (editable) in the venv: a script
+# run from a worktree or a second clone then uses (and writes into) its own tree
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 OBS, ACT, HIDDEN, BATCH = 11, 3, 256, 256
 GAMMA, TAU, LR = 0.99, 0.005, 3e-4

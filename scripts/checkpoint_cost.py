@@ -23,6 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
+# this checkout's rlbase first, also when another checkout's rlbase is installed (editable) in the venv: a script
+# run from a worktree or a second clone then uses (and writes into) its own tree
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = {"hopper": (11, 3), "humanoid": (348, 17)}
 

@@ -216,7 +216,7 @@ def test_a_single_number_anchor_gets_where_it_falls_and_no_verdict_word(tmp_path
     (d / "sb3" / "zoo_case" / "sb3" / "seed7" / "done").write_text("")
     (d / "sb3" / "zoo_case" / "sb3" / "seed8").mkdir()  # an unfinished one: not counted
     assert benchmarks.main(["--root", str(tmp_path), "--out", str(out)]) == 0
-    assert "SB3_SIDE.md)): 1 SB3 run(s) finished so far (`zoo_case` seed 7); no comparison before the report" \
+    assert "SB3_SIDE.md)): 1 SB3 run(s) finished so far (`zoo_case` seed 7); no comparison on this page until its report" \
         in out.read_text()
     (d / "sb3" / "report.md").write_text("| case |\n")
     assert benchmarks.main(["--root", str(tmp_path), "--out", str(out)]) == 0

@@ -196,8 +196,8 @@ def _sb3_side_progress(d: Path) -> str:
         return "not run yet"
     cases = "; ".join(f"`{case}` seed{'s' if len(v) > 1 else ''} {', '.join(map(str, sorted(v)))}"
                       for case, v in sorted(done.items()))
-    return (f"{sum(map(len, done.values()))} SB3 run(s) finished so far ({cases}); no comparison before the "
-            "report, which needs both sides' planned seeds")
+    return (f"{sum(map(len, done.values()))} SB3 run(s) finished so far ({cases}); no comparison on this page until its "
+            "report is committed")
 
 
 def _rel(path: Path, root: Path) -> str:

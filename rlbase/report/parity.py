@@ -567,7 +567,8 @@ def run_job(out: Path, case: Case, lib: str, seed: int) -> str:
         cmd = [sys.executable, str(ROOT / "train.py"), *args]
     else:
         shutil.rmtree(d, ignore_errors=True)
-        cmd = [sys.executable, str(Path(__file__).resolve()), "_sb3", case.name, str(seed), str(d)]
+        # as a module from ROOT (cwd): this checkout's rlbase comes first, whichever one the venv has installed
+        cmd = [sys.executable, "-m", "rlbase.report.parity", "_sb3", case.name, str(seed), str(d)]
     d.parent.mkdir(parents=True, exist_ok=True)
     segments = d.parent / f"seed{seed}.wall"  # wall seconds of each start of this job (a resumed one has several)
     if not (d / "checkpoint.pt").exists() or lib != "ours":
