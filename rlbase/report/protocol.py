@@ -212,7 +212,9 @@ def command(job: Job, threads: int, group: Optional[list[Job]] = None, code: Opt
         # the run's recorded settings, its checkpoint and its W&B id: an exact continuation (a group's from its
         # .hydra/seed_group.yaml, whichever member is named)
         lead = job if status == "partial" else next(g for g in group if state_of(g)[0] == "partial")
-        return [sys.executable, train, f"resume={lead.run_dir}"]
+        # threads are this call's (--threads), not the start's: a resume may change them (hardware.* is resume-safe;
+        # runs.json keeps the threads of each start and resume)
+        return [sys.executable, train, f"resume={lead.run_dir}", f"hardware.threads={threads}"]
     if group and len(group) > 1:
         seeds = ",".join(str(g.seed) for g in group)
         return [sys.executable, train, *job.overrides, f"seed={job.seed}", "progress=false",
