@@ -141,6 +141,33 @@ def test_report_reads_our_side_from_a_protocols_runs(tmp_path):
         parity.report(out, ["td3_hopper_100k"], ours_runs=tmp_path / "runs" / "dqn_zoo")
 
 
+def test_report_without_runs_reads_our_side_from_the_protocols_committed_curves(tmp_path):
+    """No --ours-runs and no run of ours under --out: a protocol case's our side is the protocol's committed per-seed
+    CSVs (its finished runs), so the committed report can be made again from the repository alone; the report says
+    where our side came from."""
+    import json
+
+    from rlbase.report import protocol
+
+    out = tmp_path / "parity"
+    for k, s in enumerate((3000, 3001)):
+        d = out / "td3_hopper_100k" / "sb3" / f"seed{s}"
+        d.mkdir(parents=True)
+        rows = [{"step": t, "eval/return_mean": 100.0 + k} for t in (90_000, 95_000, 100_000)]
+        (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        (d / "done").write_text("")
+    parity.report(out, ["td3_hopper_100k"], seeds=[3000, 3001, 3002, 3003, 3004])
+    rows = json.loads((out / "report.json").read_text())
+    window = next(r for r in rows if r["budget"] == "mean 90000-100000")
+    spec = protocol.load(parity.ROOT / "benchmarks" / "offpolicy_100k" / "protocol.yaml")
+    committed = protocol.window_values(spec, "td3-hopper")  # the protocol's own statistic, from the same CSVs
+    assert window["ours"]["seeds"] == sorted(committed) == [3000, 3001, 3002, 3003, 3004]
+    assert window["ours"]["values"] == pytest.approx([committed[s] for s in sorted(committed)])
+    assert window["sb3"]["values"] == [100.0, 101.0]
+    assert "td3_hopper_100k: benchmarks/offpolicy_100k/td3-hopper-seed<k>.csv (committed" in \
+        (out / "report.md").read_text()
+
+
 def test_hours_starts_only_jobs_a_finished_job_has_timed_to_fit(tmp_path, capsys):
     """run --hours: a case and library with no finished job is not started (nothing to time it by); one whose
     finished jobs' median wall time fits before the deadline is; one that would run past it is not; a finished job
@@ -190,3 +217,9 @@ def test_a_resumed_jobs_wall_time_counts_all_its_starts(tmp_path, monkeypatch):
     assert "rc=0" in parity.run_job(tmp_path, case, "ours", 3000)
     assert any(a.startswith("resume=") for a in calls[1])
     assert float((d / "wall_s").read_text()) == 200.0  # two starts of 100 s each
+
+
+def test_an_unknown_case_is_one_line_naming_the_known_ones():
+    for argv in (["report", "no_such_case"], ["_sb3", "no_such_case", "1", "/nonexistent"]):
+        with pytest.raises(SystemExit, match="unknown case.*no_such_case; allowed: .*td3_hopper_100k"):
+            parity.main(argv)

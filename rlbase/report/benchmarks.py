@@ -844,7 +844,8 @@ def render(root: Path, fig_dir: Optional[Path] = None, fig_link: str = "benchmar
             rep = d / "sb3" / "report.md"
             out.append(f"- **{d.name} beside Stable-Baselines3** on the same seeds (pre-registered: "
                        f"[SB3_SIDE.md](../{_rel(d / 'SB3_SIDE.md', root)})): "
-                       + (f"[report](../{_rel(rep, root)}) (`python scripts/parity.py report ... --ours-runs`)"
+                       + (f"[report](../{_rel(rep, root)}) (`python scripts/parity.py report <cases> --out "
+                          f"{_rel(d / 'sb3', root)} --seeds <seeds>`: our side from the protocol's committed CSVs)"
                           if rep.is_file() else _sb3_side_progress(d)))
         for spec in internal:
             done, total = progress(spec, root)

@@ -628,6 +628,21 @@ def _evals(run_dir: Path) -> dict[int, float]:
     return {int(r["step"]): float(r["eval/return_mean"]) for r in read_metrics(path) if "eval/return_mean" in r}
 
 
+def _committed(case: Case) -> dict[int, tuple[dict[int, float], bool, Path]]:
+    """A protocol case's finished runs as its committed files have them: {seed: ({step: return}, True, csv)}."""
+    from rlbase.report import protocol
+
+    spec = protocol.load(ROOT / "benchmarks" / case.protocol / "protocol.yaml")
+    out = {}
+    for key, rec in protocol.finished_records(spec).items():
+        if rec.get("entry") != case.entry:
+            continue
+        path = Path(spec["_path"]).parent / f"{key}.csv"
+        rows = [line.split(",") for line in path.read_text().splitlines()[1:] if line.strip()]
+        out[int(rec["seed"])] = ({int(st): float(m) for st, m, *_ in rows}, True, path)
+    return dict(sorted(out.items()))
+
+
 def verdict(d: stats.Diff, margin: float = 0.0) -> str:
     """In words; with an equivalence margin (stated before the runs), "agree" when the whole interval lies within it."""
     word = stats.verdict(d, margin).word
@@ -646,8 +661,10 @@ def report(out: Path, names: list[str], seeds: Optional[list[int]] = None, margi
     equivalence margin as a fraction of SB3's mean at that budget (0: no "agree" verdict); ``level``: the interval's
     (0.90 with a margin is the two one-sided tests at 5% each). ``ours_runs``: a protocol's run directory
     (``<runs root>/<protocol>``): our side of the cases read from that protocol is its ``<entry>-seed<k>`` runs,
-    which ran with the same overrides, instead of runs of this harness."""
-    rows, table, curves = [], [], {}
+    which ran with the same overrides, instead of runs of this harness. Without it, a protocol case with no run of
+    ours under ``out`` takes our side from the protocol's committed per-seed CSVs (``runs.json``'s finished runs),
+    so the report can be made again from the repository alone."""
+    rows, table, curves, sources = [], [], {}, {}
     pct = f"{level:.0%}"
     for name in names:
         case = CASES[name]
@@ -661,8 +678,17 @@ def report(out: Path, names: list[str], seeds: Optional[list[int]] = None, margi
                                      f"expected <runs root>/{case.protocol}")
                 runs = {int(d.name[len(case.entry) + 5:]): d for d in sorted(Path(ours_runs).glob(f"{case.entry}-seed*/"))
                         if d.name[len(case.entry) + 5:].isdigit()}
+            if lib == "ours" and ours_runs is None and case.entry and not runs:
+                # no run of ours here: the protocol's committed curves (its finished runs), so that the report
+                # can be made again from the repository alone
+                libs[lib] = {s: v for s, v in _committed(case).items() if seeds is None or s in seeds}
+                sources[name] = f"benchmarks/{case.protocol}/{case.entry}-seed<k>.csv (committed, finished runs)"
+                continue
             libs[lib] = {s: (_evals(d), (d / "done").exists(), d) for s, d in runs.items() if d.is_dir()
                          and (seeds is None or s in seeds)}
+            if lib == "ours" and case.entry:
+                sources[name] = (f"{ours_runs} (the protocol's runs)" if ours_runs is not None
+                                 else f"{base} (this harness's runs)")
         if not any(libs.values()):
             continue
         curves[name] = libs
@@ -719,6 +745,8 @@ def report(out: Path, names: list[str], seeds: Optional[list[int]] = None, margi
         o, s = t.get("ours", (0, 0, float("nan"))), t.get("sb3", (0, 0, float("nan")))
         wall = [f"{w:.0f}" if w == w else "—" for w in (o[2], s[2])]  # nan: no wall_s (a protocol's own runs)
         lines.append(f"| {name} | {o[0]} / {o[1]} | {wall[0]} | {s[0]} / {s[1]} | {wall[1]} | {CASES[name].aligned} |")
+    if sources:
+        lines += ["", "Our side of each protocol case: " + "; ".join(f"{n}: {w}" for n, w in sources.items()) + "."]
     per_seed = ["", "Per seed (final budget, and the window's mean where a case has one):", ""]
     for e in rows:
         if e["budget"] == CASES[e["case"]].budgets[-1] or isinstance(e["budget"], str):
@@ -821,6 +849,9 @@ def main(argv=None) -> None:
             print(f"update {i + 1}: max |ours - SB3| " + "  ".join(f"{k} {v:.2e}" for k, v in d.items() if k != "actor_moved")
                   + f"  (our actor moved {d['actor_moved']:.2e})")
         return
+    unknown = [c for c in ([args.case] if args.cmd == "_sb3" else getattr(args, "cases", [])) if c not in CASES]
+    if unknown:
+        raise SystemExit(f"error: unknown case(s) {', '.join(unknown)}; allowed: {', '.join(sorted(CASES))}")
     if args.cmd == "_sb3":
         sb3_job(CASES[args.case], args.seed, args.dir)
         return
