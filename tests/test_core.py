@@ -331,3 +331,45 @@ def test_every_agent_acts_on_a_batch_of_tensors_and_one_row_draws_as_before():
             expected = int(agent.q(x[t:t + 1]).argmax(dim=1)[0])
         assert int(got[0]) == expected, t
     assert agent.explore_steps == 200 and torch.equal(agent.rng.explore.get_state(), gen.get_state())
+
+
+def test_minimize_first_step_falls_back_when_torch_cannot_make_the_state_privately(monkeypatch):
+    """The first step makes the optimizer state with torch's private ``_init_group``; a torch where that is gone or
+    changed takes the public step instead, with the same result."""
+    def step_all(broken: bool):
+        torch.manual_seed(0)
+        net = mlp(3, [8], 1)
+        opt = adam(net.parameters(), 1e-2)
+        if broken:  # our call (the first) fails as on a torch where it changed; opt.step()'s own calls work
+            real, calls = type(opt)._init_group, []
+
+            def changed(self, *a):
+                calls.append(1)
+                if len(calls) == 1:
+                    raise TypeError("_init_group() takes 8 positional arguments but 7 were given")
+                return real(self, *a)
+            monkeypatch.setattr(type(opt), "_init_group", changed)
+        for _ in range(3):
+            minimize(opt, net(torch.arange(6.0).view(2, 3)).pow(2).mean())
+        monkeypatch.undo()
+        return [p.detach().clone() for p in net.parameters()], opt.state_dict()
+
+    (fast, fast_state), (slow, slow_state) = step_all(False), step_all(True)
+    assert all(torch.equal(a, b) for a, b in zip(fast, slow))
+    for k, s in fast_state["state"].items():
+        assert all(torch.equal(v, slow_state["state"][k][n]) for n, v in s.items())
+
+
+def test_a_training_process_never_imports_torchs_compiler(tmp_path):
+    """A job of the command line (TD3 with a checkpoint: optimizer built, stepped, saved) never imports
+    torch._dynamo, which torch's optimizers import on their first call only to mark code as not to be compiled
+    (about as much CPU as ``import torch``, in every process of a sweep)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from rlbase.cli import cli; "
+            f"rc = cli(['algo=td3', 'env=pendulum', 'logger=none', 'total_steps=300', 'eval_every=300', "
+            f"'checkpoint_every=150', 'hydra.run.dir={tmp_path / 'run'}']); "
+            "print('rc', rc, 'dynamo', 'torch._dynamo' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.stdout.split()[-4:] == ["rc", "0", "dynamo", "False"], proc.stdout[-2000:] + proc.stderr[-2000:]

@@ -168,6 +168,46 @@ def bf16_autocast(device: torch.device, enabled: bool = True) -> contextlib.Abst
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
+def skip_compiler_marks() -> int:
+    """Spare this process torch's import of its compiler (``torch._dynamo``, about as much CPU as ``import torch``
+    itself: ~1.4 s here) that the first optimizer built or stepped triggers. torch wraps some optimizer code
+    (``Optimizer.add_param_group``, ``zero_grad``, ``state_dict``, ``load_state_dict``, the functional updates'
+    fallbacks) in ``torch._disable_dynamo``, which imports the compiler on the first call only to mark that code as
+    "do not compile" (the mark is cached on the wrapped function). Called by the command line's job function, in
+    processes that compile nothing (rlbase never calls ``torch.compile``): there the mark does nothing, so it is set
+    to the plain function and the import never happens. Not called by ``rlbase.api`` (a user's own process may
+    compile). Returns how many functions it marked; with a torch that stores the mark differently it marks nothing
+    and changes nothing but the time."""
+    import sys
+
+    if "torch._dynamo" in sys.modules:  # already paid for (or compiling): nothing to spare
+        return 0
+    import torch.optim.optimizer as optimizer
+    from torch._compile import _disable_dynamo
+
+    code = _disable_dynamo(lambda: None).__code__  # the wrapper's code object, the same for every wrapped function
+    marked = 0
+
+    def mark(f) -> None:
+        nonlocal marked
+        fn = getattr(f, "__wrapped__", None)
+        if getattr(f, "__code__", None) is code and fn is not None and getattr(fn, "__dynamo_disable", None) is None:
+            setattr(fn, "__dynamo_disable", fn)
+            marked += 1
+
+    modules = [m for name, m in list(sys.modules.items()) if name.startswith("torch.optim") and m is not None]
+    for module in [optimizer, *modules]:
+        for obj in list(vars(module).values()):
+            for f in (vars(obj).values() if isinstance(obj, type) else [obj]):
+                mark(f)
+                for cell in getattr(f, "__closure__", None) or ():  # the functional updates' maybe_fallback
+                    try:
+                        mark(cell.cell_contents)
+                    except ValueError:  # an empty cell
+                        pass
+    return marked
+
+
 def adam(params, lr: float, weight_decay: float = 0.0, *, decoupled: bool = False, amsgrad: bool = False) -> torch.optim.Optimizer:
     """Adam (or AdamW with ``decoupled``) with the fused kernel: same math, about 3x faster steps on CPU."""
     cls = torch.optim.AdamW if decoupled else torch.optim.Adam
@@ -204,8 +244,10 @@ def minimize(opt: torch.optim.Optimizer, loss: torch.Tensor, clip_value: float =
         total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
         torch._foreach_mul_(grads, torch.clamp(clip_norm / (total + 1e-6), max=1.0))
     state = opt.state
+    if _FAST["ok"] and len(opt.param_groups) == 1 and group.get("fused") and len(state) < len(params):
+        _init_state(opt, params, grads)  # first step: torch's own state creation, then the same kernel as below
     if not _FAST["ok"] or len(opt.param_groups) > 1 or not group.get("fused") or len(state) < len(params):
-        _public_step(opt, params, grads)  # first step (torch creates the state), or a case the fast path does not cover
+        _public_step(opt, params, grads)  # a case the fast path does not cover (or the state could not be made)
         return
     st = [state[p] for p in params]
     steps = [s["step"] for s in st]
@@ -232,6 +274,24 @@ def minimize(opt: torch.optim.Optimizer, loss: torch.Tensor, clip_value: float =
 # The fast path of ``minimize`` calls torch's private fused Adam kernel; the first call that fails (an upgrade
 # moved or changed it) switches every later step to the public ``opt.step()`` for the rest of the process.
 _FAST = {"ok": True}
+
+
+def _init_state(opt: torch.optim.Optimizer, params: list, grads: list) -> None:
+    """Create the optimizer's missing per-parameter state (step, moments) with torch's own code, as its first
+    ``opt.step()`` would before the same kernel. Not through ``opt.step()``: that imports torch's compiler
+    (``torch._dynamo``, about as much CPU as ``import torch``) on its first call, in every process. Where this torch's
+    private ``_init_group`` is missing or changed, nothing is created and the caller takes the public step."""
+    for p, g in zip(params, grads):
+        p.grad = g
+    try:
+        with torch.no_grad():
+            opt._init_group(opt.param_groups[0], [], [], [], [], [], [])
+    except (AttributeError, TypeError, RuntimeError, KeyError):
+        for p in params:  # a partly made state must not pass for a made one: the public step makes it again
+            opt.state.pop(p, None)
+    finally:
+        for p in params:
+            p.grad = None
 
 
 def _public_step(opt: torch.optim.Optimizer, params: list, grads: list) -> None:
