@@ -433,11 +433,11 @@ def explicit_keys() -> set[str]:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    from rlbase.core.nets import skip_compiler_marks
+    from rlbase.core.nets import compiler_marks_skipped
 
-    skip_compiler_marks()  # a job process compiles nothing: no compiler import for torch's optimizer marks
     hc = HydraConfig.get()
-    return _job(cfg, hc, Path(hc.runtime.output_dir), hc.mode == RunMode.MULTIRUN)
+    with compiler_marks_skipped():  # a job compiles nothing: no compiler import for torch's optimizer marks
+        return _job(cfg, hc, Path(hc.runtime.output_dir), hc.mode == RunMode.MULTIRUN)
 
 
 def _job(cfg: DictConfig, hc: DictConfig, run_dir: Path, multirun: bool) -> float:

@@ -168,44 +168,50 @@ def bf16_autocast(device: torch.device, enabled: bool = True) -> contextlib.Abst
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
-def skip_compiler_marks() -> int:
-    """Spare this process torch's import of its compiler (``torch._dynamo``, about as much CPU as ``import torch``
-    itself: ~1.4 s here) that the first optimizer built or stepped triggers. torch wraps some optimizer code
-    (``Optimizer.add_param_group``, ``zero_grad``, ``state_dict``, ``load_state_dict``, the functional updates'
-    fallbacks) in ``torch._disable_dynamo``, which imports the compiler on the first call only to mark that code as
-    "do not compile" (the mark is cached on the wrapped function). Called by the command line's job function, in
-    processes that compile nothing (rlbase never calls ``torch.compile``): there the mark does nothing, so it is set
-    to the plain function and the import never happens. Not called by ``rlbase.api`` (a user's own process may
-    compile). Returns how many functions it marked; with a torch that stores the mark differently it marks nothing
-    and changes nothing but the time."""
+@contextlib.contextmanager
+def compiler_marks_skipped():
+    """Within it, torch's optimizer code does not import torch's compiler (``torch._dynamo``, about as much CPU and
+    memory as ``import torch`` itself) just to mark itself as not to be compiled. torch wraps ``Optimizer.
+    add_param_group``, ``zero_grad``, ``state_dict``, ``load_state_dict`` and the functional updates' fallbacks in
+    ``torch._disable_dynamo``, which imports the compiler on the first call to cache that mark on the wrapped
+    function; here the mark is the plain function (which is what it amounts to when nothing is compiled), and on
+    exit the marks set here are taken away again, so the process is as before for whatever runs next. The command
+    line's job function runs in it (rlbase never compiles); ``rlbase.runtime.api`` does not (a user's process may).
+    ``Optimizer.step()`` imports the compiler regardless, so only algorithms that step through :func:`minimize` are
+    spared it (DQN, DDPG, TD3, SAC, IQL; not A2C, A3C, PPO, BC, CQL's and BCQ's other optimizers). Yields how many
+    functions it marked: none where the compiler is already imported, or where this torch keeps the mark otherwise
+    (then only the time differs)."""
     import sys
 
-    if "torch._dynamo" in sys.modules:  # already paid for (or compiling): nothing to spare
-        return 0
-    import torch.optim.optimizer as optimizer
-    from torch._compile import _disable_dynamo
+    marked: list = []
+    if "torch._dynamo" not in sys.modules:  # imported already (or compiling): nothing to spare
+        import torch.optim.optimizer as optimizer
+        from torch._compile import _disable_dynamo
 
-    code = _disable_dynamo(lambda: None).__code__  # the wrapper's code object, the same for every wrapped function
-    marked = 0
+        code = _disable_dynamo(lambda: None).__code__  # the wrapper's code object, shared by every wrapped function
 
-    def mark(f) -> None:
-        nonlocal marked
-        fn = getattr(f, "__wrapped__", None)
-        if getattr(f, "__code__", None) is code and fn is not None and getattr(fn, "__dynamo_disable", None) is None:
-            setattr(fn, "__dynamo_disable", fn)
-            marked += 1
+        def mark(f) -> None:
+            fn = getattr(f, "__wrapped__", None)
+            if getattr(f, "__code__", None) is code and fn is not None and getattr(fn, "__dynamo_disable", None) is None:
+                setattr(fn, "__dynamo_disable", fn)
+                marked.append(fn)
 
-    modules = [m for name, m in list(sys.modules.items()) if name.startswith("torch.optim") and m is not None]
-    for module in [optimizer, *modules]:
-        for obj in list(vars(module).values()):
-            for f in (vars(obj).values() if isinstance(obj, type) else [obj]):
-                mark(f)
-                for cell in getattr(f, "__closure__", None) or ():  # the functional updates' maybe_fallback
-                    try:
-                        mark(cell.cell_contents)
-                    except ValueError:  # an empty cell
-                        pass
-    return marked
+        modules = [m for name, m in list(sys.modules.items()) if name.startswith("torch.optim") and m is not None]
+        for module in [optimizer, *modules]:
+            for obj in list(vars(module).values()):
+                for f in (vars(obj).values() if isinstance(obj, type) else [obj]):
+                    mark(f)
+                    for cell in getattr(f, "__closure__", None) or ():  # the functional updates' maybe_fallback
+                        try:
+                            mark(cell.cell_contents)
+                        except ValueError:  # an empty cell
+                            pass
+    try:
+        yield len(marked)
+    finally:
+        for fn in marked:
+            if getattr(fn, "__dynamo_disable", None) is fn:
+                delattr(fn, "__dynamo_disable")
 
 
 def adam(params, lr: float, weight_decay: float = 0.0, *, decoupled: bool = False, amsgrad: bool = False) -> torch.optim.Optimizer:
@@ -280,15 +286,21 @@ def _init_state(opt: torch.optim.Optimizer, params: list, grads: list) -> None:
     """Create the optimizer's missing per-parameter state (step, moments) with torch's own code, as its first
     ``opt.step()`` would before the same kernel. Not through ``opt.step()``: that imports torch's compiler
     (``torch._dynamo``, about as much CPU as ``import torch``) on its first call, in every process. Where this torch's
-    private ``_init_group`` is missing or changed, nothing is created and the caller takes the public step."""
+    private ``_init_group`` is missing or fails, the state it was making is taken away again (state made before is
+    kept) and the caller takes the public step."""
+    missing = [p for p in params if p not in opt.state]
     for p, g in zip(params, grads):
         p.grad = g
     try:
         with torch.no_grad():
             opt._init_group(opt.param_groups[0], [], [], [], [], [], [])
-    except (AttributeError, TypeError, RuntimeError, KeyError):
-        for p in params:  # a partly made state must not pass for a made one: the public step makes it again
+    except Exception as e:  # any failure of a private call: the public step does it instead
+        for p in missing:
             opt.state.pop(p, None)
+        if not _FAST.get("init_warned"):
+            _FAST["init_warned"] = True
+            log.warning("torch's private Adam._init_group is not usable here (%s); the first step goes through "
+                        "opt.step() (the same arithmetic; it imports torch's compiler)", type(e).__name__)
     finally:
         for p in params:
             p.grad = None

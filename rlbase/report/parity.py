@@ -61,6 +61,7 @@ class Case:
     label: str = ""  # a case of its own under this name (both sides run), e.g. a protocol's entry
     entry: str = ""  # the protocol entry it was read from: ours can be that protocol's runs (report --ours-runs)
     protocol: str = ""  # ... and that protocol's name (the --ours-runs directory must be its run directory)
+    protocol_file: str = ""  # ... and its file (our side's committed curves lie beside it)
     window: tuple[int, ...] = ()  # also compared: each seed's mean over these evaluations (a protocol's statistic)
 
     @property
@@ -126,7 +127,7 @@ def protocol_cases(path: Path, suffix: str, aligned: str, budgets: tuple[int, ..
         cases.append(Case(values["algo"], values["env"], steps, int(values["eval_every"]),
                           budgets or (int(spec.get("final_steps", {}).get(e["name"], steps)),), tuple(rest), aligned,
                           label=f"{e['name'].replace('-', '_')}_{suffix}", entry=e["name"], protocol=spec["name"],
-                          window=window))
+                          protocol_file=str(path), window=window))
     clash = [c.name for c in cases if c.name in CASES]
     if clash:
         raise ValueError(f"{path}: parity case names already taken: {', '.join(clash)}")
@@ -628,11 +629,19 @@ def _evals(run_dir: Path) -> dict[int, float]:
     return {int(r["step"]): float(r["eval/return_mean"]) for r in read_metrics(path) if "eval/return_mean" in r}
 
 
+def _rel_path(path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def _committed(case: Case) -> dict[int, tuple[dict[int, float], bool, Path]]:
     """A protocol case's finished runs as its committed files have them: {seed: ({step: return}, True, csv)}."""
     from rlbase.report import protocol
 
-    spec = protocol.load(ROOT / "benchmarks" / case.protocol / "protocol.yaml")
+    spec = protocol.load(Path(case.protocol_file) if case.protocol_file else ROOT / "benchmarks" / case.protocol
+                         / "protocol.yaml")
     out = {}
     for key, rec in protocol.finished_records(spec).items():
         if rec.get("entry") != case.entry:
@@ -682,7 +691,9 @@ def report(out: Path, names: list[str], seeds: Optional[list[int]] = None, margi
                 # no run of ours here: the protocol's committed curves (its finished runs), so that the report
                 # can be made again from the repository alone
                 libs[lib] = {s: v for s, v in _committed(case).items() if seeds is None or s in seeds}
-                sources[name] = f"benchmarks/{case.protocol}/{case.entry}-seed<k>.csv (committed, finished runs)"
+                where = _rel_path(Path(case.protocol_file).parent) if case.protocol_file else f"benchmarks/{case.protocol}"
+                sources[name] = (f"{where}/{case.entry}-seed<k>.csv (committed; finished runs only, unfinished ones "
+                                 "not counted)" if libs[lib] else f"no committed finished run of {case.entry} yet")
                 continue
             libs[lib] = {s: (_evals(d), (d / "done").exists(), d) for s, d in runs.items() if d.is_dir()
                          and (seeds is None or s in seeds)}
